@@ -1,0 +1,252 @@
+"""THE camera convention of WorldFM Bridge, and every conversion to and from it.
+
+Our convention (the same as the published WorldFM ``meta.json``):
+
+* camera axes are OpenCV's: x right, y down, z forward (the optical axis);
+* a pose is a 4x4 camera-to-world matrix ``c2w`` in a right-handed world, in metres;
+* intrinsics ``K`` are 3x3 in pixels; pixel ``(row i, col j)`` has its centre at
+  ``(u, v) = (j + 0.5, i + 0.5)``, so a W x H image spans ``[0, W] x [0, H]`` and a
+  centred camera has ``cx = W / 2, cy = H / 2``.
+
+Other conventions are converted here and nowhere else:
+
+* Unreal Engine: left-handed world, X forward, Y right, Z up, centimetres, camera
+  rotation as pitch/yaw/roll in degrees (``FRotator``), horizontal FOV in degrees.
+  Our world is Unreal's with Y mirrored and scaled to metres:
+  ``p_ours = diag(1, -1, 1) @ p_ue / 100`` -- so our world is Z-up and right-handed.
+* nerfstudio / OpenGL: camera x right, y up, z backward; same world.
+
+This module imports nothing of ours, so every package (and the C++ plugin, through the
+JSON vectors in ``tests/data/camera_vectors.json``) can rely on it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "CameraError",
+    "validate_c2w",
+    "validate_K",
+    "c2w_to_w2c",
+    "ue_to_c2w",
+    "c2w_to_ue",
+    "opengl_to_c2w",
+    "c2w_to_opengl",
+    "K_from_hfov",
+    "hfov_from_K",
+    "scale_K",
+    "project",
+    "look_at",
+]
+
+# Tolerances for "rigid": poses read from float32 files (e.g. the WorldFM meta.json)
+# are orthonormal only to ~1e-7, so be lenient enough for float32 but catch real errors.
+ORTHONORMAL_TOL = 1e-4
+_FLIP_Y = np.diag([1.0, -1.0, 1.0])  # Unreal world <-> our world (mirror Y)
+_CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])  # camera-axes flip, its own inverse
+UE_CM_PER_M = 100.0
+
+
+class CameraError(ValueError):
+    """A pose or intrinsics matrix that is not a valid camera; the message says why."""
+
+
+def validate_c2w(c2w: np.ndarray, name: str = "c2w") -> np.ndarray:
+    """Return ``c2w`` as float64 (4, 4) or (N, 4, 4) after checking it is a rigid transform.
+
+    Rejects wrong shapes, non-finite values, a last row other than [0, 0, 0, 1],
+    rotations that are not orthonormal, and reflections (det = -1).
+    """
+    m = np.asarray(c2w, dtype=np.float64)
+    if m.shape[-2:] != (4, 4) or m.ndim not in (2, 3):
+        raise CameraError(f"{name} must be a 4x4 matrix (or N x 4 x 4); got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise CameraError(f"{name} must be finite; it contains NaN or inf")
+    batch = m.reshape(-1, 4, 4)
+    for idx, pose in enumerate(batch):
+        where = f"{name}[{idx}]" if m.ndim == 3 else name
+        if not np.allclose(pose[3], [0.0, 0.0, 0.0, 1.0], atol=ORTHONORMAL_TOL):
+            raise CameraError(f"{where} last row must be [0, 0, 0, 1]; got {pose[3].tolist()}")
+        rot = pose[:3, :3]
+        err = float(np.abs(rot @ rot.T - np.eye(3)).max())
+        if err > ORTHONORMAL_TOL:
+            raise CameraError(
+                f"{where} rotation must be orthonormal (a rigid transform, no scale or shear); "
+                f"max |R R^T - I| = {err:.3g} > {ORTHONORMAL_TOL:g}"
+            )
+        det = float(np.linalg.det(rot))
+        if det < 0:
+            raise CameraError(
+                f"{where} must be a rigid transform; got det(R)={det:.3g} "
+                "(a reflection: mixed-handed axes? convert with models.cameras first)"
+            )
+    return m
+
+
+def validate_K(K: np.ndarray, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """Return ``K`` as float64 (3, 3) after checking it is a pinhole intrinsics matrix.
+
+    With ``width``/``height``, also checks the principal point lies inside the image,
+    which catches a K written for another resolution (e.g. a 512 px K on a 256 px image).
+    """
+    k = np.asarray(K, dtype=np.float64)
+    if k.shape != (3, 3):
+        raise CameraError(f"K must be 3x3; got shape {k.shape}")
+    if not np.all(np.isfinite(k)):
+        raise CameraError("K must be finite; it contains NaN or inf")
+    if k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise CameraError(f"focal lengths must be positive; got fx={k[0, 0]:g}, fy={k[1, 1]:g}")
+    if not np.allclose(k[2], [0.0, 0.0, 1.0]) or k[1, 0] != 0:
+        raise CameraError(f"K must be upper-triangular with last row [0, 0, 1]; got {k.tolist()}")
+    if width is not None and height is not None:
+        if width <= 0 or height <= 0:
+            raise CameraError(f"image size must be positive; got {width}x{height}")
+        if not (0 < k[0, 2] < width and 0 < k[1, 2] < height):
+            raise CameraError(
+                f"principal point ({k[0, 2]:g}, {k[1, 2]:g}) lies outside a {width}x{height} image; "
+                "is K written for another resolution? rescale it with models.cameras.scale_K"
+            )
+    return k
+
+
+def c2w_to_w2c(c2w: np.ndarray) -> np.ndarray:
+    """Closed-form inverse of rigid transforms, (..., 4, 4) -> (..., 4, 4)."""
+    c2w = np.asarray(c2w, dtype=np.float64)
+    rot_t = np.swapaxes(c2w[..., :3, :3], -1, -2)
+    w2c = np.zeros_like(c2w)
+    w2c[..., :3, :3] = rot_t
+    w2c[..., :3, 3] = -(rot_t @ c2w[..., :3, 3:4])[..., 0]
+    w2c[..., 3, 3] = 1.0
+    return w2c
+
+
+def _ue_axes(pitch: float, yaw: float, roll: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward, right and up unit vectors of an Unreal ``FRotator`` in Unreal's world.
+
+    Same formula as Unreal's ``FRotationMatrix``: rows X (forward), Y (right), Z (up).
+    """
+    sp, cp = math.sin(math.radians(pitch)), math.cos(math.radians(pitch))
+    sy, cy = math.sin(math.radians(yaw)), math.cos(math.radians(yaw))
+    sr, cr = math.sin(math.radians(roll)), math.cos(math.radians(roll))
+    forward = np.array([cp * cy, cp * sy, sp])
+    right = np.array([sr * sp * cy - cr * sy, sr * sp * sy + cr * cy, -sr * cp])
+    up = np.array([-(cr * sp * cy + sr * sy), cy * sr - cr * sp * sy, cr * cp])
+    return forward, right, up
+
+
+def ue_to_c2w(location_cm: np.ndarray, rotation_pyr_deg: np.ndarray) -> np.ndarray:
+    """Unreal camera (location in cm, ``(pitch, yaw, roll)`` in degrees) -> our c2w (4, 4).
+
+    The OpenCV camera axes are Unreal's right (x), -up (y) and forward (z), mirrored into
+    our world.
+    """
+    loc = np.asarray(location_cm, dtype=np.float64)
+    rot = np.asarray(rotation_pyr_deg, dtype=np.float64)
+    if loc.shape != (3,) or rot.shape != (3,):
+        raise CameraError(f"Unreal location and rotation must have 3 values each; got {loc.shape}, {rot.shape}")
+    if not (np.all(np.isfinite(loc)) and np.all(np.isfinite(rot))):
+        raise CameraError("Unreal location/rotation must be finite; got NaN or inf")
+    forward, right, up = _ue_axes(*rot)
+    c2w = np.eye(4)
+    c2w[:3, 0] = _FLIP_Y @ right
+    c2w[:3, 1] = _FLIP_Y @ -up
+    c2w[:3, 2] = _FLIP_Y @ forward
+    c2w[:3, 3] = _FLIP_Y @ loc / UE_CM_PER_M
+    return c2w
+
+
+def c2w_to_ue(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Our c2w (4, 4) -> Unreal ``(location_cm (3,), (pitch, yaw, roll) degrees (3,))``.
+
+    Angles follow Unreal's ``FMatrix::Rotator``: pitch in [-90, 90], yaw and roll in (-180, 180].
+    """
+    m = validate_c2w(c2w)
+    if m.ndim != 2:
+        raise CameraError("c2w_to_ue converts one pose at a time")
+    right = _FLIP_Y @ m[:3, 0]
+    up = -(_FLIP_Y @ m[:3, 1])
+    forward = _FLIP_Y @ m[:3, 2]
+    pitch = math.degrees(math.atan2(forward[2], math.hypot(forward[0], forward[1])))
+    yaw = math.degrees(math.atan2(forward[1], forward[0]))
+    # Roll is measured against the right axis the same pitch/yaw would have at zero roll.
+    right0 = np.array([-math.sin(math.radians(yaw)), math.cos(math.radians(yaw)), 0.0])
+    roll = math.degrees(math.atan2(float(up @ right0), float(right @ right0)))
+    loc = _FLIP_Y @ m[:3, 3] * UE_CM_PER_M
+    return loc, np.array([pitch, yaw, roll])
+
+
+def opengl_to_c2w(c2w_gl: np.ndarray) -> np.ndarray:
+    """nerfstudio/OpenGL camera-to-world (camera y up, z backward) -> ours; (..., 4, 4)."""
+    return validate_c2w(c2w_gl, "OpenGL c2w") @ _CV_TO_GL
+
+
+def c2w_to_opengl(c2w: np.ndarray) -> np.ndarray:
+    """Our camera-to-world -> nerfstudio/OpenGL (camera y up, z backward); (..., 4, 4)."""
+    return validate_c2w(c2w) @ _CV_TO_GL
+
+
+def K_from_hfov(hfov_deg: float, width: int, height: int) -> np.ndarray:
+    """Intrinsics for a centred pinhole camera with square pixels and horizontal FOV in degrees."""
+    if not (math.isfinite(hfov_deg) and 0 < hfov_deg < 180):
+        raise CameraError(f"horizontal FOV must be in (0, 180) degrees; got {hfov_deg}")
+    if width <= 0 or height <= 0:
+        raise CameraError(f"image size must be positive; got {width}x{height}")
+    f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def hfov_from_K(K: np.ndarray, width: int) -> float:
+    """Horizontal FOV in degrees of intrinsics ``K`` for an image ``width`` pixels wide."""
+    k = validate_K(K)
+    return math.degrees(2.0 * math.atan((width / 2.0) / k[0, 0]))
+
+
+def scale_K(K: np.ndarray, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
+    """Rescale intrinsics from an image of ``src_size=(W, H)`` to one of ``dst_size=(W, H)``.
+
+    Exact under our pixel-centre convention (the image spans [0, W] x [0, H]).
+    """
+    k = validate_K(K).copy()
+    sx, sy = dst_size[0] / src_size[0], dst_size[1] / src_size[1]
+    k[0] *= sx
+    k[1] *= sy
+    return k
+
+
+def project(points_world: np.ndarray, K: np.ndarray, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points [N, 3] (metres) to pixel coordinates [N, 2] and z-depth [N] (metres).
+
+    Points behind the camera get depth <= 0; their pixel coordinates are meaningless.
+    """
+    w2c = c2w_to_w2c(validate_c2w(c2w))
+    k = validate_K(K)
+    pts = np.asarray(points_world, dtype=np.float64)
+    cam = pts @ w2c[:3, :3].T + w2c[:3, 3]
+    z = cam[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = (cam[:, :2] / z[:, None]) @ k[:2, :2].T + k[:2, 2]
+    return uv, z
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0)) -> np.ndarray:
+    """c2w (4, 4) of a camera at ``eye`` looking at ``target``; ``up`` is world up (Z by default).
+
+    The image's "up" (-y) points as close to ``up`` as the view direction allows.
+    """
+    eye = np.asarray(eye, dtype=np.float64)
+    forward = np.asarray(target, dtype=np.float64) - eye
+    norm = np.linalg.norm(forward)
+    if norm < 1e-9:
+        raise CameraError("look_at needs target != eye")
+    forward /= norm
+    right = np.cross(forward, np.asarray(up, dtype=np.float64))
+    if np.linalg.norm(right) < 1e-9:
+        raise CameraError("look_at: view direction is parallel to the up vector; pick another up")
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye
+    return c2w
