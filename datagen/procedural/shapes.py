@@ -1,0 +1,250 @@
+"""Analytic shapes of the procedural scenes and their vectorised ray queries.
+
+Every shape answers the same two questions on float32 NumPy arrays, world frame, metres:
+
+* ``intersect(o, d) -> t``: distance along unit rays to the first surface hit beyond
+  ``T_MIN``, ``inf`` where the ray misses. ``o`` is one origin (3,) or one per ray (n, 3);
+  ``d`` is (n, 3) unit directions.
+* ``surface(p) -> (normal (n, 3), uv (n, 2) metres, material (n,) int)``: outward unit
+  normal, texture coordinates measured along the surface, and material index at hit points.
+
+Objects (``Box``, ``Sphere``, ``Cylinder``) also answer ``contains(p, margin) -> (m,) bool``
+(points inside the shape grown by ``margin`` metres, to keep cameras out of objects) and
+``bound() -> (centre (3,), radius)``, a bounding sphere that lets the renderer skip rays that
+cannot hit them. The enclosures (``Room`` seen from inside, ``Ground`` plane) are tested
+against every ray and never occlude the lights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+T_MIN = 1e-4  # metres; hits closer than this are the ray's own surface (shadow-ray acne)
+_TINY = np.float32(1e-12)
+
+
+def _no_zero(x: np.ndarray) -> np.ndarray:
+    """Replace exact zeros by a tiny value so 1/x is finite and slab maths never sees 0 * inf."""
+    return np.where(x == 0, _TINY, x)
+
+
+def _slabs(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entry and exit distances (n,), (n,) of rays through the axis-aligned slab box [lo, hi].
+
+    Per-axis columns instead of ``.max(axis=1)``: NumPy reduces short rows slowly.
+    """
+    t_near = t_far = None
+    for a in range(3):
+        inv = 1.0 / _no_zero(d[:, a])
+        t1 = (lo[a] - o[:, a]) * inv
+        t2 = (hi[a] - o[:, a]) * inv
+        near, far = np.minimum(t1, t2), np.maximum(t1, t2)
+        t_near = near if t_near is None else np.maximum(t_near, near)
+        t_far = far if t_far is None else np.minimum(t_far, far)
+    return t_near, t_far
+
+
+def _as_rows(o: np.ndarray, n: int) -> np.ndarray:
+    """Origin(s) as (n, 3) or (1, 3), broadcastable against (n, 3) directions."""
+    o = np.asarray(o, dtype=np.float32)
+    return o.reshape(1, 3) if o.ndim == 1 else o.reshape(n, 3)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box turned by ``yaw`` radians about +Z around its ``center``; ``half`` sizes in metres."""
+
+    center: tuple[float, float, float]
+    half: tuple[float, float, float]
+    yaw: float
+    material: int
+
+    def _rot(self) -> np.ndarray:
+        """Local-to-world rotation (3, 3); columns are the box axes in the world."""
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+
+    def bound(self) -> tuple[np.ndarray, float]:
+        return np.asarray(self.center, np.float32), float(np.linalg.norm(self.half))
+
+    def _local(self, p: np.ndarray) -> np.ndarray:
+        return (p - np.asarray(self.center, np.float32)) @ self._rot()
+
+    def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+        o = _as_rows(o, len(d)) - np.asarray(self.center, np.float32)
+        if self.yaw != 0.0:
+            rot = self._rot()
+            o, d = o @ rot, d @ rot
+        t_near, t_far = _slabs(o, d, -np.asarray(self.half, np.float32), np.asarray(self.half, np.float32))
+        t = np.where(t_near > T_MIN, t_near, t_far)
+        return np.where((t_near <= t_far) & (t_far > T_MIN), t, np.float32(np.inf))
+
+    def surface(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        h = np.asarray(self.half, np.float32)
+        pl = self._local(p)
+        axis = np.abs(pl / h).argmax(axis=1)
+        rows = np.arange(len(p))
+        normal_local = np.zeros_like(pl)
+        normal_local[rows, axis] = np.sign(pl[rows, axis])
+        # Texture axes per face: the two local axes the face spans, from its corner.
+        shifted = pl + h
+        u_axis = np.where(axis == 0, 1, 0)
+        v_axis = np.where(axis == 2, 1, 2)
+        uv = np.stack([shifted[rows, u_axis], shifted[rows, v_axis]], axis=1)
+        return normal_local @ self._rot().T, uv, np.full(len(p), self.material)
+
+    def contains(self, p: np.ndarray, margin: float) -> np.ndarray:
+        pl = self._local(np.asarray(p, np.float32).reshape(-1, 3))
+        return np.all(np.abs(pl) <= np.asarray(self.half, np.float32) + margin, axis=1)
+
+
+@dataclass(frozen=True)
+class Sphere:
+    center: tuple[float, float, float]
+    radius: float
+    material: int
+
+    def bound(self) -> tuple[np.ndarray, float]:
+        return np.asarray(self.center, np.float32), float(self.radius)
+
+    def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+        oc = _as_rows(o, len(d)) - np.asarray(self.center, np.float32)
+        b = np.einsum("ij,ij->i", np.broadcast_to(oc, d.shape), d)
+        c = np.einsum("ij,ij->i", oc, oc) - np.float32(self.radius**2)
+        disc = b * b - c
+        sq = np.sqrt(np.maximum(disc, 0))
+        t0, t1 = -b - sq, -b + sq
+        t = np.where(t0 > T_MIN, t0, t1)
+        return np.where((disc >= 0) & (t > T_MIN), t, np.inf).astype(np.float32)
+
+    def surface(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = (p - np.asarray(self.center, np.float32)) / np.float32(self.radius)
+        r = np.float32(self.radius)
+        uv = np.stack([r * np.arctan2(n[:, 1], n[:, 0]), r * np.arcsin(np.clip(n[:, 2], -1, 1))], axis=1)
+        return n, uv, np.full(len(p), self.material)
+
+    def contains(self, p: np.ndarray, margin: float) -> np.ndarray:
+        p = np.asarray(p, np.float32).reshape(-1, 3)
+        return np.linalg.norm(p - np.asarray(self.center, np.float32), axis=1) <= self.radius + margin
+
+
+@dataclass(frozen=True)
+class Cylinder:
+    """An upright capped cylinder: axis along +Z through ``center_xy``, from ``z0`` to ``z1``."""
+
+    center_xy: tuple[float, float]
+    radius: float
+    z0: float
+    z1: float
+    material: int
+
+    def bound(self) -> tuple[np.ndarray, float]:
+        cx, cy = self.center_xy
+        half_h = (self.z1 - self.z0) / 2
+        return np.array([cx, cy, self.z0 + half_h], np.float32), math.hypot(self.radius, half_h)
+
+    def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+        o = _as_rows(o, len(d))
+        ox = o[:, 0] - np.float32(self.center_xy[0])
+        oy = o[:, 1] - np.float32(self.center_xy[1])
+        oz = o[:, 2]
+        dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
+        a = _no_zero(dx * dx + dy * dy)
+        b = ox * dx + oy * dy
+        c = ox * ox + oy * oy - np.float32(self.radius**2)
+        disc = b * b - a * c
+        sq = np.sqrt(np.maximum(disc, 0))
+        best = np.full(len(d), np.inf, np.float32)
+        for t in ((-b - sq) / a, (-b + sq) / a):
+            z = oz + t * dz
+            ok = (disc >= 0) & (t > T_MIN) & (z >= self.z0) & (z <= self.z1)
+            best = np.where(ok & (t < best), t, best)
+        inv_dz = 1.0 / _no_zero(dz)
+        for zc in (self.z0, self.z1):
+            t = (np.float32(zc) - oz) * inv_dz
+            px, py = ox + t * dx, oy + t * dy
+            ok = (t > T_MIN) & (px * px + py * py <= np.float32(self.radius**2))
+            best = np.where(ok & (t < best), t, best)
+        return best.astype(np.float32)
+
+    def surface(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rx = p[:, 0] - np.float32(self.center_xy[0])
+        ry = p[:, 1] - np.float32(self.center_xy[1])
+        rad = np.sqrt(rx * rx + ry * ry)
+        to_cap = np.minimum(np.abs(p[:, 2] - self.z0), np.abs(p[:, 2] - self.z1))
+        on_side = np.abs(rad - self.radius) < to_cap
+        safe = np.maximum(rad, np.float32(1e-9))
+        cap_sign = np.where(p[:, 2] > (self.z0 + self.z1) / 2, 1.0, -1.0).astype(np.float32)
+        zeros = np.zeros_like(rad)
+        normal = np.where(
+            on_side[:, None],
+            np.stack([rx / safe, ry / safe, zeros], axis=1),
+            np.stack([zeros, zeros, cap_sign], axis=1),
+        )
+        side_uv = np.stack([np.float32(self.radius) * np.arctan2(ry, rx), p[:, 2] - self.z0], axis=1)
+        uv = np.where(on_side[:, None], side_uv, np.stack([rx, ry], axis=1))
+        return normal, uv, np.full(len(p), self.material)
+
+    def contains(self, p: np.ndarray, margin: float) -> np.ndarray:
+        p = np.asarray(p, np.float32).reshape(-1, 3)
+        rad = np.hypot(p[:, 0] - self.center_xy[0], p[:, 1] - self.center_xy[1])
+        return (rad <= self.radius + margin) & (p[:, 2] >= self.z0 - margin) & (p[:, 2] <= self.z1 + margin)
+
+
+@dataclass(frozen=True)
+class Room:
+    """An axis-aligned room seen from inside: ``lo``/``hi`` corners, one material per face.
+
+    Faces are numbered ``2 * axis + (1 if the face is at hi else 0)``: -x, +x, -y, +y,
+    floor, ceiling.
+    """
+
+    lo: tuple[float, float, float]
+    hi: tuple[float, float, float]
+    face_materials: tuple[int, int, int, int, int, int]
+
+    def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+        # From inside, the first wall hit is where the ray leaves the box.
+        _, t = _slabs(_as_rows(o, len(d)), d, np.asarray(self.lo, np.float32), np.asarray(self.hi, np.float32))
+        return np.where(t > T_MIN, t, np.float32(np.inf))
+
+    def surface(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lo, hi = np.asarray(self.lo, np.float32), np.asarray(self.hi, np.float32)
+        gaps = np.concatenate([np.abs(p - lo), np.abs(p - hi)], axis=1)  # (n, 6): -x,-y,-z,+x,+y,+z
+        nearest = gaps.argmin(axis=1)
+        axis, at_hi = nearest % 3, nearest // 3
+        rows = np.arange(len(p))
+        normal = np.zeros_like(p)
+        normal[rows, axis] = np.where(at_hi == 1, -1.0, 1.0)  # pointing into the room
+        u_axis = np.where(axis == 0, 1, 0)
+        v_axis = np.where(axis == 2, 1, 2)
+        uv = np.stack([p[rows, u_axis] - lo[u_axis], p[rows, v_axis] - lo[v_axis]], axis=1)
+        material = np.asarray(self.face_materials)[2 * axis + at_hi]
+        return normal, uv, material
+
+
+@dataclass(frozen=True)
+class Ground:
+    """The plane z = 0 within ``|x|, |y| <= extent`` metres of the origin; beyond it is sky."""
+
+    extent: float
+    material: int
+
+    def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+        o = _as_rows(o, len(d))
+        t = -o[:, 2] / _no_zero(d[:, 2])
+        x, y = o[:, 0] + t * d[:, 0], o[:, 1] + t * d[:, 1]
+        ok = (t > T_MIN) & (np.abs(x) <= self.extent) & (np.abs(y) <= self.extent)
+        return np.where(ok, t, np.inf).astype(np.float32)
+
+    def surface(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        normal = np.zeros_like(p)
+        normal[:, 2] = 1.0
+        return normal, p[:, :2].copy(), np.full(len(p), self.material)
+
+
+Shape = Box | Sphere | Cylinder
+Enclosure = Room | Ground
