@@ -1,0 +1,154 @@
+"""The per-frame path: anchor render -> reference pick -> generator -> decode.
+
+``FramePipeline`` wraps ``models.anchor`` (offline build, online splatting, reference
+selection, hole filling) and an optional :class:`python_bridge.engine.Engine`. Without an
+engine it returns the anchor rendering with classical hole filling -- the clearly-logged
+fallback that lets the server and ``worldfm demo`` run on a machine with no model.
+
+The server, ``worldfm demo`` and ``worldfm render-path`` all render through this class, so
+a frame rendered offline is the frame the server would send for the same pose and seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from models.anchor import build_scene, fill_holes, render_cloud, select_reference, to_device
+from models.cameras import scale_K
+from models.scene import Frame
+from python_bridge.scenes import BuiltScene
+
+log = logging.getLogger(__name__)
+
+FALLBACK_FRAME_SIZE = (256, 256)  # (W, H) advertised when no model fixes the size
+SPLAT_RADIUS = 1  # pixels; closes pinholes between points at the render resolutions we serve
+
+
+@dataclass
+class RenderResult:
+    """One rendered frame: ``rgb`` uint8 (H, W, 3), the camera it answers (K (3, 3) pixels,
+    c2w (4, 4) metres), the reference candidate used, ``mode`` ("model" or "anchor") and
+    per-stage ``timings`` in milliseconds."""
+
+    rgb: np.ndarray
+    K: np.ndarray
+    c2w: np.ndarray
+    reference: int | None
+    mode: str
+    timings: dict[str, float] = field(default_factory=dict)
+    anchor: np.ndarray | None = None  # the anchor rendering (H, W, 3), for strips and debugging
+
+
+class _Stopwatch:
+    """Collects named stage durations in milliseconds."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + (now - self._t) * 1e3
+        self._t = now
+
+
+class FramePipeline:
+    """Renders frames of built scenes, with the model (``engine``) or the anchor fallback.
+
+    ``steps`` is the default generator step count (the smallest the model has unless set).
+    """
+
+    def __init__(self, engine=None, steps: int | None = None) -> None:
+        self.engine = engine
+        if engine is None:
+            log.warning("no model loaded: frames are the point-cloud anchor with hole filling (fallback mode)")
+            self.steps = None
+        else:
+            self.steps = steps or min(engine.steps)
+            if self.steps not in engine.steps:
+                raise ValueError(f"model {engine.manifest.name} has {list(engine.steps)}-step generators, not {self.steps}")
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(W, H) of frames when a request does not ask for a size."""
+        if self.engine is None:
+            return FALLBACK_FRAME_SIZE
+        h, w = self.engine.image_size
+        return w, h
+
+    def describe(self) -> dict:
+        """Model info for ``welcome``: the model's description, or the fallback's."""
+        if self.engine is None:
+            return {"name": "anchor-fallback", "frame_size": list(self.frame_size), "steps": [], "provider": "none"}
+        return {**self.engine.describe(), "default_steps": self.steps}
+
+    def build(self, frames: list[Frame]) -> BuiltScene:
+        """Offline stage: fuse the views into the anchor cloud and pick reference candidates."""
+        t0 = time.perf_counter()
+        anchor = build_scene(frames)
+        cloud = to_device(anchor.cloud, "cpu")
+        return BuiltScene(anchor=anchor, cloud=cloud, candidates=list(anchor.frames), points=len(anchor.cloud),
+                          build_ms=(time.perf_counter() - t0) * 1e3)
+
+    def default_K(self, scene: BuiltScene, size: tuple[int, int]) -> np.ndarray:
+        """Intrinsics for a request without K: the first candidate's, rescaled to ``size`` (W, H)."""
+        cam = scene.candidates[0].camera
+        return scale_K(cam.K, (cam.width, cam.height), size)
+
+    def render(self, scene: BuiltScene, c2w: np.ndarray, K: np.ndarray | None = None,
+               size: tuple[int, int] | None = None, steps: int | None = None, seed: int | None = None) -> RenderResult:
+        """One frame at camera (K (3, 3) pixels of ``size`` (W, H), c2w (4, 4) metres).
+
+        ``seed`` fixes the generator noise (the same seed gives the same frame); without it
+        the noise is fresh each call.
+        """
+        size = size or self.frame_size
+        K = self.default_K(scene, size) if K is None else K
+        clock = _Stopwatch()
+        if self.engine is None:
+            anchor = render_cloud(scene.cloud, K, c2w, size[0], size[1], splat_radius=SPLAT_RADIUS)
+            clock.lap("anchor_ms")
+            out = fill_holes(anchor.rgb, anchor.mask).numpy()
+            clock.lap("fill_ms")
+            return RenderResult(out, K, c2w, None, "anchor", clock.timings, anchor=anchor.rgb.numpy())
+        return self._generate(scene, K, c2w, size, steps or self.steps, seed, clock)
+
+    def _generate(self, scene: BuiltScene, K, c2w, size, steps, seed, clock: _Stopwatch) -> RenderResult:
+        engine = self.engine
+        if steps not in engine.steps:
+            raise ValueError(f"this model has {list(engine.steps)}-step generators; {steps} steps was asked")
+        h, w = engine.image_size
+        K_model = scale_K(K, size, (w, h))
+        anchor = render_cloud(scene.cloud, K_model, c2w, w, h, splat_radius=SPLAT_RADIUS)
+        anchor_rgb, mask = anchor.rgb.numpy(), anchor.mask.numpy()
+        clock.lap("anchor_ms")
+        index = int(select_reference(scene.anchor, K_model, c2w, w, h))
+        ref = scene.candidates[index]
+        ref_K = scale_K(ref.camera.K, (ref.camera.width, ref.camera.height), (w, h))
+        ref_latent, _ = scene.reference_latent(index, lambda: engine.encode(_resize(ref.rgb, (w, h))))
+        clock.lap("reference_ms")
+        anchor_latent = engine.encode(anchor_rgb)
+        clock.lap("encode_ms")
+        rng = np.random.default_rng(seed)
+        latent = engine.generate(steps, anchor_latent, mask, ref_latent, ref_K, ref.camera.c2w, K_model, c2w, rng)
+        clock.lap("generate_ms")
+        rgb = engine.decode(latent)
+        clock.lap("decode_ms")
+        if (w, h) != tuple(size):
+            rgb = _resize(rgb, size)
+            anchor_rgb = _resize(anchor_rgb, size)
+            clock.lap("resize_ms")
+        return RenderResult(rgb, K, c2w, index, "model", clock.timings, anchor=anchor_rgb)
+
+
+def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W, 3) -> (size[1], size[0], 3); area filter when shrinking, linear when growing."""
+    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
+        return rgb
+    shrink = size[0] < rgb.shape[1]
+    return cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

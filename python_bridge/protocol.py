@@ -1,0 +1,419 @@
+"""Wire format v1 of the WorldFM bridge: message types, encode/decode, validation, limits.
+
+Every message is one ZeroMQ multipart message (a DEALER client talks to the ROUTER server;
+the ROUTER adds and strips the peer identity frame itself)::
+
+    frame 0      msgpack map  {"v": 1, "type": "render", "id": 7, ...fields}
+    frame 1..n   raw little-endian array bytes, one per entry of header["blobs"]
+
+``header["blobs"]`` lists ``{"dtype": "uint8" | "float32", "shape": [...]}`` for each
+binary frame in order, so a receiver can check counts and sizes before it looks at the
+contents and can wrap each frame as a numpy array without a copy. Images travel as
+``uint8 (H, W, 3)`` RGB, depth as ``float32 (H, W)`` metres, a JPEG as ``uint8 (nbytes,)``.
+
+Replies carry the ``id`` of the request they answer. Poses are 4x4 camera-to-world
+matrices in metres and intrinsics 3x3 pixel matrices in the project convention
+(``models.cameras``), both sent row-major as flat lists (16 and 9 floats).
+
+The full contract, with an example of every message, is docs/protocol.md. Nothing here
+uses pickle; msgpack is decoded with ``strict_map_key`` and size caps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import msgpack
+import numpy as np
+
+from models.cameras import CameraError, validate_c2w, validate_K
+
+PROTOCOL_VERSION = 1
+
+# Message types. Requests travel client -> server, replies server -> client.
+HELLO, WELCOME = "hello", "welcome"
+OPEN_SCENE, ADD_VIEWS, VIEWS_ADDED, SCENE_READY = "open_scene", "add_views", "views_added", "scene_ready"
+RENDER, FRAME, SUPERSEDED = "render", "frame", "superseded"
+CLOSE_SCENE, SCENE_CLOSED = "close_scene", "scene_closed"
+PING, PONG = "ping", "pong"
+ERROR = "error"
+
+REQUEST_TYPES = (HELLO, OPEN_SCENE, ADD_VIEWS, RENDER, CLOSE_SCENE, PING)
+REPLY_TYPES = (WELCOME, VIEWS_ADDED, SCENE_READY, FRAME, SUPERSEDED, SCENE_CLOSED, PONG, ERROR)
+
+ENCODINGS = ("raw", "jpeg")
+
+# Error codes of the ``error`` reply; the message text says what to do.
+E_VERSION = "version_mismatch"
+E_MALFORMED = "malformed"  # not a v1 message at all: bad msgpack, missing header keys, frame counts
+E_BAD_REQUEST = "bad_request"  # a well-formed message with invalid fields (types, shapes, poses)
+E_LIMIT = "limit_exceeded"
+E_UNKNOWN_SCENE = "unknown_scene"
+E_NO_SESSION = "no_session"
+E_NOT_ALLOWED = "not_allowed"
+E_SHUTTING_DOWN = "shutting_down"
+E_INTERNAL = "internal"
+
+_DTYPES = {"uint8": np.dtype("<u1"), "float32": np.dtype("<f4")}
+
+
+class ProtocolError(Exception):
+    """A request the server cannot honour; becomes an ``error`` reply with ``code``."""
+
+    def __init__(self, code: str, message: str, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-field caps, checked before any work is done; advertised in ``welcome``.
+
+    ``max_message_bytes`` is also set as ZMQ_MAXMSGSIZE on the server socket: a peer that
+    sends a bigger single frame is disconnected by libzmq (no reply is possible), so the
+    other limits sit below it and are answered with ``limit_exceeded``.
+    """
+
+    max_message_bytes: int = 256 << 20
+    max_header_bytes: int = 64 << 10
+    max_image_side: int = 4096
+    max_render_side: int = 2048
+    max_views_per_message: int = 64
+    max_views_per_scene: int = 512
+    max_points: int = 20_000_000
+    max_scenes_per_client: int = 4
+    max_name_chars: int = 256
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Message:
+    """One decoded message: its ``type``, request ``id``, header ``fields`` and binary ``blobs``.
+
+    ``blobs`` are numpy arrays; on receive they are read-only views of the ZeroMQ frames.
+    """
+
+    type: str
+    id: int | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    blobs: list[np.ndarray] = field(default_factory=list)
+
+
+def encode(msg: Message) -> list[bytes | memoryview]:
+    """Message -> multipart frames (header first). Arrays are sent without a copy."""
+    blobs = [np.ascontiguousarray(b) for b in msg.blobs]
+    descs = []
+    for b in blobs:
+        name = next((n for n, dt in _DTYPES.items() if dt == b.dtype.newbyteorder("<")), None)
+        if name is None:
+            raise ValueError(f"blobs must be uint8 or float32 arrays; got {b.dtype}")
+        descs.append({"dtype": name, "shape": list(b.shape)})
+    header = {"v": PROTOCOL_VERSION, "type": msg.type, "id": msg.id, **msg.fields}
+    if descs:
+        header["blobs"] = descs
+    packed = msgpack.packb(header, use_bin_type=True)
+    return [packed, *(memoryview(b.astype(b.dtype.newbyteorder("<"), copy=False)).cast("B") for b in blobs)]
+
+
+def _frame_buffer(frame: Any) -> memoryview:
+    """The bytes of a received part: a ``zmq.Frame`` (zero-copy ``.buffer``) or bytes-like."""
+    buf = getattr(frame, "buffer", frame)
+    return memoryview(buf).cast("B")
+
+
+def peek_id(header_bytes: Any) -> int | None:
+    """Best-effort request id from a header that failed validation, for the error reply."""
+    try:
+        header = _unpack_header(_frame_buffer(header_bytes), 1 << 20)
+    except Exception:
+        return None
+    rid = header.get("id") if isinstance(header, dict) else None
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+
+
+def _unpack_header(buf: memoryview, max_bytes: int) -> Any:
+    if len(buf) > max_bytes:
+        raise ProtocolError(E_LIMIT, f"header is {len(buf)} bytes; the limit is {max_bytes}")
+    return msgpack.unpackb(
+        buf,
+        raw=False,
+        strict_map_key=True,
+        max_str_len=max_bytes,
+        max_bin_len=max_bytes,
+        max_array_len=1 << 16,
+        max_map_len=1 << 12,
+    )
+
+
+def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
+    """Multipart frames (identity already stripped) -> Message, checking the envelope.
+
+    Checks the header is a msgpack map with ``v``, ``type`` and ``id``, that the version is
+    ours (``version_mismatch`` otherwise) and that the binary frames match ``blobs`` in
+    count, dtype and byte size. Field contents are checked per type by ``validate_*``.
+    """
+    if not frames:
+        raise ProtocolError(E_MALFORMED, "empty message; a message starts with a msgpack header frame")
+    try:
+        header = _unpack_header(_frame_buffer(frames[0]), limits.max_header_bytes)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise ProtocolError(E_MALFORMED, f"header frame is not valid msgpack: {exc}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(E_MALFORMED, f"header must be a msgpack map; got {type(header).__name__}")
+    rid = header.get("id")
+    if rid is not None and (not isinstance(rid, int) or isinstance(rid, bool) or not 0 <= rid < 1 << 63):
+        raise ProtocolError(E_MALFORMED, f"header 'id' must be a non-negative integer; got {rid!r}")
+    version = header.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            E_VERSION,
+            f"this server speaks protocol v{PROTOCOL_VERSION}; the message says v{version!r}. "
+            "Use a client built for protocol v1 (see docs/protocol.md).",
+            rid,
+        )
+    mtype = header.get("type")
+    if not isinstance(mtype, str):
+        raise ProtocolError(E_MALFORMED, f"header 'type' must be a string; got {mtype!r}", rid)
+    descs = header.pop("blobs", [])
+    if not isinstance(descs, list):
+        raise ProtocolError(E_MALFORMED, "header 'blobs' must be a list of {dtype, shape}", rid)
+    if len(descs) != len(frames) - 1:
+        raise ProtocolError(
+            E_MALFORMED,
+            f"header lists {len(descs)} binary frames but {len(frames) - 1} followed it",
+            rid,
+        )
+    blobs = [_wrap_blob(d, _frame_buffer(f), i, rid, limits) for i, (d, f) in enumerate(zip(descs, frames[1:]))]
+    fields = {k: v for k, v in header.items() if k not in ("v", "type", "id")}
+    return Message(mtype, rid, fields, blobs)
+
+
+def _wrap_blob(desc: Any, buf: memoryview, index: int, rid: int | None, limits: Limits) -> np.ndarray:
+    where = f"binary frame {index + 1}"
+    if not isinstance(desc, dict) or desc.get("dtype") not in _DTYPES or not isinstance(desc.get("shape"), list):
+        raise ProtocolError(
+            E_MALFORMED, f"{where}: descriptor must be {{dtype: uint8|float32, shape: [..]}}; got {desc!r}", rid
+        )
+    shape = desc["shape"]
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s for s in shape) or len(shape) > 4:
+        raise ProtocolError(E_MALFORMED, f"{where}: shape must be up to 4 non-negative integers; got {shape}", rid)
+    dtype = _DTYPES[desc["dtype"]]
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > limits.max_message_bytes:
+        raise ProtocolError(E_LIMIT, f"{where}: {expected} bytes exceeds the {limits.max_message_bytes} byte limit", rid)
+    if len(buf) != expected:
+        raise ProtocolError(
+            E_MALFORMED, f"{where}: {desc['dtype']} {shape} needs {expected} bytes; the frame has {len(buf)}", rid
+        )
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+# ----------------------------------------------------------------------------- field checks
+
+
+def require(fields: dict, name: str, types: type | tuple, rid: int | None, optional: bool = False) -> Any:
+    """Field ``name`` of the expected type(s); None when ``optional`` and absent."""
+    if name not in fields or fields[name] is None:
+        if optional:
+            return None
+        raise ProtocolError(E_BAD_REQUEST, f"field '{name}' is required", rid)
+    value = fields[name]
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise ProtocolError(E_BAD_REQUEST, f"field '{name}' must be {_type_names(types)}; got a boolean", rid)
+    if not isinstance(value, types):
+        raise ProtocolError(E_BAD_REQUEST, f"field '{name}' must be {_type_names(types)}; got {type(value).__name__}", rid)
+    return value
+
+
+def _type_names(types: type | tuple) -> str:
+    ts = types if isinstance(types, tuple) else (types,)
+    return " or ".join(t.__name__ for t in ts)
+
+
+def matrix(value: Any, rows: int, name: str, rid: int | None) -> np.ndarray:
+    """A flat row-major list of ``rows * rows`` numbers -> float64 (rows, rows)."""
+    if not isinstance(value, list) or len(value) != rows * rows:
+        raise ProtocolError(E_BAD_REQUEST, f"'{name}' must be a flat row-major list of {rows * rows} numbers", rid)
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+        raise ProtocolError(E_BAD_REQUEST, f"'{name}' must contain only numbers", rid)
+    return np.asarray(value, dtype=np.float64).reshape(rows, rows)
+
+
+def pose(value: Any, name: str, rid: int | None) -> np.ndarray:
+    """A wire c2w -> (4, 4) float64, rejecting NaN, scale, shear and reflections."""
+    try:
+        return validate_c2w(matrix(value, 4, name, rid), name)
+    except CameraError as exc:
+        raise ProtocolError(E_BAD_REQUEST, str(exc), rid) from None
+
+
+def intrinsics(value: Any, width: int, height: int, rid: int | None) -> np.ndarray:
+    """A wire K -> (3, 3) float64 valid for a ``width`` x ``height`` image."""
+    try:
+        return validate_K(matrix(value, 3, "K", rid), width, height)
+    except CameraError as exc:
+        raise ProtocolError(E_BAD_REQUEST, str(exc), rid) from None
+
+
+def flat(m: np.ndarray) -> list[float]:
+    """A matrix as the flat row-major float list the wire uses."""
+    return [float(x) for x in np.asarray(m, dtype=np.float64).reshape(-1)]
+
+
+def size(value: Any, name: str, max_side: int, rid: int | None) -> tuple[int, int]:
+    """A wire ``[width, height]`` checked against ``max_side``."""
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+    ):
+        raise ProtocolError(E_BAD_REQUEST, f"'{name}' must be [width, height] integers; got {value!r}", rid)
+    w, h = value
+    if not (0 < w and 0 < h):
+        raise ProtocolError(E_BAD_REQUEST, f"'{name}' must be positive; got {w}x{h}", rid)
+    if w > max_side or h > max_side:
+        raise ProtocolError(E_LIMIT, f"'{name}' {w}x{h} exceeds the {max_side} px per side limit", rid)
+    return int(w), int(h)
+
+
+# ----------------------------------------------------------------------------- message builders
+
+
+def error(code: str, message: str, request_id: int | None) -> Message:
+    """The ``error`` reply."""
+    return Message(ERROR, request_id, {"code": code, "message": message})
+
+
+def error_from(exc: ProtocolError, request_id: int | None = None) -> Message:
+    return error(exc.code, exc.message, exc.request_id if exc.request_id is not None else request_id)
+
+
+def view_fields(views: Sequence[Any]) -> tuple[list[dict], list[np.ndarray]]:
+    """``models.scene.Frame`` list -> (``views`` descriptors, blobs) for open_scene/add_views."""
+    descs, blobs = [], []
+    for f in views:
+        cam = f.camera
+        descs.append(
+            {
+                "name": f.name,
+                "width": cam.width,
+                "height": cam.height,
+                "K": flat(cam.K),
+                "c2w": flat(cam.c2w),
+                "depth": f.depth is not None,
+            }
+        )
+        blobs.append(f.rgb)
+        if f.depth is not None:
+            blobs.append(np.asarray(f.depth, dtype=np.float32))
+    return descs, blobs
+
+
+def parse_views(msg: Message, limits: Limits) -> list:
+    """open_scene / add_views ``views`` + blobs -> ``models.scene.Frame`` list, all checked.
+
+    Each view takes one RGB blob (uint8 H x W x 3) and, when ``depth`` is true, one depth
+    blob (float32 H x W, metres) right after it.
+    """
+    from models.scene import Camera, Frame
+
+    rid = msg.id
+    views = require(msg.fields, "views", list, rid)
+    if len(views) > limits.max_views_per_message:
+        raise ProtocolError(
+            E_LIMIT,
+            f"{len(views)} views in one message; the limit is {limits.max_views_per_message} "
+            "(send the rest with add_views)",
+            rid,
+        )
+    expected = sum(1 + bool(v.get("depth")) if isinstance(v, dict) else 1 for v in views)
+    if expected != len(msg.blobs):
+        raise ProtocolError(
+            E_MALFORMED, f"{len(views)} views need {expected} binary frames (rgb [+ depth]); got {len(msg.blobs)}", rid
+        )
+    frames, blob_iter = [], iter(msg.blobs)
+    for i, v in enumerate(views):
+        if not isinstance(v, dict):
+            raise ProtocolError(E_BAD_REQUEST, f"views[{i}] must be a map", rid)
+        w = require(v, "width", int, rid)
+        h = require(v, "height", int, rid)
+        if not (0 < w <= limits.max_image_side and 0 < h <= limits.max_image_side):
+            raise ProtocolError(
+                E_LIMIT if max(w, h) > limits.max_image_side else E_BAD_REQUEST,
+                f"views[{i}] is {w}x{h}; sides must be in 1..{limits.max_image_side}",
+                rid,
+            )
+        name = v.get("name", f"view{i}")
+        if not isinstance(name, str) or len(name) > limits.max_name_chars:
+            raise ProtocolError(E_BAD_REQUEST, f"views[{i}].name must be a string of <= {limits.max_name_chars} chars", rid)
+        K = intrinsics(v.get("K"), w, h, rid)
+        c2w = pose(v.get("c2w"), f"views[{i}].c2w", rid)
+        rgb = next(blob_iter)
+        if rgb.dtype != np.uint8 or rgb.shape != (h, w, 3):
+            raise ProtocolError(
+                E_BAD_REQUEST, f"views[{i}] rgb must be uint8 ({h}, {w}, 3); got {rgb.dtype} {list(rgb.shape)}", rid
+            )
+        depth = None
+        if v.get("depth"):
+            depth = next(blob_iter)
+            if depth.dtype != np.float32 or depth.shape != (h, w):
+                raise ProtocolError(
+                    E_BAD_REQUEST,
+                    f"views[{i}] depth must be float32 ({h}, {w}) metres; got {depth.dtype} {list(depth.shape)}",
+                    rid,
+                )
+        frames.append(Frame(rgb=rgb, camera=Camera(K=K, c2w=c2w, width=w, height=h), depth=depth, name=name))
+    return frames
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """A checked ``render``: pose (4, 4) c2w metres, optional K (3, 3) pixels and [W, H] size."""
+
+    id: int | None
+    scene: str
+    c2w: np.ndarray
+    K: np.ndarray | None
+    size: tuple[int, int] | None
+    t_client: float | None
+    encoding: str
+    quality: int
+    steps: int | None
+    seed: int | None
+
+
+def parse_render(msg: Message, limits: Limits) -> RenderRequest:
+    """Check a ``render`` message's fields; K is checked against ``size`` when both are given."""
+    rid, f = msg.id, msg.fields
+    if msg.blobs:
+        raise ProtocolError(E_MALFORMED, f"render carries no binary frames; got {len(msg.blobs)}", rid)
+    scene = require(f, "scene", str, rid)
+    c2w = pose(f.get("c2w"), "c2w", rid)
+    wh = size(f["size"], "size", limits.max_render_side, rid) if f.get("size") is not None else None
+    K = None
+    if f.get("K") is not None:
+        if wh is None:
+            raise ProtocolError(E_BAD_REQUEST, "a render with 'K' must also give 'size' [width, height]", rid)
+        K = intrinsics(f["K"], wh[0], wh[1], rid)
+    t_client = require(f, "t_client", (int, float), rid, optional=True)
+    if t_client is not None and not math.isfinite(t_client):
+        raise ProtocolError(E_BAD_REQUEST, "'t_client' must be finite", rid)
+    encoding = require(f, "encoding", str, rid, optional=True) or "raw"
+    if encoding not in ENCODINGS:
+        raise ProtocolError(E_BAD_REQUEST, f"'encoding' must be one of {list(ENCODINGS)}; got {encoding!r}", rid)
+    quality = require(f, "quality", int, rid, optional=True)
+    if quality is not None and not 1 <= quality <= 100:
+        raise ProtocolError(E_BAD_REQUEST, f"'quality' must be in 1..100; got {quality}", rid)
+    steps = require(f, "steps", int, rid, optional=True)
+    seed = require(f, "seed", int, rid, optional=True)
+    if seed is not None and not 0 <= seed < 1 << 63:
+        raise ProtocolError(E_BAD_REQUEST, f"'seed' must be a non-negative 63-bit integer; got {seed}", rid)
+    return RenderRequest(rid, scene, c2w, K, wh, t_client, encoding, quality or 90, steps, seed)

@@ -1,0 +1,547 @@
+"""The inference server: a ZeroMQ ROUTER loop that never blocks on inference.
+
+Threads::
+
+    I/O loop (this module's Server.serve_forever)     owns the ROUTER socket; decodes and
+        |  checks every request, answers cheap ones (hello, ping, close_scene) at once,
+        |  queues renders, hands scene builds to the build thread, forwards replies
+        v
+    Scheduler: one pending render per session, latest wins, sessions served round-robin
+        |
+    render workers (N threads)   pipeline.render -> encode -> push reply over inproc
+    build thread                 pipeline.build (offline stage) -> push scene_ready
+
+Replies from workers travel back over an inproc PUSH/PULL pair because ZeroMQ sockets
+belong to one thread. Every render is answered exactly once: ``frame``, ``superseded``
+(a newer render from the same session replaced it while it was queued) or ``error``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import logging
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from python_bridge import protocol as P
+from python_bridge.scenes import SceneState, SceneStore
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "worldfm-bridge"
+_SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+class InsecureBindError(ValueError):
+    """Binding a non-loopback address without CurveZMQ keys and without an explicit override."""
+
+
+@dataclass
+class ServerConfig:
+    """How the server listens and what it accepts.
+
+    ``curve_secret_file``: a zmq.auth secret certificate (``*.key_secret``); with it every
+    connection is encrypted and only clients that know the server public key can talk.
+    ``authorized_dir``: a folder of client public certificates to allow (default: any client
+    that completes the CurveZMQ handshake). ``data_root``: folder under which ``open_scene``
+    may name server-side datasets (None: uploads only).
+    """
+
+    bind: str = "tcp://127.0.0.1:5555"
+    limits: P.Limits = field(default_factory=P.Limits)
+    workers: int = 1
+    heartbeat_ms: int = 1000
+    client_timeout_s: float = 30.0
+    curve_secret_file: Path | None = None
+    authorized_dir: Path | None = None
+    insecure: bool = False
+    data_root: Path | None = None
+    poll_ms: int = 50
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True for ipc://, inproc:// and tcp:// endpoints on 127.0.0.0/8, ::1 or localhost."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    m = re.match(r"^tcp://(\[[^\]]+\]|[^:]+):", endpoint)
+    if not m:
+        return False
+    host = m.group(1).strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", interface names, host names: may be reachable from outside
+
+
+@dataclass
+class _Session:
+    id: str
+    client: str
+    last_seen: float
+    identities: set[bytes] = field(default_factory=set)
+
+
+@dataclass
+class RenderJob:
+    """A queued render: who asked (ROUTER identity, session), what (checked request), when."""
+
+    identity: bytes
+    session: str
+    request: P.RenderRequest
+    scene: SceneState
+    received: float
+
+
+class Scheduler:
+    """One pending render per session; a newer one replaces the queued one (latest wins).
+
+    Sessions are served in the order their pending render first arrived, so a client that
+    sends poses at 60 Hz cannot starve one that sends at 5 Hz.
+    """
+
+    def __init__(self) -> None:
+        self._pending: OrderedDict[str, RenderJob] = OrderedDict()
+        self._cv = threading.Condition()
+        self._closed = False
+
+    def submit(self, job: RenderJob) -> RenderJob | None:
+        """Queue ``job``; returns the job it superseded, if any (the caller answers it)."""
+        with self._cv:
+            old = self._pending.get(job.session)
+            self._pending[job.session] = job  # replacing keeps the session's place in line
+            self._cv.notify()
+            return old
+
+    def take(self, timeout: float) -> RenderJob | None:
+        """The next job in round-robin order, or None after ``timeout`` seconds or on close."""
+        with self._cv:
+            if not self._pending and not self._closed:
+                self._cv.wait(timeout)
+            if self._closed or not self._pending:
+                return None
+            return self._pending.popitem(last=False)[1]
+
+    def cancel(self, session: str) -> RenderJob | None:
+        with self._cv:
+            return self._pending.pop(session, None)
+
+    def close(self) -> list[RenderJob]:
+        """Stop handing out jobs; returns those still queued (the caller answers them)."""
+        with self._cv:
+            self._closed = True
+            jobs = list(self._pending.values())
+            self._pending.clear()
+            self._cv.notify_all()
+            return jobs
+
+    def __len__(self) -> int:
+        with self._cv:
+            return len(self._pending)
+
+
+def encode_image(rgb: np.ndarray, encoding: str, quality: int) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> the frame blob: itself ("raw") or JPEG bytes as uint8 (n,)."""
+    if encoding == "raw":
+        return rgb
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.reshape(-1)
+
+
+class Server:
+    """The bridge server around a pipeline with ``build(frames)``, ``render(...)``,
+    ``describe()`` and ``frame_size`` (see python_bridge.pipeline.FramePipeline).
+
+    ``load_path`` turns a server-side path into frames for ``open_scene`` with ``path``
+    (only used when ``config.data_root`` is set).
+    """
+
+    def __init__(self, pipeline: Any, config: ServerConfig | None = None,
+                 load_path: Callable[[Path], list] | None = None, context: zmq.Context | None = None) -> None:
+        self.pipeline = pipeline
+        self.config = config or ServerConfig()
+        self.limits = self.config.limits
+        self._load_path = load_path
+        self._ctx = context or zmq.Context.instance()
+        self._stop = threading.Event()
+        self._scheduler = Scheduler()
+        self._scenes = SceneStore(self.limits.max_scenes_per_client)
+        self._sessions: dict[str, _Session] = {}
+        self._session_of: dict[bytes, str] = {}
+        self._reply_addr = f"inproc://worldfm-replies-{secrets.token_hex(6)}"
+        self._builder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="worldfm-build")
+        self._threads: list[threading.Thread] = []
+        self._local = threading.local()
+        self._auth = None
+        self.stats = {"requests": 0, "frames": 0, "superseded": 0, "errors": 0}
+        self._router = self._bind()
+        self._pull = self._ctx.socket(zmq.PULL)
+        self._pull.bind(self._reply_addr)
+        self.endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    # ------------------------------------------------------------------ setup and lifecycle
+
+    def _bind(self) -> zmq.Socket:
+        cfg = self.config
+        if cfg.curve_secret_file is None and not is_loopback(cfg.bind) and not cfg.insecure:
+            raise InsecureBindError(
+                f"refusing to bind {cfg.bind} without encryption: pass CurveZMQ keys (worldfm serve --curve-keys DIR, "
+                "made with `worldfm serve --make-keys DIR`) or --insecure if this network is trusted"
+            )
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peers raise instead of vanishing silently
+        sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, self.config.heartbeat_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5 * self.config.heartbeat_ms)
+        sock.setsockopt(zmq.LINGER, 500)
+        if cfg.curve_secret_file is not None:
+            public, secret = zmq.auth.load_certificate(str(cfg.curve_secret_file))
+            if secret is None:
+                raise ValueError(f"{cfg.curve_secret_file} holds no secret key; pass the server's .key_secret file")
+            self._auth = ThreadAuthenticator(self._ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(cfg.authorized_dir) if cfg.authorized_dir
+                                       else zmq.auth.CURVE_ALLOW_ANY)
+            sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
+        sock.bind(cfg.bind)
+        return sock
+
+    def start(self) -> "Server":
+        """Run the server on a background thread (tests, demo); returns self."""
+        t = threading.Thread(target=self.serve_forever, name="worldfm-io", daemon=True)
+        t.start()
+        self._io_thread = t
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the loop to finish (safe from signal handlers and other threads) and wait for it."""
+        self._stop.set()
+        io = getattr(self, "_io_thread", None)
+        if io is not None and io is not threading.current_thread():
+            io.join(timeout)
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """The I/O loop; returns after :meth:`stop`, having answered everything still queued."""
+        self._threads = [threading.Thread(target=self._worker, name=f"worldfm-render-{i}", daemon=True)
+                         for i in range(self.config.workers)]
+        for t in self._threads:
+            t.start()
+        log.info("serving on %s (%s, %d worker(s))", self.endpoint, self.pipeline.describe().get("name"),
+                 self.config.workers)
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._pull, zmq.POLLIN)
+        next_expiry = time.monotonic() + 1.0
+        try:
+            while not self._stop.is_set():
+                events = dict(poller.poll(self.config.poll_ms))
+                if self._pull in events:
+                    self._forward_replies()
+                if self._router in events:
+                    self._read_requests()
+                if time.monotonic() >= next_expiry:
+                    self._expire_sessions()
+                    next_expiry = time.monotonic() + 1.0
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        for job in self._scheduler.close():
+            self._reply_to(job.identity, P.error(P.E_SHUTTING_DOWN, "the server is shutting down", job.request.id))
+        for t in self._threads:
+            t.join(30.0)
+        self._builder.shutdown(wait=True, cancel_futures=True)
+        self._forward_replies()
+        self._pull.close(0)
+        self._router.close()
+        if self._auth is not None:
+            self._auth.stop()
+        log.info("server stopped (%s)", self.stats)
+
+    # ------------------------------------------------------------------ I/O thread
+
+    def _forward_replies(self) -> None:
+        while True:
+            try:
+                frames = self._pull.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._send(frames)
+
+    def _send(self, frames: list) -> None:
+        try:
+            self._router.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: the client went away; EAGAIN: it stopped reading
+            log.debug("dropping a reply to a vanished or stalled client: %s", exc)
+
+    def _reply_to(self, identity: bytes, msg: P.Message) -> None:
+        """Send from the I/O thread (the only thread that owns the ROUTER)."""
+        if msg.type == P.ERROR:
+            self.stats["errors"] += 1
+        self._send([identity, *P.encode(msg)])
+
+    def _read_requests(self) -> None:
+        for _ in range(256):  # bounded, so replies keep flowing under a flood of requests
+            try:
+                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            identity, body = frames[0].bytes, frames[1:]
+            self.stats["requests"] += 1
+            try:
+                msg = P.decode(body, self.limits)
+                reply = self._handle(identity, msg)
+            except P.ProtocolError as exc:
+                reply = P.error_from(exc, P.peek_id(body[0]) if body else None)
+                if exc.code == P.E_VERSION:
+                    reply.fields["supported"] = [P.PROTOCOL_VERSION]
+            except Exception as exc:  # a bug must cost one request, never the server
+                log.exception("internal error handling a request")
+                reply = P.error(P.E_INTERNAL, f"internal server error: {exc}", P.peek_id(body[0]) if body else None)
+            if reply is not None:
+                self._reply_to(identity, reply)
+
+    def _handle(self, identity: bytes, msg: P.Message) -> P.Message | None:
+        rid = msg.id
+        if msg.type == P.PING:
+            return P.Message(P.PONG, rid, {"t_client": msg.fields.get("t_client"), "t_server": time.time(),
+                                           "queued": len(self._scheduler)})
+        if msg.type == P.HELLO:
+            return self._hello(identity, msg)
+        if msg.type not in P.REQUEST_TYPES:
+            raise P.ProtocolError(P.E_MALFORMED, f"unknown message type {msg.type!r}; requests are {list(P.REQUEST_TYPES)}", rid)
+        session = self._session_of.get(identity)
+        if session is None or session not in self._sessions:
+            raise P.ProtocolError(P.E_NO_SESSION, "send hello first (or again: your session expired)", rid)
+        self._sessions[session].last_seen = time.monotonic()
+        if msg.type == P.RENDER:
+            return self._render(identity, session, msg)
+        if msg.type == P.OPEN_SCENE:
+            return self._open_scene(identity, session, msg)
+        if msg.type == P.ADD_VIEWS:
+            scene = self._own_scene(session, msg)
+            return self._add_views(identity, scene, msg)
+        scene = self._own_scene(session, msg)  # close_scene
+        self._scenes.close(scene.id, rid)
+        scene.built = None  # renders still queued for it are answered unknown_scene
+        return P.Message(P.SCENE_CLOSED, rid, {"scene": scene.id})
+
+    def _hello(self, identity: bytes, msg: P.Message) -> P.Message:
+        client = P.require(msg.fields, "client", str, msg.id, optional=True) or "unnamed"
+        session = P.require(msg.fields, "session", str, msg.id, optional=True)
+        if session is not None and not _SESSION_RE.match(session):
+            raise P.ProtocolError(P.E_BAD_REQUEST, "'session' must be 8-64 characters of [A-Za-z0-9_-]", msg.id)
+        session = session or secrets.token_hex(16)
+        now = time.monotonic()
+        state = self._sessions.setdefault(session, _Session(session, client[:64], now))
+        state.last_seen = now
+        state.identities.add(identity)
+        self._session_of[identity] = session
+        return P.Message(P.WELCOME, msg.id, {
+            "server": SERVER_NAME,
+            "protocol": P.PROTOCOL_VERSION,
+            "session": session,
+            "model": self.pipeline.describe(),
+            "frame_size": list(self.pipeline.frame_size),
+            "encodings": list(P.ENCODINGS),
+            "heartbeat_ms": self.config.heartbeat_ms,
+            "client_timeout_ms": int(self.config.client_timeout_s * 1000),
+            "server_paths": self.config.data_root is not None and self._load_path is not None,
+            "limits": self.limits.as_dict(),
+        })
+
+    def _own_scene(self, session: str, msg: P.Message) -> SceneState:
+        scene = self._scenes.get(P.require(msg.fields, "scene", str, msg.id), msg.id)
+        if scene.owner != session:
+            raise P.ProtocolError(P.E_UNKNOWN_SCENE, f"scene {scene.id!r} belongs to another session", msg.id)
+        return scene
+
+    def _open_scene(self, identity: bytes, session: str, msg: P.Message) -> P.Message | None:
+        rid = msg.id
+        name = P.require(msg.fields, "name", str, rid, optional=True) or "scene"
+        path = P.require(msg.fields, "path", str, rid, optional=True)
+        if path is not None:
+            if "views" in msg.fields or msg.blobs:
+                raise P.ProtocolError(P.E_BAD_REQUEST, "open_scene takes either 'path' or 'views', not both", rid)
+            resolved = self._server_path(path, rid)
+            scene = self._scenes.create(session, name[: self.limits.max_name_chars], rid)
+            self._start_build(identity, scene, rid, lambda: self._load_path(resolved))
+            return None
+        views = P.parse_views(msg, self.limits)
+        final = P.require(msg.fields, "final", bool, rid, optional=True)
+        scene = self._scenes.create(session, name[: self.limits.max_name_chars], rid)
+        return self._accept_views(identity, scene, views, final is not False, rid)
+
+    def _add_views(self, identity: bytes, scene: SceneState, msg: P.Message) -> P.Message | None:
+        if scene.built is not None or scene.building:
+            raise P.ProtocolError(P.E_BAD_REQUEST, f"scene {scene.id} is already built; open a new scene for more views",
+                                  msg.id)
+        views = P.parse_views(msg, self.limits)
+        final = P.require(msg.fields, "final", bool, msg.id, optional=True)
+        return self._accept_views(identity, scene, views, final is not False, msg.id)
+
+    def _accept_views(self, identity: bytes, scene: SceneState, views: list, final: bool, rid: int | None):
+        if len(scene.views) + len(views) > self.limits.max_views_per_scene:
+            self._scenes.close(scene.id, rid)
+            raise P.ProtocolError(
+                P.E_LIMIT, f"scene {scene.id} would hold {len(scene.views) + len(views)} views; the limit is "
+                f"{self.limits.max_views_per_scene} (the scene was dropped)", rid)
+        scene.views.extend(views)
+        if not final:
+            return P.Message(P.VIEWS_ADDED, rid, {"scene": scene.id, "views": len(scene.views)})
+        if not scene.views:
+            self._scenes.close(scene.id, rid)
+            raise P.ProtocolError(P.E_BAD_REQUEST, "a scene needs at least one view", rid)
+        frames, scene.views = scene.views, []
+        self._start_build(identity, scene, rid, lambda: frames)
+        return None
+
+    def _server_path(self, path: str, rid: int | None) -> Path:
+        root = self.config.data_root
+        if root is None or self._load_path is None:
+            raise P.ProtocolError(P.E_NOT_ALLOWED, "this server does not open server-side paths; upload views instead "
+                                  "(start it with --data-root to allow paths)", rid)
+        resolved = (root / path).resolve()
+        if not resolved.is_relative_to(root.resolve()):
+            raise P.ProtocolError(P.E_NOT_ALLOWED, f"path {path!r} leaves the server's data root", rid)
+        if not resolved.exists():
+            raise P.ProtocolError(P.E_BAD_REQUEST, f"no such scene under the data root: {path!r}", rid)
+        return resolved
+
+    def _start_build(self, identity: bytes, scene: SceneState, rid: int | None, frames: Callable[[], list]) -> None:
+        scene.building = True
+        self._builder.submit(self._build, identity, scene, rid, frames)
+
+    def _render(self, identity: bytes, session: str, msg: P.Message) -> P.Message | None:
+        req = P.parse_render(msg, self.limits)
+        scene = self._scenes.get(req.scene, req.id)
+        if scene.built is None:
+            raise P.ProtocolError(P.E_BAD_REQUEST, f"scene {scene.id} is not built yet; wait for scene_ready", req.id)
+        old = self._scheduler.submit(RenderJob(identity, session, req, scene, time.perf_counter()))
+        if old is not None:
+            self.stats["superseded"] += 1
+            self._reply_to(old.identity, P.Message(P.SUPERSEDED, old.request.id, {"by": req.id, "scene": old.scene.id}))
+        return None
+
+    def _expire_sessions(self) -> None:
+        deadline = time.monotonic() - self.config.client_timeout_s
+        for sid in [s.id for s in self._sessions.values() if s.last_seen < deadline]:
+            state = self._sessions.pop(sid)
+            for ident in state.identities:
+                self._session_of.pop(ident, None)
+            job = self._scheduler.cancel(sid)
+            if job is not None:
+                self._reply_to(job.identity, P.error(P.E_NO_SESSION, "session expired", job.request.id))
+            dropped = self._scenes.drop_owner(sid)
+            log.info("session %s (%s) idle for %.0f s: expired, %d scene(s) dropped",
+                     sid[:8], state.client, self.config.client_timeout_s, len(dropped))
+
+    # ------------------------------------------------------------------ worker threads
+
+    def _push(self, identity: bytes, msg: P.Message) -> None:
+        """Send a reply from a worker thread through its own inproc PUSH socket."""
+        sock = getattr(self._local, "push", None)
+        if sock is None:
+            sock = self._local.push = self._ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.connect(self._reply_addr)
+        sock.send_multipart([identity, *P.encode(msg)], copy=False)
+
+    def _close_push(self) -> None:
+        sock = getattr(self._local, "push", None)
+        if sock is not None:
+            sock.close()
+            self._local.push = None
+
+    def _worker(self) -> None:
+        try:
+            while True:
+                job = self._scheduler.take(0.2)
+                if job is None:
+                    if self._stop.is_set():
+                        return
+                    continue
+                self._push(job.identity, self._run_job(job))
+        finally:
+            self._close_push()
+
+    def _run_job(self, job: RenderJob) -> P.Message:
+        req, rid = job.request, job.request.id
+        started = time.perf_counter()
+        try:
+            built = job.scene.built
+            if built is None:  # closed while queued
+                raise P.ProtocolError(P.E_UNKNOWN_SCENE, f"scene {job.scene.id} was closed", rid)
+            result = self.pipeline.render(built, req.c2w, req.K, req.size, req.steps, req.seed)
+            t_enc = time.perf_counter()
+            blob = encode_image(result.rgb, req.encoding, req.quality)
+            timings = {"queue_ms": (started - job.received) * 1e3, **result.timings,
+                       "image_encode_ms": (time.perf_counter() - t_enc) * 1e3}
+            timings["total_ms"] = (time.perf_counter() - job.received) * 1e3
+            self.stats["frames"] += 1
+            h, w = result.rgb.shape[:2]
+            return P.Message(P.FRAME, rid, {
+                "scene": job.scene.id, "c2w": P.flat(result.c2w), "K": P.flat(result.K), "size": [w, h],
+                "encoding": req.encoding, "t_client": req.t_client, "t_server": time.time(),
+                "reference": result.reference, "mode": result.mode, "timings": timings,
+            }, [blob])
+        except P.ProtocolError as exc:
+            return P.error_from(exc, rid)
+        except ValueError as exc:  # camera or request values the pipeline cannot use
+            return P.error(P.E_BAD_REQUEST, str(exc), rid)
+        except Exception as exc:
+            log.exception("render %s failed", rid)
+            return P.error(P.E_INTERNAL, f"render failed: {exc}", rid)
+
+    def _build(self, identity: bytes, scene: SceneState, rid: int | None, frames: Callable[[], list]) -> None:
+        try:
+            views = frames()
+            if len(views) > self.limits.max_views_per_scene:
+                raise P.ProtocolError(P.E_LIMIT, f"the scene has {len(views)} views; the limit is "
+                                      f"{self.limits.max_views_per_scene}", rid)
+            built = self.pipeline.build(views)
+            if built.points > self.limits.max_points:
+                raise P.ProtocolError(P.E_LIMIT, f"the scene fused to {built.points} points; the limit is "
+                                      f"{self.limits.max_points}", rid)
+            scene.built, scene.building = built, False
+            log.info("scene %s (%s): %d views -> %d points, %d candidates in %.0f ms", scene.id, scene.name,
+                     len(views), built.points, len(built.candidates), built.build_ms)
+            reply = P.Message(P.SCENE_READY, rid, {"scene": scene.id, "name": scene.name, "views": len(views),
+                                                   "points": built.points, "candidates": len(built.candidates),
+                                                   "build_ms": built.build_ms})
+        except Exception as exc:
+            try:
+                self._scenes.close(scene.id, rid)
+            except P.ProtocolError:
+                pass  # the client closed it meanwhile
+            if isinstance(exc, P.ProtocolError):
+                reply = P.error_from(exc, rid)
+            elif isinstance(exc, (ValueError, OSError)):  # unusable views, unreadable dataset
+                reply = P.error(P.E_BAD_REQUEST, f"scene build failed: {exc}", rid)
+            else:
+                log.exception("scene build failed")
+                reply = P.error(P.E_INTERNAL, f"scene build failed: {exc}", rid)
+        self._push(identity, reply)
+        self._close_push()  # builds are rare; a socket per build keeps the build thread socket-free

@@ -1,0 +1,53 @@
+"""A pipeline stand-in for server tests: no anchor, no model, controllable timing.
+
+It honours the interface the server uses (``build``, ``render``, ``describe``,
+``frame_size``) so the tests exercise the real server, protocol and client code while
+deciding exactly when a render finishes (``gate``) or fails (a camera at x = 666).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from python_bridge.pipeline import RenderResult
+from python_bridge.scenes import BuiltScene
+
+FAIL_X = 666.0  # a render whose camera sits at x = FAIL_X raises inside the pipeline
+
+
+class StubPipeline:
+    """Renders a flat image whose colour encodes the camera position (so tests can tell frames apart)."""
+
+    frame_size = (32, 24)
+
+    def __init__(self, render_delay_s: float = 0.0, gated: bool = False) -> None:
+        self.render_delay_s = render_delay_s
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+        self.started = threading.Semaphore(0)  # released each time a render begins
+        self.built_views: list[int] = []
+
+    def describe(self) -> dict:
+        return {"name": "stub", "frame_size": list(self.frame_size), "steps": [1], "provider": "none"}
+
+    def build(self, frames: list) -> BuiltScene:
+        self.built_views.append(len(frames))
+        return BuiltScene(anchor=None, cloud=None, candidates=list(frames), points=sum(f.rgb.shape[0] * f.rgb.shape[1]
+                          for f in frames), build_ms=0.1)
+
+    def render(self, scene: BuiltScene, c2w, K=None, size=None, steps=None, seed=None) -> RenderResult:
+        self.started.release()
+        self.gate.wait(10.0)
+        if self.render_delay_s:
+            time.sleep(self.render_delay_s)
+        if c2w[0, 3] == FAIL_X:
+            raise RuntimeError("stub failure")
+        w, h = size or self.frame_size
+        rgb = np.empty((h, w, 3), np.uint8)
+        rgb[:] = np.clip(np.round(c2w[:3, 3] * 10 + 100), 0, 255).astype(np.uint8)
+        K = K if K is not None else np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1.0]])
+        return RenderResult(rgb, K, c2w, 0, "stub", {"anchor_ms": 0.0})
