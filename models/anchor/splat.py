@@ -1,0 +1,187 @@
+"""Online stage: render the scene cloud at target cameras with a z-buffer, in plain torch.
+
+Every point is projected with one 3x4 matrix ``K [R | t]`` per view; each point writes a
+64-bit key ``(float32 bits of its depth) << 32 | point index`` into its pixel with
+``scatter_reduce(amin)``. Positive float32 values order like their bit patterns, so the
+minimum key is the nearest point (ties: the lower point index) and carries its index --
+one scatter, no sort, no per-point Python. Points behind the near plane or outside the
+image are sent to one spare slot instead of being compacted out (compaction costs more
+than it saves). An optional splat radius grows each point to a (2r+1)^2 square by a
+min-filter of the key image, so the nearest surface also wins in the pixels it grows into
+and sparse clouds do not leave pinholes through which the background leaks.
+
+The same code runs on CPU and CUDA; keep the cloud on the device with :func:`to_device`
+once per scene and render many frames from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.anchor.cloud import AnchorInputError, PointCloud
+from models.cameras import c2w_to_w2c, validate_c2w, validate_K
+
+__all__ = ["DeviceCloud", "RenderOutput", "to_device", "projection_matrices", "render_views", "render_cloud"]
+
+DEFAULT_NEAR = 1e-3  # metres; nearer points would divide by ~0
+_EMPTY = torch.iinfo(torch.int64).max
+_LOW32 = 0xFFFFFFFF
+_FLOAT_EXACT = 2**24  # float32 holds every integer below this: pixel indices are computed in float
+
+
+@dataclass(frozen=True)
+class DeviceCloud:
+    """A cloud laid out for rendering: ``xyz_t`` float32 [3, N] world metres, ``rgb`` uint8 [N + 1, 3].
+
+    Positions are stored transposed so projection is one dense [3, 3] x [3, N] product;
+    ``rgb`` ends with one black row that empty pixels read. 15 bytes per point.
+    """
+
+    xyz_t: torch.Tensor
+    rgb: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.xyz_t.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.xyz_t.device
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    """Rendered views: ``rgb`` uint8 [B, H, W, 3] (0 where empty), ``mask`` bool [B, H, W]
+    (a point covers the pixel), ``depth`` float32 [B, H, W] z-depth in metres (0 where empty).
+    Single-view calls return the same fields without the leading B axis."""
+
+    rgb: torch.Tensor
+    mask: torch.Tensor
+    depth: torch.Tensor
+
+
+def to_device(cloud: PointCloud, device: str | torch.device = "cpu") -> DeviceCloud:
+    """Copy ``cloud`` to ``device`` in the layout :func:`render_views` wants."""
+    if len(cloud) >= 2**32:
+        raise AnchorInputError(f"a cloud to render may hold at most 2^32 - 1 points; got {len(cloud)}")
+    xyz_t = torch.from_numpy(np.ascontiguousarray(cloud.xyz.T)).to(device)
+    rgb = torch.from_numpy(np.concatenate([cloud.rgb, np.zeros((1, 3), np.uint8)])).to(device)
+    return DeviceCloud(xyz_t=xyz_t, rgb=rgb)
+
+
+def projection_matrices(K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``K @ w2c[:3]`` per view: float64 [B, 3, 4] from K [3, 3] or [B, 3, 3] and c2w [4, 4] or [B, 4, 4].
+
+    Validates each camera for a ``width`` x ``height`` image (a K made for another
+    resolution has its principal point outside the image and is rejected).
+    """
+    poses = validate_c2w(c2w).reshape(-1, 4, 4)
+    k = np.asarray(K, dtype=np.float64)
+    ks = k.reshape(-1, 3, 3) if k.ndim == 3 else k[None]
+    if ks.shape[0] not in (1, poses.shape[0]):
+        raise AnchorInputError(f"got {ks.shape[0]} intrinsics for {poses.shape[0]} poses; pass one K or one per pose")
+    ks = np.stack([validate_K(one, width, height) for one in ks])
+    return ks @ c2w_to_w2c(poses)[:, :3, :]
+
+
+def _min_filter(keys: torch.Tensor, radius: int) -> torch.Tensor:
+    """Minimum over a (2 radius + 1)^2 square window of keys [B, H, W], clipped at the borders.
+
+    Separable 3-tap passes repeated ``radius`` times; each pass folds in the neighbour on
+    either side along one axis, in place on a copy.
+    """
+    out = keys.clone()
+    for _ in range(radius):
+        for dim in (-1, -2):
+            prev = out.clone()
+            size = out.shape[dim]
+            lo, hi = out.narrow(dim, 1, size - 1), out.narrow(dim, 0, size - 1)
+            torch.minimum(lo, prev.narrow(dim, 0, size - 1), out=lo)
+            torch.minimum(hi, prev.narrow(dim, 1, size - 1), out=hi)
+    return out
+
+
+def render_views(
+    cloud: DeviceCloud,
+    K: np.ndarray,
+    c2w: np.ndarray,
+    width: int,
+    height: int,
+    splat_radius: int = 0,
+    near: float = DEFAULT_NEAR,
+) -> RenderOutput:
+    """Render ``cloud`` at B cameras: K [3, 3] (shared) or [B, 3, 3] pixels, c2w [B, 4, 4] metres.
+
+    A point covers the pixel its projection falls in (pixel ``(i, j)`` spans
+    ``[j, j+1) x [i, i+1)`` in ``(u, v)``); the nearest point with ``z > near`` wins, and
+    equal depths go to the lower point index. ``splat_radius`` r > 0 also lets each point
+    cover the pixels up to r away (a square), nearest still winning. Returns
+    :class:`RenderOutput` with a leading B axis.
+    """
+    if width <= 0 or height <= 0:
+        raise AnchorInputError(f"image size must be positive; got {width}x{height}")
+    if splat_radius < 0:
+        raise AnchorInputError(f"splat radius must be >= 0 pixels; got {splat_radius}")
+    proj = torch.as_tensor(projection_matrices(K, c2w, width, height), dtype=torch.float32, device=cloud.device)
+    views, n, hw = proj.shape[0], len(cloud), height * width
+    spare = views * hw  # the slot that swallows every point not drawn
+    if spare >= _FLOAT_EXACT:
+        raise AnchorInputError(f"{views} views of {width}x{height} exceed {_FLOAT_EXACT} pixels per call; render fewer at once")
+    if n == 0:
+        keys = torch.full((views, height, width), _EMPTY, dtype=torch.int64, device=cloud.device)
+    else:
+        hom = torch.baddbmm(proj[:, :, 3:], proj[:, :, :3], cloud.xyz_t.expand(views, 3, n))  # [B, 3, N]
+        z = hom[:, 2]
+        u = hom[:, 0].div_(z)
+        v = hom[:, 1].div_(z)
+        # NaN (z == 0) fails every comparison, so it is dropped too. In-place: each
+        # temporary over N points costs about as much as the comparison itself.
+        drawn = z > near
+        drawn &= u >= 0
+        drawn &= u < width
+        drawn &= v >= 0
+        drawn &= v < height
+        # Row-major pixel index, exact in float32 below 2^24 pixels (checked above).
+        pix = v.floor_().mul_(width).add_(u.floor_())
+        if views > 1:
+            pix.add_(torch.arange(0, spare, hw, device=cloud.device, dtype=torch.float32)[:, None])
+        pix = pix.masked_fill_(~drawn, spare).to(torch.int64)
+        key = z.contiguous().view(torch.int32).to(torch.int64).bitwise_left_shift_(32)
+        key.bitwise_or_(torch.arange(n, device=cloud.device))
+        flat = torch.full((spare + 1,), _EMPTY, dtype=torch.int64, device=cloud.device)
+        flat.scatter_reduce_(0, pix.view(-1), key.view(-1), "amin")
+        keys = flat[:spare].view(views, height, width)
+    keys = _min_filter(keys, splat_radius)
+    mask = keys != _EMPTY
+    # Empty pixels read the black sentinel colour stored after the last point.
+    index = torch.where(mask, keys & _LOW32, n).view(-1)
+    rgb = cloud.rgb.index_select(0, index).view(views, height, width, 3)
+    depth = torch.where(mask, (keys >> 32).to(torch.int32).view(torch.float32), 0.0)
+    return RenderOutput(rgb=rgb, mask=mask, depth=depth)
+
+
+def render_cloud(
+    cloud: PointCloud | DeviceCloud,
+    K: np.ndarray,
+    c2w: np.ndarray,
+    width: int,
+    height: int,
+    splat_radius: int = 0,
+    near: float = DEFAULT_NEAR,
+    device: str | torch.device | None = None,
+) -> RenderOutput:
+    """Render one view: K [3, 3] pixels, c2w [4, 4] metres -> rgb [H, W, 3], mask [H, W], depth [H, W].
+
+    A :class:`PointCloud` is copied to ``device`` (default CPU) on every call; for
+    per-frame rendering convert it once with :func:`to_device`. See :func:`render_views`.
+    """
+    if isinstance(cloud, PointCloud):
+        cloud = to_device(cloud, device or "cpu")
+    elif device is not None and torch.device(device) != cloud.device:
+        raise AnchorInputError(f"cloud lives on {cloud.device}, not {device}; convert it with to_device")
+    if np.ndim(c2w) == 3:
+        raise AnchorInputError(f"render_cloud takes one 4x4 c2w; got shape {np.shape(c2w)} (use render_views)")
+    out = render_views(cloud, K, c2w, width, height, splat_radius, near)
+    return RenderOutput(rgb=out.rgb[0], mask=out.mask[0], depth=out.depth[0])

@@ -1,0 +1,124 @@
+"""The torch splatting renderer against the point-by-point reference renderer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from anchor_reference import reference_render
+
+from models.anchor import AnchorInputError, PointCloud, render_cloud, render_views, to_device
+from models.cameras import CameraError, K_from_hfov, look_at, project
+
+
+def random_camera(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """A camera near the origin looking at a random point, with off-centre intrinsics."""
+    K = K_from_hfov(rng.uniform(40, 100), width, height)
+    K[0, 2] += rng.uniform(-0.2, 0.2) * width
+    K[1, 2] += rng.uniform(-0.2, 0.2) * height
+    K[1, 1] *= rng.uniform(0.8, 1.2)
+    eye = rng.normal(size=3)
+    return K, look_at(eye, eye + rng.normal(size=3))
+
+
+def random_cloud(rng: np.random.Generator, count: int, c2w: np.ndarray) -> PointCloud:
+    """Points all around the camera (many behind it or outside the frustum), with exact duplicates
+    at other colours (coincident depths) and points sharing one depth in one pixel."""
+    xyz = c2w[:3, 3] + rng.normal(scale=3.0, size=(count, 3))
+    dup = rng.integers(0, count, size=count // 10)
+    xyz = np.concatenate([xyz, xyz[dup]]).astype(np.float32)
+    rgb = rng.integers(0, 256, size=(len(xyz), 3), dtype=np.uint8)
+    return PointCloud(xyz, rgb)
+
+
+def away_from_edges(cloud: PointCloud, K: np.ndarray, c2w: np.ndarray, near: float) -> PointCloud:
+    """Drop points within 1e-3 px of a pixel edge or 1e-6 m of the near plane, where float32
+    (fast) and float64 (reference) may round to different sides; everything else must match."""
+    uv, z = project(cloud.xyz, K, c2w)
+    frac = np.abs(uv - np.round(uv))
+    keep = ~np.any(frac < 1e-3, axis=1) & (np.abs(z - near) > 1e-6)
+    return PointCloud(cloud.xyz[keep], cloud.rgb[keep])
+
+
+def assert_matches_reference(cloud: PointCloud, K, c2w, width, height, radius, near=1e-3):
+    out = render_cloud(cloud, K, c2w, width, height, splat_radius=radius, near=near)
+    rgb, mask, depth = reference_render(cloud.xyz, cloud.rgb, K, c2w, width, height, radius, near)
+    np.testing.assert_array_equal(out.mask.numpy(), mask)
+    np.testing.assert_array_equal(out.rgb.numpy(), rgb)
+    np.testing.assert_allclose(out.depth.numpy(), depth, rtol=1e-5, atol=1e-6)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("radius", [0, 1, 2])
+def test_random_clouds_match_reference(seed, radius):
+    rng = np.random.default_rng(seed)
+    width, height = [(40, 30), (33, 47), (64, 64), (1, 1)][seed]
+    K, c2w = random_camera(rng, width, height)
+    cloud = away_from_edges(random_cloud(rng, 3000, c2w), K, c2w, 1e-3)
+    uv, z = project(cloud.xyz, K, c2w)
+    assert (z < 0).any() and ((uv[:, 0] > width) & (z > 0)).any()  # the cases are really there
+    out = assert_matches_reference(cloud, K, c2w, width, height, radius)
+    if width > 1:
+        assert out.mask.any() and not out.mask.all()
+
+
+def test_coincident_points_keep_the_first():
+    K, c2w = K_from_hfov(60, 16, 16), look_at([0, 0, 0], [0, 1, 0])
+    xyz = np.array([[0, 2, 0], [0, 2, 0], [0, 3, 0], [0.01, 2, 0]], np.float32)
+    rgb = np.array([[10, 0, 0], [20, 0, 0], [30, 0, 0], [40, 0, 0]], np.uint8)
+    out = render_cloud(PointCloud(xyz, rgb), K, c2w, 16, 16)
+    assert out.mask.sum() == 1  # all four land in one pixel
+    assert out.rgb[out.mask].tolist() == [[10, 0, 0]]
+    assert out.depth[out.mask].item() == pytest.approx(2.0)
+    assert_matches_reference(PointCloud(xyz, rgb), K, c2w, 16, 16, 1)
+
+
+def test_empty_cloud_and_one_point():
+    K, c2w = K_from_hfov(60, 20, 10), look_at([0, 0, 0], [1, 0, 0])
+    empty = PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
+    out = render_cloud(empty, K, c2w, 20, 10, splat_radius=1)
+    assert out.rgb.shape == (10, 20, 3) and out.mask.shape == (10, 20) and out.depth.shape == (10, 20)
+    assert not out.mask.any() and not out.rgb.any() and not out.depth.any()
+    one = PointCloud(np.array([[3.0, 0.1, -0.2]], np.float32), np.array([[1, 2, 3]], np.uint8))
+    out = assert_matches_reference(one, K, c2w, 20, 10, 1)
+    assert out.mask.sum() == 9
+
+
+def test_points_behind_or_beside_the_camera_are_not_drawn():
+    K, c2w = K_from_hfov(60, 8, 8), look_at([0, 0, 0], [1, 0, 0])
+    xyz = np.array([[-2, 0, 0], [0, 2, 0], [0.0005, 0, 0], [2, 0, 5]], np.float32)  # behind, beside, too near, above
+    out = render_cloud(PointCloud(xyz, np.full((4, 3), 255, np.uint8)), K, c2w, 8, 8, splat_radius=2)
+    assert not out.mask.any()
+
+
+def test_batched_views_equal_single_views():
+    rng = np.random.default_rng(7)
+    width, height = 24, 18
+    cams = [random_camera(rng, width, height) for _ in range(3)]
+    cloud = random_cloud(rng, 4000, cams[0][1])
+    device_cloud = to_device(cloud)
+    batch = render_views(device_cloud, np.stack([k for k, _ in cams]), np.stack([p for _, p in cams]), width, height, 1)
+    assert batch.rgb.shape == (3, height, width, 3)
+    for i, (K, c2w) in enumerate(cams):
+        single = render_cloud(device_cloud, K, c2w, width, height, splat_radius=1)
+        assert torch.equal(batch.rgb[i], single.rgb)
+        assert torch.equal(batch.mask[i], single.mask)
+        assert torch.equal(batch.depth[i], single.depth)
+    shared_k = render_views(device_cloud, cams[0][0], np.stack([cams[0][1], cams[1][1]]), width, height)
+    assert torch.equal(shared_k.rgb[0], render_cloud(device_cloud, cams[0][0], cams[0][1], width, height).rgb)
+
+
+def test_bad_cameras_are_rejected_with_reasons():
+    cloud = PointCloud(np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8))
+    K512, c2w = K_from_hfov(60, 512, 512), np.eye(4)
+    with pytest.raises(CameraError, match="another resolution"):
+        render_cloud(cloud, K512, c2w, 256, 128)
+    with pytest.raises(CameraError, match="4x4"):
+        render_cloud(cloud, K_from_hfov(60, 8, 8), np.eye(3), 8, 8)
+    with pytest.raises(AnchorInputError, match="one 4x4"):
+        render_cloud(cloud, K_from_hfov(60, 8, 8), np.stack([c2w, c2w]), 8, 8)
+    with pytest.raises(AnchorInputError, match="one K or one per pose"):
+        render_views(to_device(cloud), np.stack([K512] * 3), np.stack([c2w] * 2), 512, 512)
+    with pytest.raises(AnchorInputError, match="splat radius"):
+        render_cloud(cloud, K_from_hfov(60, 8, 8), c2w, 8, 8, splat_radius=-1)
