@@ -1,0 +1,108 @@
+// The C++ Unreal conversion against the vectors models.cameras writes
+// (tests/data/camera_vectors.json): both sides of the boundary must agree to 1e-9.
+#include "WorldFMCore/UnrealCamera.h"
+
+#include "TestPaths.h"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+
+namespace
+{
+nlohmann::json LoadVectors()
+{
+	std::ifstream File(WorldFMTest::CameraVectorsPath());
+	REQUIRE_MESSAGE(File.good(), "cannot open " << WorldFMTest::CameraVectorsPath());
+	return nlohmann::json::parse(File);
+}
+
+double MaxAbsDifference(const double* Ours, const nlohmann::json& Rows)
+{
+	double Worst = 0.0;
+	size_t Index = 0;
+	for (const auto& Row : Rows)
+	{
+		for (const auto& Value : Row)
+		{
+			Worst = std::max(Worst, std::abs(Ours[Index++] - Value.get<double>()));
+		}
+	}
+	return Worst;
+}
+}  // namespace
+
+TEST_CASE("UnrealToCameraToWorld matches models.cameras.ue_to_c2w on the shared vectors")
+{
+	const nlohmann::json Vectors = LoadVectors();
+	const double Tolerance = Vectors.at("tolerance").get<double>();
+	const auto& Poses = Vectors.at("poses");
+	REQUIRE(Poses.size() >= 5);
+	for (const auto& Pose : Poses)
+	{
+		const auto Location = Pose.at("ue_location_cm").get<std::array<double, 3>>();
+		const auto Rotation = Pose.at("ue_rotation_pitch_yaw_roll_deg").get<std::array<double, 3>>();
+		const auto C2W = WorldFM::UnrealToCameraToWorld(Location, Rotation);
+		REQUIRE(C2W.IsOk());
+		INFO("location " << Pose.at("ue_location_cm").dump() << " rotation " << Pose.at("ue_rotation_pitch_yaw_roll_deg").dump());
+		CHECK(MaxAbsDifference(C2W->data(), Pose.at("c2w")) <= Tolerance);
+	}
+}
+
+TEST_CASE("IntrinsicsFromHorizontalFov matches models.cameras.K_from_hfov on the shared vectors")
+{
+	const nlohmann::json Vectors = LoadVectors();
+	const double Tolerance = Vectors.at("tolerance").get<double>();
+	const auto& Fovs = Vectors.at("fov");
+	REQUIRE(!Fovs.empty());
+	for (const auto& Case : Fovs)
+	{
+		const auto K = WorldFM::IntrinsicsFromHorizontalFov(Case.at("hfov_deg").get<double>(), Case.at("width").get<int>(),
+		                                                     Case.at("height").get<int>());
+		REQUIRE(K.IsOk());
+		CHECK(MaxAbsDifference(K->data(), Case.at("K")) <= Tolerance);
+	}
+}
+
+TEST_CASE("the converted pose is a rigid right-handed transform")
+{
+	// Independent of the vectors: R must be orthonormal with det +1 for any input angles.
+	for (double Pitch : {-89.0, -30.0, 0.0, 45.0, 89.0})
+	{
+		for (double Yaw : {-170.0, -45.0, 0.0, 90.0, 179.0})
+		{
+			const auto C2W = WorldFM::UnrealToCameraToWorld({1.0, 2.0, 3.0}, {Pitch, Yaw, 33.0});
+			REQUIRE(C2W.IsOk());
+			const double* M = C2W->data();
+			for (int I = 0; I < 3; ++I)
+			{
+				for (int J = 0; J < 3; ++J)
+				{
+					double Dot = 0.0;
+					for (int K = 0; K < 3; ++K)
+					{
+						Dot += M[K * 4 + I] * M[K * 4 + J];
+					}
+					CHECK(Dot == doctest::Approx(I == J ? 1.0 : 0.0).epsilon(1e-12));
+				}
+			}
+			const double Det = M[0] * (M[5] * M[10] - M[6] * M[9]) - M[1] * (M[4] * M[10] - M[6] * M[8]) +
+			                   M[2] * (M[4] * M[9] - M[5] * M[8]);
+			CHECK(Det == doctest::Approx(1.0));
+		}
+	}
+}
+
+TEST_CASE("invalid Unreal input is refused with a reason")
+{
+	const double NaN = std::numeric_limits<double>::quiet_NaN();
+	const auto BadPose = WorldFM::UnrealToCameraToWorld({0.0, NaN, 0.0}, {0.0, 0.0, 0.0});
+	CHECK_FALSE(BadPose.IsOk());
+	CHECK(BadPose.ErrorMessage().find("finite") != std::string::npos);
+	CHECK_FALSE(WorldFM::IntrinsicsFromHorizontalFov(180.0, 256, 256).IsOk());
+	CHECK_FALSE(WorldFM::IntrinsicsFromHorizontalFov(0.0, 256, 256).IsOk());
+	CHECK_FALSE(WorldFM::IntrinsicsFromHorizontalFov(90.0, 0, 256).IsOk());
+}
