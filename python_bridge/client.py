@@ -41,6 +41,11 @@ class BridgeError(RuntimeError):
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.request_id = code, message, request_id
 
+    @property
+    def id(self) -> int | None:
+        """The request id, like ``FrameReply.id`` and ``Superseded.id`` (what :meth:`Client.poll` returns)."""
+        return self.request_id
+
 
 class ServerUnavailable(ConnectionError):
     """No reply after every retry: the server is down, unreachable, or the keys do not match."""

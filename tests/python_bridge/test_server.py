@@ -1,0 +1,349 @@
+"""The server over real sockets: every message, every rejection, latest-wins, sessions, shutdown.
+
+Servers bind ephemeral loopback ports and run the stub pipeline (tests/python_bridge/
+stub_pipeline.py), so these tests check the bridge itself in milliseconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from conftest import make_views
+from python_bridge import protocol as P
+from python_bridge.client import BridgeError, Client, FrameReply, ServerUnavailable, Superseded
+from python_bridge.server import InsecureBindError, RenderJob, Scheduler, Server, ServerConfig, is_loopback
+from stub_pipeline import FAIL_X, StubPipeline
+
+
+def send(sock: zmq.Socket, mtype: str, rid: int, blobs=(), **fields) -> None:
+    sock.send_multipart(P.encode(P.Message(mtype, rid, fields, list(blobs))))
+
+
+def recv(sock: zmq.Socket) -> P.Message:
+    return P.decode(sock.recv_multipart())
+
+
+def hello(sock: zmq.Socket) -> dict:
+    send(sock, P.HELLO, 1, client="test")
+    reply = recv(sock)
+    assert reply.type == P.WELCOME
+    return reply.fields
+
+
+def open_scene(client: Client, n: int = 2) -> str:
+    return client.open_scene(make_views(n), name="t").scene
+
+
+def pose(x: float) -> np.ndarray:
+    m = np.eye(4)
+    m[0, 3] = x
+    return m
+
+
+def test_hello_welcome_describes_server_model_and_limits(make_server):
+    server = make_server()
+    with Client(server.endpoint, timeout_s=2) as c:
+        w = c.welcome
+    assert w["protocol"] == P.PROTOCOL_VERSION and w["server"] == "worldfm-bridge"
+    assert w["model"]["name"] == "stub" and w["frame_size"] == [32, 24]
+    assert w["encodings"] == ["raw", "jpeg"] and w["server_paths"] is False
+    assert w["limits"]["max_scenes_per_client"] == P.Limits().max_scenes_per_client
+    assert len(w["session"]) == 32
+
+
+def test_open_render_close_roundtrip_raw_and_jpeg(make_server):
+    stub = StubPipeline()
+    server = make_server(stub)
+    with Client(server.endpoint, timeout_s=2) as c:
+        info = c.open_scene(make_views(5), name="five", batch=2)  # open_scene + 2 add_views
+        assert (info.views, info.candidates, info.points) == (5, 5, 5 * 32 * 24)
+        assert stub.built_views == [5]
+        frame = c.render(info.scene, pose(1.0))
+        assert frame.rgb.shape == (24, 32, 3) and frame.mode == "stub"
+        assert frame.rgb[0, 0].tolist() == [110, 100, 100]  # colour encodes the pose it answers
+        np.testing.assert_array_equal(frame.c2w, pose(1.0))
+        assert {"queue_ms", "anchor_ms", "image_encode_ms", "total_ms"} <= set(frame.timings)
+        K = np.array([[40.0, 0, 20], [0, 40, 10], [0, 0, 1]])
+        jpeg = c.render(info.scene, pose(2.0), K=K, size=(40, 20), encoding="jpeg")
+        assert jpeg.rgb.shape == (20, 40, 3)
+        assert np.abs(jpeg.rgb.astype(int) - [120, 100, 100]).max() <= 3
+        np.testing.assert_array_equal(jpeg.K, K)
+        c.close_scene(info.scene)
+        with pytest.raises(BridgeError) as err:
+            c.render(info.scene, pose(0.0))
+        assert err.value.code == P.E_UNKNOWN_SCENE
+
+
+def test_ping_pong_without_session(make_server, raw_socket):
+    sock = raw_socket(make_server().endpoint)
+    send(sock, P.PING, 5, t_client=123.0)
+    reply = recv(sock)
+    assert (reply.type, reply.id, reply.fields["t_client"]) == (P.PONG, 5, 123.0)
+
+
+def test_requests_before_hello_are_refused(make_server, raw_socket):
+    sock = raw_socket(make_server().endpoint)
+    send(sock, P.RENDER, 3, scene="s-x", c2w=P.flat(np.eye(4)))
+    reply = recv(sock)
+    assert (reply.type, reply.id, reply.fields["code"]) == (P.ERROR, 3, P.E_NO_SESSION)
+
+
+def expect_error(sock, code, rid=None):
+    reply = recv(sock)
+    assert reply.type == P.ERROR, reply
+    assert reply.fields["code"] == code, reply.fields
+    assert reply.fields["message"]
+    if rid is not None:
+        assert reply.id == rid
+    return reply
+
+
+def test_bad_traffic_gets_error_replies_and_server_keeps_serving(make_server, raw_socket):
+    server = make_server()
+    sock = raw_socket(server.endpoint)
+    hello(sock)
+    sock.send_multipart([msgpack.packb({"v": 2, "type": "hello", "id": 11})])
+    assert expect_error(sock, P.E_VERSION, 11).fields["supported"] == [1]
+    sock.send_multipart([b"\xc1\x00garbage"])
+    expect_error(sock, P.E_MALFORMED)
+    sock.send_multipart([msgpack.packb({"v": 1, "type": "ping", "id": 12}), b"unexpected"])
+    expect_error(sock, P.E_MALFORMED, 12)
+    send(sock, "teleport", 13)
+    expect_error(sock, P.E_MALFORMED, 13)
+    descs, blobs = P.view_fields(make_views(1))
+    send(sock, P.OPEN_SCENE, 14, blobs=[blobs[0].astype(np.float32), blobs[1]], views=descs)
+    expect_error(sock, P.E_BAD_REQUEST, 14)
+    send(sock, P.OPEN_SCENE, 15, blobs=[blobs[0][:, :-1].copy(), blobs[1]], views=descs)
+    expect_error(sock, P.E_BAD_REQUEST, 15)
+    send(sock, P.OPEN_SCENE, 16, blobs=blobs[:1], views=descs)
+    expect_error(sock, P.E_MALFORMED, 16)
+    send(sock, P.RENDER, 17, scene="s-nope", c2w=P.flat(np.eye(4)))
+    expect_error(sock, P.E_UNKNOWN_SCENE, 17)
+    send(sock, P.RENDER, 18, scene="s-nope", c2w=[float("nan")] * 16)
+    expect_error(sock, P.E_BAD_REQUEST, 18)
+    send(sock, P.RENDER, 19, scene="s-nope", c2w=P.flat(np.diag([1.0, 3.0, 1.0, 1.0])))
+    expect_error(sock, P.E_BAD_REQUEST, 19)
+    send(sock, P.CLOSE_SCENE, 20, scene="s-nope")
+    expect_error(sock, P.E_UNKNOWN_SCENE, 20)
+    send(sock, P.OPEN_SCENE, 21, path="/etc")
+    expect_error(sock, P.E_NOT_ALLOWED, 21)
+    with Client(server.endpoint, timeout_s=2) as c:  # and another client is served as usual
+        assert c.render(open_scene(c), pose(0.0)).rgb.shape == (24, 32, 3)
+
+
+def test_oversized_payloads(make_server, raw_socket):
+    limits = P.Limits(max_image_side=16, max_views_per_scene=3, max_message_bytes=1 << 16)
+    server = make_server(limits=limits)
+    sock = raw_socket(server.endpoint)
+    hello(sock)
+    descs, blobs = P.view_fields(make_views(1, width=20, height=12))
+    send(sock, P.OPEN_SCENE, 2, blobs=blobs, views=descs)
+    assert "16" in expect_error(sock, P.E_LIMIT, 2).fields["message"]
+    descs, blobs = P.view_fields(make_views(2, width=16, height=12))
+    send(sock, P.OPEN_SCENE, 3, blobs=blobs, views=descs, final=False)
+    scene = recv(sock).fields["scene"]
+    descs, blobs = P.view_fields(make_views(2, width=16, height=12))
+    send(sock, P.ADD_VIEWS, 4, blobs=blobs, views=descs, scene=scene)
+    assert "limit is 3" in expect_error(sock, P.E_LIMIT, 4).fields["message"]
+    # A frame above ZMQ_MAXMSGSIZE makes libzmq drop that connection: no reply is possible,
+    # but the server goes on serving everyone else.
+    big = raw_socket(server.endpoint)
+    big.send_multipart([msgpack.packb({"v": 1, "type": "ping", "id": 1}), b"x" * (1 << 17)])
+    big.setsockopt(zmq.RCVTIMEO, 300)
+    with pytest.raises(zmq.Again):
+        big.recv_multipart()
+    send(sock, P.PING, 5)
+    assert recv(sock).type == P.PONG
+
+
+def test_scene_limit_per_session(make_server):
+    server = make_server(limits=P.Limits(max_scenes_per_client=2))
+    with Client(server.endpoint, timeout_s=2) as c:
+        a, _ = open_scene(c), open_scene(c)
+        with pytest.raises(BridgeError) as err:
+            open_scene(c)
+        assert err.value.code == P.E_LIMIT
+        c.close_scene(a)
+        open_scene(c)
+
+
+def test_scenes_belong_to_their_session(make_server):
+    server = make_server()
+    with Client(server.endpoint, timeout_s=2) as a, Client(server.endpoint, timeout_s=2) as b:
+        scene = open_scene(a)
+        assert b.render(scene, pose(0.0)).rgb.shape == (24, 32, 3)  # ids are capabilities for rendering
+        with pytest.raises(BridgeError) as err:
+            b.close_scene(scene)
+        assert err.value.code == P.E_UNKNOWN_SCENE
+
+
+def test_latest_wins_answers_every_render_once(make_server):
+    stub = StubPipeline(gated=True)
+    server = make_server(stub)
+    with Client(server.endpoint, timeout_s=5) as c:
+        scene = open_scene(c)
+        first = c.render_async(scene, pose(1.0))
+        assert stub.started.acquire(timeout=5)  # the worker holds the first render
+        queued = [c.render_async(scene, pose(float(x))) for x in (2, 3, 4)]
+        time.sleep(0.1)  # let the server read them all (the worker is blocked, so none can start)
+        stub.gate.set()
+        replies = {}
+        while len(replies) < 4:
+            r = c.poll(5)
+            assert r is not None, "a render went unanswered"
+            assert r.id not in replies, "a render was answered twice"
+            replies[r.id] = r
+    assert isinstance(replies[first], FrameReply) and replies[first].rgb[0, 0, 0] == 110
+    assert [type(replies[i]) for i in queued] == [Superseded, Superseded, FrameReply]
+    assert replies[queued[0]].by == queued[1] and replies[queued[1]].by == queued[2]
+    assert replies[queued[2]].rgb[0, 0, 0] == 140
+    assert c.outstanding == 0
+
+
+def test_pipeline_failures_become_errors(make_server):
+    server = make_server()
+    with Client(server.endpoint, timeout_s=2) as c:
+        scene = open_scene(c)
+        with pytest.raises(BridgeError) as err:
+            c.render(scene, pose(FAIL_X))
+        assert err.value.code == P.E_INTERNAL and "stub failure" in err.value.message
+        assert c.render(scene, pose(0.0)).mode == "stub"
+
+
+def test_client_vanishing_mid_request_does_not_hurt_others(make_server):
+    stub = StubPipeline(gated=True)
+    server = make_server(stub)
+    gone = Client(server.endpoint, timeout_s=2)
+    scene = open_scene(gone)
+    gone.render_async(scene, pose(1.0))
+    assert stub.started.acquire(timeout=5)
+    gone.render_async(scene, pose(2.0))
+    gone.close()  # vanishes with one render running and one queued
+    stub.gate.set()
+    with Client(server.endpoint, timeout_s=2) as c:
+        assert c.render(open_scene(c), pose(3.0)).rgb[0, 0, 0] == 130
+
+
+def test_idle_sessions_expire_with_their_scenes(make_server):
+    server = make_server(client_timeout_s=0.3)
+    with Client(server.endpoint, timeout_s=2) as c:
+        scene = open_scene(c)
+        deadline = time.monotonic() + 5
+        while len(server._scenes) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(server._scenes) == 0
+        with pytest.raises(BridgeError) as err:
+            c.render(scene, pose(0.0))
+        assert err.value.code == P.E_NO_SESSION
+        c.connect()  # hello again starts a new session
+        c.render(open_scene(c), pose(0.0))
+
+
+def test_scheduler_is_round_robin_and_latest_wins():
+    sched = Scheduler()
+
+    def job(session, rid):
+        req = P.RenderRequest(rid, "s", np.eye(4), None, None, None, "raw", 90, None, None)
+        return RenderJob(b"id", session, req, None, 0.0)
+
+    assert sched.submit(job("a", 1)) is None
+    assert sched.submit(job("b", 2)) is None
+    assert sched.submit(job("a", 3)).request.id == 1  # superseded, a keeps its place
+    assert [sched.take(0).request.id for _ in range(2)] == [3, 2]
+    assert sched.take(0.01) is None
+    sched.submit(job("c", 4))
+    assert [j.request.id for j in sched.close()] == [4]
+    assert sched.take(0.01) is None
+
+
+def test_shutdown_answers_queued_renders(make_server):
+    stub = StubPipeline(gated=True)
+    server = make_server(stub)
+    c = Client(server.endpoint, timeout_s=2)
+    scene = open_scene(c)
+    running = c.render_async(scene, pose(1.0))
+    assert stub.started.acquire(timeout=5)
+    queued = c.render_async(scene, pose(2.0))
+    time.sleep(0.1)
+    server._stop.set()  # what SIGINT/SIGTERM do
+    time.sleep(0.1)
+    stub.gate.set()
+    server.stop()
+    replies = {r.id: r for r in (c.poll(3), c.poll(3))}
+    c.close()
+    assert isinstance(replies[running], FrameReply)
+    assert isinstance(replies[queued], BridgeError) and replies[queued].code == P.E_SHUTTING_DOWN
+
+
+def test_loopback_detection_and_insecure_bind_refused():
+    assert is_loopback("tcp://127.0.0.1:5555") and is_loopback("tcp://[::1]:1") and is_loopback("ipc:///tmp/x")
+    assert is_loopback("tcp://localhost:5") and not is_loopback("tcp://*:5555") and not is_loopback("tcp://0.0.0.0:1")
+    with pytest.raises(InsecureBindError, match="--insecure"):
+        Server(StubPipeline(), ServerConfig(bind="tcp://0.0.0.0:*"))
+
+
+@pytest.mark.skipif(not zmq.has("curve"), reason="libzmq built without CurveZMQ")
+def test_curve_encryption(tmp_path, make_server):
+    import zmq.auth
+
+    public_file, secret_file = zmq.auth.create_certificates(tmp_path, "server")
+    server = make_server(curve_secret_file=secret_file)
+    server_public, _ = zmq.auth.load_certificate(public_file)
+    with Client(server.endpoint, timeout_s=2, server_key=server_public) as c:
+        assert c.render(open_scene(c), pose(0.0)).rgb.shape == (24, 32, 3)
+    with pytest.raises(ServerUnavailable):
+        Client(server.endpoint, timeout_s=0.3, retries=0)  # plain-text clients get nothing
+
+
+def test_lazy_pirate_reconnects_after_a_lost_reply():
+    """A fake server that loses the first ping: the client times out, reconnects, says hello, resends."""
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    hellos, pings, stop = [], [], threading.Event()
+
+    def fake_server():
+        while not stop.is_set():
+            if not router.poll(50):
+                continue
+            ident, *body = router.recv_multipart()
+            msg = P.decode(body)
+            if msg.type == P.HELLO:
+                hellos.append((ident, msg.fields["session"]))
+                router.send_multipart([ident, *P.encode(P.Message(P.WELCOME, msg.id, {}))])
+            elif msg.type == P.PING:
+                pings.append(ident)
+                if len(pings) > 1:  # the first one is "lost"
+                    router.send_multipart([ident, *P.encode(P.Message(P.PONG, msg.id, {}))])
+
+    thread = threading.Thread(target=fake_server)
+    thread.start()
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", timeout_s=0.3, retries=2) as client:
+            client.ping()
+    finally:
+        stop.set()
+        thread.join(5)
+        router.close(0)
+    assert len(pings) == 2 and len(hellos) == 2
+    assert hellos[0][0] != hellos[1][0]  # a fresh socket after the timeout
+    assert hellos[0][1] == hellos[1][1]  # with the same session, so scenes survive
+    assert pings[1] == hellos[1][0]
+
+
+def test_unreachable_server_raises_after_retries():
+    ctx = zmq.Context.instance()
+    probe = ctx.socket(zmq.ROUTER)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(0)  # a port with nobody listening
+    t0 = time.monotonic()
+    with pytest.raises(ServerUnavailable, match="worldfm serve"):
+        Client(f"tcp://127.0.0.1:{port}", timeout_s=0.2, retries=2)
+    assert time.monotonic() - t0 < 5
