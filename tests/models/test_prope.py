@@ -8,29 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dit_fixtures import random_K, random_rigid
 from models.prope import ROPE_BASE, prepare_prope, projective_matrices, rigid_inverse
-
-
-def random_rigid(gen: torch.Generator, n: int, scale: float = 2.0) -> torch.Tensor:
-    """(n, 4, 4) random rotations (via QR, det +1) and translations in metres."""
-    q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=gen, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]
-    q = q * torch.sign(torch.det(q))[:, None, None]
-    T = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
-    T[:, :3, :3] = q
-    T[:, :3, 3] = scale * torch.randn(n, 3, generator=gen, dtype=torch.float64)
-    return T
-
-
-def random_K(gen: torch.Generator, n: int, hw: tuple[int, int]) -> torch.Tensor:
-    h, w = hw
-    K = torch.zeros(n, 3, 3, dtype=torch.float64)
-    K[:, 0, 0] = w * (0.6 + 0.6 * torch.rand(n, generator=gen, dtype=torch.float64))
-    K[:, 1, 1] = h * (0.6 + 0.6 * torch.rand(n, generator=gen, dtype=torch.float64))
-    K[:, 0, 2] = w * (0.4 + 0.2 * torch.rand(n, generator=gen, dtype=torch.float64))
-    K[:, 1, 2] = h * (0.4 + 0.2 * torch.rand(n, generator=gen, dtype=torch.float64))
-    K[:, 2, 2] = 1.0
-    return K
 
 
 def token_layout(views: int, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,489 @@
+"""The WorldFM frame model: a PixArt-style DiT over three views, read top to bottom.
+
+One forward predicts the noise (or, for distilled models, the sampler's ``out``) of the
+target view from three latents of equal shape (B, C, h, w):
+
+* ``z_t``: the noisy target latent at timestep ``t``;
+* ``anchor_latent``: the latent of the point-cloud rendering at the target camera,
+  with ``anchor_mask`` (B, 1, H, W), 1 where the rendering has a point (pixels);
+* ``ref_latent``: the latent of the reference image, seen by the reference camera.
+
+Layout ("tri-condition", as published): the three latents are concatenated along width
+``[target | anchor | reference]`` -> (B, C, h, 3w), patchified and processed with joint
+self-attention; only the target's tokens go through the final layer. Sin-cos position
+embeddings are computed for the concatenated grid, exactly as the published model does.
+
+Camera conditioning, each switchable in ``DiTConfig`` and fixed at construction:
+
+* PRoPE (``models.prope``) inside every self-attention: views are target, anchor (the
+  target camera) and reference;
+* Plücker rays per token, projected to the width and added to the tokens.
+
+Cameras are given raw (K pixels of the H x W image, c2w metres in ``models.cameras``'
+convention) and normalised inside the model: the reference camera becomes the identity and
+translations are divided by ``pose_scale_m``, so only relative poses reach the network.
+
+Published-checkpoint compatibility: with ``checkpoint_compat`` the model also holds the
+modules that the published PixArt-Sigma/WorldFM net stores but its inference never runs
+(caption embedder, cross-attention, Plücker projector), so ``xl()`` has the state-dict keys
+and shapes of ``worldfm_1-step.pth`` (see ``models.checkpoints``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.prope import PRoPETransforms, prepare_prope, rigid_inverse
+
+NUM_VIEWS = 3  # target, anchor, reference -- in this order along the width
+TARGET, ANCHOR, REFERENCE = range(NUM_VIEWS)
+CAPTION_CHANNELS = 4096  # T5-XXL width of the published caption embedder
+CAPTION_TOKENS = 300  # PixArt-Sigma's caption length (its null-caption buffer)
+FREQ_EMBED_DIM = 256  # sinusoidal timestep features before the timestep MLP
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Everything that fixes the network's shape and behaviour.
+
+    ``latent_size``: h = w of one view's latent for which the model is built (position
+    embeddings are recomputed for any other size). ``vae_downsample``: image pixels per
+    latent pixel (to read K in pixels and pool the anchor mask). ``anchor_mask_channel``:
+    feed the pooled anchor mask as an extra input channel (zeros for the other views).
+    ``ref_isolated``: reference tokens attend only to reference tokens, so their per-layer
+    keys/values depend on the reference alone (cacheable across frames).
+    """
+
+    name: str
+    latent_channels: int = 4
+    latent_size: int = 64
+    vae_downsample: int = 8
+    patch_size: int = 2
+    hidden_size: int = 1152
+    depth: int = 28
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    learn_sigma: bool = True
+    anchor_mask_channel: bool = False
+    prope: bool = False
+    plucker: bool = False
+    ref_isolated: bool = False
+    checkpoint_compat: bool = False
+    pe_interpolation: float = 1.0
+    pose_scale_m: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.prope and self.head_dim % 8:
+            raise ValueError(f"PRoPE needs head_dim % 8 == 0; {self.name} has head_dim {self.head_dim}")
+        if self.latent_size % self.patch_size:
+            raise ValueError(f"latent_size {self.latent_size} is not divisible by patch_size {self.patch_size}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def in_channels(self) -> int:
+        return self.latent_channels + int(self.anchor_mask_channel)
+
+    @property
+    def out_channels(self) -> int:
+        return self.latent_channels * (2 if self.learn_sigma else 1)
+
+    @property
+    def image_size(self) -> int:
+        return self.latent_size * self.vae_downsample
+
+    @property
+    def tokens(self) -> int:
+        """Tokens in self-attention for one forward at ``latent_size``."""
+        return NUM_VIEWS * (self.latent_size // self.patch_size) ** 2
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+def sincos_pos_embed(dim: int, grid_h: int, grid_w: int, base_size: int, interpolation: float) -> torch.Tensor:
+    """2-D sin-cos position embeddings (grid_h * grid_w, dim), tokens row-major.
+
+    PixArt's variant: coordinates are stretched so each axis spans ``base_size`` units
+    whatever its token count (``i * base_size / grid / interpolation``); the first half of
+    the channels encodes the column, the second the row, each as ``[sin, cos]`` with
+    frequencies ``10000^(-k / (dim/4))``. Computed in float64 like the published numpy code.
+    """
+    if dim % 4:
+        raise ValueError(f"sin-cos position embedding needs dim % 4 == 0; got {dim}")
+    cols = torch.arange(grid_w, dtype=torch.float64) * (base_size / grid_w) / interpolation
+    rows = torch.arange(grid_h, dtype=torch.float64) * (base_size / grid_h) / interpolation
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+
+    def encode(pos: torch.Tensor) -> torch.Tensor:
+        angles = pos[:, None] * omega[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    col_emb = encode(cols)[None, :, :].expand(grid_h, grid_w, dim // 2)
+    row_emb = encode(rows)[:, None, :].expand(grid_h, grid_w, dim // 2)
+    return torch.cat([col_emb, row_emb], dim=-1).reshape(grid_h * grid_w, dim).float()
+
+
+class PatchEmbed(nn.Module):
+    """(B, C, H, W) latent -> (B, H/p * W/p, D) tokens, row-major."""
+
+    def __init__(self, patch_size: int, in_channels: int, hidden_size: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class TimestepEmbedder(nn.Module):
+    """Timesteps (B,) -> (B, D): sinusoid ``[cos, sin]`` of 256 features, then an MLP."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(FREQ_EMBED_DIM, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
+        )
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = FREQ_EMBED_DIM // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+        args = t.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))
+
+
+class Mlp(nn.Module):
+    """Two linear layers with tanh-GELU; (..., D_in) -> (..., D_out)."""
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden_features, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class CaptionEmbedder(nn.Module):
+    """The published T5-caption projector and its null caption, held only so checkpoints load.
+
+    The published inference feeds zero captions with cross-attention disabled, so the
+    caption path has no effect on its output and is never run here.
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.y_proj = Mlp(CAPTION_CHANNELS, hidden_size, hidden_size)
+        self.register_buffer("y_embedding", torch.zeros(CAPTION_TOKENS, CAPTION_CHANNELS))
+
+
+class CrossAttention(nn.Module):
+    """Caption cross-attention weights of the published block (loaded, never run; see above)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.q_linear = nn.Linear(hidden_size, hidden_size)
+        self.kv_linear = nn.Linear(hidden_size, 2 * hidden_size)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+
+def plucker_rays(
+    K: torch.Tensor, c2w: torch.Tensor, image_hw: tuple[int, int], token_view: torch.Tensor, token_xy: torch.Tensor,
+    grid_hw: tuple[int, int],
+) -> torch.Tensor:
+    """Per-token Plücker coordinates ``(o x d, d)`` (B, N, 6) of the ray through each patch centre.
+
+    ``K``: (B, V, 3, 3) pixels of the ``(H, W)`` image; ``c2w``: (B, V, 4, 4) (normalised);
+    ``token_view``/``token_xy``: (N,), (N, 2) view and patch (column, row) of each token on a
+    per-view grid of ``grid_hw`` tokens. Patch centres sit at ``(col + 0.5) * W / grid_w``
+    pixels under our pixel-centre convention (the image spans [0, W] x [0, H]).
+    """
+    h, w = image_hw
+    u = (token_xy[:, 0].float() + 0.5) * (w / grid_hw[1])
+    v = (token_xy[:, 1].float() + 0.5) * (h / grid_hw[0])
+    K_tok = K.float().index_select(1, token_view)  # (B, N, 3, 3)
+    c2w_tok = c2w.float().index_select(1, token_view)  # (B, N, 4, 4)
+    x_cam = (u - K_tok[..., 0, 2]) / K_tok[..., 0, 0]
+    y_cam = (v - K_tok[..., 1, 2]) / K_tok[..., 1, 1]
+    d_cam = torch.stack([x_cam, y_cam, torch.ones_like(x_cam)], dim=-1)  # (B, N, 3)
+    d = (c2w_tok[..., :3, :3] @ d_cam[..., None])[..., 0]
+    d = d / d.norm(dim=-1, keepdim=True)
+    origin = c2w_tok[..., :3, 3]
+    return torch.cat([torch.cross(origin, d, dim=-1), d], dim=-1)
+
+
+# ----------------------------------------------------------------------------- blocks
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN modulation; ``x`` (B, N, D), ``shift``/``scale`` (B, 1, D)."""
+    return x * (1 + scale) + shift
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention, optionally with PRoPE transforms and a boolean mask."""
+
+    def __init__(self, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(
+        self, x: torch.Tensor, prope: PRoPETransforms | None, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``x``: (B, N, D); ``mask``: (N, N) bool, True where a query may attend to a key."""
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
+        if prope is not None:
+            q, k, v = prope.queries(q), prope.keys_values(k), prope.keys_values(v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if prope is not None:
+            out = prope.outputs(out)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class DiTBlock(nn.Module):
+    """adaLN-single block: gated self-attention and MLP, modulated by the shared ``t_block``
+    output plus this block's own ``scale_shift_table`` (6, D). (B, N, D) -> (B, N, D)."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        d = config.hidden_size
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(d, config.num_heads)
+        if config.checkpoint_compat:
+            self.cross_attn = CrossAttention(d)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(d, int(d * config.mlp_ratio), d)
+        self.scale_shift_table = nn.Parameter(torch.randn(6, d) / d**0.5)
+
+    def forward(
+        self, x: torch.Tensor, t6: torch.Tensor, prope: PRoPETransforms | None, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``t6``: (B, 6 * D), the shared ``t_block`` output."""
+        b, _, d = x.shape
+        mod = self.scale_shift_table[None] + t6.reshape(b, 6, d)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=1)  # (B, 1, D)
+        x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), prope, mask)
+        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class FinalLayer(nn.Module):
+    """Modulated norm + linear: (B, N, D) tokens -> (B, N, p * p * C_out) patches."""
+
+    def __init__(self, hidden_size: int, patch_size: int, out_channels: int):
+        super().__init__()
+        self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
+        self.scale_shift_table = nn.Parameter(torch.randn(2, hidden_size) / hidden_size**0.5)
+
+    def forward(self, x: torch.Tensor, t_emb: torch.Tensor) -> torch.Tensor:
+        shift, scale = (self.scale_shift_table[None] + t_emb[:, None]).chunk(2, dim=1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def normalise_cameras(
+    ref_c2w: torch.Tensor, tgt_c2w: torch.Tensor, pose_scale_m: float
+) -> torch.Tensor:
+    """Raw poses (B, 4, 4) -> c2w of the three views (B, 3, 4, 4) relative to the reference.
+
+    The reference becomes the identity; translations are divided by ``pose_scale_m``. A
+    fixed scale (rather than, say, the reference-target distance) keeps the map smooth
+    when the target sits on the reference, the common case in interactive use.
+    """
+    ref_inv = rigid_inverse(ref_c2w.float())
+    rel_tgt = ref_inv @ tgt_c2w.float()
+    rel_ref = ref_inv @ ref_c2w.float()
+    rel = torch.stack([rel_tgt, rel_tgt, rel_ref], dim=1)  # target, anchor, reference
+    s = 1.0 / pose_scale_m
+    scale = rel.new_tensor([[1.0, 1.0, 1.0, s], [1.0, 1.0, 1.0, s], [1.0, 1.0, 1.0, s], [1.0, 1.0, 1.0, 1.0]])
+    return rel * scale
+
+
+def token_grid(grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """View index (N,) and in-view patch (column, row) (N, 2) of the width-concatenated grid.
+
+    Tokens are row-major over ``grid_h`` rows of ``NUM_VIEWS * grid_w`` columns.
+    """
+    idx = torch.arange(grid_h * NUM_VIEWS * grid_w)
+    col = idx % (NUM_VIEWS * grid_w)
+    view = col // grid_w
+    xy = torch.stack([col % grid_w, idx // (NUM_VIEWS * grid_w)], dim=-1)
+    return view, xy
+
+
+class WorldFMDiT(nn.Module):
+    """The frame model; see the module docstring. Build with ``build_model(name)``."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = config
+        d = config.hidden_size
+        self.x_embedder = PatchEmbed(config.patch_size, config.in_channels, d)
+        self.t_embedder = TimestepEmbedder(d)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        if config.checkpoint_compat:
+            self.y_embedder = CaptionEmbedder(d)
+        if config.plucker or config.checkpoint_compat:
+            self.plucker_proj = nn.Sequential(nn.Linear(6, d), nn.SiLU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList([DiTBlock(config) for _ in range(config.depth)])
+        self.final_layer = FinalLayer(d, config.patch_size, config.out_channels)
+        grid = config.latent_size // config.patch_size
+        self.register_buffer("pos_embed", self._pos_embed(grid, grid), persistent=False)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """PixArt's initialisation; the Plücker projector starts as a no-op (zero output) so
+        it can be added to a pretrained backbone without disturbing it."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        w = self.x_embedder.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.proj.bias)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        nn.init.normal_(self.t_block[1].weight, std=0.02)
+        if self.config.checkpoint_compat:
+            nn.init.normal_(self.y_embedder.y_proj.fc1.weight, std=0.02)
+            nn.init.normal_(self.y_embedder.y_proj.fc2.weight, std=0.02)
+            for block in self.blocks:
+                nn.init.zeros_(block.cross_attn.proj.weight)
+        if hasattr(self, "plucker_proj"):
+            nn.init.zeros_(self.plucker_proj[2].weight)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def _pos_embed(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """(1, grid_h * 3 * grid_w, D) embeddings of the width-concatenated grid."""
+        c = self.config
+        emb = sincos_pos_embed(c.hidden_size, grid_h, NUM_VIEWS * grid_w, c.latent_size // c.patch_size, c.pe_interpolation)
+        return emb[None]
+
+    def forward(
+        self,
+        z_t: torch.Tensor,
+        t: torch.Tensor,
+        anchor_latent: torch.Tensor,
+        anchor_mask: torch.Tensor,
+        ref_latent: torch.Tensor,
+        ref_K: torch.Tensor,
+        ref_c2w: torch.Tensor,
+        tgt_K: torch.Tensor,
+        tgt_c2w: torch.Tensor,
+    ) -> torch.Tensor:
+        """Predict the target's model output.
+
+        ``z_t``, ``anchor_latent``, ``ref_latent``: (B, C, h, w); ``t``: (B,) timesteps in
+        [0, 1000); ``anchor_mask``: (B, 1, h * f, w * f) in [0, 1] with f = vae_downsample;
+        ``ref_K``/``tgt_K``: (B, 3, 3) pixels of the (h * f, w * f) image; ``ref_c2w``/
+        ``tgt_c2w``: (B, 4, 4) metres. Returns (B, C_out, h, w); C_out = 2C with learned
+        sigma (the first C channels are the prediction the samplers use).
+        """
+        c = self.config
+        b, _, h, w = z_t.shape
+        p = c.patch_size
+        grid_h, grid_w = h // p, w // p
+        image_hw = (h * c.vae_downsample, w * c.vae_downsample)
+        views = [z_t, anchor_latent, ref_latent]
+        if c.anchor_mask_channel:
+            mask = F.avg_pool2d(anchor_mask.to(z_t.dtype), c.vae_downsample)  # (B, 1, h, w)
+            zeros = torch.zeros_like(mask)
+            views = [torch.cat([v, m], dim=1) for v, m in zip(views, [zeros, mask, zeros])]
+        x = self.x_embedder(torch.cat(views, dim=-1))  # (B, N, D), N = grid_h * 3 * grid_w
+        pos = self.pos_embed if self.pos_embed.shape[1] == x.shape[1] else self._pos_embed(grid_h, grid_w).to(x.device)
+        x = x + pos.to(x.dtype)
+
+        token_view, token_xy = token_grid(grid_h, grid_w)
+        token_view, token_xy = token_view.to(x.device), token_xy.to(x.device)
+        c2w = normalise_cameras(ref_c2w, tgt_c2w, c.pose_scale_m)  # (B, 3, 4, 4)
+        Ks = torch.stack([tgt_K, tgt_K, ref_K], dim=1).float()  # (B, 3, 3, 3)
+        if c.plucker:
+            rays = plucker_rays(Ks, c2w, image_hw, token_view, token_xy, (grid_h, grid_w))
+            x = x + self.plucker_proj(rays.to(x.dtype))
+        prope = None
+        if c.prope:
+            prope = prepare_prope(Ks, rigid_inverse(c2w), image_hw, token_view, token_xy, c.head_dim)
+        mask = None
+        if c.ref_isolated:
+            is_ref = token_view == REFERENCE
+            mask = ~(is_ref[:, None] & ~is_ref[None, :])  # (N, N): reference queries see only reference keys
+
+        t_emb = self.t_embedder(t).to(x.dtype)  # (B, D)
+        t6 = self.t_block(t_emb)  # (B, 6D)
+        for block in self.blocks:
+            x = block(x, t6, prope, mask)
+
+        target = x.reshape(b, grid_h, NUM_VIEWS, grid_w, -1)[:, :, TARGET].reshape(b, grid_h * grid_w, -1)
+        patches = self.final_layer(target, t_emb)  # (B, grid_h * grid_w, p * p * C_out)
+        return self.unpatchify(patches, grid_h, grid_w)
+
+    def unpatchify(self, patches: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+        """(B, grid_h * grid_w, p * p * C) -> (B, C, grid_h * p, grid_w * p)."""
+        b = patches.shape[0]
+        p, ch = self.config.patch_size, self.config.out_channels
+        x = patches.reshape(b, grid_h, grid_w, p, p, ch)
+        return x.permute(0, 5, 1, 3, 2, 4).reshape(b, ch, grid_h * p, grid_w * p)
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def tiny() -> DiTConfig:
+    """Unit tests: every conditioning path on, a forward in milliseconds on CPU."""
+    return DiTConfig(
+        name="tiny", latent_size=8, hidden_size=64, depth=2, num_heads=2, mlp_ratio=2.0,
+        anchor_mask_channel=True, prope=True, plucker=True,
+    )
+
+
+def demo() -> DiTConfig:
+    """Our shipped 256x256 model for >= 10 frames/s on a 2-core CPU.
+
+    A 16x autoencoder (``models.autoencoder.demo_config``: 256 px -> 16x16x8 latent) and
+    patch 2 give 8x8 tokens per view, 192 in all -- token count is what CPU time follows.
+    """
+    return DiTConfig(
+        name="demo", latent_channels=8, latent_size=16, vae_downsample=16, patch_size=2,
+        hidden_size=256, depth=8, num_heads=4, learn_sigma=False,
+        anchor_mask_channel=True, prope=True, plucker=False,
+    )
+
+
+def xl() -> DiTConfig:
+    """The published InSpatio-WorldFM net: PixArt-Sigma XL/2 at 512 px, tri-condition layout."""
+    return DiTConfig(name="xl", checkpoint_compat=True)
+
+
+CONFIGS: dict[str, Callable[[], DiTConfig]] = {"tiny": tiny, "demo": demo, "xl": xl}
+
+
+def get_config(name: str, **overrides: object) -> DiTConfig:
+    """The named config, with fields replaced by ``overrides`` (e.g. ``prope=False``)."""
+    if name not in CONFIGS:
+        raise KeyError(f"unknown model config {name!r}; choose one of {sorted(CONFIGS)}")
+    return replace(CONFIGS[name](), **overrides)
+
+
+def build_model(config: DiTConfig | str, device: torch.device | str | None = None) -> WorldFMDiT:
+    """A freshly initialised model; ``device="meta"`` builds shapes without allocating weights."""
+    cfg = get_config(config) if isinstance(config, str) else config
+    with torch.device(device or "cpu"):
+        return WorldFMDiT(cfg)

@@ -1,0 +1,132 @@
+"""The frame model: shapes for every config and mode, camera invariance, reference isolation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from dit_fixtures import model_inputs as inputs
+from dit_fixtures import random_rigid
+
+from models.dit import CONFIGS, NUM_VIEWS, DiTConfig, build_model, get_config, sincos_pos_embed
+
+
+def randomised(config: DiTConfig, seed: int = 0) -> torch.nn.Module:
+    """A model whose zero-initialised layers (final layer, Plücker output) are made random,
+    so that every input can reach the output."""
+    torch.manual_seed(seed)
+    model = build_model(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(std=0.05)
+    return model
+
+
+@pytest.mark.parametrize("name", ["tiny", "demo"])
+def test_every_small_config_runs_and_returns_target_shape(name):
+    config = get_config(name)
+    out = build_model(config).eval()(**inputs(config))
+    assert out.shape == (2, config.out_channels, config.latent_size, config.latent_size)
+    assert torch.isfinite(out).all()
+
+
+def test_xl_full_depth_shapes_on_meta_device():
+    config = get_config("xl")
+    model = build_model(config, device="meta")
+    args = {k: v.to("meta") for k, v in inputs(get_config("xl", latent_size=64), batch=1).items()}
+    out = model(**args)
+    assert out.shape == (1, 8, 64, 64)
+    assert sum(p.numel() for p in model.parameters()) > 600e6  # PixArt-Sigma XL/2 is ~611 M
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(prope=False, plucker=False, anchor_mask_channel=False),
+        dict(prope=True, plucker=False),
+        dict(prope=False, plucker=True),
+        dict(ref_isolated=True),
+        dict(learn_sigma=False, patch_size=1),
+        dict(checkpoint_compat=True, prope=False, plucker=False, anchor_mask_channel=False),
+    ],
+)
+def test_tiny_modes_run(overrides):
+    config = get_config("tiny", **overrides)
+    out = randomised(config)(**inputs(config))
+    assert out.shape == (2, config.out_channels, config.latent_size, config.latent_size)
+
+
+def test_other_latent_sizes_recompute_position_embeddings():
+    config = get_config("tiny")
+    model = build_model(config).eval()
+    args = inputs(get_config("tiny", latent_size=12))
+    assert model(**args).shape == (2, config.out_channels, 12, 12)
+
+
+def test_position_embedding_matches_pixart_formula_at_a_point():
+    """Column in the first half, row in the second, each [sin, cos]; width stretched to base."""
+    dim, base = 8, 4
+    emb = sincos_pos_embed(dim, 2, 12, base, 1.0)  # 2 rows x 12 columns
+    row, col = 1, 5
+    x, y = col * base / 12, row * base / 2
+    omega = torch.tensor([1.0, 1.0 / 100.0], dtype=torch.float64)  # 10000^(-k/2), k = 0, 1
+    expect = torch.cat([torch.sin(x * omega), torch.cos(x * omega), torch.sin(y * omega), torch.cos(y * omega)])
+    torch.testing.assert_close(emb[row * 12 + col].double(), expect, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides", [dict(prope=True, plucker=False), dict(prope=False, plucker=True)])
+def test_output_is_invariant_to_a_global_rigid_transform_but_not_to_moving_a_camera(overrides):
+    config = get_config("tiny", **overrides)
+    model = randomised(config)
+    args = inputs(config)
+    with torch.no_grad():
+        base = model(**args)
+        G = random_rigid(torch.Generator().manual_seed(5), 1, scale=4.0)[0].float()
+        moved = dict(args, ref_c2w=G @ args["ref_c2w"], tgt_c2w=G @ args["tgt_c2w"])
+        torch.testing.assert_close(model(**moved), base, rtol=1e-4, atol=1e-4)
+        shifted = args["tgt_c2w"].clone()
+        shifted[:, :3, 3] += torch.tensor([0.3, -0.2, 0.1])
+        assert (model(**dict(args, tgt_c2w=shifted)) - base).abs().max() > 1e-3
+
+
+def test_cameras_are_ignored_without_camera_conditioning():
+    config = get_config("tiny", prope=False, plucker=False)
+    model = randomised(config)
+    args = inputs(config)
+    with torch.no_grad():
+        shifted = args["tgt_c2w"].clone()
+        shifted[:, :3, 3] += 1.0
+        torch.testing.assert_close(model(**dict(args, tgt_c2w=shifted)), model(**args))
+
+
+def test_anchor_mask_reaches_the_output_only_with_the_mask_channel():
+    for with_channel in (True, False):
+        config = get_config("tiny", anchor_mask_channel=with_channel)
+        model = randomised(config)
+        args = inputs(config)
+        with torch.no_grad():
+            delta = (model(**dict(args, anchor_mask=1 - args["anchor_mask"])) - model(**args)).abs().max()
+        assert (delta > 1e-4) == with_channel
+
+
+def test_reference_tokens_ignore_target_and_anchor_when_isolated():
+    config = get_config("tiny", ref_isolated=True)
+    model = randomised(config)
+    captured = []
+    model.blocks[-1].register_forward_hook(lambda mod, inp, out: captured.append(out))
+    args = inputs(config)
+    with torch.no_grad():
+        model(**args)
+        model(**dict(args, z_t=torch.randn_like(args["z_t"]), anchor_latent=torch.randn_like(args["z_t"])))
+    grid = config.latent_size // config.patch_size
+    a, b = (x.reshape(2, grid, NUM_VIEWS, grid, -1) for x in captured)
+    torch.testing.assert_close(a[:, :, 2], b[:, :, 2])  # reference column unchanged
+    assert (a[:, :, 0] - b[:, :, 0]).abs().max() > 1e-3  # target column did change
+
+
+def test_config_errors_name_the_problem():
+    with pytest.raises(ValueError, match="head_dim"):
+        DiTConfig(name="bad", hidden_size=36, num_heads=3, prope=True)
+    with pytest.raises(KeyError, match="unknown model config"):
+        get_config("huge")
+    assert set(CONFIGS) == {"tiny", "demo", "xl"}
