@@ -107,7 +107,7 @@ class _Builder:
                 color_b=b,
                 pattern=str(rng.choice(patterns)),
                 scale=float(rng.uniform(*scale)),
-                specular=float(rng.uniform(0.3, 0.9)) if shiny else float(rng.uniform(0.0, 0.08)),
+                specular=float(rng.uniform(0.3, 0.9)) if shiny else 0.0,
                 shininess=float(rng.uniform(20, 120)),
                 salt=int(rng.integers(1 << 20)),
             )

@@ -23,12 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 T_MIN = 1e-4  # metres; hits closer than this are the ray's own surface (shadow-ray acne)
-_TINY = np.float32(1e-12)
-
-
-def _no_zero(x: np.ndarray) -> np.ndarray:
-    """Replace exact zeros by a tiny value so 1/x is finite and slab maths never sees 0 * inf."""
-    return np.where(x == 0, _TINY, x)
+# Rays parallel to a face divide by zero: the infinities are the right answer, and the rare
+# 0 * inf = NaN (a ray exactly in a face's plane) compares False, i.e. a miss.
+_IEEE = {"divide": "ignore", "invalid": "ignore"}
 
 
 def _slabs(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -37,13 +34,14 @@ def _slabs(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tupl
     Per-axis columns instead of ``.max(axis=1)``: NumPy reduces short rows slowly.
     """
     t_near = t_far = None
-    for a in range(3):
-        inv = 1.0 / _no_zero(d[:, a])
-        t1 = (lo[a] - o[:, a]) * inv
-        t2 = (hi[a] - o[:, a]) * inv
-        near, far = np.minimum(t1, t2), np.maximum(t1, t2)
-        t_near = near if t_near is None else np.maximum(t_near, near)
-        t_far = far if t_far is None else np.minimum(t_far, far)
+    with np.errstate(**_IEEE):
+        for a in range(3):
+            inv = 1.0 / d[:, a]
+            t1 = (lo[a] - o[:, a]) * inv
+            t2 = (hi[a] - o[:, a]) * inv
+            near, far = np.minimum(t1, t2), np.maximum(t1, t2)
+            t_near = near if t_near is None else np.maximum(t_near, near)
+            t_far = far if t_far is None else np.minimum(t_far, far)
     return t_near, t_far
 
 
@@ -152,22 +150,22 @@ class Cylinder:
         oy = o[:, 1] - np.float32(self.center_xy[1])
         oz = o[:, 2]
         dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
-        a = _no_zero(dx * dx + dy * dy)
+        a = dx * dx + dy * dy
         b = ox * dx + oy * dy
         c = ox * ox + oy * oy - np.float32(self.radius**2)
         disc = b * b - a * c
         sq = np.sqrt(np.maximum(disc, 0))
         best = np.full(len(d), np.inf, np.float32)
-        for t in ((-b - sq) / a, (-b + sq) / a):
-            z = oz + t * dz
-            ok = (disc >= 0) & (t > T_MIN) & (z >= self.z0) & (z <= self.z1)
-            best = np.where(ok & (t < best), t, best)
-        inv_dz = 1.0 / _no_zero(dz)
-        for zc in (self.z0, self.z1):
-            t = (np.float32(zc) - oz) * inv_dz
-            px, py = ox + t * dx, oy + t * dy
-            ok = (t > T_MIN) & (px * px + py * py <= np.float32(self.radius**2))
-            best = np.where(ok & (t < best), t, best)
+        with np.errstate(**_IEEE):
+            for t in ((-b - sq) / a, (-b + sq) / a):
+                z = oz + t * dz
+                ok = (disc >= 0) & (t > T_MIN) & (z >= self.z0) & (z <= self.z1)
+                best = np.where(ok & (t < best), t, best)
+            for zc in (self.z0, self.z1):
+                t = (np.float32(zc) - oz) / dz
+                px, py = ox + t * dx, oy + t * dy
+                ok = (t > T_MIN) & (px * px + py * py <= np.float32(self.radius**2))
+                best = np.where(ok & (t < best), t, best)
         return best.astype(np.float32)
 
     def surface(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -235,8 +233,9 @@ class Ground:
 
     def intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
         o = _as_rows(o, len(d))
-        t = -o[:, 2] / _no_zero(d[:, 2])
-        x, y = o[:, 0] + t * d[:, 0], o[:, 1] + t * d[:, 1]
+        with np.errstate(**_IEEE):
+            t = -o[:, 2] / d[:, 2]
+            x, y = o[:, 0] + t * d[:, 0], o[:, 1] + t * d[:, 1]
         ok = (t > T_MIN) & (np.abs(x) <= self.extent) & (np.abs(y) <= self.extent)
         return np.where(ok, t, np.inf).astype(np.float32)
 

@@ -12,11 +12,16 @@ import numpy as np
 PATTERNS = ("solid", "checker", "stripes", "bricks", "noise", "tiles")
 
 
+_LATTICE = np.random.default_rng(0x5EED).random(256 * 256).astype(np.float32)  # fixed: part of the look
+
+
 def _hash2(ix: np.ndarray, iy: np.ndarray, salt: int) -> np.ndarray:
-    """Deterministic pseudo-random value in [0, 1) per integer lattice point (n,)."""
-    h = (ix.astype(np.int64) * 374761393 + iy.astype(np.int64) * 668265263 + salt * 2147483647) & 0xFFFFFFFF
-    h = ((h ^ (h >> 13)) * 1274126177) & 0xFFFFFFFF
-    return ((h ^ (h >> 16)) & 0xFFFF).astype(np.float32) / np.float32(65536.0)
+    """Pseudo-random value in [0, 1) per integer lattice point (n,), from a 256 x 256 table.
+
+    A table look-up is several times cheaper than integer hashing; the pattern repeats every
+    256 cells, far beyond what one view shows. ``salt`` shifts the table per material.
+    """
+    return _LATTICE.take(((ix + salt) & 255) * 256 + ((iy + (salt >> 8)) & 255))
 
 
 def value_noise(uv: np.ndarray, scale: float, salt: int, octaves: int = 3) -> np.ndarray:
@@ -28,7 +33,7 @@ def value_noise(uv: np.ndarray, scale: float, salt: int, octaves: int = 3) -> np
         i = np.floor(q)
         f = q - i
         s = f * f * (3 - 2 * f)  # smoothstep keeps the lattice invisible
-        ix, iy = i[:, 0].astype(np.int64), i[:, 1].astype(np.int64)
+        ix, iy = i[:, 0].astype(np.intp), i[:, 1].astype(np.intp)
         salt_o = salt + 101 * octave
         a = _hash2(ix, iy, salt_o)
         b = _hash2(ix + 1, iy, salt_o)
@@ -64,12 +69,12 @@ def pattern_weight(pattern: str, uv: np.ndarray, scale: float, salt: int) -> np.
         row = np.floor(q[:, 1] * 2)  # bricks are twice as wide as tall
         course_u = q[:, 0] + 0.5 * (row % 2)
         mortar = np.maximum(_mortar(course_u, 0.06), _mortar(q[:, 1] * 2, 0.12))
-        per_brick = _hash2(np.floor(course_u).astype(np.int64), row.astype(np.int64), salt)
+        per_brick = _hash2(np.floor(course_u).astype(np.intp), row.astype(np.intp), salt)
         return np.maximum(mortar, 0.3 * per_brick + 0.15 * grain)
     if pattern == "noise":
         return value_noise(uv, scale, salt + 7, octaves=4)
     if pattern == "tiles":
         grout = np.maximum(_mortar(q[:, 0], 0.05), _mortar(q[:, 1], 0.05))
-        per_tile = _hash2(np.floor(q[:, 0]).astype(np.int64), np.floor(q[:, 1]).astype(np.int64), salt)
+        per_tile = _hash2(np.floor(q[:, 0]).astype(np.intp), np.floor(q[:, 1]).astype(np.intp), salt)
         return np.maximum(grout, 0.35 * per_tile + 0.1 * grain)
     raise ValueError(f"unknown texture pattern {pattern!r}; choose one of {PATTERNS}")
