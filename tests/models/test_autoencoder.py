@@ -1,0 +1,61 @@
+"""Autoencoders: loading the diffusers folder format, demo shapes, latent scaling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from models.autoencoder import (
+    DEMO_LATENT_CHANNELS,
+    LatentDecoder,
+    LatentEncoder,
+    demo_autoencoder,
+    downsample_factor,
+    load_autoencoder,
+)
+from models.dit import get_config
+
+
+@pytest.mark.parametrize("kind", ["kl", "tiny"])
+def test_demo_autoencoder_matches_demo_model_latent(kind):
+    vae = demo_autoencoder(kind).eval()
+    demo = get_config("demo")
+    assert downsample_factor(vae) == demo.vae_downsample
+    image = torch.rand(1, 3, demo.image_size, demo.image_size) * 2 - 1
+    with torch.no_grad():
+        latent = LatentEncoder(vae)(image)
+        assert latent.shape == (1, DEMO_LATENT_CHANNELS, demo.latent_size, demo.latent_size)
+        assert demo.latent_channels == DEMO_LATENT_CHANNELS
+        assert LatentDecoder(vae)(latent).shape == image.shape
+
+
+def small_kl():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16), norm_num_groups=8, latent_channels=4, scaling_factor=0.13025,
+    ).eval()
+
+
+def test_load_from_diffusers_folder_and_scale_latents(tmp_path):
+    vae = small_kl()
+    vae.save_pretrained(tmp_path / "vae")
+    assert json.loads((tmp_path / "vae" / "config.json").read_text())["_class_name"] == "AutoencoderKL"
+    loaded = load_autoencoder(tmp_path / "vae")
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        latent = LatentEncoder(loaded)(image)
+        mean = vae.encode(image).latent_dist.mode()
+        torch.testing.assert_close(latent, mean * 0.13025)
+        torch.testing.assert_close(LatentDecoder(loaded)(latent), vae.decode(mean).sample, rtol=1e-5, atol=1e-5)
+
+
+def test_missing_files_are_named(tmp_path):
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="diffusion_pytorch_model.safetensors is missing"):
+        load_autoencoder(tmp_path / "vae")
