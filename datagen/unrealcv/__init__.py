@@ -1,0 +1,7 @@
+"""Capture multi-view training scenes from a running Unreal game through the UnrealCV plugin.
+
+``connection`` talks to the game (the ``unrealcv`` client, timeouts, reconnects),
+``payloads`` decodes what UnrealCV sends (PNG, ``npy``), ``planning`` chooses camera poses,
+``capture`` drives one game into one scene folder, ``workers`` drives several games at once,
+``config`` reads the TOML plan and ``cli`` adds ``worldfm datagen unrealcv``.
+"""

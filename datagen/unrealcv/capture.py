@@ -1,0 +1,241 @@
+"""Capture one scene from one running game: plan -> poses -> checked views -> dataset.
+
+Per planned view: set the pose, read it back until the game reports it (camera 0 is the
+player pawn, which moves on the next tick, may be pushed out of collision, and clamps pitch),
+capture depth first and reject the view if it is inside or too close to geometry, then
+RGB (and optionally normals and object masks), check everything, write it atomically.
+
+Failures are handled per view, so a long capture survives them:
+
+* a bad payload (corrupt PNG/npy, wrong size, all-black, NaN depth) -> capture again, up to
+  ``retries`` times, then record the view as rejected;
+* a lost connection or a timeout -> reconnect (with backoff) and redo the view from its
+  pose, up to ``reconnects`` times per view;
+* a missing command or a game that stays down -> stop with an error that says what to do.
+
+Which views are done (written or rejected) lives in the dataset folder, so a rerun after a
+crash continues where it stopped and never writes a view twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from datagen.unrealcv.connection import ConnectionLostError, UnrealCVConnection
+from datagen.unrealcv.game import DEPTH_MODES, CameraInfo, GameCamera
+from datagen.unrealcv.payloads import PayloadError, check_view
+from datagen.unrealcv.planning import PlannedView
+from models.cameras import K_from_hfov, c2w_to_ue, ue_to_c2w
+from models.scene import Camera, Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """What to capture and how strict to be. Lengths in cm (Unreal's unit), fractions in [0, 1]."""
+
+    camera_id: int = 0
+    size: tuple[int, int] | None = None  # set the capture resolution (W, H); None: the game's
+    hfov_deg: float | None = None  # set the horizontal FOV; None: the game's
+    depth_mode: str = "auto"  # auto | plane | distance (see game.GameCamera.probe)
+    normals: bool = False
+    object_masks: bool = False
+    min_clearance: float = 20.0  # cm; a view is too close when ...
+    near_fraction: float = 0.05  # ... more than this fraction of its pixels is nearer
+    min_valid_depth: float = 0.05  # reject views with less surface (sky, void) than this
+    retries: int = 3  # extra captures of a view after a bad payload
+    reconnects: int = 5  # reconnections allowed while capturing one view
+    settle_polls: int = 5  # read-backs of the pose before accepting what the game reports
+    pose_tolerance: float = 0.5  # cm and degrees: a read-back this close counts as arrived
+
+    def __post_init__(self) -> None:
+        if self.depth_mode not in DEPTH_MODES:
+            raise ValueError(f"depth_mode must be one of {DEPTH_MODES}; got {self.depth_mode!r}")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
+            raise ValueError(f"size must be [width, height] in pixels; got {self.size}")
+        if self.hfov_deg is not None and not 0 < self.hfov_deg < 180:
+            raise ValueError(f"hfov_deg must be in (0, 180); got {self.hfov_deg}")
+        for name in ("near_fraction", "min_valid_depth"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a fraction in [0, 1]; got {getattr(self, name)}")
+        for name in ("retries", "reconnects", "min_clearance"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+
+
+@dataclass
+class CaptureStats:
+    """Counts for the summary line; ``views`` are the views written by this run."""
+
+    views: int = 0
+    resumed: int = 0  # views already done by an earlier run
+    rejected: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    pose_adjusted: int = 0  # views the game rendered away from the planned pose
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def views_per_s(self) -> float:
+        return self.views / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        why = ", ".join(f"{k}: {v}" for k, v in sorted(self.reasons.items()))
+        return (
+            f"{self.views} views in {self.seconds:.1f} s ({self.views_per_s:.2f} views/s); "
+            f"{self.resumed} already done, {self.rejected} rejected{f' ({why})' if why else ''}, "
+            f"{self.retries} retries, {self.reconnects} reconnects, {self.pose_adjusted} poses moved by the game"
+        )
+
+
+class Rejected(Exception):
+    """The view is unusable for training (not a transport fault); record it and move on."""
+
+
+@dataclass
+class CapturedView:
+    """A checked view plus the optional extra channels, (H, W, 3) uint8 each."""
+
+    frame: Frame
+    extras: dict[str, np.ndarray]
+
+
+def _angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
+
+
+class SceneCapture:
+    """Captures planned views from one game into one scene folder (``sink``).
+
+    ``sink`` is a :class:`datagen.unrealcv.sink.CaptureSink`; it knows which views are done.
+    """
+
+    def __init__(self, conn: UnrealCVConnection, sink, options: CaptureOptions = CaptureOptions()):
+        self.conn = conn
+        self.sink = sink
+        self.options = options
+        self.game = GameCamera(conn, options.camera_id)
+        self.stats = CaptureStats()
+        self.info: CameraInfo | None = None
+
+    def _with_reconnects(self, step: Callable[[], object]) -> object:
+        """Run ``step``; after a lost connection reconnect and run it again from the start."""
+        for attempt in range(self.options.reconnects + 1):
+            try:
+                return step()
+            except ConnectionLostError as exc:
+                if attempt == self.options.reconnects:
+                    raise
+                self.stats.reconnects += 1
+                log.warning("%s; reconnecting", exc)
+                self.conn.connect()
+        raise AssertionError("unreachable")
+
+    def prepare(self) -> CameraInfo:
+        """Connect, apply size/FOV settings, and read what the game's camera is."""
+
+        def step() -> CameraInfo:
+            self.game.configure(self.options.size, self.options.hfov_deg)
+            return self.game.probe(self.options.depth_mode)
+
+        self.info = self._with_reconnects(step)
+        return self.info
+
+    def run(self, views: list[PlannedView], wanted: int, progress: Callable[[int], None] | None = None) -> CaptureStats:
+        """Capture ``views`` in order until ``wanted`` views are in the sink (or views run out)."""
+        start = time.perf_counter()
+        if self.info is None:
+            self.prepare()
+        done = self.sink.done()  # name -> True (written) / False (rejected)
+        accepted = sum(done.values())
+        self.stats.resumed = len(done)
+        if progress and accepted:
+            progress(accepted)
+        for view in views:
+            if accepted >= wanted:
+                break
+            if view.name in done:
+                continue
+            try:
+                captured = self._with_reconnects(lambda: self._capture_checked(view))
+            except Rejected as why:
+                self.stats.rejected += 1
+                reason = str(why).split(":")[0]
+                self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+                self.sink.reject(view.name, str(why))
+                log.info("%s rejected: %s", view.name, why)
+                continue
+            self.sink.write(view.name, captured.frame, captured.extras)
+            accepted += 1
+            self.stats.views += 1
+            if progress:
+                progress(1)
+        self.stats.seconds = time.perf_counter() - start
+        return self.stats
+
+    def _capture_checked(self, view: PlannedView) -> CapturedView:
+        """Capture with retries on bad payloads; raises :class:`Rejected` for unusable views."""
+        problem = None
+        for attempt in range(self.options.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            try:
+                return self._capture_once(view)
+            except PayloadError as exc:
+                problem = exc
+                log.info("%s: bad capture (%s); retrying", view.name, exc)
+        raise Rejected(f"invalid capture: {problem} (after {self.options.retries} retries)")
+
+    def _settle(self, location: np.ndarray, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Set the pose and poll it back; returns the pose the game reports."""
+        self.game.set_pose(location, rotation)
+        tol = self.options.pose_tolerance
+        for _ in range(max(self.options.settle_polls, 1)):
+            got_loc, got_rot = self.game.get_pose()
+            if np.all(np.abs(got_loc - location) <= tol) and np.all(_angle_diff(got_rot, rotation) <= tol):
+                return got_loc, got_rot
+        self.stats.pose_adjusted += 1
+        log.info("the game put the camera at %s / %s instead of %s / %s", got_loc, got_rot, location, rotation)
+        return got_loc, got_rot
+
+    def _capture_once(self, view: PlannedView) -> CapturedView:
+        opts, info = self.options, self.info
+        location, rotation = c2w_to_ue(view.c2w)
+        got_loc, got_rot = self._settle(location, rotation)
+        c2w = ue_to_c2w(got_loc, got_rot)
+        if info.width <= 0:  # the game did not report its size: learn it from one image
+            h, w = self.game.lit().shape[:2]
+            self.info = info = CameraInfo(w, h, info.hfov_deg, info.depth_command, info.depth_is_distance)
+        K = K_from_hfov(info.hfov_deg, info.width, info.height)
+        depth = self.game.depth(info, K)
+        if depth.shape == (info.height, info.width):  # a wrong size is a payload fault, below
+            self._check_clearance(depth)
+        rgb = self.game.lit()
+        check_view(rgb, depth, info.width, info.height)
+        extras = {}
+        if opts.normals:
+            extras["normal"] = self.game.normal()
+        if opts.object_masks:
+            extras["object_mask"] = self.game.object_mask()
+        for name, image in extras.items():
+            if image.shape != rgb.shape:
+                raise PayloadError(f"{name} is {image.shape[1]}x{image.shape[0]}, the camera is {info.width}x{info.height}")
+        camera = Camera(K=K, c2w=c2w, width=info.width, height=info.height)
+        return CapturedView(Frame(rgb=rgb, camera=camera, depth=depth, name=view.name), extras)
+
+    def _check_clearance(self, depth: np.ndarray) -> None:
+        valid = depth > 0
+        if valid.mean() < self.options.min_valid_depth:
+            raise Rejected(f"too little surface: {valid.mean():.1%} of pixels have depth (sky or void)")
+        near = float(np.mean(valid & (depth < self.options.min_clearance / 100.0)))
+        if near > self.options.near_fraction:
+            raise Rejected(
+                f"too close to geometry: {near:.1%} of pixels nearer than {self.options.min_clearance:g} cm"
+            )

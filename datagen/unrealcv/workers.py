@@ -1,0 +1,109 @@
+"""Scale-out: one capture worker per running game, each into its own scene folder.
+
+Workers are threads: the work is waiting on the games (rendering happens in Unreal), and
+each ``unrealcv.Client`` already runs its own receive thread. A worker that fails (game not
+running, command missing) reports its error without stopping the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from datagen.dataset import DatasetError
+from datagen.unrealcv.capture import CaptureStats, SceneCapture
+from datagen.unrealcv.config import CaptureConfig
+from datagen.unrealcv.connection import Endpoint, UnrealCVConnection, UnrealCVError
+from datagen.unrealcv.planning import plan_views
+from datagen.unrealcv.sink import CaptureSink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerResult:
+    """What one worker did: its scene folder, counts, and the error that stopped it, if any."""
+
+    endpoint: Endpoint
+    scene: Path
+    stats: CaptureStats
+    complete: bool
+    error: str | None = None
+
+
+def endpoints_of(config: CaptureConfig) -> list[Endpoint]:
+    t = config.targets
+    if t.unix_sockets:
+        return [Endpoint(unix_socket=path) for path in t.unix_sockets]
+    return [Endpoint(host=t.host, port=port) for port in t.ports]
+
+
+def scene_name(endpoint: Endpoint, prefix: str = "unrealcv") -> str:
+    """Folder name of the scene captured from ``endpoint``: ``unrealcv_9000``, ``unrealcv_<socket>``."""
+    tag = Path(endpoint.unix_socket).stem if endpoint.unix_socket else str(endpoint.port)
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_.-]', '_', tag)}"
+
+
+def scene_meta(config: CaptureConfig, seed: int) -> dict:
+    """The settings a resumed capture must share with the run that started the folder."""
+    c = config.capture
+    return {
+        "generator": "unrealcv",
+        "plan": dataclasses.asdict(dataclasses.replace(config.plan, seed=seed)),
+        "capture": {"camera_id": c.camera_id, "size": c.size, "hfov_deg": c.hfov_deg, "depth_mode": c.depth_mode,
+                    "normals": c.normals, "object_masks": c.object_masks, "min_clearance": c.min_clearance,
+                    "near_fraction": c.near_fraction, "min_valid_depth": c.min_valid_depth},
+    }
+
+
+def capture_one(
+    endpoint: Endpoint,
+    config: CaptureConfig,
+    scene: Path,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> WorkerResult:
+    """Capture ``config.plan`` (with ``seed``) from the game at ``endpoint`` into ``scene``."""
+    plan = dataclasses.replace(config.plan, seed=seed)
+    stats = CaptureStats()
+    sink = None
+    try:
+        sink = CaptureSink(scene, plan.views, scene_meta(config, seed))
+        with UnrealCVConnection(endpoint, config.connection) as conn:
+            capture = SceneCapture(conn, sink, config.capture)
+            stats = capture.stats
+            capture.run(plan_views(plan), plan.views, progress)
+    except (UnrealCVError, DatasetError, OSError) as exc:
+        log.error("%s: %s", endpoint.describe(), exc)
+        return WorkerResult(endpoint, scene, stats, bool(sink and sink.complete), str(exc))
+    error = None
+    if not sink.complete:
+        error = (
+            f"the plan ran out of candidates: {len(sink.writer.done)} of {plan.views} views "
+            f"({stats.rejected} rejected this run). Raise [plan] spare, lower [capture] min_clearance, "
+            "or move the plan away from geometry; then rerun into a new folder"
+        )
+    return WorkerResult(endpoint, scene, stats, sink.complete, error)
+
+
+def capture_all(
+    config: CaptureConfig,
+    out_dir: str | Path,
+    progress: Callable[[int], None] | None = None,
+) -> list[WorkerResult]:
+    """One worker per configured game; game ``i`` uses plan seed ``seed + i`` and folder
+    ``out_dir/unrealcv_<port>``. Returns results in the order of the games."""
+    endpoints = endpoints_of(config)
+    out = Path(out_dir)
+    jobs = [(ep, out / scene_name(ep), config.plan.seed + i) for i, ep in enumerate(endpoints)]
+    if len(jobs) == 1:
+        endpoint, scene, seed = jobs[0]
+        return [capture_one(endpoint, config, scene, seed, progress)]
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="unrealcv") as pool:
+        futures = [pool.submit(capture_one, ep, config, scene, seed, progress) for ep, scene, seed in jobs]
+        return [f.result() for f in futures]
