@@ -107,6 +107,7 @@ class Client:
         self._inbox: deque[P.Message] = deque()
         self._async: dict[int, float] = {}  # request id -> perf_counter at send
         self._sock: zmq.Socket | None = None
+        self.stray_replies = 0  # replies to no outstanding request (e.g. late ones after a reconnect)
         self.welcome: dict = {}
         if connect:
             self.connect()
@@ -286,6 +287,7 @@ class Client:
                 return None
             sent = self._async.pop(msg.id, None) if msg.id is not None else None
             if sent is None:
+                self.stray_replies += 1
                 log.debug("ignoring a reply to unknown request %s (%s)", msg.id, msg.type)
                 continue
             if msg.type == P.SUPERSEDED:

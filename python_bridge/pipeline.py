@@ -26,7 +26,6 @@ from python_bridge.scenes import BuiltScene
 log = logging.getLogger(__name__)
 
 FALLBACK_FRAME_SIZE = (256, 256)  # (W, H) advertised when no model fixes the size
-SPLAT_RADIUS = 1  # pixels; closes pinholes between points at the render resolutions we serve
 
 
 @dataclass
@@ -61,10 +60,14 @@ class FramePipeline:
     """Renders frames of built scenes, with the model (``engine``) or the anchor fallback.
 
     ``steps`` is the default generator step count (the smallest the model has unless set).
+    ``splat_radius`` (pixels) grows each point to a square when rendering the anchor: 0 keeps
+    renders at the source resolution exact; 1 closes pinholes when the camera flies closer
+    than the source views were taken, at the price of a one-pixel dilation.
     """
 
-    def __init__(self, engine=None, steps: int | None = None) -> None:
+    def __init__(self, engine=None, steps: int | None = None, splat_radius: int = 0) -> None:
         self.engine = engine
+        self.splat_radius = splat_radius
         if engine is None:
             log.warning("no model loaded: frames are the point-cloud anchor with hole filling (fallback mode)")
             self.steps = None
@@ -111,7 +114,7 @@ class FramePipeline:
         K = self.default_K(scene, size) if K is None else K
         clock = _Stopwatch()
         if self.engine is None:
-            anchor = render_cloud(scene.cloud, K, c2w, size[0], size[1], splat_radius=SPLAT_RADIUS)
+            anchor = render_cloud(scene.cloud, K, c2w, size[0], size[1], splat_radius=self.splat_radius)
             clock.lap("anchor_ms")
             out = fill_holes(anchor.rgb, anchor.mask).numpy()
             clock.lap("fill_ms")
@@ -124,7 +127,7 @@ class FramePipeline:
             raise ValueError(f"this model has {list(engine.steps)}-step generators; {steps} steps was asked")
         h, w = engine.image_size
         K_model = scale_K(K, size, (w, h))
-        anchor = render_cloud(scene.cloud, K_model, c2w, w, h, splat_radius=SPLAT_RADIUS)
+        anchor = render_cloud(scene.cloud, K_model, c2w, w, h, splat_radius=self.splat_radius)
         anchor_rgb, mask = anchor.rgb.numpy(), anchor.mask.numpy()
         clock.lap("anchor_ms")
         index = int(select_reference(scene.anchor, K_model, c2w, w, h))

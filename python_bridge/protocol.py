@@ -86,6 +86,7 @@ class Limits:
     max_views_per_scene: int = 512
     max_points: int = 20_000_000
     max_scenes_per_client: int = 4
+    max_sessions: int = 256
     max_name_chars: int = 256
 
     def as_dict(self) -> dict[str, int]:
@@ -134,7 +135,11 @@ def peek_id(header_bytes: Any) -> int | None:
     except Exception:
         return None
     rid = header.get("id") if isinstance(header, dict) else None
-    return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+    return rid if _valid_id(rid) else None
+
+
+def _valid_id(rid: Any) -> bool:
+    return isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 1 << 63
 
 
 def _unpack_header(buf: memoryview, max_bytes: int) -> Any:
@@ -169,7 +174,7 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
     if not isinstance(header, dict):
         raise ProtocolError(E_MALFORMED, f"header must be a msgpack map; got {type(header).__name__}")
     rid = header.get("id")
-    if rid is not None and (not isinstance(rid, int) or isinstance(rid, bool) or not 0 <= rid < 1 << 63):
+    if rid is not None and not _valid_id(rid):
         raise ProtocolError(E_MALFORMED, f"header 'id' must be a non-negative integer; got {rid!r}")
     version = header.get("v")
     if version != PROTOCOL_VERSION:

@@ -354,6 +354,9 @@ class Server:
         if session is not None and not _SESSION_RE.match(session):
             raise P.ProtocolError(P.E_BAD_REQUEST, "'session' must be 8-64 characters of [A-Za-z0-9_-]", msg.id)
         session = session or secrets.token_hex(16)
+        if session not in self._sessions and len(self._sessions) >= self.limits.max_sessions:
+            raise P.ProtocolError(P.E_LIMIT, f"the server has {len(self._sessions)} sessions (its limit); "
+                                  "try again when idle ones have expired", msg.id)
         now = time.monotonic()
         state = self._sessions.setdefault(session, _Session(session, client[:64], now))
         state.last_seen = now
