@@ -1,0 +1,190 @@
+"""Procedural scenes: geometry against analytic answers and slow references, determinism,
+valid camera paths, and the ``worldfm datagen procedural`` command end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from datagen.dataset import find_scenes, read_scene
+from datagen.procedural.renderer import Renderer
+from datagen.procedural.scenes import Material, PointLight, ProceduralScene, SunLight, generate_scene
+from datagen.procedural.shapes import Box, Cylinder, Ground, Room, Sphere
+from datagen.procedural.trajectories import CLEARANCE, TRAJECTORIES, plan_cameras
+from models.cameras import K_from_hfov, look_at, project
+from models.scene import Camera
+from python_bridge.cli import main
+
+GREY = Material((0.5, 0.5, 0.5), (0.3, 0.3, 0.3), "checker", 0.5, 0.0, 10.0, 1)
+
+
+def _scene(enclosure, shapes=(), kind="indoor", sky=None) -> ProceduralScene:
+    return ProceduralScene(
+        kind=kind, seed=0, enclosure=enclosure, shapes=tuple(shapes), materials=(GREY,),
+        ambient=(0.2, 0.2, 0.2), lights=(PointLight((1.0, 1.0, 2.5), (3.0, 3.0, 3.0)),), sky=sky,
+        walk_lo=(0.0, 0.0, 0.0), walk_hi=(1.0, 1.0, 1.0),
+    )
+
+
+def _pixel_rays(camera: Camera) -> np.ndarray:
+    """World directions (H*W, 3) with camera-z = 1, straight from K^-1 (independent of the renderer)."""
+    v, u = np.mgrid[0 : camera.height, 0 : camera.width] + 0.5
+    pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)])
+    return (camera.c2w[:3, :3] @ np.linalg.inv(camera.K) @ pix).T
+
+
+def test_depth_of_a_wall_matches_the_plane_equation():
+    room = Room((0.0, 0.0, 0.0), (10.0, 8.0, 6.0), (0,) * 6)
+    eye = np.array([2.0, 3.5, 3.0])
+    c2w = look_at(eye, eye + np.array([1.0, 0.15, 0.05]))  # a slightly turned view of the wall x = 10
+    camera = Camera(K_from_hfov(30.0, 40, 30), c2w, 40, 30)
+    frame = Renderer(_scene(room)).render(camera)
+    rays = _pixel_rays(camera)
+    expected = (10.0 - eye[0]) / rays[:, 0]  # z-depth: the ray's camera-z is 1
+    assert np.allclose(frame.depth.ravel(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_depth_of_the_ground_matches_the_plane_equation_and_sky_has_none():
+    sky = ((0.7, 0.8, 0.9), (0.3, 0.4, 0.8))
+    eye = np.array([0.5, -1.0, 2.0])
+    camera = Camera(K_from_hfov(70.0, 48, 36), look_at(eye, eye + np.array([0.3, 1.0, -0.2])), 48, 36)
+    frame = Renderer(_scene(Ground(30.0, 0), kind="outdoor", sky=sky)).render(camera)
+    rays = _pixel_rays(camera)
+    s = -eye[2] / rays[:, 2]
+    hits = (s > 0) & np.all(np.abs(eye[:2] + s[:, None] * rays[:, :2]) <= 30.0, axis=1)
+    depth = frame.depth.ravel()
+    assert hits.any() and (~hits).any()  # the view holds both ground and sky
+    assert np.allclose(depth[hits], s[hits], rtol=1e-5, atol=1e-5)
+    assert np.all(depth[~hits] == 0)
+
+
+@pytest.mark.parametrize("centre", [(4.0, 3.9, 1.3), (3.0, 2.6, 0.8)])
+def test_small_sphere_appears_where_project_puts_its_centre(centre):
+    room = Room((0.0, 0.0, 0.0), (8.0, 8.0, 3.0), (0,) * 6)
+    radius = 0.12
+    eye = np.array([0.8, 3.0, 1.5])
+    camera = Camera(K_from_hfov(60.0, 160, 120), look_at(eye, [5.0, 4.0, 1.0]), 160, 120)
+    empty = Renderer(_scene(room)).render(camera)
+    frame = Renderer(_scene(room, [Sphere(centre, radius, 0)])).render(camera)
+    uv, z = project(np.array([centre]), camera.K, camera.c2w)
+    assert 10 < uv[0, 0] < 150 and 10 < uv[0, 1] < 110  # the test's premise: well inside the view
+    mask = frame.depth != empty.depth  # the sphere's pixels
+    rows, cols = np.nonzero(mask)
+    assert mask.sum() > 20
+    centroid = np.array([cols.mean() + 0.5, rows.mean() + 0.5])
+    assert np.linalg.norm(centroid - uv[0]) < 0.5
+    assert frame.depth[mask].min() == pytest.approx(z[0] - radius, abs=0.01)  # z-depth of the front
+
+
+def _marched_hit(shape, origins: np.ndarray, dirs: np.ndarray, step: float, far: float) -> np.ndarray:
+    """Slow reference: first sample along each ray that lies inside the shape (inf if none)."""
+    ts = np.arange(step, far, step)
+    inside = np.stack([shape.contains(origins + t * dirs, 0.0) for t in ts])  # (steps, n)
+    first = np.where(inside.any(0), ts[inside.argmax(0)], np.inf)
+    return first
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        Box((0.2, -0.1, 0.5), (0.6, 0.3, 0.4), 0.7, 0),
+        Box((0.0, 0.0, 0.0), (0.5, 0.5, 0.5), 0.0, 0),
+        Sphere((0.1, 0.2, 0.3), 0.7, 0),
+        Cylinder((0.1, -0.2), 0.5, -0.4, 0.6, 0),
+    ],
+    ids=["turned-box", "box", "sphere", "cylinder"],
+)
+def test_shape_intersection_matches_ray_marching(shape):
+    rng = np.random.default_rng(3)
+    n = 300
+    origins = rng.uniform(-1, 1, (n, 3)) * 2.5
+    origins[np.linalg.norm(origins, axis=1) < 1.6] *= 2.0  # start outside every test shape
+    targets = rng.uniform(-0.9, 0.9, (n, 3))  # mostly at the shape, some misses
+    dirs = targets - origins
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    step = 2e-3
+    t_fast = shape.intersect(origins.astype(np.float32), dirs.astype(np.float32))
+    t_slow = _marched_hit(shape, origins, dirs, step, 8.0)
+    assert np.isfinite(t_fast).sum() > n // 4 and (~np.isfinite(t_fast)).sum() > 0
+    both = np.isfinite(t_fast) & np.isfinite(t_slow)
+    # Grazing rays may be missed by the marcher or by float32 maths; they must be rare.
+    assert (np.isfinite(t_fast) != np.isfinite(t_slow)).sum() <= 3
+    assert np.all(t_slow[both] - t_fast[both] <= step + 1e-4)
+    assert np.all(t_slow[both] - t_fast[both] >= -1e-4)
+
+
+@pytest.mark.parametrize("kind", ["indoor", "outdoor"])
+def test_culled_rendering_matches_brute_force_depth(kind):
+    scene = generate_scene(11, kind)
+    cameras, _ = plan_cameras(scene, 3, 64, 48)
+    renderer = Renderer(scene)
+    for camera in cameras:
+        frame = renderer.render(camera)
+        dirs, cos_axis = renderer.camera_rays(camera)
+        world = dirs @ camera.c2w[:3, :3].T.astype(np.float32)
+        origin = camera.c2w[:3, 3].astype(np.float32)
+        t = np.min([scene.enclosure.intersect(origin, world)] + [s.intersect(origin, world) for s in scene.shapes], axis=0)
+        brute = np.where(np.isfinite(t), t * cos_axis, 0).reshape(frame.depth.shape)
+        assert np.allclose(frame.depth, brute, atol=1e-5)
+
+
+def test_same_seed_same_scene_and_images_other_seed_differs():
+    a, b, c = generate_scene(7, "outdoor"), generate_scene(7, "outdoor"), generate_scene(8, "outdoor")
+    assert a == b
+    assert a != c
+    cams_a, info_a = plan_cameras(a, 2, 48, 32)
+    cams_b, info_b = plan_cameras(b, 2, 48, 32)
+    assert info_a == info_b
+    frame_a, frame_b = Renderer(a).render(cams_a[1]), Renderer(b).render(cams_b[1])
+    assert np.array_equal(frame_a.rgb, frame_b.rgb) and np.array_equal(frame_a.depth, frame_b.depth)
+    frame_c = Renderer(c).render(plan_cameras(c, 2, 48, 32)[0][1])
+    assert not np.array_equal(frame_a.rgb, frame_c.rgb)
+
+
+def test_scenes_have_varied_shapes_materials_and_lights():
+    scenes = [generate_scene(s, k) for s in range(6) for k in ("indoor", "outdoor")]
+    shape_types = {type(s) for sc in scenes for s in sc.shapes}
+    patterns = {m.pattern for sc in scenes for m in sc.materials}
+    assert shape_types == {Box, Sphere, Cylinder}
+    assert len(patterns) >= 5
+    assert any(m.specular > 0 for sc in scenes for m in sc.materials)
+    assert {type(light) for sc in scenes for light in sc.lights} == {PointLight, SunLight}
+
+
+@pytest.mark.parametrize("trajectory", TRAJECTORIES)
+@pytest.mark.parametrize("kind", ["indoor", "outdoor"])
+def test_cameras_stay_in_free_space(kind, trajectory):
+    for seed in range(4):
+        scene = generate_scene(seed, kind)
+        cameras, info = plan_cameras(scene, 12, 32, 32, trajectory)
+        assert len(cameras) == 12 and info["trajectory"] in TRAJECTORIES
+        eyes = np.array([c.c2w[:3, 3] for c in cameras])
+        assert scene.camera_ok(eyes, CLEARANCE).all()
+        if isinstance(scene.enclosure, Room):
+            assert np.all((eyes > scene.enclosure.lo) & (eyes < scene.enclosure.hi))
+
+
+def test_baselines_range_from_small_to_large():
+    baselines = [plan_cameras(generate_scene(s, k), 8, 16, 16)[1]["baseline_m"] for s in range(10) for k in ("indoor", "outdoor")]
+    assert min(baselines) < 0.5 and max(baselines) > 2.0
+
+
+def test_cli_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "data"
+    args = ["datagen", "procedural", "--scenes", "2", "--views", "3", "--size", "32", "--out", str(out), "--seed", "5"]
+    assert main(args) == 0
+    assert "6 views rendered, 0 already done" in capsys.readouterr().out
+    scenes = find_scenes(out)
+    assert [p.name for p in scenes] == ["scene_00000", "scene_00001"]
+    kinds = []
+    for path in scenes:
+        scene = read_scene(path)
+        assert len(scene) == 3 and scene.frames[0].rgb.shape == (32, 32, 3)
+        kinds.append(scene.meta["generator"]["kind"])
+    assert kinds == ["indoor", "outdoor"]  # --kind mixed alternates
+    assert main(args) == 0
+    assert "0 views rendered, 6 already done" in capsys.readouterr().out
+    assert main([*args[:-2], "--seed", "6"]) == 1  # other settings into the same folder: refused
+    assert "other settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["datagen", "procedural", "--kind", "attic"])
