@@ -114,6 +114,7 @@ class FakeUnrealCVServer:
         version: str = "1.0.1",
         port: int = 0,
         pose_offset_cm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        unix_socket: str | None = None,
     ):
         self.scene = generate_scene(scene_seed, scene_kind)
         self.renderer = Renderer(self.scene)
@@ -131,11 +132,17 @@ class FakeUnrealCVServer:
         self._offline = False
         self._corrupt: list[tuple[str, str]] = []  # (command word, mode), consumed in order
         self._client: socket.socket | None = None
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", port))
+        self.unix_socket = unix_socket
+        if unix_socket:  # UnrealCV 1.x on Linux also serves /tmp/unrealcv_<port>.socket
+            self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._listener.bind(unix_socket)
+            self.port = port
+        else:
+            self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind(("127.0.0.1", port))
+            self.port = self._listener.getsockname()[1]
         self._listener.listen(4)
-        self.port = self._listener.getsockname()[1]
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
 
@@ -147,7 +154,7 @@ class FakeUnrealCVServer:
     def stop(self) -> None:
         self._stopped.set()
         try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()  # wake accept
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept
         except OSError:
             pass
         self._listener.close()
@@ -214,7 +221,8 @@ class FakeUnrealCVServer:
             if busy:  # the plugin rejects a second client; offline: the game is not up yet
                 conn.close()
                 continue
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not self.unix_socket:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
