@@ -40,9 +40,9 @@ def away_from_edges(cloud: PointCloud, K: np.ndarray, c2w: np.ndarray, near: flo
     return PointCloud(cloud.xyz[keep], cloud.rgb[keep])
 
 
-def assert_matches_reference(cloud: PointCloud, K, c2w, width, height, radius, near=1e-3):
-    out = render_cloud(cloud, K, c2w, width, height, splat_radius=radius, near=near)
-    rgb, mask, depth = reference_render(cloud.xyz, cloud.rgb, K, c2w, width, height, radius, near)
+def assert_matches_reference(cloud: PointCloud, K, c2w, width, height, radius, fill_gaps=False, near=1e-3):
+    out = render_cloud(cloud, K, c2w, width, height, splat_radius=radius, fill_gaps=fill_gaps, near=near)
+    rgb, mask, depth = reference_render(cloud.xyz, cloud.rgb, K, c2w, width, height, radius, fill_gaps, near)
     np.testing.assert_array_equal(out.mask.numpy(), mask)
     np.testing.assert_array_equal(out.rgb.numpy(), rgb)
     np.testing.assert_allclose(out.depth.numpy(), depth, rtol=1e-5, atol=1e-6)
@@ -51,14 +51,15 @@ def assert_matches_reference(cloud: PointCloud, K, c2w, width, height, radius, n
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("radius", [0, 1, 2])
-def test_random_clouds_match_reference(seed, radius):
+@pytest.mark.parametrize("fill_gaps", [False, True])
+def test_random_clouds_match_reference(seed, radius, fill_gaps):
     rng = np.random.default_rng(seed)
     width, height = [(40, 30), (33, 47), (64, 64), (1, 1)][seed]
     K, c2w = random_camera(rng, width, height)
     cloud = away_from_edges(random_cloud(rng, 3000, c2w), K, c2w, 1e-3)
     uv, z = project(cloud.xyz, K, c2w)
     assert (z < 0).any() and ((uv[:, 0] > width) & (z > 0)).any()  # the cases are really there
-    out = assert_matches_reference(cloud, K, c2w, width, height, radius)
+    out = assert_matches_reference(cloud, K, c2w, width, height, radius, fill_gaps)
     if width > 1:
         assert out.mask.any() and not out.mask.all()
 
