@@ -9,13 +9,21 @@
 
 namespace WorldFM
 {
-/** Failure with a human-readable reason; empty Message means success. */
+/**
+ * Failure with a human-readable reason; empty Message means success. Code is a
+ * machine-readable tag where one exists (the server's error codes, "version_mismatch",
+ * "timeout"), empty otherwise.
+ */
 struct FStatus
 {
 	std::string Message;
+	std::string Code;
 
 	static FStatus Ok() { return {}; }
-	static FStatus Error(std::string InMessage) { return FStatus{std::move(InMessage)}; }
+	static FStatus Error(std::string InMessage, std::string InCode = {})
+	{
+		return FStatus{std::move(InMessage), std::move(InCode)};
+	}
 	bool IsOk() const { return Message.empty(); }
 	explicit operator bool() const { return IsOk(); }
 };
