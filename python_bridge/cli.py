@@ -21,6 +21,7 @@ _COMMAND_MODULES: list[tuple[str | None, str]] = [
     ("datagen", "datagen.unrealcv.cli"),
     (None, "python_bridge.commands.anchor"),
     (None, "python_bridge.commands.model"),
+    (None, "python_bridge.commands.training"),
     (None, "python_bridge.commands.serve"),
 ]
 
