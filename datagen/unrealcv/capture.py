@@ -53,6 +53,7 @@ class CaptureOptions:
     reconnects: int = 5  # reconnections allowed while capturing one view
     settle_polls: int = 5  # read-backs of the pose before accepting what the game reports
     pose_tolerance: float = 0.5  # cm and degrees: a read-back this close counts as arrived
+    verify_pose_after: bool = True  # read the pose again after capturing: did the camera move?
 
     def __post_init__(self) -> None:
         if self.depth_mode not in DEPTH_MODES:
@@ -74,7 +75,7 @@ class CaptureStats:
     """Counts for the summary line; ``views`` are the views written by this run."""
 
     views: int = 0
-    resumed: int = 0  # views already done by an earlier run
+    resumed: int = 0  # views already written by an earlier run
     rejected: int = 0
     retries: int = 0
     reconnects: int = 0
@@ -96,7 +97,14 @@ class CaptureStats:
 
 
 class Rejected(Exception):
-    """The view is unusable for training (not a transport fault); record it and move on."""
+    """The view is unusable for training (not a transport fault); record it and move on.
+
+    ``kind`` groups rejections in the summary; the message adds the details.
+    """
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
 
 
 @dataclass
@@ -155,7 +163,7 @@ class SceneCapture:
             self.prepare()
         done = self.sink.done()  # name -> True (written) / False (rejected)
         accepted = sum(done.values())
-        self.stats.resumed = len(done)
+        self.stats.resumed = accepted
         if progress and accepted:
             progress(accepted)
         for view in views:
@@ -167,8 +175,7 @@ class SceneCapture:
                 captured = self._with_reconnects(lambda: self._capture_checked(view))
             except Rejected as why:
                 self.stats.rejected += 1
-                reason = str(why).split(":")[0]
-                self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+                self.stats.reasons[why.kind] = self.stats.reasons.get(why.kind, 0) + 1
                 self.sink.reject(view.name, str(why))
                 log.info("%s rejected: %s", view.name, why)
                 continue
@@ -191,7 +198,7 @@ class SceneCapture:
             except PayloadError as exc:
                 problem = exc
                 log.info("%s: bad capture (%s); retrying", view.name, exc)
-        raise Rejected(f"invalid capture: {problem} (after {self.options.retries} retries)")
+        raise Rejected("invalid capture", f"{problem} (after {self.options.retries} retries)")
 
     def _settle(self, location: np.ndarray, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Set the pose and poll it back; returns the pose the game reports."""
@@ -227,15 +234,21 @@ class SceneCapture:
         for name, image in extras.items():
             if image.shape != rgb.shape:
                 raise PayloadError(f"{name} is {image.shape[1]}x{image.shape[0]}, the camera is {info.width}x{info.height}")
+        if opts.verify_pose_after:
+            end_loc, end_rot = self.game.get_pose()
+            tol = opts.pose_tolerance
+            if np.any(np.abs(end_loc - got_loc) > tol) or np.any(_angle_diff(end_rot, got_rot) > tol):
+                raise PayloadError(
+                    f"the camera moved during the capture ({got_loc} -> {end_loc} cm): a falling or "
+                    "player-driven pawn? capture with a spawned camera instead (docs/datagen.md)"
+                )
         camera = Camera(K=K, c2w=c2w, width=info.width, height=info.height)
         return CapturedView(Frame(rgb=rgb, camera=camera, depth=depth, name=view.name), extras)
 
     def _check_clearance(self, depth: np.ndarray) -> None:
         valid = depth > 0
         if valid.mean() < self.options.min_valid_depth:
-            raise Rejected(f"too little surface: {valid.mean():.1%} of pixels have depth (sky or void)")
+            raise Rejected("too little surface", f"{valid.mean():.1%} of pixels have depth (sky or void)")
         near = float(np.mean(valid & (depth < self.options.min_clearance / 100.0)))
         if near > self.options.near_fraction:
-            raise Rejected(
-                f"too close to geometry: {near:.1%} of pixels nearer than {self.options.min_clearance:g} cm"
-            )
+            raise Rejected("too close to geometry", f"{near:.1%} of pixels nearer than {self.options.min_clearance:g} cm")

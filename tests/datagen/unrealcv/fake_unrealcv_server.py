@@ -99,7 +99,8 @@ class FakeUnrealCVServer:
 
     ``missing``: command words (``fov``, ``normal``, ``size`` ...) answered with the
     plugin's "No handler found" error. ``pose_offset_cm``: added to every location the
-    client sets, as a game might move a colliding player pawn.
+    client sets, as a game might move a colliding player pawn. ``fall_cm_per_request``: every
+    camera sinks this much per request served, as a player pawn with gravity does per tick.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class FakeUnrealCVServer:
         port: int = 0,
         pose_offset_cm: tuple[float, float, float] = (0.0, 0.0, 0.0),
         unix_socket: str | None = None,
+        fall_cm_per_request: float = 0.0,
     ):
         self.scene = generate_scene(scene_seed, scene_kind)
         self.renderer = Renderer(self.scene)
@@ -123,6 +125,7 @@ class FakeUnrealCVServer:
         self.missing = set(missing)
         self.version = version
         self.pose_offset_cm = np.asarray(pose_offset_cm, float)
+        self.fall_cm_per_request = fall_cm_per_request
         self.cameras = {0: _Camera(fov=fov), 1: _Camera(fov=fov)}
         self.commands: list[str] = []  # every command received, in order
         self.connections = 0
@@ -260,6 +263,9 @@ class FakeUnrealCVServer:
     # -- commands ------------------------------------------------------------------------
     def handle(self, command: str) -> bytes:
         """The reply body to one command."""
+        for cam in self.cameras.values():
+            x, y, z = cam.location
+            cam.location = (x, y, z - self.fall_cm_per_request)
         parts = command.split()
         words = set(re.split(r"[/\s]+", command))
         if words & self.missing:

@@ -155,6 +155,33 @@ def test_pose_the_game_moves_is_recorded_as_rendered(tmp_path):
         np.testing.assert_allclose(frame.camera.c2w[:3, 3], view.c2w[:3, 3] + shift, atol=1e-5)
 
 
+def test_views_too_close_to_geometry_are_rejected_and_stay_rejected(tmp_path):
+    with FakeUnrealCVServer() as server:
+        ymid = (server.scene.walk_lo[1] + server.scene.walk_hi[1]) / 2
+        # A walk 10 cm in front of the room's x = 0 wall, looking at it (Unreal cm: y mirrored).
+        walk = {"kind": "waypoints", "views": 3, "spare": 1.0, "points": ((10.0, -ymid * 100 + 50, 150.0),
+                (10.0, -ymid * 100 - 50, 150.0)), "target": (0.0, -ymid * 100, 150.0)}
+        overrides = orbit_overrides(server, views=3)
+        overrides["plan"] = walk
+        config = load_config(None, overrides)
+        [result] = capture_all(config, tmp_path)
+        assert result.stats.rejected == 3 and result.stats.reasons == {"too close to geometry": 3}
+        assert not result.complete and "ran out of candidates" in result.error
+        server.commands.clear()
+        [again] = capture_all(config, tmp_path)  # a rerun does not try them again
+        assert not any(c.endswith("/depth npy") for c in server.commands) and again.stats.rejected == 0
+
+
+def test_camera_moving_during_the_capture_is_not_accepted(tmp_path):
+    with FakeUnrealCVServer(fall_cm_per_request=2.0) as server:  # a pawn falling under gravity
+        config = _config(server, views=2, capture={"retries": 1, "settle_polls": 1}, spare=1.0)
+        [result] = capture_all(config, tmp_path)
+    assert not result.complete and result.stats.views == 0
+    assert result.stats.rejected == 2 and result.stats.retries == 2
+    log = json.loads((result.scene / CAPTURE_LOG).read_text())["candidates"]
+    assert all("the camera moved during the capture" in entry["rejected"] for entry in log.values())
+
+
 def test_several_games_capture_in_parallel_into_separate_scenes(tmp_path):
     with FakeUnrealCVServer(scene_seed=0) as a, FakeUnrealCVServer(scene_seed=1) as b:
         overrides = orbit_overrides(a, views=4)
