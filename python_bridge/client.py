@@ -54,8 +54,8 @@ class ServerUnavailable(ConnectionError):
 @dataclass
 class FrameReply:
     """A rendered frame: ``rgb`` uint8 (H, W, 3), the camera it answers (c2w (4, 4), K (3, 3)),
-    the reference used, the server's ``mode`` and per-stage ``timings`` (ms), plus the
-    client-measured ``latency_ms`` from send to receive."""
+    the reference candidate used, the server's ``mode`` and per-stage ``timings`` (ms), plus
+    the client-measured ``latency_ms`` from send to receive."""
 
     id: int
     rgb: np.ndarray
@@ -66,6 +66,7 @@ class FrameReply:
     timings: dict[str, float]
     t_client: float | None
     latency_ms: float
+    anchor_rgb: np.ndarray | None = None  # the anchor rendering, when the render asked for it
 
 
 @dataclass
@@ -240,8 +241,10 @@ class Client:
         self._request(P.CLOSE_SCENE, {"scene": scene})
 
     def _render_fields(self, scene: str, c2w: np.ndarray, K: np.ndarray | None, size: tuple[int, int] | None,
-                       encoding: str, steps: int | None, seed: int | None) -> dict:
+                       encoding: str, steps: int | None, seed: int | None, anchor: bool = False) -> dict:
         fields = {"scene": scene, "c2w": P.flat(c2w), "t_client": time.time(), "encoding": encoding}
+        if anchor:
+            fields["anchor"] = True
         if K is not None:
             fields["K"] = P.flat(K)
         if size is not None:
@@ -254,10 +257,13 @@ class Client:
 
     def render(self, scene: str, c2w: np.ndarray, K: np.ndarray | None = None, size: tuple[int, int] | None = None,
                encoding: str = "raw", steps: int | None = None, seed: int | None = None,
-               timeout_s: float | None = None) -> FrameReply:
-        """Render one frame and wait for it. c2w (4, 4) metres, K (3, 3) pixels of ``size`` (W, H)."""
+               timeout_s: float | None = None, anchor: bool = False) -> FrameReply:
+        """Render one frame and wait for it. c2w (4, 4) metres, K (3, 3) pixels of ``size`` (W, H).
+
+        ``seed`` fixes the generator noise; ``anchor`` also returns the anchor rendering.
+        """
         t0 = time.perf_counter()
-        reply = self._request(P.RENDER, self._render_fields(scene, c2w, K, size, encoding, steps, seed),
+        reply = self._request(P.RENDER, self._render_fields(scene, c2w, K, size, encoding, steps, seed, anchor),
                               timeout_s=timeout_s)
         if reply.type == P.SUPERSEDED:  # only when async renders were outstanding as well
             raise BridgeError("superseded", "a newer render replaced this one", reply.id)
@@ -304,21 +310,25 @@ def _scene_info(msg: P.Message) -> SceneInfo:
 
 def _frame(msg: P.Message, latency_ms: float) -> FrameReply:
     f = msg.fields
-    if msg.type != P.FRAME or len(msg.blobs) != 1:
-        raise BridgeError(P.E_MALFORMED, f"expected a frame with one image; got {msg.type} with {len(msg.blobs)}", msg.id)
-    w, h = f["size"]
-    blob = msg.blobs[0]
-    if f.get("encoding") == "jpeg":
+    if msg.type != P.FRAME or len(msg.blobs) not in (1, 2):
+        raise BridgeError(P.E_MALFORMED, f"expected a frame with an image; got {msg.type} with {len(msg.blobs)}", msg.id)
+    images = [_image(blob, f.get("encoding"), tuple(f["size"]), msg.id) for blob in msg.blobs]
+    return FrameReply(msg.id, images[0], np.asarray(f["c2w"]).reshape(4, 4), np.asarray(f["K"]).reshape(3, 3),
+                      f.get("reference"), f.get("mode", "?"), f.get("timings", {}), f.get("t_client"), latency_ms,
+                      images[1] if len(images) == 2 else None)
+
+
+def _image(blob: np.ndarray, encoding: str | None, size: tuple[int, int], rid: int | None) -> np.ndarray:
+    """A frame blob -> RGB uint8 (H, W, 3): raw as received (zero-copy view) or JPEG-decoded."""
+    if encoding == "jpeg":
         bgr = cv2.imdecode(np.asarray(blob), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise BridgeError(P.E_MALFORMED, "the frame's JPEG could not be decoded", msg.id)
-        rgb = bgr[..., ::-1]
-    else:
-        rgb = blob
-    if rgb.shape != (h, w, 3):
-        raise BridgeError(P.E_MALFORMED, f"frame image is {rgb.shape}, header says {w}x{h}", msg.id)
-    return FrameReply(msg.id, rgb, np.asarray(f["c2w"]).reshape(4, 4), np.asarray(f["K"]).reshape(3, 3),
-                      f.get("reference"), f.get("mode", "?"), f.get("timings", {}), f.get("t_client"), latency_ms)
+            raise BridgeError(P.E_MALFORMED, "the frame's JPEG could not be decoded", rid)
+        blob = bgr[..., ::-1]
+    w, h = size
+    if blob.shape != (h, w, 3):
+        raise BridgeError(P.E_MALFORMED, f"frame image is {blob.shape}, header says {w}x{h}", rid)
+    return blob
 
 
 # ---------------------------------------------------------------------- pose helpers (models.cameras)

@@ -116,9 +116,11 @@ class FramePipeline:
         if self.engine is None:
             anchor = render_cloud(scene.cloud, K, c2w, size[0], size[1], splat_radius=self.splat_radius)
             clock.lap("anchor_ms")
+            index = int(select_reference(scene.anchor, K, c2w, size[0], size[1]))  # reported, not used
+            clock.lap("reference_ms")
             out = fill_holes(anchor.rgb, anchor.mask).numpy()
             clock.lap("fill_ms")
-            return RenderResult(out, K, c2w, None, "anchor", clock.timings, anchor=anchor.rgb.numpy())
+            return RenderResult(out, K, c2w, index, "anchor", clock.timings, anchor=anchor.rgb.numpy())
         return self._generate(scene, K, c2w, size, steps or self.steps, seed, clock)
 
     def _generate(self, scene: BuiltScene, K, c2w, size, steps, seed, clock: _Stopwatch) -> RenderResult:

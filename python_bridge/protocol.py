@@ -381,7 +381,8 @@ def parse_views(msg: Message, limits: Limits) -> list:
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """A checked ``render``: pose (4, 4) c2w metres, optional K (3, 3) pixels and [W, H] size."""
+    """A checked ``render``: pose (4, 4) c2w metres, optional K (3, 3) pixels and [W, H] size,
+    image ``encoding``/``quality``, generator ``steps`` and noise ``seed``."""
 
     id: int | None
     scene: str
@@ -393,6 +394,7 @@ class RenderRequest:
     quality: int
     steps: int | None
     seed: int | None
+    anchor: bool = False  # also send the anchor rendering (a second image blob), for debugging views
 
 
 def parse_render(msg: Message, limits: Limits) -> RenderRequest:
@@ -421,4 +423,5 @@ def parse_render(msg: Message, limits: Limits) -> RenderRequest:
     seed = require(f, "seed", int, rid, optional=True)
     if seed is not None and not 0 <= seed < 1 << 63:
         raise ProtocolError(E_BAD_REQUEST, f"'seed' must be a non-negative 63-bit integer; got {seed}", rid)
-    return RenderRequest(rid, scene, c2w, K, wh, t_client, encoding, quality or 90, steps, seed)
+    anchor = require(f, "anchor", bool, rid, optional=True) or False
+    return RenderRequest(rid, scene, c2w, K, wh, t_client, encoding, quality or 90, steps, seed, anchor)

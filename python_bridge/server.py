@@ -223,7 +223,9 @@ class Server:
         return sock
 
     def start(self) -> "Server":
-        """Run the server on a background thread (tests, demo); returns self."""
+        """Run the server on a background thread (tests, demo); returns self. Idempotent."""
+        if getattr(self, "_io_thread", None) is not None:
+            return self
         t = threading.Thread(target=self.serve_forever, name="worldfm-io", daemon=True)
         t.start()
         self._io_thread = t
@@ -499,7 +501,9 @@ class Server:
                 raise P.ProtocolError(P.E_UNKNOWN_SCENE, f"scene {job.scene.id} was closed", rid)
             result = self.pipeline.render(built, req.c2w, req.K, req.size, req.steps, req.seed)
             t_enc = time.perf_counter()
-            blob = encode_image(result.rgb, req.encoding, req.quality)
+            blobs = [encode_image(result.rgb, req.encoding, req.quality)]
+            if req.anchor and result.anchor is not None:
+                blobs.append(encode_image(result.anchor, req.encoding, req.quality))
             timings = {"queue_ms": (started - job.received) * 1e3, **result.timings,
                        "image_encode_ms": (time.perf_counter() - t_enc) * 1e3}
             timings["total_ms"] = (time.perf_counter() - job.received) * 1e3
@@ -509,7 +513,7 @@ class Server:
                 "scene": job.scene.id, "c2w": P.flat(result.c2w), "K": P.flat(result.K), "size": [w, h],
                 "encoding": req.encoding, "t_client": req.t_client, "t_server": time.time(),
                 "reference": result.reference, "mode": result.mode, "timings": timings,
-            }, [blob])
+            }, blobs)
         except P.ProtocolError as exc:
             return P.error_from(exc, rid)
         except ValueError as exc:  # camera or request values the pipeline cannot use
