@@ -123,3 +123,25 @@ def test_bad_cameras_are_rejected_with_reasons():
         render_views(to_device(cloud), np.stack([K512] * 3), np.stack([c2w] * 2), 512, 512)
     with pytest.raises(AnchorInputError, match="splat radius"):
         render_cloud(cloud, K_from_hfov(60, 8, 8), c2w, 8, 8, splat_radius=-1)
+
+
+def test_gap_filling_closes_pinholes_without_growing_silhouettes():
+    from models.anchor.cloud import unproject_depth
+
+    K, c2w = K_from_hfov(60, 20, 20), np.eye(4)
+    back = unproject_depth(np.full((20, 20), 5.0, np.float32), K, c2w).reshape(-1, 3).numpy()
+    front_depth = np.full((20, 20), 2.0, np.float32)
+    front = unproject_depth(front_depth, K, c2w).numpy()[5:15, 5:15].reshape(-1, 3)
+    front = np.delete(front, [44, 45], axis=0)  # a two-pixel pinhole at rows 9, cols 9-10
+    xyz = np.concatenate([front, back])
+    rgb = np.concatenate([np.full((len(front), 3), 200, np.uint8), np.full((len(back), 3), 50, np.uint8)])
+    cloud = PointCloud(xyz, rgb)
+    plain = render_cloud(cloud, K, c2w, 20, 20, fill_gaps=False)
+    assert plain.rgb[9, 9, 0] == 50 and plain.rgb[9, 10, 0] == 50  # background bleeds through
+    filled = render_cloud(cloud, K, c2w, 20, 20, fill_gaps=True)
+    assert filled.rgb[9, 9, 0] == 200 and filled.rgb[9, 10, 0] == 200
+    assert filled.depth[9, 9] == pytest.approx(2.0)
+    outside = torch.ones(20, 20, dtype=torch.bool)
+    outside[5:15, 5:15] = False
+    assert (filled.rgb[outside][:, 0] == 50).all()  # the square did not grow
+    assert_matches_reference(cloud, K, c2w, 20, 20, 0, fill_gaps=True)

@@ -1,0 +1,59 @@
+"""Reference selection: the candidate that covers the target best wins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from anchor_views import orbit_views
+
+from models.anchor import AnchorInputError, build_scene, select_reference
+from models.anchor.reference import ReferenceIndex, reference_scores
+from models.cameras import CameraError, K_from_hfov, look_at
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return build_scene(orbit_views(8, width=64, height=48))
+
+
+def test_a_candidate_is_chosen_for_its_own_pose(scene):
+    for i, frame in enumerate(scene.frames):
+        cam = frame.camera
+        assert select_reference(scene, cam.K, cam.c2w, cam.width, cam.height) == i
+
+
+def test_a_nearby_target_picks_the_nearest_similar_view(scene):
+    cam = scene.frames[3].camera
+    moved = cam.c2w.copy()
+    moved[:3, 3] += 0.15 * cam.c2w[:3, 0]  # a small step sideways
+    assert select_reference(scene, cam.K, moved, cam.width, cam.height) == 3
+    # A target twice the size with the same field of view still picks by content.
+    K2 = K_from_hfov(70.0, 128, 96)
+    assert select_reference(scene, K2, moved, 128, 96) == 3
+
+
+def test_scores_fall_for_a_view_that_looks_away(scene):
+    cam = scene.frames[0].camera
+    scores = reference_scores(scene.references, cam.K, cam.c2w, cam.width, cam.height)
+    opposite = scores[4]  # the camera across the ring looks back at this one
+    assert scores[0] > 0 and scores[0] == scores.max() and opposite < 0.5 * scores[0]
+
+
+def test_nothing_visible_falls_back_to_the_nearest_camera(scene):
+    cam = scene.frames[5].camera
+    eye = cam.c2w[:3, 3] + np.array([0.0, 0.0, 100.0])  # far above the room
+    looking_up = look_at(eye, eye + np.array([0.0, 0.0, 1.0]), up=(1.0, 0.0, 0.0))
+    scores = reference_scores(scene.references, cam.K, looking_up, cam.width, cam.height)
+    assert not scores.any()
+    assert select_reference(scene, cam.K, looking_up, cam.width, cam.height) == 5
+
+
+def test_bad_targets_and_empty_index_are_rejected(scene):
+    cam = scene.frames[0].camera
+    with pytest.raises(CameraError, match="another resolution"):
+        select_reference(scene, K_from_hfov(60, 512, 512), cam.c2w, 64, 48)
+    with pytest.raises(CameraError, match="rigid"):
+        select_reference(scene, cam.K, np.diag([1.0, 1.0, -1.0, 1.0]), 64, 48)
+    empty = ReferenceIndex.from_views([], np.zeros((0, 4, 3), np.float32), np.zeros(0))
+    with pytest.raises(AnchorInputError, match="no reference candidates"):
+        reference_scores(empty, cam.K, cam.c2w, 64, 48)
