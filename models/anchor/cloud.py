@@ -71,9 +71,15 @@ class PointCloud:
         return int(self.xyz.nbytes + self.rgb.nbytes)
 
 
+def _writable_tensor(array: np.ndarray, dtype: type) -> torch.Tensor:
+    """``array`` as a torch tensor, copied only when needed (read-only arrays, e.g. decoded
+    images, cannot be shared with torch)."""
+    return torch.from_numpy(np.require(array, dtype, ["C_CONTIGUOUS", "WRITEABLE"]))
+
+
 def _depth_tensor(depth: np.ndarray, name: str) -> torch.Tensor:
     """Depth [H, W] as float32 torch with invalid samples (NaN, inf, <= 0) set to 0."""
-    d = torch.as_tensor(np.asarray(depth, dtype=np.float32))
+    d = _writable_tensor(depth, np.float32)
     valid = torch.isfinite(d) & (d > 0)
     if not bool(valid.any()):
         raise AnchorInputError(
@@ -150,7 +156,7 @@ def frame_points(
     cam = frame.camera
     keep = reliable_depth_mask(depth, float(min(cam.K[0, 0], cam.K[1, 1])), max_depth, max_slope)
     xyz = unproject_depth(depth, cam.K, cam.c2w)[keep]
-    rgb = torch.from_numpy(np.ascontiguousarray(frame.rgb))[keep]
+    rgb = _writable_tensor(frame.rgb, np.uint8)[keep]
     return xyz, rgb, depth[keep]
 
 
