@@ -57,3 +57,10 @@ def test_server_with_the_tiny_model_end_to_end(make_server, model_pipeline, view
         frame = c.render(info.scene, views[0].camera.c2w, seed=1)
         assert frame.mode == "model" and frame.rgb.shape == (32, 32, 3)
         assert {"generate_ms", "queue_ms", "total_ms"} <= set(frame.timings)
+        assert frame.anchor_rgb is None
+        cam = views[1].camera
+        served = c.render(info.scene, cam.c2w, cam.K, (cam.width, cam.height), seed=4, anchor=True)
+    offline = model_pipeline.render(model_pipeline.build(views), cam.c2w, cam.K, (cam.width, cam.height), seed=4)
+    np.testing.assert_array_equal(served.rgb, offline.rgb)  # the server sends what render-path writes
+    np.testing.assert_array_equal(served.anchor_rgb, offline.anchor)
+    assert served.reference == offline.reference

@@ -1,0 +1,101 @@
+"""The bridge's commands end to end: ``worldfm demo`` and ``worldfm render-path``, plus camera paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+
+from conftest import make_views
+from datagen.dataset import write_scene
+from models.scene import Scene
+from python_bridge.camera_path import CameraPath, CameraPathError, interpolate_poses, load_camera_path, save_camera_path
+from python_bridge.cli import main
+
+META_JSON = Path(__file__).parents[1] / "data" / "worldfm-demo" / "meta.json"
+
+
+def test_demo_writes_video_and_strip_without_a_model(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--frames", "3", "--views", "2", "--size", "32", "--out", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "frames/s sustained" in report and "anchor_ms" in report and "client latency" in report
+    assert "mode anchor" in report  # the fallback, and it says so
+    strip = imageio.imread(out / "strip.png")
+    assert strip.shape[1] == 4 * 32 and strip.shape[0] % 32 == 0
+    assert len(imageio.mimread(out / "flythrough.mp4")) == 3
+
+
+def test_demo_with_the_tiny_model(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(tiny_model_dir), "--frames", "2", "--views", "2", "--size", "32",
+                 "--steps", "2", "--out", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "mode model" in report and "generate_ms" in report and "tiny-untrained" in report
+
+
+@pytest.fixture
+def dataset_scene(tmp_path) -> Path:
+    return write_scene(Scene("wall", make_views(3, width=32, height=24)), tmp_path / "scene")
+
+
+def test_render_path_is_frame_accurate(tmp_path, dataset_scene, tiny_model_dir):
+    views = make_views(3, width=32, height=24)
+    poses = interpolate_poses(np.stack([v.camera.c2w for v in views]), 4)
+    path_file = tmp_path / "path.json"
+    save_camera_path(path_file, CameraPath(poses, views[0].camera.K, (32, 24), fps=12))
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["render-path", str(dataset_scene), "--path", str(path_file), "--out", str(out),
+                     "--model", str(tiny_model_dir), "--steps", "2", "--seed", "9"]) == 0
+        frames = sorted(out.glob("frame_*.png"))
+        assert [f.name for f in frames] == [f"frame_{i:05d}.png" for i in range(4)]
+        assert (out / "path.mp4").is_file()
+        runs.append([imageio.imread(f) for f in frames])
+    for a, b in zip(*runs):
+        assert a.shape == (24, 32, 3)
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(runs[0][0], runs[0][3])
+
+
+def test_render_path_reports_bad_inputs(tmp_path, dataset_scene, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"K": np.eye(3).tolist()}))
+    assert main(["render-path", str(dataset_scene), "--path", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "'c2w'" in capsys.readouterr().err
+
+
+def test_camera_path_formats(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"width": 64, "height": 32, "hfov_deg": 90.0, "c2w": [np.eye(4).tolist()] * 2}))
+    cp = load_camera_path(path)
+    assert cp.size == (64, 32) and len(cp) == 2 and cp.K[0, 0] == pytest.approx(32.0) and cp.fps == 24.0
+    path.write_text(json.dumps({"K": np.eye(3).tolist(), "c2w": [[float("nan")] * 4] * 4}))
+    with pytest.raises(CameraPathError, match="finite"):
+        load_camera_path(path)
+    path.write_text(json.dumps({"c2w": [np.eye(4).tolist()]}))
+    with pytest.raises(CameraPathError, match="hfov_deg"):
+        load_camera_path(path)
+
+
+@pytest.mark.skipif(not META_JSON.is_file(), reason="WorldFM demo meta.json fixture not in this checkout")
+def test_published_meta_json_is_a_camera_path():
+    cp = load_camera_path(META_JSON)
+    meta = json.loads(META_JSON.read_text())
+    assert len(cp) == len(meta["c2w"]) and cp.size == (512, 512)
+    np.testing.assert_allclose(cp.poses[3], meta["c2w"][3])
+
+
+def test_interpolation_passes_through_keyframes():
+    views = make_views(3)
+    keys = np.stack([v.camera.c2w for v in views])
+    poses = interpolate_poses(keys, 5)  # keyframes land on outputs 0, 2, 4
+    for out_i, key_i in ((0, 0), (2, 1), (4, 2)):
+        np.testing.assert_allclose(poses[out_i], keys[key_i], atol=1e-9)
+    mid = poses[1]
+    np.testing.assert_allclose(mid[:3, 3], (keys[0, :3, 3] + keys[1, :3, 3]) / 2)
+    np.testing.assert_allclose(mid[:3, :3] @ mid[:3, :3].T, np.eye(3), atol=1e-9)
