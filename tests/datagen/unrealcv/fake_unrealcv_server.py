@@ -27,6 +27,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +129,8 @@ class FakeUnrealCVServer:
         self.fall_cm_per_request = fall_cm_per_request
         self.cameras = {0: _Camera(fov=fov), 1: _Camera(fov=fov)}
         self.commands: list[str] = []  # every command received, in order
+        self.render_seconds = 0.0  # time spent rendering, to tell the client's share of a capture
+        self._last_render: tuple[tuple, object] | None = None
         self.connections = 0
         self._lock = threading.Lock()
         self._drop_after: int | None = None
@@ -316,6 +319,15 @@ class FakeUnrealCVServer:
             return self._image(cam, what)
         return f"error No handler found for URI '{command}'".encode()
 
+    def _render(self, camera: Camera):
+        """Render ``camera``, reusing the previous render for the same camera (lit after depth)."""
+        key = (camera.K.tobytes(), camera.c2w.tobytes(), camera.width, camera.height)
+        if self._last_render is None or self._last_render[0] != key:
+            start = time.perf_counter()
+            self._last_render = (key, self.renderer.render(camera))
+            self.render_seconds += time.perf_counter() - start
+        return self._last_render[1]
+
     def _image(self, cam: _Camera, what: str) -> bytes:
         mode = None
         with self._lock:
@@ -325,7 +337,7 @@ class FakeUnrealCVServer:
                     break
         w, h = (self.width // 2, self.height // 2) if mode == "small" else (self.width, self.height)
         camera = Camera(K_from_hfov(cam.fov, w, h), ue_to_c2w(np.array(cam.location), np.array(cam.rotation)), w, h)
-        view = self.renderer.render(camera)
+        view = self._render(camera)
         depth_m = view.depth.astype(np.float64)
         if what in ("depth", "plane_depth"):
             cm = depth_m * 100.0
@@ -383,3 +395,30 @@ def orbit_overrides(server: FakeUnrealCVServer, views: int, radius_cm: float = 8
                        "connect_timeout": 2.0, "request_timeout": 5.0},
         "plan": {"kind": "orbit", "views": views, "center": centre_ue, "radius": radius_cm, **plan},
     }
+
+
+def main() -> None:
+    """Serve a procedural scene until interrupted, to try `worldfm datagen unrealcv` without Unreal."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--size", type=int, nargs=2, default=(256, 192), metavar=("W", "H"))
+    parser.add_argument("--seed", type=int, default=0, help="procedural scene seed")
+    parser.add_argument("--kind", default="indoor", choices=("indoor", "outdoor"))
+    args = parser.parse_args()
+    server = FakeUnrealCVServer(args.seed, args.kind, *args.size, port=args.port).start()
+    orbit = orbit_overrides(server, views=1, radius_cm=100.0)["plan"]
+    print(f"serving {args.kind} scene {args.seed} on port {server.port}; try:\n"
+          f"  worldfm datagen unrealcv --port {server.port} --out /tmp/unrealcv_demo --views 32 "
+          f"--center {' '.join(f'{c:.0f}' for c in orbit['center'])} --radius 100", flush=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print(f"served {len(server.commands)} commands; {server.render_seconds:.1f} s of it rendering")
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fake_unrealcv_server import FakeUnrealCVServer, orbit_overrides
@@ -107,3 +110,12 @@ def test_capture_over_a_unix_socket(tmp_path):
         assert result.scene.name == "unrealcv_unrealcv_9000"
         frame = read_scene(result.scene).frames[0]
     assert frame.rgb.shape == (24, 32, 3) and np.any(frame.depth > 0)
+
+
+def test_the_documented_configuration_is_valid(tmp_path):
+    docs = (Path(__file__).parents[3] / "docs" / "datagen.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", docs, re.S).group(1)
+    path = tmp_path / "documented.toml"
+    path.write_text(block)
+    config = load_config(path)
+    assert config.targets.ports == (9000, 9001) and config.plan.heights == (0, 120)
