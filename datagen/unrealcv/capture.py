@@ -2,8 +2,9 @@
 
 Per planned view: set the pose, read it back until the game reports it (camera 0 is the
 player pawn, which moves on the next tick, may be pushed out of collision, and clamps pitch),
-capture depth first and reject the view if it is inside or too close to geometry, then
-RGB (and optionally normals and object masks), check everything, write it atomically.
+capture depth first and reject the view if it is too close to geometry (a camera in a wall
+shows as near or missing depth) or sees too little surface, then RGB (and optionally
+normals and object masks), read the pose again, check everything, write it atomically.
 
 Failures are handled per view, so a long capture survives them:
 
@@ -30,6 +31,7 @@ from datagen.unrealcv.connection import ConnectionLostError, UnrealCVConnection
 from datagen.unrealcv.game import DEPTH_MODES, CameraInfo, GameCamera
 from datagen.unrealcv.payloads import PayloadError, check_view
 from datagen.unrealcv.planning import PlannedView
+from datagen.unrealcv.sink import CaptureSink
 from models.cameras import K_from_hfov, c2w_to_ue, ue_to_c2w
 from models.scene import Camera, Frame
 
@@ -120,12 +122,10 @@ def _angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class SceneCapture:
-    """Captures planned views from one game into one scene folder (``sink``).
+    """Captures planned views from one game into one scene folder (``sink``, which knows
+    which views are done)."""
 
-    ``sink`` is a :class:`datagen.unrealcv.sink.CaptureSink`; it knows which views are done.
-    """
-
-    def __init__(self, conn: UnrealCVConnection, sink, options: CaptureOptions = CaptureOptions()):
+    def __init__(self, conn: UnrealCVConnection, sink: CaptureSink, options: CaptureOptions = CaptureOptions()):
         self.conn = conn
         self.sink = sink
         self.options = options

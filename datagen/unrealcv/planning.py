@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.cameras import look_at, ue_to_c2w
+from models.cameras import c2w_to_ue, look_at, ue_to_c2w
 
 PLAN_KINDS = ("orbit", "waypoints", "random")
 
@@ -107,12 +107,6 @@ def _look_from(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
     return look_at(eye, target)
 
 
-def _direction(yaw_deg: float, pitch_deg: float) -> np.ndarray:
-    """Unit view direction in our world for an Unreal-style yaw/pitch (our Y is Unreal's -Y)."""
-    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
-    return np.array([math.cos(pitch) * math.cos(yaw), -math.cos(pitch) * math.sin(yaw), math.sin(pitch)])
-
-
 def _phase(k: int) -> float:
     """k-th van der Corput number in base 2 (0, 1/2, 1/4, 3/4, ...): offsets of spare passes."""
     x, denom = 0.0, 1.0
@@ -181,22 +175,21 @@ def _random(plan: Plan, count: int, rng: np.random.Generator) -> list[np.ndarray
     lo, hi = np.asarray(plan.bounds_min, float), np.asarray(plan.bounds_max, float)
     poses = []
     for _ in range(count):
-        eye = _ue_point(rng.uniform(lo, hi))
+        location = rng.uniform(lo, hi)
         yaw = rng.uniform(-180.0, 180.0)
         pitch = rng.uniform(*plan.pitch_range)
-        poses.append(_look_from(eye, eye + _direction(yaw, pitch)))
+        poses.append(ue_to_c2w(location, np.array([pitch, yaw, 0.0])))
     return poses
 
 
 def _neighbour(base: np.ndarray, plan: Plan, rng: np.random.Generator) -> np.ndarray:
     """A small-baseline companion: shifted by up to ``neighbour_offset`` cm, turned a little."""
+    location, (pitch, yaw, _) = c2w_to_ue(base)
     offset = rng.normal(size=3)
-    offset *= rng.uniform(0.3, 1.0) * plan.neighbour_offset / 100.0 / max(np.linalg.norm(offset), 1e-12)
-    eye = base[:3, 3] + offset
-    forward = base[:3, 2]
-    yaw = math.degrees(math.atan2(-forward[1], forward[0])) + rng.uniform(-1, 1) * plan.neighbour_angle
-    pitch = math.degrees(math.asin(np.clip(forward[2], -1.0, 1.0))) + rng.uniform(-1, 1) * plan.neighbour_angle
-    return _look_from(eye, eye + _direction(yaw, float(np.clip(pitch, -89.0, 89.0))))
+    offset *= rng.uniform(0.3, 1.0) * plan.neighbour_offset / max(np.linalg.norm(offset), 1e-12)
+    pitch = float(np.clip(pitch + rng.uniform(-1, 1) * plan.neighbour_angle, -89.0, 89.0))
+    yaw = yaw + rng.uniform(-1, 1) * plan.neighbour_angle
+    return ue_to_c2w(location + offset, np.array([pitch, yaw, 0.0]))
 
 
 def plan_views(plan: Plan) -> list[PlannedView]:
