@@ -194,7 +194,8 @@ class FakeUnrealCVServer:
         """Spoil the next ``times`` replies to commands naming ``word`` (``lit``, ``depth`` ...).
 
         ``mode``: ``truncate`` (cut the payload in half), ``garbage`` (random bytes),
-        ``black`` (an all-black image), ``nan`` (a NaN depth map), ``small`` (half size).
+        ``black`` (an all-black image), ``nan`` (a NaN depth map), ``small`` (half size),
+        ``hang`` (never answer).
         """
         with self._lock:
             self._corrupt.extend([(word, mode)] * times)
@@ -250,7 +251,9 @@ class FakeUnrealCVServer:
                         self._drop_after -= 1
                 command = match.group(2).decode("utf-8")
                 self.commands.append(command)
-                conn.sendall(frame(match.group(1) + b":" + self.handle(command)))
+                body = self.handle(command)
+                if body is not None:  # None: a hung game, the request is never answered
+                    conn.sendall(frame(match.group(1) + b":" + body))
         except OSError:
             pass
         finally:
@@ -264,8 +267,8 @@ class FakeUnrealCVServer:
             conn.close()
 
     # -- commands ------------------------------------------------------------------------
-    def handle(self, command: str) -> bytes:
-        """The reply body to one command."""
+    def handle(self, command: str) -> bytes | None:
+        """The reply body to one command (None: no reply)."""
         for cam in self.cameras.values():
             x, y, z = cam.location
             cam.location = (x, y, z - self.fall_cm_per_request)
@@ -293,7 +296,7 @@ class FakeUnrealCVServer:
         except ValueError:
             return b"error Argument Invalid"
 
-    def _camera_command(self, verb: str, cam: _Camera, what: str, args: list[str], command: str) -> bytes:
+    def _camera_command(self, verb: str, cam: _Camera, what: str, args: list[str], command: str) -> bytes | None:
         if verb == "set":
             values = [float(a) for a in args]
             if what == "location" and len(values) == 3:
@@ -328,13 +331,15 @@ class FakeUnrealCVServer:
             self.render_seconds += time.perf_counter() - start
         return self._last_render[1]
 
-    def _image(self, cam: _Camera, what: str) -> bytes:
+    def _image(self, cam: _Camera, what: str) -> bytes | None:
         mode = None
         with self._lock:
             for i, (word, m) in enumerate(self._corrupt):
                 if word == what:
                     mode = self._corrupt.pop(i)[1]
                     break
+        if mode == "hang":
+            return None
         w, h = (self.width // 2, self.height // 2) if mode == "small" else (self.width, self.height)
         camera = Camera(K_from_hfov(cam.fov, w, h), ue_to_c2w(np.array(cam.location), np.array(cam.rotation)), w, h)
         view = self._render(camera)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -192,6 +193,26 @@ def test_several_games_capture_in_parallel_into_separate_scenes(tmp_path):
         assert all(r.complete for r in results)
         scenes = [read_scene(r.scene) for r in results]
     assert not np.array_equal(scenes[0].frames[0].rgb, scenes[1].frames[0].rgb)  # different games
+
+
+def test_request_that_never_gets_a_reply_times_out_and_the_view_is_redone(tmp_path):
+    with FakeUnrealCVServer() as server:
+        overrides = orbit_overrides(server, views=3)
+        overrides["connection"]["request_timeout"] = 0.3
+        config = load_config(None, overrides)
+        server.corrupt("lit", "hang")
+        [result] = capture_all(config, tmp_path)
+        _check_scene(result, server, config, 3)
+    assert result.stats.reconnects == 1 and result.stats.retries == 0
+
+
+def test_game_held_by_another_client_is_reported(tmp_path):
+    with FakeUnrealCVServer() as server:
+        other = socket.create_connection(("127.0.0.1", server.port))  # e.g. a notebook left open
+        other.recv(64)  # its "connected" confirmation
+        [result] = capture_all(_config(server, views=2), tmp_path)
+        other.close()
+    assert not result.complete and "one client at a time" in result.error
 
 
 def test_game_not_running_is_reported(tmp_path):
