@@ -21,6 +21,7 @@ crash continues where it stopped and never writes a view twice.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -156,8 +157,18 @@ class SceneCapture:
         self.info = self._with_reconnects(step)
         return self.info
 
-    def run(self, views: list[PlannedView], wanted: int, progress: Callable[[int], None] | None = None) -> CaptureStats:
-        """Capture ``views`` in order until ``wanted`` views are in the sink (or views run out)."""
+    def run(
+        self,
+        views: list[PlannedView],
+        wanted: int,
+        progress: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> CaptureStats:
+        """Capture ``views`` in order until ``wanted`` views are in the sink (or views run out).
+
+        ``progress(n)`` is called as views are done; setting ``stop`` ends the run after the
+        view in hand (the folder stays resumable).
+        """
         start = time.perf_counter()
         if self.info is None:
             self.prepare()
@@ -167,7 +178,7 @@ class SceneCapture:
         if progress and accepted:
             progress(accepted)
         for view in views:
-            if accepted >= wanted:
+            if accepted >= wanted or (stop is not None and stop.is_set()):
                 break
             if view.name in done:
                 continue

@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 import time
+import warnings
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,13 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     previous_hook = threading.excepthook
     threading.excepthook = _quiet_client_disconnects
+    # The client asks 1.0 servers for a command list only newer (UnrealCV+) builds have.
+    warnings.filterwarnings("ignore", message="The connected UnrealCV server is too old", category=UserWarning)
     try:
         results = capture_all(config, args.out, progress)
+    except KeyboardInterrupt:
+        print("interrupted after the views in hand; rerun the same command to resume", file=sys.stderr)
+        return 130
     finally:
         threading.excepthook = previous_hook
         bar.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ def capture_one(
     scene: Path,
     seed: int,
     progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> WorkerResult:
     """Capture ``config.plan`` (with ``seed``) from the game at ``endpoint`` into ``scene``."""
     plan = dataclasses.replace(config.plan, seed=seed)
@@ -77,12 +79,14 @@ def capture_one(
         with UnrealCVConnection(endpoint, config.connection) as conn:
             capture = SceneCapture(conn, sink, config.capture)
             stats = capture.stats
-            capture.run(plan_views(plan), plan.views, progress)
+            capture.run(plan_views(plan), plan.views, progress, stop)
     except (UnrealCVError, DatasetError, OSError) as exc:
         log.error("%s: %s", endpoint.describe(), exc)
         return WorkerResult(endpoint, scene, stats, bool(sink and sink.complete), str(exc))
     error = None
-    if not sink.complete:
+    if stop is not None and stop.is_set() and not sink.complete:
+        error = "stopped; rerun the same command to resume"
+    elif not sink.complete:
         error = (
             f"the plan ran out of candidates: {len(sink.writer.done)} of {plan.views} views "
             f"({stats.rejected} rejected this run). Raise [plan] spare, lower [capture] min_clearance, "
@@ -95,15 +99,23 @@ def capture_all(
     config: CaptureConfig,
     out_dir: str | Path,
     progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[WorkerResult]:
     """One worker per configured game; game ``i`` uses plan seed ``seed + i`` and folder
-    ``out_dir/unrealcv_<port>``. Returns results in the order of the games."""
+    ``out_dir/unrealcv_<port>``. Returns results in the order of the games.
+
+    Ctrl-C (or setting ``stop``) lets every worker finish the view in hand, then stop.
+    """
     endpoints = endpoints_of(config)
     out = Path(out_dir)
+    stop = stop or threading.Event()
     jobs = [(ep, out / scene_name(ep), config.plan.seed + i) for i, ep in enumerate(endpoints)]
-    if len(jobs) == 1:
-        endpoint, scene, seed = jobs[0]
-        return [capture_one(endpoint, config, scene, seed, progress)]
-    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="unrealcv") as pool:
-        futures = [pool.submit(capture_one, ep, config, scene, seed, progress) for ep, scene, seed in jobs]
+    pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="unrealcv")
+    try:
+        futures = [pool.submit(capture_one, ep, config, scene, seed, progress, stop) for ep, scene, seed in jobs]
         return [f.result() for f in futures]
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)

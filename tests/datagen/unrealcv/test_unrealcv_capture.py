@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 
 import numpy as np
 import pytest
@@ -87,6 +88,23 @@ def test_game_crash_then_rerun_resumes_without_recapturing(tmp_path):
     assert second.stats.resumed == done_before and second.stats.views == 6 - done_before
     captures = [c for c in server.commands if c.endswith("lit png")]
     assert len(captures) == 6 - done_before  # finished views were not captured again
+
+
+def test_stopped_capture_resumes_where_it_stopped(tmp_path):
+    with FakeUnrealCVServer() as server:
+        config = _config(server, views=6)
+        stop, done = threading.Event(), []
+
+        def progress(n: int) -> None:  # stop after the second view, as Ctrl-C would
+            done.append(n)
+            if sum(done) == 2:
+                stop.set()
+
+        [first] = capture_all(config, tmp_path, progress, stop)
+        assert first.stats.views == 2 and first.error == "stopped; rerun the same command to resume"
+        [second] = capture_all(config, tmp_path)
+        _check_scene(second, server, config, 6)
+    assert second.stats.resumed == 2 and second.stats.views == 4
 
 
 @pytest.mark.parametrize(
