@@ -17,7 +17,9 @@ Views come from ``datagen.procedural``: the Unreal pose is turned into our camer
 ``models.cameras`` and rendered. ``depth_mode="distance"`` answers ``depth`` with the
 distance to the camera centre, as 0.3.x plugin builds do (and then offers ``plane_depth``).
 Faults for the robustness tests: :meth:`drop_after`, :meth:`set_offline`, :meth:`corrupt`,
-and ``missing`` commands.
+``missing`` commands, ``pose_offset_cm`` and ``fall_cm_per_request``. Normals and object
+masks are plausible images of the right size (camera-space normals from depth, colours per
+surface orientation), not the plugin's world normals and per-actor colours.
 """
 
 from __future__ import annotations
