@@ -1,10 +1,14 @@
 """Vectorised CPU ray caster for procedural scenes: RGB and metric z-depth per camera.
 
 One primary ray per pixel centre (no anti-aliasing, so depth is exact at every pixel),
-textured Blinn-Phong shading, hard shadows from every light. Speed comes from testing
-each shape only against the rays that can reach it: rays leaving one point (the camera, a
-point light) are culled with a cone test around the shape's bounding sphere in a single
-matrix product, parallel sun rays with a disc test in the plane across the sun.
+textured Blinn-Phong shading, hard shadows from every light.
+
+Speed comes from testing each shape only against rays that can reach it. Rays are kept
+in 8 x 8-pixel tile order, so every run of ``CHUNK`` consecutive rays -- camera rays, or the
+shadow rays of the lit points among them -- points in nearly one direction. Each chunk
+gets a bounding cone (rays leaving one point: the camera, a point light) or a bounding
+disc across the sun (parallel sun rays), and a shape is intersected only with the chunks
+whose bound meets its bounding sphere.
 """
 
 from __future__ import annotations
@@ -12,13 +16,38 @@ from __future__ import annotations
 import numpy as np
 
 from datagen.procedural.scenes import PointLight, ProceduralScene
+from datagen.procedural.shapes import mat3
 from datagen.procedural.textures import pattern_weight
 from models.scene import Camera, Frame
 
+CHUNK = 64  # rays per culling bound: one 8 x 8 tile of camera rays
+_TILE = 8
 _SHADOW_BIAS = 2e-3  # metres kept free at both ends of a shadow ray (the surface itself)
 _EXPOSURE = 1.6
 # uint8 display value of linear y = (i / 4095)^2, gamma 2.2.
 _GAMMA_LUT = np.round(255 * np.linspace(0.0, 1.0, 4096) ** (2 / 2.2)).astype(np.uint8)
+
+
+def _chunked(x: np.ndarray) -> np.ndarray:
+    """(n, k) -> (ceil(n / CHUNK), CHUNK, k), padding the last chunk with copies of the last row."""
+    pad = -len(x) % CHUNK
+    if pad:
+        x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+    return x.reshape(-1, CHUNK, x.shape[1])
+
+
+def _chunk_rays(chunks: np.ndarray, n: int) -> np.ndarray:
+    """Indices (m,) of the rays in chunks ``chunks`` (k,), rays numbered 0..n-1."""
+    rays = (chunks[:, None] * CHUNK + np.arange(CHUNK)).ravel()
+    return rays[rays < n]
+
+
+def _tile_order(width: int, height: int) -> np.ndarray:
+    """Flat pixel indices (H*W,) listed tile by tile (8 x 8 tiles, row-major inside each)."""
+    i, j = np.mgrid[0:height, 0:width]
+    tiles_per_row = -(-width // _TILE)
+    key = ((i // _TILE) * tiles_per_row + j // _TILE) * _TILE * _TILE + (i % _TILE) * _TILE + j % _TILE
+    return np.argsort(key.ravel(), kind="stable")
 
 
 class Renderer:
@@ -34,10 +63,11 @@ class Renderer:
         self._color_b = np.array([m.color_b for m in mats], np.float32)
         self._specular = np.array([m.specular for m in mats], np.float32)  # (M,)
         self._shininess = np.array([m.shininess for m in mats], np.float32)
-        self._rays: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._rays: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def camera_rays(self, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-        """Unit ray directions in camera axes (H*W, 3) and their optical-axis cosines (H*W,).
+    def camera_rays(self, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Camera rays in tile order: unit directions in camera axes (H*W, 3), their
+        optical-axis cosines (H*W,), and the flat pixel index of each ray (H*W,).
 
         Pixel (i, j) looks through (u, v) = (j + 0.5, i + 0.5), our pixel-centre convention.
         Cached per intrinsics, since every view of a trajectory shares them.
@@ -45,31 +75,39 @@ class Renderer:
         key = (camera.K.tobytes(), camera.width, camera.height)
         if key not in self._rays:
             k = camera.K
-            v, u = np.mgrid[0 : camera.height, 0 : camera.width].astype(np.float64) + 0.5
-            y = (v - k[1, 2]) / k[1, 1]
-            x = (u - k[0, 2] - k[0, 1] * y) / k[0, 0]
-            d = np.stack([x, y, np.ones_like(x)], axis=-1).reshape(-1, 3)
+            order = _tile_order(camera.width, camera.height)
+            v, u = np.divmod(order, camera.width)
+            y = (v + 0.5 - k[1, 2]) / k[1, 1]
+            x = (u + 0.5 - k[0, 2] - k[0, 1] * y) / k[0, 0]
+            d = np.stack([x, y, np.ones_like(x)], axis=-1)
             d /= np.linalg.norm(d, axis=1, keepdims=True)
-            self._rays[key] = (d.astype(np.float32), d[:, 2].astype(np.float32).copy())
+            self._rays[key] = (d.astype(np.float32), d[:, 2].astype(np.float32), order)
         return self._rays[key]
 
     def _closest(self, origin: np.ndarray, dirs: np.ndarray, t: np.ndarray, ids: np.ndarray) -> None:
         """Lower ``t`` (n,) / set ``ids`` (n,) in place where rays from ``origin`` hit a shape first.
 
-        A ray can only hit a shape whose bounding sphere it passes through: from a point
-        outside the sphere, the angle to its centre must be under asin(r / distance).
+        A ray can hit a shape only inside the cone from ``origin`` around its bounding
+        sphere; a chunk of rays is tested only if its own bounding cone meets that cone.
         Shapes are visited nearest first so rays already stopped in front are skipped.
         """
         if len(self._radii) == 0 or len(dirs) == 0:
             return
         rel = self._centres - origin.astype(np.float32)  # (P, 3)
-        dist = np.linalg.norm(rel, axis=1)
+        dist = np.sqrt((rel * rel).sum(1))
         inside = dist <= self._radii
-        cos_limit = np.where(inside, -2.0, np.sqrt(np.maximum(1 - (self._radii / np.maximum(dist, 1e-9)) ** 2, 0)))
-        towards = (rel / np.maximum(dist, 1e-9)[:, None]) @ dirs.T  # (P, n)
+        shape_axis = rel / np.maximum(dist, 1e-9)[:, None]
+        shape_half = np.where(inside, np.pi, np.arcsin(np.minimum(self._radii / np.maximum(dist, 1e-9), 1)))
+        chunks = _chunked(dirs)  # (C, CHUNK, 3)
+        axis = chunks.sum(1)
+        axis /= np.maximum(np.sqrt((axis * axis).sum(1)), 1e-9)[:, None]  # (C, 3)
+        spread = chunks[..., 0] * axis[:, 0:1] + chunks[..., 1] * axis[:, 1:2] + chunks[..., 2] * axis[:, 2:3]
+        chunk_half = np.arccos(np.clip(spread.min(1), -1, 1))  # (C,)
+        between = np.arccos(np.clip(shape_axis @ axis.T, -1, 1))  # (P, C), small: no BLAS threads
+        meets = between <= shape_half[:, None] + chunk_half[None, :] + 1e-4
         near = np.where(inside, 0.0, dist - self._radii)
         for p in np.argsort(near):
-            cand = np.flatnonzero(towards[p] > cos_limit[p])
+            cand = _chunk_rays(np.flatnonzero(meets[p]), len(dirs))
             cand = cand[t[cand] > near[p]]
             if cand.size == 0:
                 continue
@@ -79,20 +117,28 @@ class Renderer:
             ids[cand[closer]] = p
 
     def _sun_blocked(self, points: np.ndarray, sun: np.ndarray) -> np.ndarray:
-        """(n,) bool: whether a shape lies between each point (n, 3) and the sun (unit (3,))."""
+        """(n,) bool: whether a shape lies between each point (n, 3) and the sun (unit (3,)).
+
+        Works across the sun: a shape can shade only points within its radius of its
+        centre there; chunks of points are bounded by discs and tested as a whole.
+        """
         blocked = np.zeros(len(points), bool)
         if len(self._radii) == 0 or len(points) == 0:
             return blocked
         helper = np.array([1.0, 0.0, 0.0], np.float32) if abs(sun[0]) < 0.9 else np.array([0.0, 1.0, 0.0], np.float32)
         e1 = np.cross(sun, helper)
         e1 /= np.linalg.norm(e1)
-        plane = np.stack([e1, np.cross(sun, e1)])  # (2, 3): axes across the sun direction
-        q, cq = points @ plane.T, self._centres @ plane.T  # (n, 2), (P, 2)
-        d2 = (q * q).sum(1)[None, :] - 2 * cq @ q.T + (cq * cq).sum(1)[:, None]  # (P, n)
-        ahead = (self._centres @ sun + self._radii)[:, None] > (points @ sun)[None, :]
-        candidates = (d2 < (self._radii**2)[:, None]) & ahead
-        for p in np.flatnonzero(candidates.any(axis=1)):
-            cand = np.flatnonzero(candidates[p] & ~blocked)
+        frame = np.stack([e1, np.cross(sun, e1), sun], axis=1)  # (3, 3): columns across, across, along the sun
+        chunks = _chunked(mat3(points, frame))  # (C, CHUNK, 3)
+        centre = chunks[..., :2].mean(1)  # (C, 2)
+        radius = np.sqrt(((chunks[..., :2] - centre[:, None]) ** 2).sum(-1).max(1))  # (C,)
+        lowest = chunks[..., 2].min(1)  # (C,) nearest-to-ground point along the sun
+        cq = mat3(self._centres, frame)  # (P, 3)
+        gap = np.sqrt(((cq[:, None, :2] - centre[None]) ** 2).sum(-1))  # (P, C)
+        meets = (gap <= self._radii[:, None] + radius[None, :] + 1e-4) & ((cq[:, 2] + self._radii)[:, None] > lowest)
+        for p in np.flatnonzero(meets.any(axis=1)):
+            cand = _chunk_rays(np.flatnonzero(meets[p]), len(points))
+            cand = cand[~blocked[cand]]
             if cand.size == 0:
                 continue
             t = self.scene.shapes[p].intersect(points[cand], np.broadcast_to(sun, (cand.size, 3)))
@@ -168,10 +214,10 @@ class Renderer:
 
     def render(self, camera: Camera, name: str = "") -> Frame:
         """The view of ``camera``: RGB uint8 (H, W, 3) and z-depth float32 (H, W), 0 for sky."""
-        dirs_cam, cos_axis = self.camera_rays(camera)
+        dirs_cam, cos_axis, pixel = self.camera_rays(camera)
         rot = camera.c2w[:3, :3].astype(np.float32)
         origin = camera.c2w[:3, 3].astype(np.float32)
-        dirs = dirs_cam @ rot.T  # (n, 3) world
+        dirs = mat3(dirs_cam, rot.T)  # (n, 3) world
         t = self.scene.enclosure.intersect(origin, dirs)
         ids = np.full(len(dirs), -1)
         self._closest(origin, dirs, t, ids)
@@ -190,7 +236,9 @@ class Renderer:
         # Exponential tone curve, then display gamma through a table indexed by sqrt(value)
         # (fine steps in the darks, no per-pixel pow).
         tone = np.sqrt(1.0 - np.exp(-_EXPOSURE * radiance))
-        rgb = _GAMMA_LUT[(tone * (len(_GAMMA_LUT) - 1) + 0.5).astype(np.intp)].reshape(camera.height, camera.width, 3)
+        rgb = np.empty((len(dirs), 3), np.uint8)
+        rgb[pixel] = _GAMMA_LUT[(tone * (len(_GAMMA_LUT) - 1) + 0.5).astype(np.intp)]  # back to raster order
         depth = np.zeros(len(dirs), np.float32)
-        depth[hit] = t[hit] * cos_axis[hit]
-        return Frame(rgb=rgb, depth=depth.reshape(camera.height, camera.width), camera=camera, name=name)
+        depth[pixel[hit]] = t[hit] * cos_axis[hit]
+        shape = (camera.height, camera.width)
+        return Frame(rgb=rgb.reshape(*shape, 3), depth=depth.reshape(shape), camera=camera, name=name)

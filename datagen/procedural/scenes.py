@@ -176,7 +176,7 @@ def _indoor(rng: np.random.Generator, seed: int) -> ProceduralScene:
     b = _Builder(rng)
     size_x, size_y, height = rng.uniform(4.0, 9.0), rng.uniform(4.0, 9.0), rng.uniform(2.6, 3.6)
     floor = b.material(("checker", "tiles", "noise", "stripes"), scale=(0.3, 1.0), val=(0.3, 0.8))
-    walls = [b.material(("bricks", "stripes", "solid", "noise", "tiles"), scale=(0.2, 0.8)) for _ in range(2)]
+    walls = [b.material(("bricks", "stripes", "solid", "noise", "tiles"), scale=(0.2, 0.8), specular_p=0.1) for _ in range(2)]
     ceiling = b.material(("solid", "noise"), scale=(0.5, 2.0), sat=(0.0, 0.15), val=(0.7, 0.95), specular_p=0.0)
     face_walls = [walls[int(rng.integers(2))] for _ in range(4)]
     room = Room((0.0, 0.0, 0.0), (size_x, size_y, height), (*face_walls, floor, ceiling))
@@ -208,8 +208,9 @@ GROUND_EXTENT = 30.0  # metres; keeps every visible surface within the 65.5 m of
 def _outdoor(rng: np.random.Generator, seed: int) -> ProceduralScene:
     b = _Builder(rng)
     half_x, half_y = rng.uniform(6.0, 13.0), rng.uniform(6.0, 13.0)
-    ground = b.material(("noise", "bricks", "tiles", "checker"), scale=(0.3, 1.5), val=(0.25, 0.7))
-    wall_mat = b.material(("bricks", "stripes", "noise", "tiles"), scale=(0.3, 1.0))
+    # Matte ground and walls: a sun highlight on a whole plane would wash out the image.
+    ground = b.material(("noise", "bricks", "tiles", "checker"), scale=(0.3, 1.5), val=(0.25, 0.7), specular_p=0.0)
+    wall_mat = b.material(("bricks", "stripes", "noise", "tiles"), scale=(0.3, 1.0), specular_p=0.0)
     wall_h, thick = rng.uniform(2.0, 5.0), 0.4
     # Perimeter walls; one side may have a gate so the camera sees out.
     gate_side = int(rng.integers(4)) if rng.random() < 0.6 else -1
@@ -237,7 +238,7 @@ def _outdoor(rng: np.random.Generator, seed: int) -> ProceduralScene:
         ang = rng.uniform(0, 2 * math.pi)
         dist = rng.uniform(max(half_x, half_y) + 4.0, GROUND_EXTENT - 6.0)
         hx, hy, hz = rng.uniform(2, 5), rng.uniform(2, 5), rng.uniform(4, 14) / 2
-        mat = b.material(("bricks", "tiles", "stripes", "solid"), scale=(0.5, 2.0))
+        mat = b.material(("bricks", "tiles", "stripes", "solid"), scale=(0.5, 2.0), specular_p=0.0)
         b.shapes.append(Box((dist * math.cos(ang), dist * math.sin(ang), hz), (hx, hy, hz), float(rng.uniform(0, math.pi)), mat))
     # Trees: a trunk and a canopy.
     for _ in range(int(rng.integers(0, 4))):

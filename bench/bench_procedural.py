@@ -1,0 +1,73 @@
+"""Throughput of procedural data generation: rendering alone, and the whole CLI path.
+
+Claim measured: >= 20 views/s at 256 x 256 on a 2-core CPU machine. Prints views/s by wall
+clock and CPU milliseconds per view (steadier when other work shares the machine), for
+the renderer alone and for ``worldfm datagen procedural`` (render + PNG encode + manifest),
+and their ratio.
+
+    python bench/bench_procedural.py [--size 256] [--scenes 6] [--views 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import tempfile
+import time
+
+from datagen.procedural.cli import scene_kind, scene_seed
+from datagen.procedural.renderer import Renderer
+from datagen.procedural.scenes import generate_scene
+from datagen.procedural.trajectories import plan_cameras
+from python_bridge.cli import main as worldfm
+
+
+def bench_render(scenes: int, views: int, size: int) -> tuple[float, float]:
+    """(views/s wall, CPU ms/view) of Renderer.render alone, scenes alternating indoor/outdoor."""
+    jobs = []
+    for i in range(scenes):
+        scene = generate_scene(scene_seed(0, i), scene_kind("mixed", i))
+        cameras, _ = plan_cameras(scene, views, size, size)
+        renderer = Renderer(scene)
+        renderer.render(cameras[0])  # warm the ray cache outside the timing
+        jobs.append((renderer, cameras))
+    wall, cpu = time.perf_counter(), time.process_time()
+    for renderer, cameras in jobs:
+        for camera in cameras:
+            renderer.render(camera)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    n = scenes * views
+    return n / wall, 1e3 * cpu / n
+
+
+def bench_cli(scenes: int, views: int, size: int) -> tuple[float, float]:
+    """(views/s wall, CPU ms/view) of the whole command into a fresh folder."""
+    with tempfile.TemporaryDirectory() as out:
+        args = ["datagen", "procedural", "--scenes", str(scenes), "--views", str(views), "--size", str(size), "--out", out]
+        wall, cpu = time.perf_counter(), time.process_time()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert worldfm(args) == 0
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    n = scenes * views
+    return n / wall, 1e3 * cpu / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--scenes", type=int, default=6)
+    parser.add_argument("--views", type=int, default=16)
+    args = parser.parse_args()
+    print(f"{args.scenes} scenes x {args.views} views at {args.size}x{args.size}; "
+          f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    render_vps, render_ms = bench_render(args.scenes, args.views, args.size)
+    print(f"render only      : {render_vps:6.1f} views/s  ({render_ms:5.1f} CPU ms/view)")
+    cli_vps, cli_ms = bench_cli(args.scenes, args.views, args.size)
+    print(f"datagen command  : {cli_vps:6.1f} views/s  ({cli_ms:5.1f} CPU ms/view)")
+    print(f"command / render : {cli_vps / render_vps:6.2f} (share of speed left after PNG + manifest writes)")
+
+
+if __name__ == "__main__":
+    main()
