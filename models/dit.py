@@ -42,7 +42,7 @@ from torch import nn
 from models.prope import PRoPETransforms, prepare_prope, rigid_inverse
 
 NUM_VIEWS = 3  # target, anchor, reference -- in this order along the width
-TARGET, ANCHOR, REFERENCE = range(NUM_VIEWS)
+REFERENCE = 2  # index of the reference view
 CAPTION_CHANNELS = 4096  # T5-XXL width of the published caption embedder
 CAPTION_TOKENS = 300  # PixArt-Sigma's caption length (its null-caption buffer)
 FREQ_EMBED_DIM = 256  # sinusoidal timestep features before the timestep MLP
@@ -245,9 +245,11 @@ class SelfAttention(nn.Module):
         """``x``: (B, N, D); ``mask``: (N, N) bool, True where a query may attend to a key."""
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, heads, N, head_dim)
+        q, k, v = qkv
         if prope is not None:
-            q, k, v = prope.queries(q), prope.keys_values(k), prope.keys_values(v)
+            q = prope.queries(q)
+            k, v = prope.keys_values(qkv[1:])  # keys and values share P^-1: one pass
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         if prope is not None:
             out = prope.outputs(out)
@@ -317,15 +319,22 @@ def normalise_cameras(
 
 
 def token_grid(grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """View index (N,) and in-view patch (column, row) (N, 2) of the width-concatenated grid.
+    """View index (N,) and in-view patch (column, row) (N, 2) of each token, view-major.
 
-    Tokens are row-major over ``grid_h`` rows of ``NUM_VIEWS * grid_w`` columns.
+    Inside the network tokens are ordered view by view (target, anchor, reference), each
+    view row-major over ``grid_h x grid_w`` patches; attention does not care about order,
+    and this one lets PRoPE apply one matrix per view and puts the target's tokens first.
     """
-    idx = torch.arange(grid_h * NUM_VIEWS * grid_w)
-    col = idx % (NUM_VIEWS * grid_w)
-    view = col // grid_w
-    xy = torch.stack([col % grid_w, idx // (NUM_VIEWS * grid_w)], dim=-1)
-    return view, xy
+    idx = torch.arange(NUM_VIEWS * grid_h * grid_w)
+    local = idx % (grid_h * grid_w)
+    return idx // (grid_h * grid_w), torch.stack([local % grid_w, local // grid_w], dim=-1)
+
+
+def to_view_major(x: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """Tokens of the width-concatenated grid (B, grid_h * 3 * grid_w, D), row-major ->
+    view-major (B, 3 * grid_h * grid_w, D)."""
+    b, _, d = x.shape
+    return x.reshape(b, grid_h, NUM_VIEWS, grid_w, d).transpose(1, 2).reshape(b, -1, d)
 
 
 class WorldFMDiT(nn.Module):
@@ -372,10 +381,10 @@ class WorldFMDiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.bias)
 
     def _pos_embed(self, grid_h: int, grid_w: int) -> torch.Tensor:
-        """(1, grid_h * 3 * grid_w, D) embeddings of the width-concatenated grid."""
+        """(1, N, D) embeddings of the width-concatenated grid, in view-major token order."""
         c = self.config
         emb = sincos_pos_embed(c.hidden_size, grid_h, NUM_VIEWS * grid_w, c.latent_size // c.patch_size, c.pe_interpolation)
-        return emb[None]
+        return to_view_major(emb[None], grid_h, grid_w)
 
     def forward(
         self,
@@ -407,7 +416,7 @@ class WorldFMDiT(nn.Module):
             mask = F.avg_pool2d(anchor_mask.to(z_t.dtype), c.vae_downsample)  # (B, 1, h, w)
             zeros = torch.zeros_like(mask)
             views = [torch.cat([v, m], dim=1) for v, m in zip(views, [zeros, mask, zeros])]
-        x = self.x_embedder(torch.cat(views, dim=-1))  # (B, N, D), N = grid_h * 3 * grid_w
+        x = to_view_major(self.x_embedder(torch.cat(views, dim=-1)), grid_h, grid_w)  # (B, N, D), N = 3 grid_h grid_w
         pos = self.pos_embed if self.pos_embed.shape[1] == x.shape[1] else self._pos_embed(grid_h, grid_w).to(x.device)
         x = x + pos.to(x.dtype)
 
@@ -420,7 +429,7 @@ class WorldFMDiT(nn.Module):
             x = x + self.plucker_proj(rays.to(x.dtype))
         prope = None
         if c.prope:
-            prope = prepare_prope(Ks, rigid_inverse(c2w), image_hw, token_view, token_xy, c.head_dim)
+            prope = prepare_prope(Ks, rigid_inverse(c2w), image_hw, token_xy, c.head_dim)
         mask = None
         if c.ref_isolated:
             is_ref = token_view == REFERENCE
@@ -431,8 +440,7 @@ class WorldFMDiT(nn.Module):
         for block in self.blocks:
             x = block(x, t6, prope, mask)
 
-        target = x.reshape(b, grid_h, NUM_VIEWS, grid_w, -1)[:, :, TARGET].reshape(b, grid_h * grid_w, -1)
-        patches = self.final_layer(target, t_emb)  # (B, grid_h * grid_w, p * p * C_out)
+        patches = self.final_layer(x[:, : grid_h * grid_w], t_emb)  # the target's tokens come first  # (B, grid_h * grid_w, p * p * C_out)
         return self.unpatchify(patches, grid_h, grid_w)
 
     def unpatchify(self, patches: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -441,6 +449,36 @@ class WorldFMDiT(nn.Module):
         p, ch = self.config.patch_size, self.config.out_channels
         x = patches.reshape(b, grid_h, grid_w, p, p, ch)
         return x.permute(0, 5, 1, 3, 2, 4).reshape(b, ch, grid_h * p, grid_w * p)
+
+
+def example_inputs(config: DiTConfig, batch: int = 1, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Keyword inputs of ``WorldFMDiT.forward`` with the config's shapes (for tracing,
+    FLOP counts and benchmarks): random latents, a full anchor mask, a centred camera
+    with 60 degree FOV, the target 0.2 m right of the reference."""
+    c, h, size = config.latent_channels, config.latent_size, config.image_size
+    focal = size / 2 / math.tan(math.radians(30))
+    K = torch.tensor([[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]], device=device)
+    tgt = torch.eye(4, device=device)
+    tgt[0, 3] = 0.2
+    latent = torch.randn(batch, c, h, h, device=device) if device != "meta" else torch.empty(batch, c, h, h, device=device)
+    return dict(
+        z_t=latent, t=torch.full((batch,), 999.0, device=device), anchor_latent=latent.clone(),
+        anchor_mask=torch.ones(batch, 1, size, size, device=device), ref_latent=latent.clone(),
+        ref_K=K.expand(batch, 3, 3), ref_c2w=torch.eye(4, device=device).expand(batch, 4, 4),
+        tgt_K=K.expand(batch, 3, 3), tgt_c2w=tgt.expand(batch, 4, 4),
+    )
+
+
+def flops_per_step(config: DiTConfig) -> int:
+    """Floating-point operations of one forward at batch 1 (matmuls, convolutions and
+    attention, as ``torch.utils.flop_counter`` counts them), on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(config, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(**example_inputs(config, device="meta"))
+    return int(counter.get_total_flops())
 
 
 # ----------------------------------------------------------------------------- configs

@@ -13,6 +13,7 @@ rotation), ordinary scaled-dot-product attention runs unchanged, and the output 
 patch offsets, i.e. on *relative* cameras: moving every camera by the same rigid
 transform leaves attention unchanged. Tokens of one view reduce to plain 2-D RoPE.
 
+Tokens are ordered view by view, so each view's matrix applies to one contiguous block.
 Everything here is real-valued tensor algebra with closed-form inverses (no complex
 numbers, no ``torch.linalg.inv``, no data-dependent control flow), so it traces to ONNX.
 The slow, obviously-correct version of the formula lives in ``tests/models/test_prope.py``.
@@ -89,63 +90,56 @@ def projective_matrices(
     return P, P_inv
 
 
-def _rope_angles(positions: torch.Tensor, quarter: int) -> torch.Tensor:
-    """Positions (N,) -> angles (N, quarter/2), frequencies ``ROPE_BASE^(-k / (quarter/2))``."""
-    n_freq = quarter // 2
-    freqs = ROPE_BASE ** (-torch.arange(n_freq, dtype=torch.float32) / n_freq)
-    return positions.float()[:, None] * freqs[None, :]
+def _rope_coefficients(token_xy: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE of the second half of a head as ``x * cos + partner(x) * sin``.
 
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, inverse: bool) -> torch.Tensor:
-    """Rotate the pairs (x[k], x[k + n/2]) of the last dim by -angle (or +angle if ``inverse``)."""
-    a, b = x.chunk(2, dim=-1)
-    if inverse:
-        return torch.cat([cos * a - sin * b, sin * a + cos * b], dim=-1)
-    return torch.cat([cos * a + sin * b, cos * b - sin * a], dim=-1)
-
-
-def _apply_matrix(x: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-    """Apply per-token 4x4 matrices to consecutive blocks of 4 channels.
-
-    ``x``: (B, heads, N, 4k); ``M``: (B, N, 4, 4) -> (B, heads, N, 4k).
+    ``token_xy``: (N, 2) patch column and row. Returns ``cos``/``sin`` (N, 2, 2, head_dim/8)
+    indexed [token, quarter (column, row), half, frequency]. Within each quarter channel
+    ``k`` pairs with ``k + head_dim/8`` (its partner is the other half, ``flip`` of the half
+    axis) and rotates at frequency ``ROPE_BASE^(-k / (head_dim/8))``; the forward rotation
+    maps a pair ``(a, b)`` to ``(cos a + sin b, cos b - sin a)``; the inverse negates ``sin``.
     """
-    b, h, n, c = x.shape
-    blocks = x.reshape(b, h, n, c // 4, 4)
-    out = torch.einsum("bnij,bhnkj->bhnki", M, blocks)
-    return out.reshape(b, h, n, c)
+    m = head_dim // 8  # frequencies per quarter
+    freqs = ROPE_BASE ** (-torch.arange(m, dtype=torch.float32, device=token_xy.device) / m)
+    angles = token_xy.float()[:, :, None] * freqs  # (N, 2, m)
+    cos = torch.stack([angles.cos(), angles.cos()], dim=2)  # (N, 2, 2, m)
+    sin = torch.stack([angles.sin(), -angles.sin()], dim=2)
+    return cos, sin
 
 
 @dataclass(frozen=True)
 class PRoPETransforms:
-    """The per-token transforms of one forward pass, shared by every attention layer.
+    """The transforms of one forward pass, shared by every attention layer.
 
-    ``q_mat``/``kv_mat``/``o_mat``: (B, N, 4, 4) = ``P^T``, ``P^-1``, ``P`` of each token's
-    view; ``cos_x``/``sin_x``/``cos_y``/``sin_y``: (N, head_dim/8) RoPE coefficients.
+    Tokens must be ordered view by view (``V`` blocks of equal length). ``q_mat``/
+    ``kv_mat``/``o_mat``: (B, 1, V, 4, 4), the right-multiplication forms of ``P^T``,
+    ``P^-1`` and ``P`` per view; ``cos``/``sin``: (N, 2, 2, head_dim/8) from
+    ``_rope_coefficients``.
     """
 
     q_mat: torch.Tensor
     kv_mat: torch.Tensor
     o_mat: torch.Tensor
-    cos_x: torch.Tensor
-    sin_x: torch.Tensor
-    cos_y: torch.Tensor
-    sin_y: torch.Tensor
+    cos: torch.Tensor
+    sin: torch.Tensor
 
     def _apply(self, x: torch.Tensor, mat: torch.Tensor, inverse: bool) -> torch.Tensor:
-        """``x``: (B, heads, N, head_dim) -> the same shape, in ``x``'s dtype."""
-        d = x.shape[-1]
-        proj, rx, ry = x.float().split([d // 2, d // 4, d // 4], dim=-1)
-        proj = _apply_matrix(proj, mat)
-        rx = _rotate(rx, self.cos_x, self.sin_x, inverse)
-        ry = _rotate(ry, self.cos_y, self.sin_y, inverse)
-        return torch.cat([proj, rx, ry], dim=-1).to(x.dtype)
+        """``x``: (..., B, heads, N, head_dim) -> the same shape, in ``x``'s dtype."""
+        *lead, n, d = x.shape
+        views, m = mat.shape[-3], d // 8
+        proj, rope = x.float().split([d // 2, d // 2], dim=-1)
+        proj = (proj.reshape(*lead, views, n // views * m, 4) @ mat).reshape(*lead, n, d // 2)
+        rope = rope.reshape(*lead, n, 2, 2, m)
+        sin = -self.sin if inverse else self.sin
+        rope = (rope * self.cos + rope.flip(-2) * sin).reshape(*lead, n, d // 2)
+        return torch.cat([proj, rope], dim=-1).to(x.dtype)
 
     def queries(self, q: torch.Tensor) -> torch.Tensor:
         """Transform queries (B, heads, N, head_dim) by ``P^T`` and the forward rotation."""
         return self._apply(q, self.q_mat, inverse=False)
 
     def keys_values(self, kv: torch.Tensor) -> torch.Tensor:
-        """Transform keys or values (B, heads, N, head_dim) by ``P^-1`` and the forward rotation."""
+        """Transform keys and/or values (..., B, heads, N, head_dim) by ``P^-1`` and the forward rotation."""
         return self._apply(kv, self.kv_mat, inverse=False)
 
     def outputs(self, o: torch.Tensor) -> torch.Tensor:
@@ -157,30 +151,24 @@ def prepare_prope(
     K: torch.Tensor,
     w2c: torch.Tensor,
     image_hw: tuple[int, int],
-    token_view: torch.Tensor,
     token_xy: torch.Tensor,
     head_dim: int,
 ) -> PRoPETransforms:
-    """Build the transforms for tokens drawn from several views.
+    """Build the transforms for V views whose tokens are ordered view by view.
 
     ``K``: (B, V, 3, 3) pixels of the ``(H, W)`` image; ``w2c``: (B, V, 4, 4);
-    ``token_view``: (N,) long, the view of each token (any order: no reordering needed);
-    ``token_xy``: (N, 2) long, each token's patch column and row inside its view;
-    ``head_dim``: a multiple of 8.
+    ``token_xy``: (N, 2) long, each token's patch column and row inside its view (N = V n,
+    view ``v`` owning tokens ``v n .. (v + 1) n - 1``); ``head_dim``: a multiple of 8.
     """
     if head_dim % 8:
         raise ValueError(f"PRoPE needs an attention head dim that is a multiple of 8; got {head_dim}")
     P, P_inv = projective_matrices(K, w2c, image_hw)  # (B, V, 4, 4)
-    P_tok = P.index_select(1, token_view)  # (B, N, 4, 4)
-    P_inv_tok = P_inv.index_select(1, token_view)
-    ang_x = _rope_angles(token_xy[:, 0], head_dim // 4)
-    ang_y = _rope_angles(token_xy[:, 1], head_dim // 4)
+    cos, sin = _rope_coefficients(token_xy, head_dim)
+    # x @ M^T applies M to each block of 4 channels; so P^T -> P, P^-1 -> P^-T, P -> P^T.
     return PRoPETransforms(
-        q_mat=P_tok.transpose(-1, -2),
-        kv_mat=P_inv_tok,
-        o_mat=P_tok,
-        cos_x=ang_x.cos(),
-        sin_x=ang_x.sin(),
-        cos_y=ang_y.cos(),
-        sin_y=ang_y.sin(),
+        q_mat=P[:, None],
+        kv_mat=P_inv.transpose(-1, -2)[:, None],
+        o_mat=P.transpose(-1, -2)[:, None],
+        cos=cos,
+        sin=sin,
     )

@@ -7,7 +7,7 @@ import torch
 from dit_fixtures import model_inputs as inputs
 from dit_fixtures import random_rigid
 
-from models.dit import CONFIGS, NUM_VIEWS, DiTConfig, build_model, get_config, sincos_pos_embed
+from models.dit import CONFIGS, NUM_VIEWS, DiTConfig, build_model, flops_per_step, get_config, sincos_pos_embed
 
 
 def randomised(config: DiTConfig, seed: int = 0) -> torch.nn.Module:
@@ -28,6 +28,14 @@ def test_every_small_config_runs_and_returns_target_shape(name):
     out = build_model(config).eval()(**inputs(config))
     assert out.shape == (2, config.out_channels, config.latent_size, config.latent_size)
     assert torch.isfinite(out).all()
+
+
+def test_every_path_keeps_tensors_on_the_model_device():
+    """The meta device stands in for an accelerator: any tensor created on the CPU fails."""
+    config = get_config("tiny", ref_isolated=True)
+    model = build_model(config, device="meta")
+    args = {k: v.to("meta") for k, v in inputs(get_config("tiny", latent_size=12)).items()}
+    assert model(**args).shape == (2, config.out_channels, 12, 12)
 
 
 def test_xl_full_depth_shapes_on_meta_device():
@@ -119,9 +127,9 @@ def test_reference_tokens_ignore_target_and_anchor_when_isolated():
         model(**args)
         model(**dict(args, z_t=torch.randn_like(args["z_t"]), anchor_latent=torch.randn_like(args["z_t"])))
     grid = config.latent_size // config.patch_size
-    a, b = (x.reshape(2, grid, NUM_VIEWS, grid, -1) for x in captured)
-    torch.testing.assert_close(a[:, :, 2], b[:, :, 2])  # reference column unchanged
-    assert (a[:, :, 0] - b[:, :, 0]).abs().max() > 1e-3  # target column did change
+    a, b = (x.reshape(2, NUM_VIEWS, grid * grid, -1) for x in captured)  # view-major tokens
+    torch.testing.assert_close(a[:, 2], b[:, 2])  # reference tokens unchanged
+    assert (a[:, 0] - b[:, 0]).abs().max() > 1e-3  # target tokens did change
 
 
 def test_config_errors_name_the_problem():
@@ -130,3 +138,17 @@ def test_config_errors_name_the_problem():
     with pytest.raises(KeyError, match="unknown model config"):
         get_config("huge")
     assert set(CONFIGS) == {"tiny", "demo", "xl"}
+
+
+def test_flops_per_step_matches_the_analytic_count():
+    """Blocks: 2 N (qkv + proj + mlp weights) + 4 N^2 D for scores and values; plus the
+    patch embedding (all tokens), final layer (target tokens) and timestep MLPs."""
+    c = get_config("demo")
+    n, d, p = c.tokens, c.hidden_size, c.patch_size
+    hidden = int(d * c.mlp_ratio)
+    block = 2 * n * (3 * d * d + d * d + 2 * d * hidden) + 4 * n * n * d
+    embed = 2 * n * c.in_channels * p * p * d
+    final = 2 * (n // NUM_VIEWS) * d * p * p * c.out_channels
+    timestep = 2 * (256 * d + d * d + d * 6 * d)
+    expect = c.depth * block + embed + final + timestep
+    assert flops_per_step(c) == pytest.approx(expect, rel=0.01)

@@ -13,10 +13,10 @@ from models.prope import ROPE_BASE, prepare_prope, projective_matrices, rigid_in
 
 
 def token_layout(views: int, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Views side by side along width, tokens row-major (the published layout)."""
-    rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(views * grid_w), indexing="ij")
-    rows, cols = rows.reshape(-1), cols.reshape(-1)
-    return cols // grid_w, torch.stack([cols % grid_w, rows], dim=-1)
+    """View index (N,) and patch (column, row) (N, 2), tokens view by view, row-major in a view."""
+    rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
+    xy = torch.stack([cols.reshape(-1), rows.reshape(-1)], dim=-1)
+    return torch.arange(views).repeat_interleave(grid_h * grid_w), xy.repeat(views, 1)
 
 
 def slow_prope_attention(q, k, v, K, c2w, hw, view, xy):
@@ -64,7 +64,7 @@ def slow_prope_attention(q, k, v, K, c2w, hw, view, xy):
 
 
 def fast_prope_attention(q, k, v, K, c2w, hw, view, xy):
-    tr = prepare_prope(K, rigid_inverse(c2w), hw, view, xy, q.shape[-1])
+    tr = prepare_prope(K, rigid_inverse(c2w), hw, xy, q.shape[-1])
     o = F.scaled_dot_product_attention(tr.queries(q), tr.keys_values(k), tr.keys_values(v))
     return tr.outputs(o)
 
@@ -128,4 +128,4 @@ def test_projective_inverse_and_rigid_inverse_are_exact():
 def test_head_dim_must_be_multiple_of_8():
     view, xy = token_layout(1, 1, 1)
     with pytest.raises(ValueError, match="multiple of 8"):
-        prepare_prope(torch.eye(3)[None, None], torch.eye(4)[None, None], (8, 8), view, xy, 12)
+        prepare_prope(torch.eye(3)[None, None], torch.eye(4)[None, None], (8, 8), xy, 12)
