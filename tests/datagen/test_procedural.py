@@ -129,6 +129,30 @@ def test_culled_rendering_matches_brute_force_depth(kind):
         assert np.allclose(frame.depth.ravel(), brute, atol=1e-5)
 
 
+def test_shadow_ray_culling_matches_brute_force():
+    """Shadow rays are incoherent bundles (random points): culling must still miss nothing."""
+    scene = generate_scene(4, "outdoor")
+    renderer = Renderer(scene)
+    rng = np.random.default_rng(0)
+    lo, hi = np.array(scene.walk_lo), np.array(scene.walk_hi)
+    points = rng.uniform(lo - [0, 0, 1.0], hi, (3000, 3)).astype(np.float32)
+    sun = np.asarray(scene.lights[0].direction, np.float32)
+    brute = np.zeros(len(points), bool)
+    for shape in scene.shapes:
+        brute |= np.isfinite(shape.intersect(points, np.broadcast_to(sun, points.shape)))
+    assert 0 < brute.sum() < len(points)
+    assert np.array_equal(renderer._sun_blocked(points, sun), brute)
+    # Rays leaving one point (a point light) towards the same points.
+    light = np.array([0.3, -0.2, 2.5], np.float32)
+    dirs = points - light
+    dist = np.linalg.norm(dirs, axis=1)
+    dirs /= dist[:, None]
+    t, ids = dist.copy(), np.full(len(points), -1)
+    renderer._closest(light, dirs, t, ids)
+    t_brute = np.min([dist] + [s.intersect(light, dirs) for s in scene.shapes], axis=0)
+    assert np.array_equal(t, t_brute)
+
+
 def test_same_seed_same_scene_and_images_other_seed_differs():
     a, b, c = generate_scene(7, "outdoor"), generate_scene(7, "outdoor"), generate_scene(8, "outdoor")
     assert a == b
