@@ -1,0 +1,51 @@
+"""``worldfm model info CONFIG``: what a frame-model config costs before anything is trained.
+
+Prints the parameter count, tokens per forward, FLOPs per sampler step and the per-frame
+FLOPs of the 1- and 2-step distilled samplers. Counts run on the meta device, so even the
+published ``xl`` config is instant and allocates no weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``model info`` to the ``worldfm`` command."""
+    model = subparsers.add_parser("model", help="inspect frame-model configs")
+    actions = model.add_subparsers(dest="model_command", metavar="ACTION")
+    model.set_defaults(func=lambda args: _usage(model))
+
+    info = actions.add_parser("info", help="params, tokens and FLOPs per step of a model config")
+    info.add_argument("config", help="config name: tiny, demo or xl")
+    info.set_defaults(func=run_info)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Print the figures of ``args.config``; exit 1 with the known names on a bad name."""
+    from models.dit import CONFIGS, build_model, flops_per_step, get_config
+
+    if args.config not in CONFIGS:
+        print(f"worldfm model info: unknown config {args.config!r}; choose one of {', '.join(CONFIGS)}", file=sys.stderr)
+        return 1
+    config = get_config(args.config)
+    params = sum(p.numel() for p in build_model(config, device="meta").parameters())
+    flops = flops_per_step(config)
+    grid = config.latent_size // config.patch_size
+    switches = [name for name in ("prope", "plucker", "anchor_mask_channel", "ref_isolated", "learn_sigma") if getattr(config, name)]
+    print(f"config        {config.name}")
+    print(f"image         {config.image_size}x{config.image_size} px -> latent {config.latent_channels}x{config.latent_size}x{config.latent_size} "
+          f"(autoencoder /{config.vae_downsample})")
+    print(f"backbone      depth {config.depth}, width {config.hidden_size}, {config.num_heads} heads of {config.head_dim}, patch {config.patch_size}")
+    print(f"conditioning  {', '.join(switches) or 'none'}")
+    print(f"parameters    {params:,} ({params / 1e6:.2f} M)")
+    print(f"tokens        {config.tokens} (3 views x {grid}x{grid})")
+    print(f"FLOPs/step    {flops / 1e9:.3f} G")
+    print(f"FLOPs/frame   {flops / 1e9:.3f} G (1-step), {2 * flops / 1e9:.3f} G (2-step)")
+    return 0
