@@ -55,13 +55,13 @@ def stub() -> StubPipeline:
 
 @pytest.fixture
 def make_server():
-    """Factory: ``make_server(pipeline, **config)`` -> a started Server on an ephemeral port; stopped after."""
+    """Factory: ``make_server(pipeline, load_path, **config)`` -> a started Server on an ephemeral port; stopped after."""
     servers = []
 
-    def factory(pipeline=None, **config) -> Server:
+    def factory(pipeline=None, load_path=None, **config) -> Server:
         config.setdefault("bind", "tcp://127.0.0.1:*")
         config.setdefault("poll_ms", 10)
-        server = Server(pipeline or StubPipeline(), ServerConfig(**config)).start()
+        server = Server(pipeline or StubPipeline(), ServerConfig(**config), load_path=load_path).start()
         servers.append(server)
         return server
 

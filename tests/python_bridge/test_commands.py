@@ -99,3 +99,34 @@ def test_interpolation_passes_through_keyframes():
     mid = poses[1]
     np.testing.assert_allclose(mid[:3, 3], (keys[0, :3, 3] + keys[1, :3, 3]) / 2)
     np.testing.assert_allclose(mid[:3, :3] @ mid[:3, :3].T, np.eye(3), atol=1e-9)
+
+
+def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    import zmq
+
+    from python_bridge.client import Client
+
+    probe = zmq.Context.instance().socket(zmq.ROUTER)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(0)
+    proc = subprocess.Popen([sys.executable, "-m", "python_bridge.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", timeout_s=30, retries=0) as c:
+            assert c.welcome["model"]["name"] == "anchor-fallback"
+            assert c.ping() > 0
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "listening on" in out and "server stopped" in err
+
+
+def test_serve_refuses_an_open_bind_without_keys(capsys):
+    assert main(["serve", "--bind", "tcp://0.0.0.0:5599"]) == 2
+    assert "--insecure" in capsys.readouterr().err

@@ -38,7 +38,7 @@ messages = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(messages, min_size=1, max_size=4))
 def test_fuzzed_requests_get_exactly_one_valid_reply(batch):
     server = _server()

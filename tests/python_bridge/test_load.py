@@ -14,8 +14,8 @@ import numpy as np
 from conftest import make_views
 from stub_pipeline import StubPipeline
 
-CLIENTS = 4
-SECONDS = 1.5
+CLIENTS = 3
+SECONDS = 1.0
 RATE_HZ = 60.0
 
 

@@ -347,3 +347,19 @@ def test_unreachable_server_raises_after_retries():
     with pytest.raises(ServerUnavailable, match="worldfm serve"):
         Client(f"tcp://127.0.0.1:{port}", timeout_s=0.2, retries=2)
     assert time.monotonic() - t0 < 5
+
+
+def test_server_side_paths_stay_under_the_data_root(tmp_path, make_server):
+    from datagen.dataset import read_scene, write_scene
+    from models.scene import Scene
+
+    write_scene(Scene("wall", make_views(2)), tmp_path / "root" / "wall")
+    (tmp_path / "outside").mkdir()
+    server = make_server(data_root=tmp_path / "root", load_path=lambda p: read_scene(p).frames)
+    with Client(server.endpoint, timeout_s=5) as c:
+        info = c.open_scene_path("wall", name="wall")
+        assert info.views == 2 and c.render(info.scene, pose(0.0)).rgb.shape == (24, 32, 3)
+        for bad, code in (("../outside", P.E_NOT_ALLOWED), ("missing", P.E_BAD_REQUEST)):
+            with pytest.raises(BridgeError) as err:
+                c.open_scene_path(bad)
+            assert err.value.code == code
