@@ -88,28 +88,37 @@ class GameCamera:
         return CameraInfo(width, height, hfov, "depth", depth_mode == "distance")
 
     def _size(self) -> tuple[int, int]:
+        """(W, H) from ``size``, else from ``vget /unrealcv/status``, else (0, 0): unknown."""
+        command = f"vget {self._prefix}/size"
         try:
-            w, h = _floats(self.conn.request_text(f"vget {self._prefix}/size"), 2, "size")
+            w, h = _floats(self.conn.request_text(command), 2, command)
             return int(w), int(h)
         except MissingCommandError:
+            pass
+        try:
             status = self.conn.request_text("vget /unrealcv/status")
             w = re.search(r"^Width:\s*(\d+)", status, re.M)
             h = re.search(r"^Height:\s*(\d+)", status, re.M)
             if w and h:
                 return int(w.group(1)), int(h.group(1))
-            log.warning("the game reports no capture size; taking it from the first image")
-            return 0, 0
+        except MissingCommandError:
+            pass
+        log.warning("the game reports no capture size; taking it from the first image")
+        return 0, 0
 
     def _hfov(self) -> float:
+        """Horizontal FOV in degrees from ``fov`` (1.x), else ``horizontal_fieldofview`` (0.3.x)."""
+        missing = None
         for command in (f"vget {self._prefix}/fov", f"vget {self._prefix}/horizontal_fieldofview"):
             try:
                 fov = float(_floats(self.conn.request_text(command), 1, command)[0])
-            except MissingCommandError:
+            except MissingCommandError as exc:
+                missing = missing or exc
                 continue
             if not 0.0 < fov < 180.0:
                 raise CommandError(command, f"horizontal FOV must be in (0, 180) degrees; got {fov}")
             return fov
-        raise MissingCommandError(f"vget {self._prefix}/fov", "no fov or horizontal_fieldofview command")
+        raise missing
 
     def set_pose(self, location_cm: np.ndarray, rotation_pyr: np.ndarray) -> None:
         x, y, z = (float(v) for v in location_cm)

@@ -44,10 +44,10 @@ def endpoints_of(config: CaptureConfig) -> list[Endpoint]:
     return [Endpoint(host=t.host, port=port) for port in t.ports]
 
 
-def scene_name(endpoint: Endpoint, prefix: str = "unrealcv") -> str:
+def scene_name(endpoint: Endpoint) -> str:
     """Folder name of the scene captured from ``endpoint``: ``unrealcv_9000``, ``unrealcv_<socket>``."""
     tag = Path(endpoint.unix_socket).stem if endpoint.unix_socket else str(endpoint.port)
-    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_.-]', '_', tag)}"
+    return "unrealcv_" + re.sub(r"[^A-Za-z0-9_.-]", "_", tag)
 
 
 def scene_meta(config: CaptureConfig, seed: int) -> dict:

@@ -138,16 +138,19 @@ def test_missing_command_stops_with_a_clear_error(tmp_path):
     assert "does not support 'vget /camera/0/normal png'" in result.error
 
 
-def test_missing_fov_and_size_fall_back_to_older_commands(tmp_path):
-    # 0.3.x builds: no `fov`/`size`; FOV from horizontal_fieldofview is missing here too,
-    # so the capture must say so; size comes from `vget /unrealcv/status`.
-    with FakeUnrealCVServer(missing=("size",)) as server:
+@pytest.mark.parametrize("missing", [("size",), ("size", "status")])
+def test_resolution_falls_back_to_the_status_then_to_the_first_image(tmp_path, missing):
+    with FakeUnrealCVServer(missing=missing) as server:
         config = _config(server, views=2)
-        [result] = capture_all(config, tmp_path / "a")
+        [result] = capture_all(config, tmp_path)
         _check_scene(result, server, config, 2)
+
+
+def test_missing_fov_stops_with_a_clear_error(tmp_path):
+    # Neither `fov` (1.x) nor `horizontal_fieldofview` (0.3.x): no intrinsics, no capture.
     with FakeUnrealCVServer(missing=("fov", "horizontal_fieldofview")) as server:
-        [result] = capture_all(_config(server, views=2), tmp_path / "b")
-    assert not result.complete and "fov" in result.error
+        [result] = capture_all(_config(server, views=2), tmp_path)
+    assert not result.complete and "does not support 'vget /camera/0/fov'" in result.error
 
 
 @pytest.mark.parametrize("depth_mode", ["auto", "distance"])
