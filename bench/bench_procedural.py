@@ -1,9 +1,9 @@
 """Throughput of procedural data generation: rendering alone, and the whole CLI path.
 
 Claim measured: >= 20 views/s at 256 x 256 on a 2-core CPU machine. Prints views/s by wall
-clock and CPU milliseconds per view (steadier when other work shares the machine), for
-the renderer alone and for ``worldfm datagen procedural`` (render + PNG encode + manifest),
-and their ratio.
+clock and CPU milliseconds per view of this process (steadier when other work shares the
+machine), for the renderer alone and for ``worldfm datagen procedural`` (render + PNG encode
++ manifest) with one process and with two rendering workers, and the same-run ratios.
 
     python bench/bench_procedural.py [--size 256] [--scenes 6] [--views 16]
 """
@@ -42,10 +42,11 @@ def bench_render(scenes: int, views: int, size: int) -> tuple[float, float]:
     return n / wall, 1e3 * cpu / n
 
 
-def bench_cli(scenes: int, views: int, size: int) -> tuple[float, float]:
-    """(views/s wall, CPU ms/view) of the whole command into a fresh folder."""
+def bench_cli(scenes: int, views: int, size: int, workers: int) -> tuple[float, float]:
+    """(views/s wall, CPU ms/view of this process) of the whole command into a fresh folder."""
     with tempfile.TemporaryDirectory() as out:
-        args = ["datagen", "procedural", "--scenes", str(scenes), "--views", str(views), "--size", str(size), "--out", out]
+        args = ["datagen", "procedural", "--scenes", str(scenes), "--views", str(views), "--size", str(size),
+                "--out", out, "--workers", str(workers)]
         wall, cpu = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             assert worldfm(args) == 0
@@ -64,9 +65,11 @@ def main() -> None:
           f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     render_vps, render_ms = bench_render(args.scenes, args.views, args.size)
     print(f"render only      : {render_vps:6.1f} views/s  ({render_ms:5.1f} CPU ms/view)")
-    cli_vps, cli_ms = bench_cli(args.scenes, args.views, args.size)
-    print(f"datagen command  : {cli_vps:6.1f} views/s  ({cli_ms:5.1f} CPU ms/view)")
-    print(f"command / render : {cli_vps / render_vps:6.2f} (share of speed left after PNG + manifest writes)")
+    one_vps, one_ms = bench_cli(args.scenes, args.views, args.size, workers=1)
+    print(f"command, 1 proc  : {one_vps:6.1f} views/s  ({one_ms:5.1f} CPU ms/view)")
+    two_vps, two_ms = bench_cli(args.scenes, args.views, args.size, workers=2)
+    print(f"command, 2 workers: {two_vps:5.1f} views/s  ({two_ms:5.1f} CPU ms/view in the writing process)")
+    print(f"ratios: command 1 proc / render {one_vps / render_vps:.2f}, 2 workers / 1 proc {two_vps / one_vps:.2f}")
 
 
 if __name__ == "__main__":

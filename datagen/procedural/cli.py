@@ -8,6 +8,8 @@ interrupted run: finished scenes and views are verified and skipped, the rest re
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,49 +46,73 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="base seed; same seed, same dataset (default 0)")
     parser.add_argument("--kind", choices=KIND_CHOICES, default="mixed", help="scene kind (default mixed: alternate)")
     parser.add_argument("--trajectory", choices=TRAJECTORIES, default=None, help="force one camera path kind (default: drawn per scene)")
+    parser.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1),
+        help="rendering processes; this one writes the files (default: 2, or 1 on a 1-CPU machine)",
+    )
     parser.set_defaults(func=run)
 
 
+def _plan(args: argparse.Namespace, index: int):
+    """Scene ``index`` of a run, its cameras, and the metadata its folder records."""
+    from datagen.procedural.scenes import GENERATOR_VERSION, generate_scene
+    from datagen.procedural.trajectories import plan_cameras
+
+    kind, seed = scene_kind(args.kind, index), scene_seed(args.seed, index)
+    scene = generate_scene(seed, kind)
+    cameras, path_info = plan_cameras(scene, args.views, args.size, args.size, args.trajectory)
+    generator = {"name": "datagen.procedural", "version": GENERATOR_VERSION, "kind": kind, **path_info}
+    return scene, cameras, {"seed": seed, "generator": generator}
+
+
+_worker_scene: dict = {}  # per process: the scene being rendered, {index: (renderer, cameras)}
+
+
+def _render_view(job: tuple[argparse.Namespace, int, int]):
+    """Render view ``view`` of scene ``index``: ``(index, view, Frame)``. Runs in worker processes,
+    which rebuild each scene from its seed (deterministic) instead of receiving it."""
+    from datagen.dataset import frame_stem
+    from datagen.procedural.renderer import Renderer
+
+    args, index, view = job
+    if index not in _worker_scene:
+        scene, cameras, _ = _plan(args, index)
+        _worker_scene.clear()
+        _worker_scene[index] = (Renderer(scene), cameras)
+    renderer, cameras = _worker_scene[index]
+    return index, view, renderer.render(cameras[view], name=frame_stem(view))
+
+
 def run(args: argparse.Namespace) -> int:
+    import multiprocessing
+
     from tqdm import tqdm
 
-    from datagen.dataset import DatasetError, SceneWriter, frame_stem
-    from datagen.procedural.renderer import Renderer
-    from datagen.procedural.scenes import GENERATOR_VERSION, generate_scene
-    from datagen.procedural.trajectories import TrajectoryError, plan_cameras
+    from datagen.dataset import DatasetError, SceneWriter
+    from datagen.procedural.trajectories import TrajectoryError
 
-    for name in ("scenes", "views"):
-        if getattr(args, name) < 1:
-            print(f"--{name} must be at least 1; got {getattr(args, name)}", file=sys.stderr)
+    for name, least in (("scenes", 1), ("views", 1), ("size", 8), ("workers", 1)):
+        if getattr(args, name) < least:
+            print(f"--{name} must be at least {least}; got {getattr(args, name)}", file=sys.stderr)
             return 2
-    if args.size < 8:
-        print(f"--size must be at least 8 pixels; got {args.size}", file=sys.stderr)
-        return 2
     start = time.perf_counter()
-    rendered = skipped = 0
     try:
-        with tqdm(total=args.scenes * args.views, unit="view", mininterval=0.5) as bar:
-            for index in range(args.scenes):
-                kind, seed = scene_kind(args.kind, index), scene_seed(args.seed, index)
-                scene = generate_scene(seed, kind)
-                cameras, path_info = plan_cameras(scene, args.views, args.size, args.size, args.trajectory)
-                generator = {"name": "datagen.procedural", "version": GENERATOR_VERSION, "kind": kind, **path_info}
-                writer = SceneWriter(args.out / f"scene_{index:05d}", args.views, {"seed": seed, "generator": generator})
-                skipped += len(writer.done)
-                bar.update(len(writer.done))
-                if writer.complete:
-                    continue
-                renderer = Renderer(scene)
-                for i in writer.missing():
-                    writer.write(i, renderer.render(cameras[i], name=frame_stem(i)))
-                    rendered += 1
-                    bar.update(1)
+        writers = [SceneWriter(args.out / f"scene_{i:05d}", args.views, _plan(args, i)[2]) for i in range(args.scenes)]
     except (DatasetError, TrajectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    skipped = sum(len(w.done) for w in writers)
+    jobs = [(args, i, view) for i, writer in enumerate(writers) for view in writer.missing()]
+    # Workers render, this process encodes and writes: the two overlap.
+    with multiprocessing.Pool(args.workers) if args.workers > 1 and len(jobs) > 1 else contextlib.nullcontext() as pool:
+        frames = pool.imap(_render_view, jobs) if pool else map(_render_view, jobs)
+        with tqdm(total=args.scenes * args.views, initial=skipped, unit="view", mininterval=0.5) as bar:
+            for index, view, frame in frames:
+                writers[index].write(view, frame)
+                bar.update(1)
     elapsed = time.perf_counter() - start
     print(
-        f"{args.scenes} scenes, {rendered} views rendered, {skipped} already done, "
-        f"{elapsed:.1f} s, {rendered / max(elapsed, 1e-9):.1f} views/s -> {args.out}"
+        f"{args.scenes} scenes, {len(jobs)} views rendered, {skipped} already done, "
+        f"{elapsed:.1f} s, {len(jobs) / max(elapsed, 1e-9):.1f} views/s -> {args.out}"
     )
     return 0

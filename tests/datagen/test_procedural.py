@@ -213,3 +213,12 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["datagen", "procedural", "--kind", "attic"])
+
+
+def test_cli_output_does_not_depend_on_worker_count(tmp_path):
+    base = ["datagen", "procedural", "--scenes", "2", "--views", "4", "--size", "24", "--seed", "9"]
+    assert main([*base, "--out", str(tmp_path / "one"), "--workers", "1"]) == 0
+    assert main([*base, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    for name in ("scene_00000", "scene_00001"):
+        one = (tmp_path / "one" / name / "transforms.json").read_text()
+        assert one == (tmp_path / "two" / name / "transforms.json").read_text()  # same poses, same file hashes
