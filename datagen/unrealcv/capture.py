@@ -190,7 +190,7 @@ class SceneCapture:
                 self.sink.reject(view.name, str(why))
                 log.info("%s rejected: %s", view.name, why)
                 continue
-            self.sink.write(view.name, captured.frame, captured.extras)
+            self.sink.write(view.name, captured.frame, captured.extras, view.group)
             accepted += 1
             self.stats.views += 1
             if progress:

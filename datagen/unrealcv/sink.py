@@ -2,7 +2,8 @@
 
 The dataset numbers views 0..N-1, while a plan has more candidates than N (some are
 rejected), so the folder also holds ``unrealcv_capture.json``: for each candidate handled,
-either the dataset index it was written to or why it was rejected. The log entry for a
+either the dataset index it was written to (and its plan group: a view and its
+small-baseline neighbours share one) or why it was rejected. The log entry for a
 view is saved *before* its files (a write-ahead record), and an entry whose index the
 dataset does not list is dropped when the folder is reopened, so after a crash at any point
 every candidate is either done exactly once or captured again -- never written twice.
@@ -64,11 +65,15 @@ class CaptureSink:
     def _save_log(self) -> None:
         _atomic_write(self._log_path, json.dumps({"candidates": self._log}, indent=1).encode())
 
-    def write(self, name: str, frame: Frame, extras: dict[str, np.ndarray]) -> int:
-        """Write candidate ``name``'s view at the next free dataset index; returns that index."""
+    def write(self, name: str, frame: Frame, extras: dict[str, np.ndarray], group: int) -> int:
+        """Write candidate ``name``'s view at the next free dataset index; returns that index.
+
+        ``group``: the plan's base view this one belongs to (neighbours share it), logged so
+        that training can pick small-baseline pairs.
+        """
         taken = {e["index"] for e in self._log.values() if "index" in e}
         index = next(i for i in self.writer.missing() if i not in taken)
-        self._log[name] = {"index": index}
+        self._log[name] = {"index": index, "group": group}
         self._save_log()
         for kind, image in extras.items():
             folder = self.path / EXTRA_FOLDERS[kind]

@@ -61,6 +61,8 @@ def test_full_capture_writes_a_readable_scene_whose_poses_round_trip(tmp_path):
     assert result.stats.views == 6 and result.stats.retries == 0 and result.stats.reconnects == 0
     assert sorted(p.name for p in (result.scene / "normals").iterdir()) == [f"{i:05d}.png" for i in range(6)]
     assert len(list((result.scene / "object_masks").iterdir())) == 6
+    log = json.loads((result.scene / CAPTURE_LOG).read_text())["candidates"]
+    assert [log[f"view_{i:05d}"]["group"] for i in range(6)] == [0, 0, 1, 1, 2, 2]  # view + neighbour
 
 
 def test_connection_dropped_mid_capture_reconnects_and_loses_nothing(tmp_path):
