@@ -20,6 +20,7 @@ using FMilliseconds = std::chrono::milliseconds;
 
 constexpr int64_t MaxReplyBytes = int64_t(512) << 20;  // refuse absurd replies before allocating them
 constexpr int SilentHeartbeatsBeforeReconnect = 3;
+constexpr int CancelCheckMs = 50;  // blocking waits look at the cancel flag this often
 
 double WallClockSeconds()
 {
@@ -76,6 +77,7 @@ struct FClient::FImpl
 	uint64_t NextId = 1;
 	std::function<void(const FClientEvent&)> Sink;
 	FClientStats Statistics;
+	const std::atomic<bool>* Cancel = nullptr;
 
 	// The scene SetPose renders, and what it takes to upload it again.
 	std::string Scene;
@@ -127,13 +129,19 @@ struct FClient::FImpl
 		Parts.clear();
 	}
 
+	bool Cancelled() const { return Cancel && Cancel->load(std::memory_order_relaxed); }
+
 	/** Send all parts, waiting up to WaitMs for the server to be reachable. */
 	bool Send(const FEncodedMessage& Message, int WaitMs)
 	{
+		const FClock::time_point Deadline = FClock::now() + FMilliseconds(WaitMs);
 		zmq::pollitem_t Item{Socket->handle(), 0, ZMQ_POLLOUT, 0};
-		if (zmq::poll(&Item, 1, FMilliseconds(WaitMs)) == 0)
+		while (zmq::poll(&Item, 1, FMilliseconds(std::min(RemainingMs(Deadline), CancelCheckMs))) == 0)
 		{
-			return false;
+			if (RemainingMs(Deadline) == 0 || Cancelled())
+			{
+				return false;
+			}
 		}
 		const bool More = !Message.Blobs.empty();
 		if (!Socket->send(zmq::buffer(Message.Header),
@@ -199,8 +207,12 @@ struct FClient::FImpl
 		}
 		while (ConnectionState != EConnectionState::Refused)
 		{
+			if (Cancelled())
+			{
+				return FStatus::Error("cancelled: the client is shutting down", "cancelled");
+			}
 			const int Left = RemainingMs(Deadline);
-			std::optional<FReply> Reply = Receive(Left);
+			std::optional<FReply> Reply = Receive(std::min(Left, CancelCheckMs));
 			if (Reply && Reply->Id == Id)
 			{
 				if (Reply->Type == EReplyType::Error)
@@ -676,6 +688,8 @@ bool FClient::Pump(int TimeoutMs, FFrame& Out)
 		return false;
 	}
 }
+
+void FClient::SetCancelFlag(const std::atomic<bool>* Cancel) { Impl->Cancel = Cancel; }
 
 void FClient::SetEventSink(std::function<void(const FClientEvent&)> Sink) { Impl->Sink = std::move(Sink); }
 

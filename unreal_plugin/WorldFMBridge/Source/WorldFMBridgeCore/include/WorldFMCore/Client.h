@@ -16,6 +16,7 @@
 #include "WorldFMCore/Expected.h"
 #include "WorldFMCore/Protocol.h"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -134,6 +135,12 @@ public:
 	 * (Out's old buffers are reused for the next frame, so steady state does not allocate).
 	 */
 	bool Pump(int TimeoutMs, FFrame& Out);
+
+	/**
+	 * While *Cancel is true, blocking waits (handshake, uploads, builds) give up within
+	 * ~50 ms with Code "cancelled", so a worker thread can be stopped promptly. nullptr: none.
+	 */
+	void SetCancelFlag(const std::atomic<bool>* Cancel);
 
 	/** Called on the owning thread for connection changes, scene builds and errors. */
 	void SetEventSink(std::function<void(const FClientEvent&)> Sink);

@@ -1,0 +1,114 @@
+// Starts the real Python bridge server (tests/unreal_plugin/live_server.py) as a child
+// process for the live tests, and stops or kills it. POSIX only, like the CI that runs it.
+#pragma once
+
+#include "TestPaths.h"
+
+#include <doctest/doctest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <poll.h>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace WorldFMTest
+{
+class FServerProcess
+{
+public:
+	/** Start a server bound to Bind ("tcp://127.0.0.1:*" picks a free port) and wait for READY. */
+	explicit FServerProcess(const std::string& Bind = "tcp://127.0.0.1:*")
+	{
+		int Pipe[2];
+		REQUIRE(pipe(Pipe) == 0);
+		const std::string Python = PythonExecutable();
+		const std::string Script = RepoRoot() + "/tests/unreal_plugin/live_server.py";
+		Pid = fork();
+		REQUIRE(Pid >= 0);
+		if (Pid == 0)
+		{
+			dup2(Pipe[1], STDOUT_FILENO);
+			close(Pipe[0]);
+			close(Pipe[1]);
+			execlp(Python.c_str(), Python.c_str(), Script.c_str(), "--bind", Bind.c_str(), "--heartbeat-ms", "200",
+			       static_cast<char*>(nullptr));
+			std::fprintf(stderr, "cannot run %s: %s (set WORLDFM_PYTHON)\n", Python.c_str(), std::strerror(errno));
+			_exit(127);
+		}
+		close(Pipe[1]);
+		Output = Pipe[0];
+		Endpoint = ReadReady(std::chrono::seconds(120));
+		REQUIRE_MESSAGE(!Endpoint.empty(), "the Python server did not print READY; python: " << Python
+		                                       << " (set WORLDFM_PYTHON to the project's interpreter)");
+	}
+
+	~FServerProcess() { Stop(SIGTERM); }
+
+	/** SIGTERM (graceful) or SIGKILL (a crash), then reap the process. */
+	void Stop(int Signal)
+	{
+		if (Pid <= 0)
+		{
+			return;
+		}
+		kill(Pid, Signal);
+		const auto Deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+		int Status = 0;
+		while (waitpid(Pid, &Status, WNOHANG) == 0)
+		{
+			if (std::chrono::steady_clock::now() > Deadline)
+			{
+				kill(Pid, SIGKILL);
+				waitpid(Pid, &Status, 0);
+				break;
+			}
+			std::this_thread::sleep_for(std::chrono::milliseconds(20));
+		}
+		Pid = -1;
+		close(Output);
+	}
+
+	/** "tcp://127.0.0.1:PORT" */
+	std::string Endpoint;
+
+private:
+	std::string ReadReady(std::chrono::seconds Timeout)
+	{
+		const auto Deadline = std::chrono::steady_clock::now() + Timeout;
+		std::string Line;
+		while (std::chrono::steady_clock::now() < Deadline)
+		{
+			pollfd Item{Output, POLLIN, 0};
+			if (poll(&Item, 1, 200) <= 0)
+			{
+				continue;
+			}
+			char C;
+			if (read(Output, &C, 1) != 1)
+			{
+				return {};  // the child exited
+			}
+			if (C != '\n')
+			{
+				Line += C;
+				continue;
+			}
+			if (Line.rfind("READY ", 0) == 0)
+			{
+				return Line.substr(6);
+			}
+			Line.clear();
+		}
+		return {};
+	}
+
+	pid_t Pid = -1;
+	int Output = -1;
+};
+}  // namespace WorldFMTest
