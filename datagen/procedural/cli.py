@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "procedural",
         help="render seeded procedural rooms and courtyards (CPU, RGB + depth + poses)",
-        description=__doc__.splitlines()[0],
+        description="Render seeded procedural rooms and courtyards into dataset folders (RGB, depth, poses).",
     )
     parser.add_argument("--scenes", type=int, default=2, help="number of scenes (default 2)")
     parser.add_argument("--views", type=int, default=24, help="views per scene (default 24)")
