@@ -271,9 +271,9 @@ class Client:
 
     def render_async(self, scene: str, c2w: np.ndarray, K: np.ndarray | None = None,
                      size: tuple[int, int] | None = None, encoding: str = "raw", steps: int | None = None,
-                     seed: int | None = None) -> int:
+                     seed: int | None = None, anchor: bool = False) -> int:
         """Queue a render without waiting; returns its request id. Collect replies with :meth:`poll`."""
-        fields = self._render_fields(scene, c2w, K, size, encoding, steps, seed)
+        fields = self._render_fields(scene, c2w, K, size, encoding, steps, seed, anchor)
         msg = P.Message(P.RENDER, next(self._ids), fields)
         self._async[msg.id] = time.perf_counter()
         self._send(msg)

@@ -21,9 +21,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+import models
+
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = Path("models/weights/demo-256")
+DEFAULT_MODEL = Path(models.__path__[0]) / "weights" / "demo-256"  # shipped inside the models package
 STRIP_ROWS = 4
 
 

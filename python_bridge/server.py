@@ -189,7 +189,8 @@ class Server:
         self._threads: list[threading.Thread] = []
         self._local = threading.local()
         self._auth = None
-        self.stats = {"requests": 0, "frames": 0, "superseded": 0, "errors": 0}
+        self.stats = {"requests": 0, "frames": 0, "superseded": 0, "errors": 0}  # guarded by _stats_lock
+        self._stats_lock = threading.Lock()
         self._router = self._bind()
         self._pull = self._ctx.socket(zmq.PULL)
         self._pull.bind(self._reply_addr)
@@ -298,10 +299,14 @@ class Server:
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the client went away; EAGAIN: it stopped reading
             log.debug("dropping a reply to a vanished or stalled client: %s", exc)
 
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
+
     def _reply_to(self, identity: bytes, msg: P.Message) -> None:
         """Send from the I/O thread (the only thread that owns the ROUTER)."""
         if msg.type == P.ERROR:
-            self.stats["errors"] += 1
+            self._count("errors")
         self._send([identity, *P.encode(msg)])
 
     def _read_requests(self) -> None:
@@ -311,7 +316,7 @@ class Server:
             except zmq.Again:
                 return
             identity, body = frames[0].bytes, frames[1:]
-            self.stats["requests"] += 1
+            self._count("requests")
             try:
                 msg = P.decode(body, self.limits)
                 reply = self._handle(identity, msg)
@@ -446,7 +451,7 @@ class Server:
             raise P.ProtocolError(P.E_BAD_REQUEST, f"scene {scene.id} is not built yet; wait for scene_ready", req.id)
         old = self._scheduler.submit(RenderJob(identity, session, req, scene, time.perf_counter()))
         if old is not None:
-            self.stats["superseded"] += 1
+            self._count("superseded")
             self._reply_to(old.identity, P.Message(P.SUPERSEDED, old.request.id, {"by": req.id, "scene": old.scene.id}))
         return None
 
@@ -507,7 +512,7 @@ class Server:
             timings = {"queue_ms": (started - job.received) * 1e3, **result.timings,
                        "image_encode_ms": (time.perf_counter() - t_enc) * 1e3}
             timings["total_ms"] = (time.perf_counter() - job.received) * 1e3
-            self.stats["frames"] += 1
+            self._count("frames")
             h, w = result.rgb.shape[:2]
             return P.Message(P.FRAME, rid, {
                 "scene": job.scene.id, "c2w": P.flat(result.c2w), "K": P.flat(result.K), "size": [w, h],
