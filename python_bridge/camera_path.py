@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
 
 from models.cameras import CameraError, K_from_hfov, validate_c2w, validate_K
 
@@ -99,7 +99,13 @@ def interpolate_poses(keyframes: np.ndarray, n: int) -> np.ndarray:
     knots = np.arange(len(keys), dtype=np.float64)
     t = np.linspace(0.0, knots[-1], n)
     out = np.tile(np.eye(4), (n, 1, 1))
-    out[:, :3, :3] = Slerp(knots, Rotation.from_matrix(keys[:, :3, :3]))(t).as_matrix()
     for axis in range(3):
         out[:, axis, 3] = np.interp(t, knots, keys[:, axis, 3])
+    for i, ti in enumerate(t):
+        k = min(int(ti), len(keys) - 2)
+        r0, r1 = keys[k, :3, :3], keys[k + 1, :3, :3]
+        # Geodesic (slerp) step: rotate r0 by the fraction (ti - k) of the relative rotation's axis-angle.
+        axis_angle, _ = cv2.Rodrigues(r0.T @ r1)
+        step, _ = cv2.Rodrigues(axis_angle * (ti - k))
+        out[i, :3, :3] = r0 @ step
     return out

@@ -99,6 +99,10 @@ def test_interpolation_passes_through_keyframes():
     mid = poses[1]
     np.testing.assert_allclose(mid[:3, 3], (keys[0, :3, 3] + keys[1, :3, 3]) / 2)
     np.testing.assert_allclose(mid[:3, :3] @ mid[:3, :3].T, np.eye(3), atol=1e-9)
+    # Halfway in rotation too: the same angle from both neighbours.
+    angle = lambda a, b: np.arccos(np.clip((np.trace(a.T @ b) - 1) / 2, -1, 1))  # noqa: E731
+    assert angle(keys[0, :3, :3], mid[:3, :3]) == pytest.approx(angle(mid[:3, :3], keys[1, :3, :3]), abs=1e-9)
+    assert angle(keys[0, :3, :3], mid[:3, :3]) > 0
 
 
 def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
