@@ -64,7 +64,7 @@ def load_autoencoder(folder: str | Path) -> nn.Module:
     return cls.from_pretrained(str(folder), local_files_only=True).eval()
 
 
-def demo_autoencoder(kind: str = "kl") -> nn.Module:
+def demo_autoencoder(kind: str = "tiny") -> nn.Module:
     """A freshly initialised 16x demo autoencoder: ``kind`` "kl" (AutoencoderKL) or "tiny"."""
     from diffusers import AutoencoderKL, AutoencoderTiny
 
