@@ -4,8 +4,9 @@
   ``diffusion_pytorch_model.safetensors`` -- the format the published WorldFM VAE ships in
   (8x downsampling, 4 channels, scaling factor 0.13025).
 * ``demo_autoencoder(kind)``: the untrained 16x autoencoder of our CPU demo model
-  (256 px -> 16x16x8 latent), either a small ``AutoencoderKL`` or an ``AutoencoderTiny``
-  (the TAESD architecture). No pretrained weights exist for these shapes; the training
+  (256 px -> 16x16x8 latent): an ``AutoencoderTiny`` (the TAESD architecture, default:
+  2.5x faster decode in ``bench/bench_model.py``) or a small ``AutoencoderKL``. No
+  pretrained weights exist for these shapes; the training
   stage trains it on our data and sets its scaling factor (1 / latent std) afterwards.
   16x rather than 8x downsampling cuts the DiT's tokens 4x, the lever CPU time follows.
 * ``LatentEncoder`` / ``LatentDecoder``: image [-1, 1] <-> scaled latent, as modules with
