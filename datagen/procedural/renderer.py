@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from datagen.procedural.scenes import PointLight, ProceduralScene
-from datagen.procedural.shapes import mat3
+from datagen.procedural.shapes import transform
 from datagen.procedural.textures import pattern_weight
 from models.scene import Camera, Frame
 
@@ -103,7 +103,8 @@ class Renderer:
         axis /= np.maximum(np.sqrt((axis * axis).sum(1)), 1e-9)[:, None]  # (C, 3)
         spread = chunks[..., 0] * axis[:, 0:1] + chunks[..., 1] * axis[:, 1:2] + chunks[..., 2] * axis[:, 2:3]
         chunk_half = np.arccos(np.clip(spread.min(1), -1, 1))  # (C,)
-        between = np.arccos(np.clip(shape_axis @ axis.T, -1, 1))  # (P, C), small: no BLAS threads
+        cos_between = shape_axis[:, 0:1] * axis[:, 0] + shape_axis[:, 1:2] * axis[:, 1] + shape_axis[:, 2:3] * axis[:, 2]
+        between = np.arccos(np.clip(cos_between, -1, 1))  # (P, C) angle between the cone axes
         meets = between <= shape_half[:, None] + chunk_half[None, :] + 1e-4
         near = np.where(inside, 0.0, dist - self._radii)
         for p in np.argsort(near):
@@ -129,11 +130,11 @@ class Renderer:
         e1 = np.cross(sun, helper)
         e1 /= np.linalg.norm(e1)
         frame = np.stack([e1, np.cross(sun, e1), sun], axis=1)  # (3, 3): columns across, across, along the sun
-        chunks = _chunked(mat3(points, frame))  # (C, CHUNK, 3)
+        chunks = _chunked(transform(points, frame))  # (C, CHUNK, 3)
         centre = chunks[..., :2].mean(1)  # (C, 2)
         radius = np.sqrt(((chunks[..., :2] - centre[:, None]) ** 2).sum(-1).max(1))  # (C,)
         lowest = chunks[..., 2].min(1)  # (C,) nearest-to-ground point along the sun
-        cq = mat3(self._centres, frame)  # (P, 3)
+        cq = transform(self._centres, frame)  # (P, 3)
         gap = np.sqrt(((cq[:, None, :2] - centre[None]) ** 2).sum(-1))  # (P, C)
         meets = (gap <= self._radii[:, None] + radius[None, :] + 1e-4) & ((cq[:, 2] + self._radii)[:, None] > lowest)
         for p in np.flatnonzero(meets.any(axis=1)):
@@ -217,7 +218,7 @@ class Renderer:
         dirs_cam, cos_axis, pixel = self.camera_rays(camera)
         rot = camera.c2w[:3, :3].astype(np.float32)
         origin = camera.c2w[:3, 3].astype(np.float32)
-        dirs = mat3(dirs_cam, rot.T)  # (n, 3) world
+        dirs = transform(dirs_cam, rot.T)  # (n, 3) world
         t = self.scene.enclosure.intersect(origin, dirs)
         ids = np.full(len(dirs), -1)
         self._closest(origin, dirs, t, ids)
