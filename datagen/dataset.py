@@ -156,10 +156,15 @@ class SceneWriter:
         log.info("%s: resuming with %d of %d views done", self.path, len(self._frames), self.num_frames)
 
     def _files_intact(self, entry: dict, record: dict) -> bool:
+        """Whether every file of a listed view exists with the SHA-256 recorded for it."""
+        digests = record.get("sha256", {})
         paths = {"rgb": entry.get("file_path"), "depth": entry.get("depth_file_path")}
         try:
-            for kind, digest in record.get("sha256", {}).items():
-                _read_file(self.path / str(paths.get(kind)), digest)
+            for kind, path in paths.items():
+                if path is not None:
+                    if kind not in digests:
+                        return False
+                    _read_file(self.path / path, digests[kind])
         except DatasetError:
             return False
         return True

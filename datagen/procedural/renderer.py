@@ -20,8 +20,8 @@ from datagen.procedural.shapes import transform
 from datagen.procedural.textures import pattern_weight
 from models.scene import Camera, Frame
 
-CHUNK = 64  # rays per culling bound: one 8 x 8 tile of camera rays
 _TILE = 8
+CHUNK = _TILE * _TILE  # rays per culling bound: one tile of camera rays
 _SHADOW_BIAS = 2e-3  # metres kept free at both ends of a shadow ray (the surface itself)
 _EXPOSURE = 1.6
 # uint8 display value of linear y = (i / 4095)^2, gamma 2.2.
@@ -46,7 +46,7 @@ def _tile_order(width: int, height: int) -> np.ndarray:
     """Flat pixel indices (H*W,) listed tile by tile (8 x 8 tiles, row-major inside each)."""
     i, j = np.mgrid[0:height, 0:width]
     tiles_per_row = -(-width // _TILE)
-    key = ((i // _TILE) * tiles_per_row + j // _TILE) * _TILE * _TILE + (i % _TILE) * _TILE + j % _TILE
+    key = ((i // _TILE) * tiles_per_row + j // _TILE) * CHUNK + (i % _TILE) * _TILE + j % _TILE
     return np.argsort(key.ravel(), kind="stable")
 
 
