@@ -231,7 +231,8 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention, optionally with PRoPE transforms and a boolean mask."""
+    """Multi-head self-attention, optionally with PRoPE transforms, a boolean mask, and
+    extra (cached) keys/values appended to the tokens' own."""
 
     def __init__(self, hidden_size: int, num_heads: int):
         super().__init__()
@@ -240,9 +241,16 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(hidden_size, hidden_size)
 
     def forward(
-        self, x: torch.Tensor, prope: PRoPETransforms | None, mask: torch.Tensor | None
-    ) -> torch.Tensor:
-        """``x``: (B, N, D); ``mask``: (N, N) bool, True where a query may attend to a key."""
+        self,
+        x: torch.Tensor,
+        prope: PRoPETransforms | None,
+        mask: torch.Tensor | None,
+        extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x``: (B, N, D); ``mask``: (N, N) bool, True where a query may attend to a key;
+        ``extra_kv``: keys and values (B, heads, M, head_dim) of other tokens, already
+        transformed. Returns the output (B, N, D) and this layer's own keys and values
+        (B, heads, N, head_dim), after PRoPE."""
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)
         qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, heads, N, head_dim)
@@ -250,15 +258,17 @@ class SelfAttention(nn.Module):
         if prope is not None:
             q = prope.queries(q)
             k, v = prope.keys_values(qkv[1:])  # keys and values share P^-1: one pass
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        keys, values = (k, v) if extra_kv is None else (torch.cat([k, extra_kv[0]], 2), torch.cat([v, extra_kv[1]], 2))
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         if prope is not None:
             out = prope.outputs(out)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+        return self.proj(out.transpose(1, 2).reshape(b, n, d)), k, v
 
 
 class DiTBlock(nn.Module):
     """adaLN-single block: gated self-attention and MLP, modulated by the shared ``t_block``
-    output plus this block's own ``scale_shift_table`` (6, D). (B, N, D) -> (B, N, D)."""
+    output plus this block's own ``scale_shift_table`` (6, D). (B, N, D) -> (B, N, D), with
+    the attention's keys and values (see ``SelfAttention``)."""
 
     def __init__(self, config: DiTConfig):
         super().__init__()
@@ -272,15 +282,21 @@ class DiTBlock(nn.Module):
         self.scale_shift_table = nn.Parameter(torch.randn(6, d) / d**0.5)
 
     def forward(
-        self, x: torch.Tensor, t6: torch.Tensor, prope: PRoPETransforms | None, mask: torch.Tensor | None
-    ) -> torch.Tensor:
+        self,
+        x: torch.Tensor,
+        t6: torch.Tensor,
+        prope: PRoPETransforms | None,
+        mask: torch.Tensor | None,
+        extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``t6``: (B, 6 * D), the shared ``t_block`` output."""
         b, _, d = x.shape
         mod = self.scale_shift_table[None] + t6.reshape(b, 6, d)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=1)  # (B, 1, D)
-        x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), prope, mask)
+        attn, k, v = self.attn(modulate(self.norm1(x), shift_msa, scale_msa), prope, mask, extra_kv)
+        x = x + gate_msa * attn
         x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
-        return x
+        return x, k, v
 
 
 class FinalLayer(nn.Module):
@@ -318,23 +334,23 @@ def normalise_cameras(
     return rel * scale
 
 
-def token_grid(grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
+def token_grid(grid_h: int, grid_w: int, views: int = NUM_VIEWS) -> tuple[torch.Tensor, torch.Tensor]:
     """View index (N,) and in-view patch (column, row) (N, 2) of each token, view-major.
 
     Inside the network tokens are ordered view by view (target, anchor, reference), each
     view row-major over ``grid_h x grid_w`` patches; attention does not care about order,
     and this one lets PRoPE apply one matrix per view and puts the target's tokens first.
     """
-    idx = torch.arange(NUM_VIEWS * grid_h * grid_w)
+    idx = torch.arange(views * grid_h * grid_w)
     local = idx % (grid_h * grid_w)
     return idx // (grid_h * grid_w), torch.stack([local % grid_w, local // grid_w], dim=-1)
 
 
-def to_view_major(x: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
-    """Tokens of the width-concatenated grid (B, grid_h * 3 * grid_w, D), row-major ->
-    view-major (B, 3 * grid_h * grid_w, D)."""
+def to_view_major(x: torch.Tensor, grid_h: int, grid_w: int, views: int = NUM_VIEWS) -> torch.Tensor:
+    """Tokens of a width-concatenated grid (B, grid_h * views * grid_w, D), row-major ->
+    view-major (B, views * grid_h * grid_w, D)."""
     b, _, d = x.shape
-    return x.reshape(b, grid_h, NUM_VIEWS, grid_w, d).transpose(1, 2).reshape(b, -1, d)
+    return x.reshape(b, grid_h, views, grid_w, d).transpose(1, 2).reshape(b, -1, d)
 
 
 class WorldFMDiT(nn.Module):
@@ -406,42 +422,104 @@ class WorldFMDiT(nn.Module):
         ``tgt_c2w``: (B, 4, 4) metres. Returns (B, C_out, h, w); C_out = 2C with learned
         sigma (the first C channels are the prediction the samplers use).
         """
-        c = self.config
-        b, _, h, w = z_t.shape
-        p = c.patch_size
-        grid_h, grid_w = h // p, w // p
-        image_hw = (h * c.vae_downsample, w * c.vae_downsample)
-        views = [z_t, anchor_latent, ref_latent]
-        if c.anchor_mask_channel:
-            mask = F.avg_pool2d(anchor_mask.to(z_t.dtype), c.vae_downsample)  # (B, 1, h, w)
-            zeros = torch.zeros_like(mask)
-            views = [torch.cat([v, m], dim=1) for v, m in zip(views, [zeros, mask, zeros])]
-        x = to_view_major(self.x_embedder(torch.cat(views, dim=-1)), grid_h, grid_w)  # (B, N, D), N = 3 grid_h grid_w
-        pos = self.pos_embed if self.pos_embed.shape[1] == x.shape[1] else self._pos_embed(grid_h, grid_w).to(x.device)
-        x = x + pos.to(x.dtype)
-
-        token_view, token_xy = token_grid(grid_h, grid_w)
-        token_view, token_xy = token_view.to(x.device), token_xy.to(x.device)
-        c2w = normalise_cameras(ref_c2w, tgt_c2w, c.pose_scale_m)  # (B, 3, 4, 4)
+        views = [self._mask_channel(z_t, None), self._mask_channel(anchor_latent, anchor_mask), self._mask_channel(ref_latent, None)]
+        c2w = normalise_cameras(ref_c2w, tgt_c2w, self.config.pose_scale_m)  # (B, 3, 4, 4)
         Ks = torch.stack([tgt_K, tgt_K, ref_K], dim=1).float()  # (B, 3, 3, 3)
+        x, prope = self._tokens(views, Ks, c2w, first_view=0)
+        mask = None
+        if self.config.ref_isolated:
+            token_view = token_grid(*self._grid(z_t))[0].to(x.device)
+            is_ref = token_view == REFERENCE
+            mask = ~(is_ref[:, None] & ~is_ref[None, :])  # (N, N): reference queries see only reference keys
+        t_emb, t6 = self._timestep(t, x.dtype)
+        for block in self.blocks:
+            x, _, _ = block(x, t6, prope, mask)
+        return self._target_output(x, t_emb, *self._grid(z_t))
+
+    def reference_kv(self, ref_latent: torch.Tensor, ref_K: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-layer keys and values of the reference's tokens, each (depth, B, heads, n, head_dim).
+
+        With ``ref_isolated`` they depend only on the reference latent, its intrinsics (its
+        normalised pose is the identity) and ``t``, so a server computes them once per
+        reference and distilled timestep and passes them to ``forward_with_reference_kv``.
+        """
+        if not self.config.ref_isolated:
+            raise ValueError("reference keys/values can be cached only with ref_isolated=True (reference tokens then ignore the target)")
+        b = ref_latent.shape[0]
+        c2w = torch.eye(4, device=ref_latent.device).expand(b, 1, 4, 4)
+        x, prope = self._tokens([self._mask_channel(ref_latent, None)], ref_K[:, None].float(), c2w, first_view=REFERENCE)
+        _, t6 = self._timestep(t, x.dtype)
+        keys, values = [], []
+        for block in self.blocks:
+            x, k, v = block(x, t6, prope, None)
+            keys.append(k)
+            values.append(v)
+        return torch.stack(keys), torch.stack(values)
+
+    def forward_with_reference_kv(
+        self,
+        z_t: torch.Tensor,
+        t: torch.Tensor,
+        anchor_latent: torch.Tensor,
+        anchor_mask: torch.Tensor,
+        ref_keys: torch.Tensor,
+        ref_values: torch.Tensor,
+        ref_K: torch.Tensor,
+        ref_c2w: torch.Tensor,
+        tgt_K: torch.Tensor,
+        tgt_c2w: torch.Tensor,
+    ) -> torch.Tensor:
+        """``forward`` of a ``ref_isolated`` model with the reference's keys/values from
+        ``reference_kv`` (same ``t``): only target and anchor tokens are computed, 2/3 of them."""
+        views = [self._mask_channel(z_t, None), self._mask_channel(anchor_latent, anchor_mask)]
+        c2w = normalise_cameras(ref_c2w, tgt_c2w, self.config.pose_scale_m)[:, :REFERENCE]
+        Ks = torch.stack([tgt_K, tgt_K], dim=1).float()
+        x, prope = self._tokens(views, Ks, c2w, first_view=0)
+        t_emb, t6 = self._timestep(t, x.dtype)
+        for block, k, v in zip(self.blocks, ref_keys, ref_values):
+            x, _, _ = block(x, t6, prope, None, (k, v))
+        return self._target_output(x, t_emb, *self._grid(z_t))
+
+    def _grid(self, latent: torch.Tensor) -> tuple[int, int]:
+        """Tokens per view along height and width for a (B, C, h, w) latent."""
+        return latent.shape[-2] // self.config.patch_size, latent.shape[-1] // self.config.patch_size
+
+    def _mask_channel(self, latent: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Append the area-pooled anchor mask (or zeros for other views) if the config feeds it."""
+        if not self.config.anchor_mask_channel:
+            return latent
+        if mask is None:
+            return torch.cat([latent, torch.zeros_like(latent[:, :1])], dim=1)
+        return torch.cat([latent, F.avg_pool2d(mask.to(latent.dtype), self.config.vae_downsample)], dim=1)
+
+    def _tokens(
+        self, views: list[torch.Tensor], Ks: torch.Tensor, c2w: torch.Tensor, first_view: int
+    ) -> tuple[torch.Tensor, PRoPETransforms | None]:
+        """Embed consecutive views ``first_view ..`` (each (B, C_in, h, w)) into view-major
+        tokens (B, V n, D) with their positions (and Plücker rays), and their PRoPE transforms.
+        ``Ks``/``c2w``: (B, V, 3, 3) / (B, V, 4, 4) normalised cameras of those views."""
+        c = self.config
+        grid_h, grid_w = self._grid(views[0])
+        n, count = grid_h * grid_w, len(views)
+        image_hw = (views[0].shape[-2] * c.vae_downsample, views[0].shape[-1] * c.vae_downsample)
+        x = to_view_major(self.x_embedder(torch.cat(views, dim=-1)), grid_h, grid_w, count)
+        pos = self.pos_embed if self.pos_embed.shape[1] == NUM_VIEWS * n else self._pos_embed(grid_h, grid_w).to(x.device)
+        x = x + pos[:, first_view * n : (first_view + count) * n].to(x.dtype)
+        token_view, token_xy = (g.to(x.device) for g in token_grid(grid_h, grid_w, count))
         if c.plucker:
             rays = plucker_rays(Ks, c2w, image_hw, token_view, token_xy, (grid_h, grid_w))
             x = x + self.plucker_proj(rays.to(x.dtype))
-        prope = None
-        if c.prope:
-            prope = prepare_prope(Ks, rigid_inverse(c2w), image_hw, token_xy, c.head_dim)
-        mask = None
-        if c.ref_isolated:
-            is_ref = token_view == REFERENCE
-            mask = ~(is_ref[:, None] & ~is_ref[None, :])  # (N, N): reference queries see only reference keys
+        prope = prepare_prope(Ks, rigid_inverse(c2w), image_hw, token_xy, c.head_dim) if c.prope else None
+        return x, prope
 
-        t_emb = self.t_embedder(t).to(x.dtype)  # (B, D)
-        t6 = self.t_block(t_emb)  # (B, 6D)
-        for block in self.blocks:
-            x = block(x, t6, prope, mask)
+    def _timestep(self, t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``t_emb`` (B, D) and the shared adaLN-single modulation ``t_block(t_emb)`` (B, 6D)."""
+        t_emb = self.t_embedder(t).to(dtype)
+        return t_emb, self.t_block(t_emb)
 
-        patches = self.final_layer(x[:, : grid_h * grid_w], t_emb)  # the target's tokens come first  # (B, grid_h * grid_w, p * p * C_out)
-        return self.unpatchify(patches, grid_h, grid_w)
+    def _target_output(self, x: torch.Tensor, t_emb: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Final layer on the target's tokens (the first view) -> (B, C_out, h, w)."""
+        return self.unpatchify(self.final_layer(x[:, : grid_h * grid_w], t_emb), grid_h, grid_w)
 
     def unpatchify(self, patches: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
         """(B, grid_h * grid_w, p * p * C) -> (B, C, grid_h * p, grid_w * p)."""

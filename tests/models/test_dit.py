@@ -121,7 +121,7 @@ def test_reference_tokens_ignore_target_and_anchor_when_isolated():
     config = get_config("tiny", ref_isolated=True)
     model = randomised(config)
     captured = []
-    model.blocks[-1].register_forward_hook(lambda mod, inp, out: captured.append(out))
+    model.blocks[-1].register_forward_hook(lambda mod, inp, out: captured.append(out[0]))
     args = inputs(config)
     with torch.no_grad():
         model(**args)
@@ -130,6 +130,28 @@ def test_reference_tokens_ignore_target_and_anchor_when_isolated():
     a, b = (x.reshape(2, NUM_VIEWS, grid * grid, -1) for x in captured)  # view-major tokens
     torch.testing.assert_close(a[:, 2], b[:, 2])  # reference tokens unchanged
     assert (a[:, 0] - b[:, 0]).abs().max() > 1e-3  # target tokens did change
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(prope=False, plucker=False, anchor_mask_channel=False)])
+def test_cached_reference_keys_values_give_the_full_forward(overrides):
+    config = get_config("tiny", ref_isolated=True, **overrides)
+    model = randomised(config)
+    args = inputs(config)
+    with torch.no_grad():
+        keys, values = model.reference_kv(args["ref_latent"], args["ref_K"], args["t"])
+        assert keys.shape == (config.depth, 2, config.num_heads, (config.latent_size // config.patch_size) ** 2, config.head_dim)
+        cached = model.forward_with_reference_kv(
+            args["z_t"], args["t"], args["anchor_latent"], args["anchor_mask"], keys, values,
+            args["ref_K"], args["ref_c2w"], args["tgt_K"], args["tgt_c2w"],
+        )
+        torch.testing.assert_close(cached, model(**args), rtol=1e-4, atol=1e-5)
+
+
+def test_reference_cache_needs_an_isolated_reference():
+    config = get_config("tiny")
+    args = inputs(config)
+    with pytest.raises(ValueError, match="ref_isolated=True"):
+        build_model(config).reference_kv(args["ref_latent"], args["ref_K"], args["t"])
 
 
 def test_config_errors_name_the_problem():
