@@ -50,7 +50,7 @@ _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 # Keys of the "worldfm" block that the writer owns; everything else there is the caller's meta.
 _RESERVED = ("version", "convention", "num_frames", "complete", "frames")
-_PNG_LEVEL = 1  # zlib level: 2-3x faster than the default 6 for ~30% larger files
+_PNG_LEVEL = 1  # zlib level: ~4x faster than the default 6 for ~35% larger files (256 px renders)
 
 
 class DatasetError(ValueError):
