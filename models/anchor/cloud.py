@@ -33,6 +33,7 @@ __all__ = [
 DEFAULT_MAX_POINTS = 2_000_000
 DEFAULT_MAX_DEPTH = 100.0  # metres; farther samples are few pixels wide and usually sky/noise
 DEFAULT_MAX_SLOPE = 20.0  # neighbour jump, in pixel footprints, above which a pixel is an edge
+MORTON_CELLS = 1024  # cells per axis of the grid that orders fused points along a Z-curve
 
 
 class AnchorInputError(ValueError):
@@ -173,6 +174,7 @@ def fuse_points(
     passes the sample's depth in its own view, so each voxel keeps its most detailed
     observation (an actual sample, not a blurred average: colours and positions stay exact).
     If more than ``max_points`` voxels are occupied, the voxel size grows until they fit.
+    The cloud comes out in :func:`spatial_order`, which lets the renderer cull it in chunks.
     """
     if voxel_size <= 0 or not math.isfinite(voxel_size):
         raise AnchorInputError(f"voxel size must be a positive number of metres; got {voxel_size}")
@@ -203,7 +205,32 @@ def fuse_points(
     best = torch.full((ids.numel(),), torch.iinfo(torch.int64).max, dtype=torch.int64)
     best.scatter_reduce_(0, inverse, tag, "amin")
     keep = best & 0xFFFFFFFF
+    keep = keep[spatial_order(xyz[keep])]
     return PointCloud(xyz[keep].numpy(), rgb[keep].numpy()), voxel_size
+
+
+def _spread_bits(v: torch.Tensor) -> torch.Tensor:
+    """Insert two zero bits after each of the low 10 bits of int64 ``v`` (for Morton codes)."""
+    v = (v | (v << 16)) & 0x030000FF
+    v = (v | (v << 8)) & 0x0300F00F
+    v = (v | (v << 4)) & 0x030C30C3
+    return (v | (v << 2)) & 0x09249249
+
+
+def spatial_order(xyz: torch.Tensor) -> torch.Tensor:
+    """Permutation [N] that sorts points [N, 3] along a Z-order (Morton) curve on a 1024^3 grid.
+
+    Consecutive points then lie close together at every scale, so the renderer can cull
+    runs of them against the view frustum by their bounding boxes (see
+    ``models.anchor.splat``). Ties keep their order (stable sort).
+    """
+    if xyz.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    lo = xyz.min(dim=0).values
+    extent = float((xyz.max(dim=0).values - lo).max()) or 1.0
+    cell = ((xyz - lo) * (MORTON_CELLS / extent)).to(torch.int64).clamp_(0, MORTON_CELLS - 1)
+    code = _spread_bits(cell[:, 0]) | (_spread_bits(cell[:, 1]) << 1) | (_spread_bits(cell[:, 2]) << 2)
+    return torch.sort(code, stable=True).indices
 
 
 def save_ply(cloud: PointCloud, path: str | Path) -> None:

@@ -30,7 +30,8 @@ DEFAULT_NEAR = 1e-3  # metres; nearer points would divide by ~0
 _EMPTY = torch.iinfo(torch.int64).max
 _LOW32 = 0xFFFFFFFF
 GAP_TOLERANCE = 0.03  # relative depth step that separates a nearer surface from the pixel's own
-_FLOAT_EXACT = 2**24  # float32 holds every integer below this: pixel indices are computed in float
+_FLOAT_EXACT = 2**24
+DEFAULT_CHUNK = 4096  # points per frustum-culling box  # float32 holds every integer below this: pixel indices are computed in float
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,15 @@ class DeviceCloud:
     """A cloud laid out for rendering: ``xyz_t`` float32 [3, N] world metres, ``rgb`` uint8 [N + 1, 3].
 
     Positions are stored transposed so projection is one dense [3, 3] x [3, N] product;
-    ``rgb`` ends with one black row that empty pixels read. 15 bytes per point.
+    ``rgb`` ends with one black row that empty pixels read. ``corners`` float32 [C, 8, 3]
+    are the (slightly padded) bounding-box corners of each run of ``chunk`` consecutive
+    points, for frustum culling. 15 bytes per point (+ 96 bytes per chunk).
     """
 
     xyz_t: torch.Tensor
     rgb: torch.Tensor
+    corners: torch.Tensor
+    chunk: int
 
     def __len__(self) -> int:
         return int(self.xyz_t.shape[1])
@@ -63,13 +68,53 @@ class RenderOutput:
     depth: torch.Tensor
 
 
-def to_device(cloud: PointCloud, device: str | torch.device = "cpu") -> DeviceCloud:
-    """Copy ``cloud`` to ``device`` in the layout :func:`render_views` wants."""
+def to_device(cloud: PointCloud, device: str | torch.device = "cpu", chunk: int = DEFAULT_CHUNK) -> DeviceCloud:
+    """Copy ``cloud`` to ``device`` in the layout :func:`render_views` wants.
+
+    Culling works on runs of ``chunk`` consecutive points, so it pays off when the cloud
+    is spatially ordered, as :func:`models.anchor.build_scene` writes it; any order renders
+    the same image.
+    """
     if len(cloud) >= 2**32:
         raise AnchorInputError(f"a cloud to render may hold at most 2^32 - 1 points; got {len(cloud)}")
-    xyz_t = torch.from_numpy(np.ascontiguousarray(cloud.xyz.T)).to(device)
-    rgb = torch.from_numpy(np.concatenate([cloud.rgb, np.zeros((1, 3), np.uint8)])).to(device)
-    return DeviceCloud(xyz_t=xyz_t, rgb=rgb)
+    if chunk < 1:
+        raise AnchorInputError(f"chunk must be >= 1 point; got {chunk}")
+    xyz = torch.from_numpy(cloud.xyz)
+    count = -(-len(cloud) // chunk)
+    if count:
+        runs = torch.nn.functional.pad(xyz.T, (0, count * chunk - len(cloud)), mode="replicate").T.reshape(count, chunk, 3)
+        lo, hi = runs.min(dim=1).values, runs.max(dim=1).values
+        # Padding keeps float32 rounding of points on a box face from escaping the test.
+        pad = 1e-4 * (hi - lo).amax(dim=1, keepdim=True) + 1e-6 * (1.0 + torch.maximum(lo.abs(), hi.abs()))
+        lo, hi = lo - pad, hi + pad
+        pick = torch.tensor([[(i >> a) & 1 for a in range(3)] for i in range(8)], dtype=torch.bool)  # [8, 3]
+        corners = torch.where(pick[None], hi[:, None, :], lo[:, None, :])
+    else:
+        corners = torch.zeros((0, 8, 3))
+    return DeviceCloud(
+        xyz_t=xyz.T.contiguous().to(device),
+        rgb=torch.from_numpy(np.concatenate([cloud.rgb, np.zeros((1, 3), np.uint8)])).to(device),
+        corners=corners.to(device),
+        chunk=chunk,
+    )
+
+
+def _visible_points(cloud: DeviceCloud, proj: torch.Tensor, width: int, height: int, near: float) -> torch.Tensor | None:
+    """Indices [M] of the points in chunks some view may draw, or ``None`` when that is all of them.
+
+    A point is drawn iff ``z > near``, ``0 <= a < width z`` and ``0 <= b < height z`` for
+    ``(a, b, z) = P [x, 1]`` -- linear in the point. A box whose 8 corners all break the
+    same one of these inequalities holds no drawable point.
+    """
+    a, b, z = (torch.matmul(cloud.corners[None], proj[:, None, :, :3].transpose(-1, -2)) + proj[:, None, None, :, 3]).unbind(-1)
+    outside = (z <= near).all(-1) | (a < 0).all(-1) | (b < 0).all(-1)
+    outside |= (a >= width * z).all(-1) | (b >= height * z).all(-1)
+    keep = ~outside.all(0)  # [C]: some view may draw it
+    if bool(keep.all()):
+        return None
+    first = torch.nonzero(keep)[:, 0] * cloud.chunk
+    index = (first[:, None] + torch.arange(cloud.chunk, device=proj.device)).view(-1)
+    return index[index < len(cloud)]
 
 
 def projection_matrices(K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -163,7 +208,10 @@ def render_views(
     if n == 0:
         keys = torch.full((views, height, width), _EMPTY, dtype=torch.int64, device=cloud.device)
     else:
-        hom = torch.baddbmm(proj[:, :, 3:], proj[:, :, :3], cloud.xyz_t.expand(views, 3, n))  # [B, 3, N]
+        index = _visible_points(cloud, proj, width, height, near)
+        xyz_t = cloud.xyz_t if index is None else cloud.xyz_t.index_select(1, index)
+        m = xyz_t.shape[1]
+        hom = torch.baddbmm(proj[:, :, 3:], proj[:, :, :3], xyz_t.expand(views, 3, m))  # [B, 3, M]
         z = hom[:, 2]
         u = hom[:, 0].div_(z)
         v = hom[:, 1].div_(z)
@@ -180,7 +228,7 @@ def render_views(
             pix.add_(torch.arange(0, spare, hw, device=cloud.device, dtype=torch.float32)[:, None])
         pix = pix.masked_fill_(~drawn, spare).to(torch.int64)
         key = z.contiguous().view(torch.int32).to(torch.int64).bitwise_left_shift_(32)
-        key.bitwise_or_(torch.arange(n, device=cloud.device))
+        key.bitwise_or_(torch.arange(n, device=cloud.device) if index is None else index)
         flat = torch.full((spare + 1,), _EMPTY, dtype=torch.int64, device=cloud.device)
         flat.scatter_reduce_(0, pix.view(-1), key.view(-1), "amin")
         keys = flat[:spare].view(views, height, width)

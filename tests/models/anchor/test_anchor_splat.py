@@ -145,3 +145,27 @@ def test_gap_filling_closes_pinholes_without_growing_silhouettes():
     outside[5:15, 5:15] = False
     assert (filled.rgb[outside][:, 0] == 50).all()  # the square did not grow
     assert_matches_reference(cloud, K, c2w, 20, 20, 0, fill_gaps=True)
+
+
+def test_frustum_culling_of_ordered_chunks_changes_nothing():
+    from models.anchor.cloud import spatial_order
+    from models.anchor.splat import _visible_points, projection_matrices
+
+    rng = np.random.default_rng(11)
+    width, height = 30, 20
+    K, c2w = random_camera(rng, width, height)
+    cloud = away_from_edges(random_cloud(rng, 6000, c2w), K, c2w, 1e-3)
+    order = spatial_order(torch.from_numpy(cloud.xyz)).numpy()
+    ordered = PointCloud(cloud.xyz[order], cloud.rgb[order])
+    chunked = to_device(ordered, chunk=32)
+    proj = torch.as_tensor(projection_matrices(K, c2w, width, height), dtype=torch.float32)
+    kept = _visible_points(chunked, proj, width, height, 1e-3)
+    assert kept is not None and 0 < len(kept) < 0.7 * len(ordered)  # culling really drops chunks
+    uv, z = project(ordered.xyz, K, c2w)
+    drawable = np.flatnonzero((z > 1e-3) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height))
+    assert set(drawable) <= set(kept.tolist())  # and never a drawable point
+    for radius, gaps in ((0, False), (1, True)):
+        culled = render_cloud(chunked, K, c2w, width, height, splat_radius=radius, fill_gaps=gaps)
+        whole = render_cloud(to_device(ordered, chunk=len(ordered)), K, c2w, width, height, splat_radius=radius, fill_gaps=gaps)
+        assert torch.equal(culled.rgb, whole.rgb) and torch.equal(culled.depth, whole.depth)
+    assert_matches_reference(ordered, K, c2w, width, height, 1, fill_gaps=True)
