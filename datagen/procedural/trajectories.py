@@ -121,7 +121,11 @@ def plan_cameras(
     rng = np.random.default_rng([scene.seed, KINDS.index(scene.kind), n, 0x7A])
     hfov = float(rng.uniform(55.0, 85.0))
     chosen = trajectory or str(rng.choice(TRAJECTORIES))
-    planned = {"orbit": _orbit, "walk": _walk}.get(chosen, lambda *a: None)(scene, rng, n)
+    planned = None
+    if chosen == "orbit":
+        planned = _orbit(scene, rng, n)
+    elif chosen == "walk":
+        planned = _walk(scene, rng, n)
     if planned is None:
         chosen = "look_around"
         planned = _look_around(scene, rng, n)
