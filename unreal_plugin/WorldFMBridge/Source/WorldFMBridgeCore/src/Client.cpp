@@ -118,9 +118,32 @@ struct FClient::FImpl
 
 	// ------------------------------------------------------------ socket
 
+	/** The client's CurveZMQ key pair: configured, or generated once per client. */
+	void EnsureCurveKeys()
+	{
+		if (!Config.CurvePublicKey.empty() && !Config.CurveSecretKey.empty())
+		{
+			return;
+		}
+		char Public[41] = {}, Secret[41] = {};
+		if (zmq_curve_keypair(Public, Secret) != 0)
+		{
+			throw zmq::error_t();  // libzmq built without CURVE support
+		}
+		Config.CurvePublicKey = Public;
+		Config.CurveSecretKey = Secret;
+	}
+
 	void OpenSocket()
 	{
 		Socket = std::make_unique<zmq::socket_t>(Context, zmq::socket_type::dealer);
+		if (!Config.CurveServerKey.empty())
+		{
+			EnsureCurveKeys();
+			Socket->set(zmq::sockopt::curve_serverkey, Config.CurveServerKey);
+			Socket->set(zmq::sockopt::curve_publickey, Config.CurvePublicKey);
+			Socket->set(zmq::sockopt::curve_secretkey, Config.CurveSecretKey);
+		}
 		Socket->set(zmq::sockopt::linger, 0);
 		// Queue nothing for a server that is not there: stale poses must not arrive late.
 		Socket->set(zmq::sockopt::immediate, 1);
@@ -521,7 +544,7 @@ FStatus FClient::Connect()
 	catch (const zmq::error_t& Error)
 	{
 		return FStatus::Error("cannot open a ZeroMQ socket to '" + Impl->Config.Endpoint + "': " + Error.what() +
-		                          " (an endpoint looks like tcp://127.0.0.1:5555)",
+		                          " (an endpoint looks like tcp://127.0.0.1:5555; a CurveZMQ key is 40 Z85 characters)",
 		                      "transport");
 	}
 	return FStatus::Error("no answer from " + Impl->Config.Endpoint + " after " +

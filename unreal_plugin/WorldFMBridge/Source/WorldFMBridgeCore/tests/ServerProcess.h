@@ -22,8 +22,11 @@ namespace WorldFMTest
 class FServerProcess
 {
 public:
-	/** Start a server bound to Bind ("tcp://127.0.0.1:*" picks a free port) and wait for READY. */
-	explicit FServerProcess(const std::string& Bind = "tcp://127.0.0.1:*")
+	/**
+	 * Start a server bound to Bind ("tcp://127.0.0.1:*" picks a free port) and wait for
+	 * READY. With CurveDir, the server makes CurveZMQ keys there and serves encrypted.
+	 */
+	explicit FServerProcess(const std::string& Bind = "tcp://127.0.0.1:*", const std::string& CurveDir = {})
 	{
 		int Pipe[2];
 		REQUIRE(pipe(Pipe) == 0);
@@ -36,14 +39,25 @@ public:
 			dup2(Pipe[1], STDOUT_FILENO);
 			close(Pipe[0]);
 			close(Pipe[1]);
-			execlp(Python.c_str(), Python.c_str(), Script.c_str(), "--bind", Bind.c_str(), "--heartbeat-ms", "200",
-			       static_cast<char*>(nullptr));
+			std::vector<const char*> Args = {Python.c_str(), Script.c_str(), "--bind", Bind.c_str(), "--heartbeat-ms", "200"};
+			if (!CurveDir.empty())
+			{
+				Args.push_back("--curve-dir");
+				Args.push_back(CurveDir.c_str());
+			}
+			Args.push_back(nullptr);
+			execvp(Python.c_str(), const_cast<char* const*>(Args.data()));
 			std::fprintf(stderr, "cannot run %s: %s (set WORLDFM_PYTHON)\n", Python.c_str(), std::strerror(errno));
 			_exit(127);
 		}
 		close(Pipe[1]);
 		Output = Pipe[0];
 		Endpoint = ReadReady(std::chrono::seconds(120));
+		if (const size_t Space = Endpoint.find(' '); Space != std::string::npos)
+		{
+			ServerPublicKey = Endpoint.substr(Space + 1);
+			Endpoint.resize(Space);
+		}
 		REQUIRE_MESSAGE(!Endpoint.empty(), "the Python server did not print READY; python: " << Python
 		                                       << " (set WORLDFM_PYTHON to the project's interpreter)");
 	}
@@ -76,6 +90,8 @@ public:
 
 	/** "tcp://127.0.0.1:PORT" */
 	std::string Endpoint;
+	/** Z85 CurveZMQ public key of an encrypted server; empty otherwise. */
+	std::string ServerPublicKey;
 
 private:
 	std::string ReadReady(std::chrono::seconds Timeout)

@@ -12,6 +12,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
@@ -310,4 +312,28 @@ TEST_CASE("the threaded worker: poses in and frames out without locks on the cal
 	}
 	CHECK(Connected);
 	CHECK(SceneReady);
+}
+
+TEST_CASE("CurveZMQ: the server's public key gets an encrypted session; no key gets no answer")
+{
+	char Template[] = "/tmp/worldfm-curve-XXXXXX";
+	REQUIRE(mkdtemp(Template) != nullptr);
+	FServerProcess Server("tcp://127.0.0.1:*", Template);
+	REQUIRE(Server.ServerPublicKey.size() == 40);
+
+	WorldFM::FClientConfig Config = TestConfig(Server.Endpoint);
+	Config.CurveServerKey = Server.ServerPublicKey;
+	WorldFM::FClient Encrypted(Config);
+	Connected(Encrypted);
+	CHECK(Encrypted.Ping().IsOk());
+
+	WorldFM::FClientConfig Plain = TestConfig(Server.Endpoint);
+	Plain.RequestTimeoutMs = 500;
+	Plain.ConnectAttempts = 1;
+	WorldFM::FClient Unencrypted(Plain);
+	const WorldFM::FStatus Status = Unencrypted.Connect();
+	CHECK_FALSE(Status.IsOk());
+	CHECK(Status.Code == "timeout");
+	CHECK(Unencrypted.State() == WorldFM::EConnectionState::Disconnected);
+	std::filesystem::remove_all(Template);  // the server has read its keys
 }

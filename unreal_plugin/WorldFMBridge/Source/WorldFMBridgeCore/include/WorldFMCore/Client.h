@@ -14,6 +14,7 @@
 #pragma once
 
 #include "WorldFMCore/Expected.h"
+#include "WorldFMCore/Export.h"
 #include "WorldFMCore/Protocol.h"
 
 #include <atomic>
@@ -41,6 +42,14 @@ struct FClientConfig
 	/** First delay between reconnection attempts; doubles up to ReconnectBackoffMaxMs. */
 	int ReconnectBackoffMs = 200;
 	int ReconnectBackoffMaxMs = 3000;
+	/**
+	 * CurveZMQ encryption (a server bound beyond loopback requires it): the server's
+	 * public key as 40 Z85 characters (`worldfm serve --make-keys` prints it). Empty:
+	 * plain TCP. The client key pair is generated per client unless both are given.
+	 */
+	std::string CurveServerKey;
+	std::string CurvePublicKey;
+	std::string CurveSecretKey;
 	/** The protocol version announced in hello; change it only to test the server's refusal. */
 	int AnnouncedVersion = ProtocolVersion;
 };
@@ -52,7 +61,7 @@ enum class EConnectionState
 	Refused,       // the server refused us (protocol version): no automatic retries
 };
 
-const char* ToString(EConnectionState State);
+WORLDFM_CORE_API const char* ToString(EConnectionState State);
 
 /** A generated frame as the engine consumes it. */
 struct FFrame
@@ -99,7 +108,7 @@ struct FClientStats
 	double LastRoundTripMs = 0.0;  // latest ping round trip
 };
 
-class FClient
+class WORLDFM_CORE_API FClient
 {
 public:
 	explicit FClient(FClientConfig InConfig);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "WorldFMCore/Client.h"
+#include "WorldFMCore/Export.h"
 #include "WorldFMCore/LatestValue.h"
 
 #include <atomic>
@@ -21,7 +22,7 @@
 
 namespace WorldFM
 {
-class FClientWorker
+class WORLDFM_CORE_API FClientWorker
 {
 public:
 	explicit FClientWorker(FClientConfig Config);

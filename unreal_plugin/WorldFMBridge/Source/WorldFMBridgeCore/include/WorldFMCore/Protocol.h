@@ -12,6 +12,7 @@
 #pragma once
 
 #include "WorldFMCore/Expected.h"
+#include "WorldFMCore/Export.h"
 #include "WorldFMCore/UnrealCamera.h"
 
 #include <cstddef>
@@ -58,14 +59,14 @@ struct FRenderRequest
 
 // ---------------------------------------------------------------- requests
 
-FEncodedMessage EncodeHello(uint64_t Id, const std::string& ClientName, const std::string& Session,
+WORLDFM_CORE_API FEncodedMessage EncodeHello(uint64_t Id, const std::string& ClientName, const std::string& Session,
                             int Version = ProtocolVersion);
-FEncodedMessage EncodePing(uint64_t Id, double ClientTimestamp);
+WORLDFM_CORE_API FEncodedMessage EncodePing(uint64_t Id, double ClientTimestamp);
 /** open_scene when Scene is empty (with Name), add_views otherwise; Final starts the build. */
-FEncodedMessage EncodeViews(uint64_t Id, const std::string& Scene, const std::string& Name,
+WORLDFM_CORE_API FEncodedMessage EncodeViews(uint64_t Id, const std::string& Scene, const std::string& Name,
                             const FViewUpload* Views, size_t Count, bool Final);
-FEncodedMessage EncodeRender(uint64_t Id, const std::string& Scene, const FRenderRequest& Request);
-FEncodedMessage EncodeCloseScene(uint64_t Id, const std::string& Scene);
+WORLDFM_CORE_API FEncodedMessage EncodeRender(uint64_t Id, const std::string& Scene, const FRenderRequest& Request);
+WORLDFM_CORE_API FEncodedMessage EncodeCloseScene(uint64_t Id, const std::string& Scene);
 
 // ---------------------------------------------------------------- replies
 
@@ -81,7 +82,7 @@ enum class EReplyType
 	Error,
 };
 
-const char* ToString(EReplyType Type);
+WORLDFM_CORE_API const char* ToString(EReplyType Type);
 
 /** A received ZeroMQ frame: bytes owned by the transport, valid until the next receive. */
 struct FWireFrame
@@ -160,5 +161,5 @@ struct FReply
  * type, that the binary frames match header["blobs"] in count and size, and that the
  * fields of the type are present and well-typed. Blob views point into Frames.
  */
-TExpected<FReply> DecodeReply(const FWireFrame* Frames, size_t Count);
+WORLDFM_CORE_API TExpected<FReply> DecodeReply(const FWireFrame* Frames, size_t Count);
 }  // namespace WorldFM

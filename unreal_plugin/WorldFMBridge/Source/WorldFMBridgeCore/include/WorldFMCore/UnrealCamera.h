@@ -11,6 +11,7 @@
 #pragma once
 
 #include "WorldFMCore/Expected.h"
+#include "WorldFMCore/Export.h"
 
 #include <array>
 
@@ -28,8 +29,8 @@ inline constexpr double UnrealCentimetresPerMetre = 100.0;
  * LocationCm (X, Y, Z in cm) with rotation PitchYawRollDeg (FRotator order, degrees).
  * Fails on non-finite input.
  */
-TExpected<FMat4> UnrealToCameraToWorld(const std::array<double, 3>& LocationCm,
-                                       const std::array<double, 3>& PitchYawRollDeg);
+WORLDFM_CORE_API TExpected<FMat4> UnrealToCameraToWorld(const std::array<double, 3>& LocationCm,
+                                                        const std::array<double, 3>& PitchYawRollDeg);
 
 /**
  * Pinhole intrinsics (row-major 3x3, pixels) of a centred camera with square pixels and a
@@ -37,8 +38,8 @@ TExpected<FMat4> UnrealToCameraToWorld(const std::array<double, 3>& LocationCm,
  * (Width / 2) / tan(hfov / 2), cx = Width / 2, cy = Height / 2.
  * Fails unless 0 < hfov < 180 and both sides are positive.
  */
-TExpected<FMat3> IntrinsicsFromHorizontalFov(double HorizontalFovDeg, int Width, int Height);
+WORLDFM_CORE_API TExpected<FMat3> IntrinsicsFromHorizontalFov(double HorizontalFovDeg, int Width, int Height);
 
 /** Identity 4x4, handy for tests and defaults. */
-FMat4 IdentityPose();
+WORLDFM_CORE_API FMat4 IdentityPose();
 }  // namespace WorldFM
