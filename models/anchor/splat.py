@@ -4,11 +4,13 @@ Every point is projected with one 3x4 matrix ``K [R | t]`` per view; each point 
 64-bit key ``(float32 bits of its depth) << 32 | point index`` into its pixel with
 ``scatter_reduce(amin)``. Positive float32 values order like their bit patterns, so the
 minimum key is the nearest point (ties: the lower point index) and carries its index --
-one scatter, no sort, no per-point Python. Points behind the near plane or outside the
-image are sent to one spare slot instead of being compacted out (compaction costs more
-than it saves). An optional splat radius grows each point to a (2r+1)^2 square by a
-min-filter of the key image, so the nearest surface also wins in the pixels it grows into
-and sparse clouds do not leave pinholes through which the background leaks.
+one scatter, no sort, no per-point Python. Runs of consecutive points whose bounding box
+lies outside the frustum are skipped before projection (clouds from ``build_scene`` are
+stored along a Z-order curve, so runs are compact); the remaining points behind the near
+plane or outside the image go to one spare slot instead of being compacted out
+(compaction costs more than it saves). Two optional passes on the key image close
+one-pixel gaps in nearer surfaces (no silhouette grows) and grow each point to a
+(2r+1)^2 square (``splat_radius``), nearest still winning.
 
 The same code runs on CPU and CUDA; keep the cloud on the device with :func:`to_device`
 once per scene and render many frames from it.
@@ -27,11 +29,11 @@ from models.cameras import c2w_to_w2c, validate_c2w, validate_K
 __all__ = ["DeviceCloud", "RenderOutput", "to_device", "projection_matrices", "render_views", "render_cloud"]
 
 DEFAULT_NEAR = 1e-3  # metres; nearer points would divide by ~0
+DEFAULT_CHUNK = 4096  # consecutive points per frustum-culling box
+GAP_TOLERANCE = 0.03  # relative depth step that separates a nearer surface from the pixel's own
 _EMPTY = torch.iinfo(torch.int64).max
 _LOW32 = 0xFFFFFFFF
-GAP_TOLERANCE = 0.03  # relative depth step that separates a nearer surface from the pixel's own
-_FLOAT_EXACT = 2**24
-DEFAULT_CHUNK = 4096  # points per frustum-culling box  # float32 holds every integer below this: pixel indices are computed in float
+_FLOAT_EXACT = 2**24  # float32 holds every integer below this: pixel indices are computed in float
 
 
 @dataclass(frozen=True)
