@@ -259,6 +259,6 @@ class Engine:
     def describe(self) -> dict:
         """Model and provider info for the ``welcome`` message."""
         h, w = self.image_size
-        return {"name": self.manifest.name, "image_size": [w, h], "steps": list(self.steps),
+        return {"name": self.manifest.name, "frame_size": [w, h], "steps": list(self.steps),
                 "latent_shape": list(self.manifest.latent_shape), "dtype": self.manifest.dtype,
                 "provider": self.provider}
