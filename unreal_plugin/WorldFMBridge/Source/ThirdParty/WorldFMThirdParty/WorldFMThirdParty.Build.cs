@@ -1,0 +1,49 @@
+// The client core's third-party libraries, prebuilt per platform (docs/unreal.md, "Building
+// the third-party libraries"):
+//   include/   zmq.h, zmq.hpp, zmq_addon.hpp (libzmq 4.3 + cppzmq >= 4.7), msgpack.hpp + msgpack/ (msgpack-cxx >= 4.1)
+//   lib/Win64/libzmq.lib                           static, /MD, built with ZMQ_STATIC
+//   lib/Linux/x86_64-unknown-linux-gnu/libzmq.a    static, built with the engine's clang and libc++
+//   lib/Mac/libzmq.a                               static, universal (arm64 + x86_64)
+using System.IO;
+using UnrealBuildTool;
+
+public class WorldFMThirdParty : ModuleRules
+{
+	public WorldFMThirdParty(ReadOnlyTargetRules Target) : base(Target)
+	{
+		Type = ModuleType.External;
+
+		string IncludeDir = Path.Combine(ModuleDirectory, "include");
+		string LibDir = Path.Combine(ModuleDirectory, "lib");
+		PublicSystemIncludePaths.Add(IncludeDir);
+		PublicDefinitions.Add("ZMQ_STATIC=1");
+
+		string Library;
+		if (Target.Platform == UnrealTargetPlatform.Win64)
+		{
+			Library = Path.Combine(LibDir, "Win64", "libzmq.lib");
+			PublicSystemLibraries.AddRange(new string[] { "ws2_32.lib", "iphlpapi.lib", "advapi32.lib" });
+		}
+		else if (Target.Platform == UnrealTargetPlatform.Linux)
+		{
+			Library = Path.Combine(LibDir, "Linux", Target.Architecture.LinuxName, "libzmq.a");
+		}
+		else if (Target.Platform == UnrealTargetPlatform.Mac)
+		{
+			Library = Path.Combine(LibDir, "Mac", "libzmq.a");
+		}
+		else
+		{
+			throw new BuildException("WorldFMBridge supports Win64, Linux and Mac; {0} has no libzmq build here.", Target.Platform);
+		}
+
+		if (!File.Exists(Library) || !File.Exists(Path.Combine(IncludeDir, "zmq.hpp")) || !File.Exists(Path.Combine(IncludeDir, "msgpack.hpp")))
+		{
+			throw new BuildException(
+				"WorldFMBridge: third-party files missing. Expected {0} and the headers zmq.h, zmq.hpp, msgpack.hpp under {1}. " +
+				"Build them with Source/ThirdParty/WorldFMThirdParty/build_thirdparty.sh (Linux, Mac) or build_thirdparty.ps1 (Win64); " +
+				"see docs/unreal.md.", Library, IncludeDir);
+		}
+		PublicAdditionalLibraries.Add(Library);
+	}
+}

@@ -1,0 +1,44 @@
+# Fetch and build the WorldFM plugin's third-party libraries for Win64 into this folder:
+#   include\  libzmq + cppzmq + msgpack-cxx headers      lib\Win64\libzmq.lib
+#
+#   powershell -ExecutionPolicy Bypass -File build_thirdparty.ps1
+#
+# Run from a "x64 Native Tools Command Prompt for VS 2022" shell (or any shell with the
+# MSVC toolchain, git and cmake >= 3.16 on PATH). Versions are pinned below.
+$ErrorActionPreference = "Stop"
+
+$LibzmqTag = "v4.3.5"
+$CppzmqTag = "v4.10.0"
+$MsgpackTag = "cpp-6.1.1"
+
+$Here = Split-Path -Parent $MyInvocation.MyCommand.Path
+$Work = Join-Path ([System.IO.Path]::GetTempPath()) ("worldfm-thirdparty-" + [guid]::NewGuid())
+New-Item -ItemType Directory -Path $Work | Out-Null
+try {
+    git clone --quiet --depth 1 --branch $LibzmqTag https://github.com/zeromq/libzmq.git "$Work\libzmq"
+    git clone --quiet --depth 1 --branch $CppzmqTag https://github.com/zeromq/cppzmq.git "$Work\cppzmq"
+    git clone --quiet --depth 1 --branch $MsgpackTag https://github.com/msgpack/msgpack-c.git "$Work\msgpack"
+
+    # Static, against the DLL C runtime (/MD) like Unreal; CURVE through the bundled tweetnacl.
+    cmake -S "$Work\libzmq" -B "$Work\build" -G "Visual Studio 17 2022" -A x64 `
+        -DBUILD_SHARED=OFF -DBUILD_STATIC=ON -DBUILD_TESTS=OFF -DWITH_DOCS=OFF -DWITH_PERF_TOOL=OFF `
+        -DENABLE_CURVE=ON -DWITH_LIBSODIUM=OFF -DENABLE_DRAFTS=OFF `
+        -DCMAKE_MSVC_RUNTIME_LIBRARY=MultiThreadedDLL -DCMAKE_POLICY_DEFAULT_CMP0091=NEW
+    if ($LASTEXITCODE -ne 0) { throw "cmake configure failed" }
+    cmake --build "$Work\build" --config Release --target libzmq-static
+    if ($LASTEXITCODE -ne 0) { throw "cmake build failed" }
+
+    $Out = Join-Path $Here "lib\Win64"
+    $Include = Join-Path $Here "include"
+    New-Item -ItemType Directory -Force -Path $Out, $Include | Out-Null
+    # libzmq names its static library after the toolset (libzmq-v143-mt-s-4_3_5.lib).
+    $Built = Get-ChildItem -Recurse -Path "$Work\build" -Filter "libzmq*-s-*.lib" | Select-Object -First 1
+    if (-not $Built) { throw "no static libzmq .lib found under $Work\build" }
+    Copy-Item $Built.FullName (Join-Path $Out "libzmq.lib")
+    Copy-Item "$Work\libzmq\include\zmq.h", "$Work\cppzmq\zmq.hpp", "$Work\cppzmq\zmq_addon.hpp" $Include
+    Copy-Item -Recurse -Force "$Work\msgpack\include\*" $Include
+    Write-Host "installed $Out\libzmq.lib and headers in $Include"
+}
+finally {
+    Remove-Item -Recurse -Force $Work
+}

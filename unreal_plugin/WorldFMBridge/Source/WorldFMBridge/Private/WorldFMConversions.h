@@ -1,0 +1,17 @@
+// Unreal-side data -> the core's types. Every coordinate conversion goes through the core
+// (WorldFMCore/UnrealCamera.h, a port of models/cameras.py checked against its vectors).
+#pragma once
+
+#include "CoreMinimal.h"
+#include "WorldFMBridgeTypes.h"
+#include "WorldFMCore/Protocol.h"
+
+namespace WorldFMConversions
+{
+/** Unreal camera -> render request at Resolution (0 x 0: the server's default size). */
+bool MakeRenderRequest(const FVector& Location, const FRotator& Rotation, float HorizontalFovDeg,
+                       const FIntPoint& Resolution, int32 Steps, bool bJpeg, WorldFM::FRenderRequest& Out, FString& OutError);
+
+/** A captured view -> an upload: BGRA -> RGB, depth cm -> m (beyond MaxDepthCm: none). */
+bool MakeViewUpload(const FWorldFMCapturedView& View, float MaxDepthCm, WorldFM::FViewUpload& Out, FString& OutError);
+}  // namespace WorldFMConversions

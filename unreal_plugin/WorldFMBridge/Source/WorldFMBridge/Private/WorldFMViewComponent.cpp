@@ -1,0 +1,141 @@
+#include "WorldFMViewComponent.h"
+
+#include "Camera/CameraComponent.h"
+#include "Camera/PlayerCameraManager.h"
+#include "Engine/Canvas.h"
+#include "Engine/Texture2D.h"
+#include "Engine/TextureRenderTarget2D.h"
+#include "GameFramework/Actor.h"
+#include "GameFramework/Pawn.h"
+#include "GameFramework/PlayerController.h"
+#include "Kismet/KismetRenderingLibrary.h"
+#include "Materials/MaterialInstanceDynamic.h"
+#include "WorldFMBridgeSubsystem.h"
+
+UWorldFMViewComponent::UWorldFMViewComponent()
+{
+	PrimaryComponentTick.bCanEverTick = true;
+	// After the camera has moved this frame, so the pose sent is the one being rendered.
+	PrimaryComponentTick.TickGroup = TG_PostUpdateWork;
+}
+
+void UWorldFMViewComponent::BeginPlay()
+{
+	Super::BeginPlay();
+	UWorldFMBridgeSubsystem* Bridge = UWorldFMBridgeSubsystem::Get();
+	if (!Bridge)
+	{
+		return;
+	}
+	Bridge->OnFrame.AddDynamic(this, &UWorldFMViewComponent::HandleFrame);
+	Bridge->OnConnectionStateChanged.AddDynamic(this, &UWorldFMViewComponent::HandleConnectionStateChanged);
+	if (bConnectOnBeginPlay && Bridge->GetConnectionState() == EWorldFMConnectionState::Disconnected)
+	{
+		Bridge->Connect();
+	}
+	else if (Bridge->GetConnectionState() == EWorldFMConnectionState::Connected)
+	{
+		SeedScene();
+	}
+}
+
+void UWorldFMViewComponent::EndPlay(const EEndPlayReason::Type EndPlayReason)
+{
+	if (UWorldFMBridgeSubsystem* Bridge = UWorldFMBridgeSubsystem::Get())
+	{
+		Bridge->OnFrame.RemoveDynamic(this, &UWorldFMViewComponent::HandleFrame);
+		Bridge->OnConnectionStateChanged.RemoveDynamic(this, &UWorldFMViewComponent::HandleConnectionStateChanged);
+	}
+	Super::EndPlay(EndPlayReason);
+}
+
+void UWorldFMViewComponent::TickComponent(float DeltaTime, ELevelTick TickType, FActorComponentTickFunction* ThisTickFunction)
+{
+	Super::TickComponent(DeltaTime, TickType, ThisTickFunction);
+	UWorldFMBridgeSubsystem* Bridge = UWorldFMBridgeSubsystem::Get();
+	if (!bSendPose || !Bridge || !Bridge->HasScene())
+	{
+		return;
+	}
+	FVector Location;
+	FRotator Rotation;
+	float Fov;
+	GetCameraView(Location, Rotation, Fov);
+	Bridge->SubmitCameraPose(Location, Rotation, Fov);
+}
+
+void UWorldFMViewComponent::GetCameraView(FVector& Location, FRotator& Rotation, float& HorizontalFovDeg) const
+{
+	const AActor* Owner = GetOwner();
+	if (const UCameraComponent* Camera = Owner ? Owner->FindComponentByClass<UCameraComponent>() : nullptr)
+	{
+		Location = Camera->GetComponentLocation();
+		Rotation = Camera->GetComponentRotation();
+		HorizontalFovDeg = Camera->FieldOfView;
+		return;
+	}
+	const APawn* Pawn = Cast<APawn>(Owner);
+	const APlayerController* Controller = Pawn ? Cast<APlayerController>(Pawn->GetController()) : nullptr;
+	if (Controller && Controller->PlayerCameraManager)
+	{
+		Location = Controller->PlayerCameraManager->GetCameraLocation();
+		Rotation = Controller->PlayerCameraManager->GetCameraRotation();
+		HorizontalFovDeg = Controller->PlayerCameraManager->GetFOVAngle();
+		return;
+	}
+	HorizontalFovDeg = 90.0f;
+	if (Owner)
+	{
+		Owner->GetActorEyesViewPoint(Location, Rotation);
+	}
+}
+
+void UWorldFMViewComponent::HandleFrame(UTexture2D* Frame, const FWorldFMFrameInfo& Info)
+{
+	if (!Frame)
+	{
+		return;
+	}
+	if (TargetMaterial)
+	{
+		TargetMaterial->SetTextureParameterValue(TextureParameterName, Frame);
+	}
+	if (TargetRenderTarget)
+	{
+		// The canvas draw is queued for the render thread behind the frame's texture update.
+		UCanvas* Canvas = nullptr;
+		FVector2D Size;
+		FDrawToRenderTargetContext Context;
+		UKismetRenderingLibrary::BeginDrawCanvasToRenderTarget(this, TargetRenderTarget, Canvas, Size, Context);
+		if (Canvas)
+		{
+			Canvas->K2_DrawTexture(Frame, FVector2D::ZeroVector, Size, FVector2D::ZeroVector, FVector2D::UnitVector,
+			                       FLinearColor::White, BLEND_Opaque);
+		}
+		UKismetRenderingLibrary::EndDrawCanvasToRenderTarget(this, Context);
+	}
+	OnFrame.Broadcast(Frame, Info);
+}
+
+void UWorldFMViewComponent::HandleConnectionStateChanged(EWorldFMConnectionState State, const FString& Message)
+{
+	if (State == EWorldFMConnectionState::Connected)
+	{
+		SeedScene();
+	}
+}
+
+void UWorldFMViewComponent::SeedScene()
+{
+	UWorldFMBridgeSubsystem* Bridge = UWorldFMBridgeSubsystem::Get();
+	if (!bSeedSceneOnBeginPlay || bSeedRequested || !Bridge || Bridge->HasScene() || !GetOwner())
+	{
+		return;
+	}
+	bSeedRequested = true;
+	FVector Location;
+	FRotator Rotation;
+	float Fov;
+	GetCameraView(Location, Rotation, Fov);
+	Bridge->OpenSceneFromLevel(this, Location, GetOwner()->GetName());
+}
