@@ -4,7 +4,8 @@ Usage: ``python bench/bench_model.py [--rounds 30] [--threads 2] [--no-onnx]``
 
 Measures, for ``tiny`` and ``demo`` (and ``demo`` without PRoPE, for its cost), one
 generator step (the 1-step distilled sampler = one forward) in PyTorch eager and, exported
-to ONNX, in ONNX Runtime's CPU provider; then the demo autoencoders (small AutoencoderKL vs
+to ONNX, in ONNX Runtime's CPU provider; ``demo`` with an isolated reference, full forward
+vs the forward that reuses the reference's cached keys/values; then the demo autoencoders (small AutoencoderKL vs
 AutoencoderTiny, 256 px, untrained) encode and decode. Candidates are timed round-robin so
 load from other processes hits them alike; medians are printed with same-run ratios. The
 machine is shared, so absolute numbers are noisy: compare ratios, rerun when in doubt.
@@ -34,6 +35,22 @@ def generator_args(config: DiTConfig) -> tuple[torch.Tensor, ...]:
     inputs = example_inputs(config)
     noise = inputs["z_t"][:, None]
     return (noise, *(inputs[name] for name in GENERATOR_INPUTS[1:]))
+
+
+class CachedStep(torch.nn.Module):
+    """One forward of a ``ref_isolated`` model reusing cached reference keys/values (traceable)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z_t, t, anchor_latent, anchor_mask, ref_keys, ref_values, ref_K, ref_c2w, tgt_K, tgt_c2w):
+        return self.model.forward_with_reference_kv(
+            z_t, t, anchor_latent, anchor_mask, ref_keys, ref_values, ref_K, ref_c2w, tgt_K, tgt_c2w
+        )
+
+
+CACHED_INPUTS = ["z_t", "t", "anchor_latent", "anchor_mask", "ref_keys", "ref_values", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w"]
 
 
 def export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
@@ -92,6 +109,22 @@ def main() -> None:
             export(generator, gen_args, GENERATOR_INPUTS, path)
             candidates[f"{name} onnxruntime"] = ort_runner(path, GENERATOR_INPUTS, gen_args, args.threads)
 
+    isolated = build_model(get_config("demo", ref_isolated=True)).eval()
+    inputs = example_inputs(isolated.config)
+    with torch.no_grad():
+        keys, values = isolated.reference_kv(inputs["ref_latent"], inputs["ref_K"], inputs["t"])
+    cached = CachedStep(isolated).eval()
+    cached_args = tuple(dict(inputs, ref_keys=keys, ref_values=values)[n] for n in CACHED_INPUTS)
+    full_args = generator_args(isolated.config)
+    full = FewStepGenerator(isolated, steps=1).eval()
+    candidates["demo-isolated torch"] = lambda: full(*full_args)
+    candidates["demo-isolated-cached torch"] = lambda: cached(*cached_args)
+    if not args.no_onnx:
+        export(full, full_args, GENERATOR_INPUTS, tmp / "isolated.onnx")
+        export(cached, cached_args, CACHED_INPUTS, tmp / "cached.onnx")
+        candidates["demo-isolated onnxruntime"] = ort_runner(tmp / "isolated.onnx", GENERATOR_INPUTS, full_args, args.threads)
+        candidates["demo-isolated-cached onnxruntime"] = ort_runner(tmp / "cached.onnx", CACHED_INPUTS, cached_args, args.threads)
+
     image = torch.rand(1, 3, 256, 256) * 2 - 1
     for kind in ("kl", "tiny"):
         vae = demo_autoencoder(kind).eval()
@@ -113,6 +146,8 @@ def main() -> None:
     for backend in ("torch",) + (() if args.no_onnx else ("onnxruntime",)):
         with_prope, without = medians[f"demo {backend}"], medians[f"demo-noprope {backend}"]
         print(f"PRoPE cost ({backend}): demo step {with_prope:.1f} ms vs {without:.1f} ms without, x{with_prope / without:.2f}")
+        full, reuse = medians[f"demo-isolated {backend}"], medians[f"demo-isolated-cached {backend}"]
+        print(f"reference caching ({backend}): {full:.1f} ms full vs {reuse:.1f} ms cached, speed-up x{full / reuse:.2f}")
         for kind in ("kl", "tiny"):
             frame = medians[f"ae-{kind} encode {backend}"] + medians[f"demo {backend}"] + medians[f"ae-{kind} decode {backend}"]
             print(f"demo frame, 1 step, ae-{kind} ({backend}): encode anchor + step + decode = {frame:.1f} ms "
