@@ -70,7 +70,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -78,7 +78,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _png_bytes(array: np.ndarray) -> bytes:
+def png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG", compress_level=_PNG_LEVEL)
     return buf.getvalue()
@@ -194,14 +194,14 @@ class SceneWriter:
             raise DatasetError("either every view of a scene has depth or none has (nerfstudio needs all or none)")
         stem = frame_stem(index)
         entry: dict = {"file_path": f"images/{stem}.png"}
-        rgb = _png_bytes(np.ascontiguousarray(frame.rgb))
+        rgb = png_bytes(np.ascontiguousarray(frame.rgb))
         digests = {"rgb": _sha256(rgb)}
-        _atomic_write(self.path / entry["file_path"], rgb)
+        atomic_write(self.path / entry["file_path"], rgb)
         if frame.depth is not None:
             entry["depth_file_path"] = f"depth/{stem}.png"
-            depth = _png_bytes(encode_depth(frame.depth))
+            depth = png_bytes(encode_depth(frame.depth))
             digests["depth"] = _sha256(depth)
-            _atomic_write(self.path / entry["depth_file_path"], depth)
+            atomic_write(self.path / entry["depth_file_path"], depth)
         entry["transform_matrix"] = c2w_to_opengl(frame.camera.c2w).tolist()
         self._frames[index] = {**entry, **_intrinsics(frame.camera), "worldfm": {"split": split, "sha256": digests}}
         self._save()
@@ -231,7 +231,7 @@ class SceneWriter:
             "complete": self.complete,
             "frames": {Path(f["file_path"]).stem: f["worldfm"] for f in frames},
         }
-        _atomic_write(self.path / TRANSFORMS, json.dumps(data, indent=1, allow_nan=False).encode())
+        atomic_write(self.path / TRANSFORMS, json.dumps(data, indent=1, allow_nan=False).encode())
 
 
 def write_scene(scene: Scene, path: str | os.PathLike) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.dataset import DatasetError, SceneWriter, _atomic_write, _png_bytes, frame_stem
+from datagen.dataset import DatasetError, SceneWriter, atomic_write, png_bytes, frame_stem
 from models.scene import Frame
 
 CAPTURE_LOG = "unrealcv_capture.json"
@@ -63,7 +63,7 @@ class CaptureSink:
         return self.writer.complete
 
     def _save_log(self) -> None:
-        _atomic_write(self._log_path, json.dumps({"candidates": self._log}, indent=1).encode())
+        atomic_write(self._log_path, json.dumps({"candidates": self._log}, indent=1).encode())
 
     def write(self, name: str, frame: Frame, extras: dict[str, np.ndarray], group: int) -> int:
         """Write candidate ``name``'s view at the next free dataset index; returns that index.
@@ -78,7 +78,7 @@ class CaptureSink:
         for kind, image in extras.items():
             folder = self.path / EXTRA_FOLDERS[kind]
             folder.mkdir(exist_ok=True)
-            _atomic_write(folder / f"{frame_stem(index)}.png", _png_bytes(np.ascontiguousarray(image)))
+            atomic_write(folder / f"{frame_stem(index)}.png", png_bytes(np.ascontiguousarray(image)))
         self.writer.write(index, frame)
         return index
 
