@@ -47,7 +47,7 @@ class PassThrough:
     def describe(self) -> dict:
         return {"name": "pass-through", "frame_size": [SIZE, SIZE], "steps": [1], "provider": "none"}
 
-    def build(self, frames: list) -> BuiltScene:
+    def build(self, frames: list, max_points: int = 0) -> BuiltScene:
         return BuiltScene(anchor=None, cloud=None, candidates=list(frames), points=0, build_ms=0.0)
 
     def render(self, scene, c2w, K=None, size=None, steps=None, seed=None) -> RenderResult:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from models.anchor import build_scene, fill_holes, render_cloud, select_reference, to_device
+from models.anchor.cloud import DEFAULT_MAX_POINTS
 from models.cameras import scale_K
 from models.scene import Frame
 from python_bridge.scenes import BuiltScene
@@ -90,10 +91,11 @@ class FramePipeline:
             return {"name": "anchor-fallback", "frame_size": list(self.frame_size), "steps": [], "provider": "none"}
         return {**self.engine.describe(), "default_steps": self.steps}
 
-    def build(self, frames: list[Frame]) -> BuiltScene:
-        """Offline stage: fuse the views into the anchor cloud and pick reference candidates."""
+    def build(self, frames: list[Frame], max_points: int = DEFAULT_MAX_POINTS) -> BuiltScene:
+        """Offline stage: fuse the views into the anchor cloud (at most ``max_points``) and keep
+        them as reference candidates."""
         t0 = time.perf_counter()
-        anchor = build_scene(frames)
+        anchor = build_scene(frames, max_points=max_points)
         cloud = to_device(anchor.cloud, "cpu")
         return BuiltScene(anchor=anchor, cloud=cloud, candidates=list(anchor.frames), points=len(anchor.cloud),
                           build_ms=(time.perf_counter() - t0) * 1e3)

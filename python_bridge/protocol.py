@@ -73,6 +73,9 @@ class ProtocolError(Exception):
 class Limits:
     """Per-field caps, checked before any work is done; advertised in ``welcome``.
 
+    ``max_points`` is the exception: a scene whose views fuse to more points is built
+    with a coarser voxel grid until it fits (``models.anchor.build_scene``), not refused.
+
     ``max_message_bytes`` is also set as ZMQ_MAXMSGSIZE on the server socket: a peer that
     sends a bigger single frame is disconnected by libzmq (no reply is possible), so the
     other limits sit below it and are answered with ``limit_exceeded``.
@@ -84,7 +87,8 @@ class Limits:
     max_render_side: int = 2048
     max_views_per_message: int = 64
     max_views_per_scene: int = 512
-    max_points: int = 20_000_000
+    max_scene_bytes: int = 2 << 30  # RGB + depth of all views of one scene
+    max_points: int = 2_000_000  # the fused cloud is capped to this (coarser voxels), not refused
     max_scenes_per_client: int = 4
     max_sessions: int = 256
     max_name_chars: int = 256

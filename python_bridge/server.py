@@ -418,6 +418,12 @@ class Server:
             raise P.ProtocolError(
                 P.E_LIMIT, f"scene {scene.id} would hold {len(scene.views) + len(views)} views; the limit is "
                 f"{self.limits.max_views_per_scene} (the scene was dropped)", rid)
+        nbytes = sum(f.rgb.nbytes + (f.depth.nbytes if f.depth is not None else 0) for f in [*scene.views, *views])
+        if nbytes > self.limits.max_scene_bytes:
+            self._scenes.close(scene.id, rid)
+            raise P.ProtocolError(
+                P.E_LIMIT, f"scene {scene.id} would hold {nbytes} bytes of images; the limit is "
+                f"{self.limits.max_scene_bytes} (the scene was dropped)", rid)
         scene.views.extend(views)
         if not final:
             return P.Message(P.VIEWS_ADDED, rid, {"scene": scene.id, "views": len(scene.views)})
@@ -533,10 +539,7 @@ class Server:
             if len(views) > self.limits.max_views_per_scene:
                 raise P.ProtocolError(P.E_LIMIT, f"the scene has {len(views)} views; the limit is "
                                       f"{self.limits.max_views_per_scene}", rid)
-            built = self.pipeline.build(views)
-            if built.points > self.limits.max_points:
-                raise P.ProtocolError(P.E_LIMIT, f"the scene fused to {built.points} points; the limit is "
-                                      f"{self.limits.max_points}", rid)
+            built = self.pipeline.build(views, self.limits.max_points)
             scene.built, scene.building = built, False
             log.info("scene %s (%s): %d views -> %d points, %d candidates in %.0f ms", scene.id, scene.name,
                      len(views), built.points, len(built.candidates), built.build_ms)

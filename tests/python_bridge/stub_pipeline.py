@@ -34,7 +34,7 @@ class StubPipeline:
     def describe(self) -> dict:
         return {"name": "stub", "frame_size": list(self.frame_size), "steps": [1], "provider": "none"}
 
-    def build(self, frames: list) -> BuiltScene:
+    def build(self, frames: list, max_points: int = 0) -> BuiltScene:
         self.built_views.append(len(frames))
         return BuiltScene(anchor=None, cloud=None, candidates=list(frames), points=sum(f.rgb.shape[0] * f.rgb.shape[1]
                           for f in frames), build_ms=0.1)

@@ -138,7 +138,7 @@ def test_bad_traffic_gets_error_replies_and_server_keeps_serving(make_server, ra
 
 
 def test_oversized_payloads(make_server, raw_socket):
-    limits = P.Limits(max_image_side=16, max_views_per_scene=3, max_message_bytes=1 << 16)
+    limits = P.Limits(max_image_side=16, max_views_per_scene=3, max_message_bytes=1 << 16, max_scene_bytes=3000)
     server = make_server(limits=limits)
     sock = raw_socket(server.endpoint)
     hello(sock)
@@ -151,6 +151,9 @@ def test_oversized_payloads(make_server, raw_socket):
     descs, blobs = P.view_fields(make_views(2, width=16, height=12))
     send(sock, P.ADD_VIEWS, 4, blobs=blobs, views=descs, scene=scene)
     assert "limit is 3" in expect_error(sock, P.E_LIMIT, 4).fields["message"]
+    descs, blobs = P.view_fields(make_views(3, width=16, height=12))  # 3 x (576 + 768) bytes > 3000
+    send(sock, P.OPEN_SCENE, 6, blobs=blobs, views=descs)
+    assert "bytes of images" in expect_error(sock, P.E_LIMIT, 6).fields["message"]
     # A frame above ZMQ_MAXMSGSIZE makes libzmq drop that connection: no reply is possible,
     # but the server goes on serving everyone else.
     big = raw_socket(server.endpoint)
