@@ -39,6 +39,7 @@ __all__ = [
     "hfov_from_K",
     "scale_K",
     "project",
+    "pixel_rays",
     "look_at",
 ]
 
@@ -229,6 +230,19 @@ def project(points_world: np.ndarray, K: np.ndarray, c2w: np.ndarray) -> tuple[n
     with np.errstate(divide="ignore", invalid="ignore"):
         uv = (cam[:, :2] / z[:, None]) @ k[:2, :2].T + k[:2, 2]
     return uv, z
+
+
+def pixel_rays(K: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Rays ``K^-1 (u, v, 1)`` through every pixel centre, (H, W, 3) float64 camera axes, z == 1.
+
+    Multiply by z-depth for camera-space points; their norm is distance / z-depth.
+    Pixel ``(i, j)`` looks through ``(u, v) = (j + 0.5, i + 0.5)``.
+    """
+    k = validate_K(K, width, height)
+    v, u = np.mgrid[0:height, 0:width] + 0.5
+    y = (v - k[1, 2]) / k[1, 1]
+    x = (u - k[0, 2] - k[0, 1] * y) / k[0, 0]
+    return np.stack([x, y, np.ones_like(x)], axis=-1)
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0)) -> np.ndarray:

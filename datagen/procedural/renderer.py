@@ -18,6 +18,7 @@ import numpy as np
 from datagen.procedural.scenes import PointLight, ProceduralScene
 from datagen.procedural.shapes import transform
 from datagen.procedural.textures import pattern_weight
+from models.cameras import pixel_rays
 from models.scene import Camera, Frame
 
 _TILE = 8
@@ -74,12 +75,8 @@ class Renderer:
         """
         key = (camera.K.tobytes(), camera.width, camera.height)
         if key not in self._rays:
-            k = camera.K
             order = _tile_order(camera.width, camera.height)
-            v, u = np.divmod(order, camera.width)
-            y = (v + 0.5 - k[1, 2]) / k[1, 1]
-            x = (u + 0.5 - k[0, 2] - k[0, 1] * y) / k[0, 0]
-            d = np.stack([x, y, np.ones_like(x)], axis=-1)
+            d = pixel_rays(camera.K, camera.width, camera.height).reshape(-1, 3)[order]
             d /= np.linalg.norm(d, axis=1, keepdims=True)
             self._rays[key] = (d.astype(np.float32), d[:, 2].astype(np.float32), order)
         return self._rays[key]

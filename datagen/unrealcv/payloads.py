@@ -20,7 +20,7 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from models.cameras import validate_K
+from models.cameras import pixel_rays
 
 # Half-float render targets saturate at 65504 (cm); treat anything that far as "no surface".
 NO_SURFACE_CM = 65000.0
@@ -87,10 +87,7 @@ def depth_from_npy(reply: str | bytes, *, distance_to_centre: bool, K: np.ndarra
 
 def ray_lengths(K: np.ndarray, width: int, height: int) -> np.ndarray:
     """(H, W) float32 length of ``K^-1 (u, v, 1)`` at each pixel centre: distance / z-depth."""
-    k = validate_K(K)
-    x = (np.arange(width) + 0.5 - k[0, 2] - k[0, 1] / k[1, 1] * (np.arange(height)[:, None] + 0.5 - k[1, 2])) / k[0, 0]
-    y = (np.arange(height)[:, None] + 0.5 - k[1, 2]) / k[1, 1]
-    return np.sqrt(1.0 + x**2 + y**2).astype(np.float32)
+    return np.linalg.norm(pixel_rays(K, width, height), axis=-1).astype(np.float32)
 
 
 def check_view(rgb: np.ndarray, depth: np.ndarray, width: int, height: int) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.cameras import validate_c2w, validate_K
+from models.cameras import pixel_rays, validate_c2w
 from models.scene import Frame
 
 __all__ = [
@@ -100,14 +100,8 @@ def unproject_depth(depth: np.ndarray | torch.Tensor, K: np.ndarray, c2w: np.nda
     """
     d = torch.as_tensor(depth, dtype=torch.float32)
     h, w = d.shape
-    k = validate_K(K, w, h)
     pose = validate_c2w(c2w)
-    # Ray of each pixel in camera axes, scaled so its z is 1: K^-1 [u, v, 1].
-    k_inv = torch.as_tensor(np.linalg.inv(k), dtype=torch.float32)
-    u = torch.arange(w, dtype=torch.float32) + 0.5
-    v = torch.arange(h, dtype=torch.float32) + 0.5
-    pix = torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(())), dim=-1)
-    rays = pix @ k_inv.T  # [H, W, 3], z == 1
+    rays = torch.as_tensor(pixel_rays(K, w, h), dtype=torch.float32)  # [H, W, 3], z == 1
     rot = torch.as_tensor(pose[:3, :3], dtype=torch.float32)
     t = torch.as_tensor(pose[:3, 3], dtype=torch.float32)
     return (rays * d[..., None]) @ rot.T + t

@@ -222,3 +222,14 @@ def test_shared_vectors_are_current() -> None:
         np.testing.assert_allclose(rot, pub["ue_rotation_pitch_yaw_roll_deg"], atol=1e-7)
     for pub in published["fov"]:
         np.testing.assert_allclose(pub["K"], cameras.K_from_hfov(pub["hfov_deg"], pub["width"], pub["height"]))
+
+
+def test_pixel_rays_hit_their_pixel_centres() -> None:
+    K = np.array([[200.0, 0.0, 60.0], [0.0, 180.0, 45.0], [0.0, 0.0, 1.0]])
+    rays = cameras.pixel_rays(K, 120, 90)
+    assert rays.shape == (90, 120, 3)
+    np.testing.assert_allclose(rays[..., 2], 1.0)
+    uv, z = cameras.project(rays.reshape(-1, 3) * 3.0, K, np.eye(4))
+    v, u = np.divmod(np.arange(90 * 120), 120)
+    np.testing.assert_allclose(uv, np.column_stack([u + 0.5, v + 0.5]), atol=1e-9)
+    np.testing.assert_allclose(z, 3.0)
