@@ -332,6 +332,9 @@ class Server:
 
     def _handle(self, identity: bytes, msg: P.Message) -> P.Message | None:
         rid = msg.id
+        session = self._sessions.get(self._session_of.get(identity, ""))
+        if session is not None:
+            session.last_seen = time.monotonic()  # any message, pings included, keeps a session alive
         if msg.type == P.PING:
             return P.Message(P.PONG, rid, {"t_client": msg.fields.get("t_client"), "t_server": time.time(),
                                            "queued": len(self._scheduler)})
@@ -339,10 +342,9 @@ class Server:
             return self._hello(identity, msg)
         if msg.type not in P.REQUEST_TYPES:
             raise P.ProtocolError(P.E_MALFORMED, f"unknown message type {msg.type!r}; requests are {list(P.REQUEST_TYPES)}", rid)
-        session = self._session_of.get(identity)
-        if session is None or session not in self._sessions:
+        if session is None:
             raise P.ProtocolError(P.E_NO_SESSION, "send hello first (or again: your session expired)", rid)
-        self._sessions[session].last_seen = time.monotonic()
+        session = session.id
         if msg.type == P.RENDER:
             return self._render(identity, session, msg)
         if msg.type == P.OPEN_SCENE:

@@ -248,6 +248,16 @@ def test_idle_sessions_expire_with_their_scenes(make_server):
         c.render(open_scene(c), pose(0.0))
 
 
+def test_pings_keep_a_session_alive(make_server):
+    server = make_server(client_timeout_s=0.5)
+    with Client(server.endpoint, timeout_s=2) as c:
+        scene = open_scene(c)
+        for _ in range(8):  # 1.6 s of pings, three timeouts' worth
+            c.ping()
+            time.sleep(0.2)
+        assert c.render(scene, pose(0.0)).rgb.shape == (24, 32, 3)
+
+
 def test_scheduler_is_round_robin_and_latest_wins():
     sched = Scheduler()
 
