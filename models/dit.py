@@ -57,7 +57,8 @@ class DiTConfig:
     latent pixel (to read K in pixels and pool the anchor mask). ``anchor_mask_channel``:
     feed the pooled anchor mask as an extra input channel (zeros for the other views).
     ``ref_isolated``: reference tokens attend only to reference tokens, so their per-layer
-    keys/values depend on the reference alone (cacheable across frames).
+    keys/values depend on the reference alone: the forward runs the reference on its own
+    first (``reference_kv``), and a server can cache that across frames.
     """
 
     name: str
@@ -231,8 +232,8 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention, optionally with PRoPE transforms, a boolean mask, and
-    extra (cached) keys/values appended to the tokens' own."""
+    """Multi-head self-attention, optionally with PRoPE transforms and extra (e.g. cached)
+    keys/values appended to the tokens' own."""
 
     def __init__(self, hidden_size: int, num_heads: int):
         super().__init__()
@@ -244,11 +245,9 @@ class SelfAttention(nn.Module):
         self,
         x: torch.Tensor,
         prope: PRoPETransforms | None,
-        mask: torch.Tensor | None,
         extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x``: (B, N, D); ``mask``: (N, N) bool, True where a query may attend to a key;
-        ``extra_kv``: keys and values (B, heads, M, head_dim) of other tokens, already
+        """``x``: (B, N, D); ``extra_kv``: keys and values (B, heads, M, head_dim) of other tokens, already
         transformed. Returns the output (B, N, D) and this layer's own keys and values
         (B, heads, N, head_dim), after PRoPE."""
         b, n, d = x.shape
@@ -259,7 +258,7 @@ class SelfAttention(nn.Module):
             q = prope.queries(q)
             k, v = prope.keys_values(qkv[1:])  # keys and values share P^-1: one pass
         keys, values = (k, v) if extra_kv is None else (torch.cat([k, extra_kv[0]], 2), torch.cat([v, extra_kv[1]], 2))
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        out = F.scaled_dot_product_attention(q, keys, values)
         if prope is not None:
             out = prope.outputs(out)
         return self.proj(out.transpose(1, 2).reshape(b, n, d)), k, v
@@ -286,14 +285,13 @@ class DiTBlock(nn.Module):
         x: torch.Tensor,
         t6: torch.Tensor,
         prope: PRoPETransforms | None,
-        mask: torch.Tensor | None,
         extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``t6``: (B, 6 * D), the shared ``t_block`` output."""
         b, _, d = x.shape
         mod = self.scale_shift_table[None] + t6.reshape(b, 6, d)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=1)  # (B, 1, D)
-        attn, k, v = self.attn(modulate(self.norm1(x), shift_msa, scale_msa), prope, mask, extra_kv)
+        attn, k, v = self.attn(modulate(self.norm1(x), shift_msa, scale_msa), prope, extra_kv)
         x = x + gate_msa * attn
         x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         return x, k, v
@@ -422,18 +420,18 @@ class WorldFMDiT(nn.Module):
         ``tgt_c2w``: (B, 4, 4) metres. Returns (B, C_out, h, w); C_out = 2C with learned
         sigma (the first C channels are the prediction the samplers use).
         """
+        if self.config.ref_isolated:  # the reference first, on its own; then target + anchor
+            keys, values = self.reference_kv(ref_latent, ref_K, t)
+            return self.forward_with_reference_kv(
+                z_t, t, anchor_latent, anchor_mask, keys, values, ref_K, ref_c2w, tgt_K, tgt_c2w
+            )
         views = [self._mask_channel(z_t, None), self._mask_channel(anchor_latent, anchor_mask), self._mask_channel(ref_latent, None)]
         c2w = normalise_cameras(ref_c2w, tgt_c2w, self.config.pose_scale_m)  # (B, 3, 4, 4)
         Ks = torch.stack([tgt_K, tgt_K, ref_K], dim=1).float()  # (B, 3, 3, 3)
         x, prope = self._tokens(views, Ks, c2w, first_view=0)
-        mask = None
-        if self.config.ref_isolated:
-            token_view = token_grid(*self._grid(z_t))[0].to(x.device)
-            is_ref = token_view == REFERENCE
-            mask = ~(is_ref[:, None] & ~is_ref[None, :])  # (N, N): reference queries see only reference keys
         t_emb, t6 = self._timestep(t, x.dtype)
         for block in self.blocks:
-            x, _, _ = block(x, t6, prope, mask)
+            x, _, _ = block(x, t6, prope)
         return self._target_output(x, t_emb, *self._grid(z_t))
 
     def reference_kv(self, ref_latent: torch.Tensor, ref_K: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -451,7 +449,7 @@ class WorldFMDiT(nn.Module):
         _, t6 = self._timestep(t, x.dtype)
         keys, values = [], []
         for block in self.blocks:
-            x, k, v = block(x, t6, prope, None)
+            x, k, v = block(x, t6, prope)
             keys.append(k)
             values.append(v)
         return torch.stack(keys), torch.stack(values)
@@ -477,7 +475,7 @@ class WorldFMDiT(nn.Module):
         x, prope = self._tokens(views, Ks, c2w, first_view=0)
         t_emb, t6 = self._timestep(t, x.dtype)
         for block, k, v in zip(self.blocks, ref_keys, ref_values):
-            x, _, _ = block(x, t6, prope, None, (k, v))
+            x, _, _ = block(x, t6, prope, (k, v))
         return self._target_output(x, t_emb, *self._grid(z_t))
 
     def _grid(self, latent: torch.Tensor) -> tuple[int, int]:
