@@ -91,6 +91,9 @@ class SceneInfo:
 class Client:
     """A connection to one bridge server. Not thread-safe: use one client per thread.
 
+    The server expires sessions idle for ``welcome["client_timeout_ms"]``; a client that
+    may idle longer should call :meth:`ping` every ``welcome["heartbeat_ms"]``.
+
     ``server_key``: the server's CurveZMQ public key (z85 bytes) when it runs encrypted;
     the client then makes an ephemeral key pair unless ``client_keys`` (public, secret) is given.
     """
@@ -107,6 +110,7 @@ class Client:
         self._ids = itertools.count(1)
         self._inbox: deque[P.Message] = deque()
         self._async: dict[int, float] = {}  # request id -> perf_counter at send
+        self._lost: deque[BridgeError] = deque()  # async renders forgotten by a reconnect, for poll()
         self._sock: zmq.Socket | None = None
         self.stray_replies = 0  # replies to no outstanding request (e.g. late ones after a reconnect)
         self.welcome: dict = {}
@@ -137,8 +141,10 @@ class Client:
             self._sock.close(0)
         self._open_socket()
         self._inbox.clear()
-        for rid in list(self._async):  # their replies would come to the old socket
-            del self._async[rid]
+        for rid in self._async:  # their replies would come to the old socket: answer them here
+            self._lost.append(BridgeError("connection_lost", "the client reconnected before this render was "
+                                          "answered; send the pose again", rid))
+        self._async.clear()
         msg = P.Message(P.HELLO, next(self._ids), {"client": self.name, "session": self.session})
         self._send(msg)
         self.welcome = self._wait(msg.id, self.timeout_s).fields
@@ -281,11 +287,17 @@ class Client:
 
     @property
     def outstanding(self) -> int:
-        """Async renders not answered yet."""
-        return len(self._async)
+        """Async renders not answered yet (by the server or, after a reconnect, by the client)."""
+        return len(self._async) + len(self._lost)
 
     def poll(self, timeout_s: float = 0.0) -> FrameReply | Superseded | BridgeError | None:
-        """The next answer to an async render (a frame, superseded, or the error), or None on timeout."""
+        """The next answer to an async render (a frame, superseded, or the error), or None on timeout.
+
+        Every async render is answered once; renders outstanding when the client had to
+        reconnect come back as ``BridgeError`` with code ``connection_lost``.
+        """
+        if self._lost:
+            return self._lost.popleft()
         deadline = time.monotonic() + timeout_s
         while True:
             msg = self._inbox.popleft() if self._inbox else self._recv(deadline - time.monotonic())

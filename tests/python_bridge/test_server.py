@@ -376,3 +376,19 @@ def test_server_side_paths_stay_under_the_data_root(tmp_path, make_server):
             with pytest.raises(BridgeError) as err:
                 c.open_scene_path(bad)
             assert err.value.code == code
+
+
+def test_async_renders_outstanding_at_a_reconnect_are_answered_by_the_client(make_server):
+    stub = StubPipeline(gated=True)
+    server = make_server(stub)
+    with Client(server.endpoint, timeout_s=0.3, retries=1) as c:
+        scene = open_scene(c)
+        rid = c.render_async(scene, pose(1.0))
+        assert stub.started.acquire(timeout=5)  # the render is running and will not finish yet
+        c._reconnect()  # what a timed-out blocking request does (Lazy Pirate)
+        assert c.outstanding == 1
+        lost = c.poll(0)
+        assert isinstance(lost, BridgeError) and lost.code == "connection_lost" and lost.id == rid
+        assert c.outstanding == 0
+        stub.gate.set()
+        assert c.poll(0.3) is None  # the late frame went to the old socket, not to this one
