@@ -27,13 +27,30 @@ void PackEnvelope(FPacker& Packer, const char* Type, uint64_t Id, uint32_t Extra
 	Packer.pack_uint64(Id);
 }
 
+/**
+ * A float64 always, as Python's msgpack writes floats. (msgpack-cxx's pack_double writes
+ * integral values such as 1.0 as integers: valid, but not the bytes the shared vectors hold.)
+ */
+void PackFloat64(msgpack::sbuffer& Buffer, double Value)
+{
+	uint64_t Bits;
+	std::memcpy(&Bits, &Value, sizeof(Bits));
+	char Bytes[9];
+	Bytes[0] = static_cast<char>(0xcb);
+	for (int I = 0; I < 8; ++I)
+	{
+		Bytes[1 + I] = static_cast<char>((Bits >> (56 - 8 * I)) & 0xff);  // big-endian
+	}
+	Buffer.write(Bytes, sizeof(Bytes));
+}
+
 template <size_t N>
-void PackMatrix(FPacker& Packer, const std::array<double, N>& Matrix)
+void PackMatrix(FPacker& Packer, msgpack::sbuffer& Buffer, const std::array<double, N>& Matrix)
 {
 	Packer.pack_array(N);
 	for (double Value : Matrix)
 	{
-		Packer.pack_double(Value);
+		PackFloat64(Buffer, Value);
 	}
 }
 
@@ -348,19 +365,23 @@ void DecodeFields(const FFields& Fields, FReply& Reply)
 					}
 				}
 			}
-			if (Reply.Blobs.size() != 1)
+			// The image, and with "anchor": true in the request the anchor rendering after it.
+			if (Reply.Blobs.empty() || Reply.Blobs.size() > 2)
 			{
-				Fail("a frame carries exactly one image; got " + std::to_string(Reply.Blobs.size()) + " binary frames");
+				Fail("a frame carries one image (two with the anchor); got " + std::to_string(Reply.Blobs.size()) +
+				     " binary frames");
 			}
-			const FBlobView& Image = Reply.Blobs[0];
-			const bool RawShapeOk = Image.Shape.size() == 3 && Image.Shape[0] == F.Height && Image.Shape[1] == F.Width &&
-			                        Image.Shape[2] == 3;
-			if (Image.Float32 || (!F.Jpeg && !RawShapeOk) || (F.Jpeg && Image.Shape.size() != 1))
+			for (const FBlobView& Image : Reply.Blobs)
 			{
-				std::ostringstream Out;
-				Out << "frame image does not match its header: size " << F.Width << "x" << F.Height << ", encoding "
-				    << (F.Jpeg ? "jpeg (uint8 [n])" : "raw (uint8 [h, w, 3])");
-				Fail(Out.str());
+				const bool RawShapeOk = Image.Shape.size() == 3 && Image.Shape[0] == F.Height && Image.Shape[1] == F.Width &&
+				                        Image.Shape[2] == 3;
+				if (Image.Float32 || (!F.Jpeg && !RawShapeOk) || (F.Jpeg && Image.Shape.size() != 1))
+				{
+					std::ostringstream Out;
+					Out << "frame image does not match its header: size " << F.Width << "x" << F.Height << ", encoding "
+					    << (F.Jpeg ? "jpeg (uint8 [n])" : "raw (uint8 [h, w, 3])");
+					Fail(Out.str());
+				}
 			}
 			break;
 		}
@@ -415,7 +436,7 @@ FEncodedMessage EncodePing(uint64_t Id, double ClientTimestamp)
 	FPacker Packer(&Buffer);
 	PackEnvelope(Packer, "ping", Id, 1);
 	Packer.pack(std::string_view("t_client"));
-	Packer.pack_double(ClientTimestamp);
+	PackFloat64(Buffer, ClientTimestamp);
 	return Finish(Buffer);
 }
 
@@ -426,10 +447,10 @@ FEncodedMessage EncodeViews(uint64_t Id, const std::string& Scene, const std::st
 	msgpack::sbuffer Buffer;
 	FPacker Packer(&Buffer);
 	PackEnvelope(Packer, Open ? "open_scene" : "add_views", Id, 4);
+	// Field order follows python_bridge.protocol so both ends produce identical bytes
+	// (checked against tests/data/protocol_vectors.json).
 	Packer.pack(std::string_view(Open ? "name" : "scene"));
 	Packer.pack(Open ? Name : Scene);
-	Packer.pack(std::string_view("final"));
-	Packer.pack(Final);
 	Packer.pack(std::string_view("views"));
 	Packer.pack_array(static_cast<uint32_t>(Count));
 	size_t BlobCount = 0;
@@ -444,13 +465,15 @@ FEncodedMessage EncodeViews(uint64_t Id, const std::string& Scene, const std::st
 		Packer.pack(std::string_view("height"));
 		Packer.pack(View.Height);
 		Packer.pack(std::string_view("K"));
-		PackMatrix(Packer, View.K);
+		PackMatrix(Packer, Buffer, View.K);
 		Packer.pack(std::string_view("c2w"));
-		PackMatrix(Packer, View.CameraToWorld);
+		PackMatrix(Packer, Buffer, View.CameraToWorld);
 		Packer.pack(std::string_view("depth"));
 		Packer.pack(!View.Depth.empty());
 		BlobCount += View.Depth.empty() ? 1 : 2;
 	}
+	Packer.pack(std::string_view("final"));
+	Packer.pack(Final);
 	FEncodedMessage Message;
 	Packer.pack(std::string_view("blobs"));
 	Packer.pack_array(static_cast<uint32_t>(BlobCount));
@@ -491,15 +514,11 @@ FEncodedMessage EncodeRender(uint64_t Id, const std::string& Scene, const FRende
 	Packer.pack(std::string_view("scene"));
 	Packer.pack(Scene);
 	Packer.pack(std::string_view("c2w"));
-	PackMatrix(Packer, Request.CameraToWorld);
-	Packer.pack(std::string_view("t_client"));
-	Packer.pack_double(Request.ClientTimestamp);
-	Packer.pack(std::string_view("encoding"));
-	Packer.pack(std::string_view(Request.Jpeg ? "jpeg" : "raw"));
+	PackMatrix(Packer, Buffer, Request.CameraToWorld);
 	if (Request.K)
 	{
 		Packer.pack(std::string_view("K"));
-		PackMatrix(Packer, *Request.K);
+		PackMatrix(Packer, Buffer, *Request.K);
 	}
 	if (Request.Size)
 	{
@@ -508,6 +527,10 @@ FEncodedMessage EncodeRender(uint64_t Id, const std::string& Scene, const FRende
 		Packer.pack(Request.Size->first);
 		Packer.pack(Request.Size->second);
 	}
+	Packer.pack(std::string_view("t_client"));
+	PackFloat64(Buffer, Request.ClientTimestamp);
+	Packer.pack(std::string_view("encoding"));
+	Packer.pack(std::string_view(Request.Jpeg ? "jpeg" : "raw"));
 	if (Request.Steps)
 	{
 		Packer.pack(std::string_view("steps"));
