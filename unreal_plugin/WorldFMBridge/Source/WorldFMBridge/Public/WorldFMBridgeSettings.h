@@ -20,7 +20,8 @@ public:
 	FString ServerEndpoint;
 
 	/**
-	 * The server's CurveZMQ public key (40 Z85 characters, printed by `worldfm serve --make-keys`).
+	 * The server's CurveZMQ public key: the 40-character public-key value in server.key,
+	 * written by `worldfm serve --make-keys DIR`.
 	 * Required for a server bound beyond loopback; leave empty for a local server.
 	 */
 	UPROPERTY(Config, EditAnywhere, Category = "Server")

@@ -44,8 +44,9 @@ struct FClientConfig
 	int ReconnectBackoffMaxMs = 3000;
 	/**
 	 * CurveZMQ encryption (a server bound beyond loopback requires it): the server's
-	 * public key as 40 Z85 characters (`worldfm serve --make-keys` prints it). Empty:
-	 * plain TCP. The client key pair is generated per client unless both are given.
+	 * public key as 40 Z85 characters (the public-key line of server.key written by
+	 * `worldfm serve --make-keys DIR`). Empty: plain TCP. The client key pair is
+	 * generated per client unless both are given.
 	 */
 	std::string CurveServerKey;
 	std::string CurvePublicKey;
