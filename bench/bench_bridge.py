@@ -97,10 +97,25 @@ def bench_overhead(rounds: int, iters: int) -> None:
     c2w = np.eye(4)
     sample = client.render(scene, c2w)  # the exact reply the bare echo will send back
     request = P.encode(P.Message(P.RENDER, 1, client._render_fields(scene, c2w, None, None, "raw", None, None)))
-    reply = P.encode(P.Message(P.FRAME, 1, {"scene": scene, "c2w": P.flat(c2w), "K": P.flat(sample.K),
-                                            "size": [SIZE, SIZE], "encoding": "raw", "t_client": 0.0,
-                                            "t_server": 0.0, "reference": 0, "mode": "pass-through",
-                                            "timings": sample.timings}, [np.array(sample.rgb)]))
+    reply = P.encode(
+        P.Message(
+            P.FRAME,
+            1,
+            {
+                "scene": scene,
+                "c2w": P.flat(c2w),
+                "K": P.flat(sample.K),
+                "size": [SIZE, SIZE],
+                "encoding": "raw",
+                "t_client": 0.0,
+                "t_server": 0.0,
+                "reference": 0,
+                "mode": "pass-through",
+                "timings": sample.timings,
+            },
+            [np.array(sample.rgb)],
+        )
+    )
     request, reply = [bytes(f) for f in request], [bytes(f) for f in reply]
     box, stop = [], threading.Event()
     echo_thread = threading.Thread(target=bare_echo, args=(box, reply, stop), daemon=True)
@@ -130,8 +145,10 @@ def bench_overhead(rounds: int, iters: int) -> None:
     mb, mr = float(np.median(bare)), float(np.median(bridge))
     print(f"bare echo : {percentiles(bare)}")
     print(f"bridge    : {percentiles(bridge)}")
-    print(f"median ratio bridge/bare = {mr / mb:.2f}x (target <= 1.3x); added at the median = {mr - mb:.3f} ms "
-          f"(target <= 2 ms); reply {sum(len(f) for f in reply)} bytes")
+    print(
+        f"median ratio bridge/bare = {mr / mb:.2f}x (target <= 1.3x); added at the median = {mr - mb:.3f} ms "
+        f"(target <= 2 ms); reply {sum(len(f) for f in reply)} bytes"
+    )
 
 
 # ---------------------------------------------------------------------- 2. load
@@ -170,8 +187,10 @@ def rss_mb() -> float:
 
 
 def bench_load(clients: int, seconds: float, rate_hz: float, infer_ms: float) -> None:
-    print(f"\n== 2. load: {clients} client processes x {rate_hz:g} Hz for {seconds:g} s, "
-          f"model {infer_ms:g} ms/frame (256x256 raw)")
+    print(
+        f"\n== 2. load: {clients} client processes x {rate_hz:g} Hz for {seconds:g} s, "
+        f"model {infer_ms:g} ms/frame (256x256 raw)"
+    )
     server = Server(PassThrough(infer_ms), ServerConfig(bind="tcp://127.0.0.1:*")).start()
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
@@ -180,12 +199,14 @@ def bench_load(clients: int, seconds: float, rate_hz: float, infer_ms: float) ->
         p.start()
     pinger = Client(server.endpoint, timeout_s=5)
     time.sleep(2.0)  # let the children start and open their scenes
+    t_start = time.monotonic()
     rss_start, pings, samples = rss_mb(), [], []
-    t_end = time.monotonic() + max(0.0, seconds - 3.0)
+    t_end, next_sample = t_start + max(0.0, seconds - 3.0), t_start
     while time.monotonic() < t_end:
         pings.append(pinger.ping())
-        if len(pings) % 100 == 0:
-            samples.append(rss_mb())
+        if time.monotonic() >= next_sample:
+            samples.append((time.monotonic() - t_start, rss_mb()))
+            next_sample += max(1.0, seconds / 20)
         time.sleep(0.05)
     rss_end = rss_mb()
     reports = [results.get(timeout=seconds + 60) for _ in procs]
@@ -195,14 +216,20 @@ def bench_load(clients: int, seconds: float, rate_hz: float, infer_ms: float) ->
     stats = dict(server.stats)
     server.stop()
     total = {k: sum(r[k] for r in reports) for k in reports[0]}
-    exact = all(r["frame"] + r["superseded"] + r["error"] == r["sent"] and r["unanswered"] == 0 and r["stray"] == 0
-                for r in reports)
+    exact = all(
+        r["frame"] + r["superseded"] + r["error"] == r["sent"] and r["unanswered"] == 0 and r["stray"] == 0
+        for r in reports
+    )
     print(f"pings ({len(pings)}) : {percentiles(pings)}  (target p99 <= 20 ms)")
-    print(f"renders: sent {total['sent']}, frames {total['frame']}, superseded {total['superseded']}, "
-          f"errors {total['error']}, unanswered {total['unanswered']} -> every render answered exactly once: {exact}")
+    print(
+        f"renders: sent {total['sent']}, frames {total['frame']}, superseded {total['superseded']}, "
+        f"errors {total['error']}, unanswered {total['unanswered']} -> every render answered exactly once: {exact}"
+    )
     print(f"server-side: {stats}")
-    print(f"RSS of the server process: {rss_start:.1f} MB at start, {rss_end:.1f} MB at end "
-          f"(min {min(samples or [rss_end]):.1f}, max {max(samples or [rss_end]):.1f})")
+    print(
+        f"RSS of the server process: {rss_start:.1f} MB at start, {rss_end:.1f} MB at end; over time (s: MB): "
+        + ", ".join(f"{t:.0f}: {mb:.1f}" for t, mb in samples)
+    )
 
 
 # ---------------------------------------------------------------------- 3. end to end

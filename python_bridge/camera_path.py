@@ -79,10 +79,18 @@ def load_camera_path(path: str | Path) -> CameraPath:
 
 def save_camera_path(path: str | Path, camera_path: CameraPath) -> None:
     """Write ``camera_path`` in the format :func:`load_camera_path` reads."""
-    Path(path).write_text(json.dumps({
-        "width": camera_path.size[0], "height": camera_path.size[1], "K": camera_path.K.tolist(),
-        "fps": camera_path.fps, "c2w": camera_path.poses.tolist(),
-    }, indent=1))
+    Path(path).write_text(
+        json.dumps(
+            {
+                "width": camera_path.size[0],
+                "height": camera_path.size[1],
+                "K": camera_path.K.tolist(),
+                "fps": camera_path.fps,
+                "c2w": camera_path.poses.tolist(),
+            },
+            indent=1,
+        )
+    )
 
 
 def interpolate_poses(keyframes: np.ndarray, n: int) -> np.ndarray:

@@ -98,10 +98,17 @@ class Client:
     the client then makes an ephemeral key pair unless ``client_keys`` (public, secret) is given.
     """
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_s: float = 5.0, retries: int = 3,
-                 name: str = "python", server_key: bytes | None = None,
-                 client_keys: tuple[bytes, bytes] | None = None, context: zmq.Context | None = None,
-                 connect: bool = True) -> None:
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        name: str = "python",
+        server_key: bytes | None = None,
+        client_keys: tuple[bytes, bytes] | None = None,
+        context: zmq.Context | None = None,
+        connect: bool = True,
+    ) -> None:
         self.endpoint, self.timeout_s, self.retries, self.name = endpoint, timeout_s, retries, name
         self._ctx = context or zmq.Context.instance()
         self._server_key = server_key
@@ -142,8 +149,13 @@ class Client:
         self._open_socket()
         self._inbox.clear()
         for rid in self._async:  # their replies would come to the old socket: answer them here
-            self._lost.append(BridgeError("connection_lost", "the client reconnected before this render was "
-                                          "answered; send the pose again", rid))
+            self._lost.append(
+                BridgeError(
+                    "connection_lost",
+                    "the client reconnected before this render was answered; send the pose again",
+                    rid,
+                )
+            )
         self._async.clear()
         msg = P.Message(P.HELLO, next(self._ids), {"client": self.name, "session": self.session})
         self._send(msg)
@@ -184,8 +196,14 @@ class Client:
                 raise BridgeError(msg.fields.get("code", "?"), msg.fields.get("message", ""), rid)
             return msg
 
-    def _request(self, mtype: str, fields: dict, blobs: Sequence[np.ndarray] = (), retry: bool = True,
-                 timeout_s: float | None = None) -> P.Message:
+    def _request(
+        self,
+        mtype: str,
+        fields: dict,
+        blobs: Sequence[np.ndarray] = (),
+        retry: bool = True,
+        timeout_s: float | None = None,
+    ) -> P.Message:
         """Send one request and wait for its reply, reconnecting and resending on timeouts."""
         timeout_s = timeout_s or self.timeout_s
         attempts = 1 + (self.retries if retry else 0)
@@ -197,14 +215,21 @@ class Client:
             except TimeoutError:
                 if attempt + 1 == attempts:
                     break
-                log.warning("no reply from %s in %.1f s; reconnecting (%d/%d)", self.endpoint, timeout_s,
-                            attempt + 1, self.retries)
+                log.warning(
+                    "no reply from %s in %.1f s; reconnecting (%d/%d)",
+                    self.endpoint,
+                    timeout_s,
+                    attempt + 1,
+                    self.retries,
+                )
                 try:
                     self._reconnect()
                 except TimeoutError:
                     continue
-        raise ServerUnavailable(f"{self.endpoint} did not answer {mtype} after {attempts} attempt(s) of "
-                                f"{timeout_s:g} s; is `worldfm serve` running there (and the CurveZMQ key right)?")
+        raise ServerUnavailable(
+            f"{self.endpoint} did not answer {mtype} after {attempts} attempt(s) of "
+            f"{timeout_s:g} s; is `worldfm serve` running there (and the CurveZMQ key right)?"
+        )
 
     # ------------------------------------------------------------------ API
 
@@ -214,13 +239,14 @@ class Client:
         self._request(P.PING, {"t_client": time.time()})
         return (time.perf_counter() - t0) * 1e3
 
-    def open_scene(self, frames: Sequence[Frame], name: str = "scene", batch: int = 16,
-                   build_timeout_s: float = 300.0) -> SceneInfo:
+    def open_scene(
+        self, frames: Sequence[Frame], name: str = "scene", batch: int = 16, build_timeout_s: float = 300.0
+    ) -> SceneInfo:
         """Upload posed views (``models.scene.Frame``, depth recommended) in batches; wait for the build."""
         if not frames:
             raise ValueError("open_scene needs at least one view")
         batch = max(1, min(batch, int(self.welcome.get("limits", {}).get("max_views_per_message", batch))))
-        chunks = [frames[i:i + batch] for i in range(0, len(frames), batch)]
+        chunks = [frames[i : i + batch] for i in range(0, len(frames), batch)]
         scene = None
         for i, chunk in enumerate(chunks):
             descs, blobs = P.view_fields(chunk)
@@ -233,21 +259,32 @@ class Client:
                 fields["scene"] = scene
                 mtype = P.ADD_VIEWS
             # Uploads are not resent on timeout: a resend could open the scene twice.
-            reply = self._request(mtype, fields, blobs, retry=False,
-                                  timeout_s=build_timeout_s if final else max(self.timeout_s, 30.0))
+            reply = self._request(
+                mtype, fields, blobs, retry=False, timeout_s=build_timeout_s if final else max(self.timeout_s, 30.0)
+            )
             scene = reply.fields["scene"]
         return _scene_info(reply)
 
     def open_scene_path(self, path: str, name: str = "scene", build_timeout_s: float = 300.0) -> SceneInfo:
         """Open a dataset folder or meta.json that lives on the server (if it allows paths)."""
-        return _scene_info(self._request(P.OPEN_SCENE, {"path": path, "name": name}, retry=False,
-                                         timeout_s=build_timeout_s))
+        return _scene_info(
+            self._request(P.OPEN_SCENE, {"path": path, "name": name}, retry=False, timeout_s=build_timeout_s)
+        )
 
     def close_scene(self, scene: str) -> None:
         self._request(P.CLOSE_SCENE, {"scene": scene})
 
-    def _render_fields(self, scene: str, c2w: np.ndarray, K: np.ndarray | None, size: tuple[int, int] | None,
-                       encoding: str, steps: int | None, seed: int | None, anchor: bool = False) -> dict:
+    def _render_fields(
+        self,
+        scene: str,
+        c2w: np.ndarray,
+        K: np.ndarray | None,
+        size: tuple[int, int] | None,
+        encoding: str,
+        steps: int | None,
+        seed: int | None,
+        anchor: bool = False,
+    ) -> dict:
         fields = {"scene": scene, "c2w": P.flat(c2w), "t_client": time.time(), "encoding": encoding}
         if anchor:
             fields["anchor"] = True
@@ -261,23 +298,41 @@ class Client:
             fields["seed"] = int(seed)
         return fields
 
-    def render(self, scene: str, c2w: np.ndarray, K: np.ndarray | None = None, size: tuple[int, int] | None = None,
-               encoding: str = "raw", steps: int | None = None, seed: int | None = None,
-               timeout_s: float | None = None, anchor: bool = False) -> FrameReply:
+    def render(
+        self,
+        scene: str,
+        c2w: np.ndarray,
+        K: np.ndarray | None = None,
+        size: tuple[int, int] | None = None,
+        encoding: str = "raw",
+        steps: int | None = None,
+        seed: int | None = None,
+        timeout_s: float | None = None,
+        anchor: bool = False,
+    ) -> FrameReply:
         """Render one frame and wait for it. c2w (4, 4) metres, K (3, 3) pixels of ``size`` (W, H).
 
         ``seed`` fixes the generator noise; ``anchor`` also returns the anchor rendering.
         """
         t0 = time.perf_counter()
-        reply = self._request(P.RENDER, self._render_fields(scene, c2w, K, size, encoding, steps, seed, anchor),
-                              timeout_s=timeout_s)
+        reply = self._request(
+            P.RENDER, self._render_fields(scene, c2w, K, size, encoding, steps, seed, anchor), timeout_s=timeout_s
+        )
         if reply.type == P.SUPERSEDED:  # only when async renders were outstanding as well
             raise BridgeError("superseded", "a newer render replaced this one", reply.id)
         return _frame(reply, (time.perf_counter() - t0) * 1e3)
 
-    def render_async(self, scene: str, c2w: np.ndarray, K: np.ndarray | None = None,
-                     size: tuple[int, int] | None = None, encoding: str = "raw", steps: int | None = None,
-                     seed: int | None = None, anchor: bool = False) -> int:
+    def render_async(
+        self,
+        scene: str,
+        c2w: np.ndarray,
+        K: np.ndarray | None = None,
+        size: tuple[int, int] | None = None,
+        encoding: str = "raw",
+        steps: int | None = None,
+        seed: int | None = None,
+        anchor: bool = False,
+    ) -> int:
         """Queue a render without waiting; returns its request id. Collect replies with :meth:`poll`."""
         fields = self._render_fields(scene, c2w, K, size, encoding, steps, seed, anchor)
         msg = P.Message(P.RENDER, next(self._ids), fields)
@@ -323,11 +378,22 @@ def _scene_info(msg: P.Message) -> SceneInfo:
 def _frame(msg: P.Message, latency_ms: float) -> FrameReply:
     f = msg.fields
     if msg.type != P.FRAME or len(msg.blobs) not in (1, 2):
-        raise BridgeError(P.E_MALFORMED, f"expected a frame with an image; got {msg.type} with {len(msg.blobs)}", msg.id)
+        raise BridgeError(
+            P.E_MALFORMED, f"expected a frame with an image; got {msg.type} with {len(msg.blobs)}", msg.id
+        )
     images = [_image(blob, f.get("encoding"), tuple(f["size"]), msg.id) for blob in msg.blobs]
-    return FrameReply(msg.id, images[0], np.asarray(f["c2w"]).reshape(4, 4), np.asarray(f["K"]).reshape(3, 3),
-                      f.get("reference"), f.get("mode", "?"), f.get("timings", {}), f.get("t_client"), latency_ms,
-                      images[1] if len(images) == 2 else None)
+    return FrameReply(
+        msg.id,
+        images[0],
+        np.asarray(f["c2w"]).reshape(4, 4),
+        np.asarray(f["K"]).reshape(3, 3),
+        f.get("reference"),
+        f.get("mode", "?"),
+        f.get("timings", {}),
+        f.get("t_client"),
+        latency_ms,
+        images[1] if len(images) == 2 else None,
+    )
 
 
 def _image(blob: np.ndarray, encoding: str | None, size: tuple[int, int], rid: int | None) -> np.ndarray:

@@ -45,16 +45,20 @@ class DemoReport:
     outputs: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [f"{self.frames} frames, {self.fps:.1f} frames/s sustained, mode {self.mode} "
-                 f"(model {self.model}, {self.provider})",
-                 f"{'stage':<16}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"]
+        lines = [
+            f"{self.frames} frames, {self.fps:.1f} frames/s sustained, mode {self.mode} "
+            f"(model {self.model}, {self.provider})",
+            f"{'stage':<16}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}",
+        ]
         rows = {"client latency": self.latency_ms, **self.stages}
         for name, values in rows.items():
             p50, p95, p99 = np.percentile(values, [50, 95, 99])
             lines.append(f"{name:<16}{p50:>9.1f}{p95:>9.1f}{p99:>9.1f}")
         if self.psnr_generated is not None:
-            lines.append(f"PSNR vs ground truth on the strip frames: generated {self.psnr_generated:.2f} dB, "
-                         f"anchor {self.psnr_anchor:.2f} dB")
+            lines.append(
+                f"PSNR vs ground truth on the strip frames: generated {self.psnr_generated:.2f} dB, "
+                f"anchor {self.psnr_anchor:.2f} dB"
+            )
         lines += [f"wrote {p}" for p in self.outputs]
         return "\n".join(lines)
 
@@ -68,10 +72,18 @@ def make_scene(seed: int, kind: str, views: int, size: int):
     scene = generate_scene(seed, kind)
     cameras, info = plan_cameras(scene, views, size, size)
     renderer = Renderer(scene)
-    frames = [renderer.render(cam, name=f"view_{i:03d}") for i, cam in
-              enumerate(tqdm(cameras, desc="source views", unit="view", leave=False))]
-    log.info("procedural %s scene (seed %d): %d views along a %s path, baseline %.2f m", kind, seed, views,
-             info["trajectory"], info["baseline_m"])
+    frames = [
+        renderer.render(cam, name=f"view_{i:03d}")
+        for i, cam in enumerate(tqdm(cameras, desc="source views", unit="view", leave=False))
+    ]
+    log.info(
+        "procedural %s scene (seed %d): %d views along a %s path, baseline %.2f m",
+        kind,
+        seed,
+        views,
+        info["trajectory"],
+        info["baseline_m"],
+    )
     return renderer, frames
 
 
@@ -81,8 +93,11 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None):
 
     folder = model or (DEFAULT_MODEL if (DEFAULT_MODEL / "manifest.json").is_file() else None)
     if folder is None:
-        log.warning("no model at %s (pass --model DIR to use one): running the FALLBACK, "
-                    "point-cloud anchor + classical hole filling, no generator", DEFAULT_MODEL)
+        log.warning(
+            "no model at %s (pass --model DIR to use one): running the FALLBACK, "
+            "point-cloud anchor + classical hole filling, no generator",
+            DEFAULT_MODEL,
+        )
         return FramePipeline(None)
     from python_bridge.engine import Engine
 
@@ -92,7 +107,7 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None):
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB of two uint8 images."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0 ** 2 / mse)
+    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
@@ -102,9 +117,18 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-def run_demo(out_dir: Path = Path("demo"), model: Path | None = None, frames: int = 48, views: int = 12,
-             size: int = 256, steps: int | None = None, seed: int = 0, kind: str = "indoor",
-             provider: str = "auto", fps: float = 24.0) -> DemoReport:
+def run_demo(
+    out_dir: Path = Path("demo"),
+    model: Path | None = None,
+    frames: int = 48,
+    views: int = 12,
+    size: int = 256,
+    steps: int | None = None,
+    seed: int = 0,
+    kind: str = "indoor",
+    provider: str = "auto",
+    fps: float = 24.0,
+) -> DemoReport:
     """Run the demo end to end and return its measurements (see the module docstring)."""
     import imageio.v2 as imageio
 
@@ -120,15 +144,23 @@ def run_demo(out_dir: Path = Path("demo"), model: Path | None = None, frames: in
     path = interpolate_poses(np.stack([f.camera.c2w for f in source]), frames)
     strip_at = set(np.linspace(0, frames - 1, STRIP_ROWS).round().astype(int).tolist())
     generated, strip, latency, stages = [], [], [], {}
-    with Server(pipeline, ServerConfig(bind="tcp://127.0.0.1:*")).start() as server, \
-            Client(server.endpoint, timeout_s=60, name="worldfm-demo") as client:
+    with (
+        Server(pipeline, ServerConfig(bind="tcp://127.0.0.1:*")).start() as server,
+        Client(server.endpoint, timeout_s=60, name="worldfm-demo") as client,
+    ):
         info = client.open_scene(source, name=f"procedural-{kind}-{seed}")
-        log.info("scene %s: %d points, %d reference candidates, built in %.0f ms", info.scene, info.points,
-                 info.candidates, info.build_ms)
+        log.info(
+            "scene %s: %d points, %d reference candidates, built in %.0f ms",
+            info.scene,
+            info.points,
+            info.candidates,
+            info.build_ms,
+        )
         start = time.perf_counter()
         for i, c2w in enumerate(tqdm(path, desc="flythrough", unit="frame")):
-            reply = client.render(info.scene, c2w, K=K, size=(size, size), seed=seed * 100_003 + i,
-                                  anchor=i in strip_at)
+            reply = client.render(
+                info.scene, c2w, K=K, size=(size, size), seed=seed * 100_003 + i, anchor=i in strip_at
+            )
             generated.append(np.array(reply.rgb))
             latency.append(reply.latency_ms)
             for stage, ms in reply.timings.items():
@@ -137,8 +169,9 @@ def run_demo(out_dir: Path = Path("demo"), model: Path | None = None, frames: in
                 strip.append((i, reply))
         elapsed = time.perf_counter() - start
         describe = client.welcome["model"]
-    report = DemoReport(frames, frames / elapsed, reply.mode, describe.get("name", "?"),
-                        describe.get("provider", "?"), latency, stages)
+    report = DemoReport(
+        frames, frames / elapsed, reply.mode, describe.get("name", "?"), describe.get("provider", "?"), latency, stages
+    )
     video = out_dir / "flythrough.mp4"
     imageio.mimwrite(video, generated, fps=fps, quality=8, macro_block_size=1)
     rows, ps_gen, ps_anchor = [], [], []
@@ -148,8 +181,17 @@ def run_demo(out_dir: Path = Path("demo"), model: Path | None = None, frames: in
         anchor = reply.anchor_rgb if reply.anchor_rgb is not None else np.zeros_like(truth)
         ps_gen.append(psnr(reply.rgb, truth))
         ps_anchor.append(psnr(anchor, truth))
-        rows.append(np.concatenate([_label(ref, f"reference #{reply.reference}"), _label(anchor, "anchor"),
-                                    _label(reply.rgb, "generated" if reply.mode == "model" else "fallback: anchor + fill"), _label(truth, "ground truth")], 1))
+        rows.append(
+            np.concatenate(
+                [
+                    _label(ref, f"reference #{reply.reference}"),
+                    _label(anchor, "anchor"),
+                    _label(reply.rgb, "generated" if reply.mode == "model" else "fallback: anchor + fill"),
+                    _label(truth, "ground truth"),
+                ],
+                1,
+            )
+        )
     strip_path = out_dir / "strip.png"
     imageio.imwrite(strip_path, np.concatenate(rows, 0))
     report.psnr_generated, report.psnr_anchor = float(np.mean(ps_gen)), float(np.mean(ps_anchor))

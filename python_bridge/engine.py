@@ -84,8 +84,16 @@ class Manifest:
                 actual = _sha256(folder / fname)
                 if actual != digest:
                     raise ModelFolderError(f"{folder / fname}: sha256 {actual} does not match the manifest; re-export")
-        return cls(folder, str(m.get("name", folder.name)), image_size, latent_shape, steps, graphs,
-                   str(m.get("dtype", "fp32")), dict(m.get("config", {})))
+        return cls(
+            folder,
+            str(m.get("name", folder.name)),
+            image_size,
+            latent_shape,
+            steps,
+            graphs,
+            str(m.get("dtype", "fp32")),
+            dict(m.get("config", {})),
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -145,8 +153,14 @@ class Engine:
     IO binding.
     """
 
-    def __init__(self, folder: str | Path, provider: str = "auto", threads: int | None = None,
-                 verify: bool = True, warmup: bool = True) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        provider: str = "auto",
+        threads: int | None = None,
+        verify: bool = True,
+        warmup: bool = True,
+    ) -> None:
         import onnxruntime as ort
 
         self._ort = ort
@@ -210,9 +224,18 @@ class Engine:
         image = rgb.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
         return self._run("encoder", {"image": image})
 
-    def generate(self, steps: int, anchor_latent, anchor_mask: np.ndarray, ref_latent,
-                 ref_K: np.ndarray, ref_c2w: np.ndarray, tgt_K: np.ndarray, tgt_c2w: np.ndarray,
-                 rng: np.random.Generator):
+    def generate(
+        self,
+        steps: int,
+        anchor_latent,
+        anchor_mask: np.ndarray,
+        ref_latent,
+        ref_K: np.ndarray,
+        ref_c2w: np.ndarray,
+        tgt_K: np.ndarray,
+        tgt_c2w: np.ndarray,
+        rng: np.random.Generator,
+    ):
         """One distilled sample -> latent OrtValue (1, C, h, w).
 
         ``anchor_mask`` (H, W) bool/float, 1 where the point cloud covers the pixel. K (3, 3)
@@ -223,14 +246,19 @@ class Engine:
             raise ValueError(f"this model has {list(self.steps)}-step generators; {steps} steps was asked")
         c, h, w = self.manifest.latent_shape
         noise = rng.standard_normal((1, steps, c, h, w), dtype=np.float32)
-        return self._run(graph, {
-            "noise": noise,
-            "anchor_latent": anchor_latent,
-            "anchor_mask": np.asarray(anchor_mask, dtype=np.float32)[None, None],
-            "ref_latent": ref_latent,
-            "ref_K": np.asarray(ref_K)[None], "ref_c2w": np.asarray(ref_c2w)[None],
-            "tgt_K": np.asarray(tgt_K)[None], "tgt_c2w": np.asarray(tgt_c2w)[None],
-        })
+        return self._run(
+            graph,
+            {
+                "noise": noise,
+                "anchor_latent": anchor_latent,
+                "anchor_mask": np.asarray(anchor_mask, dtype=np.float32)[None, None],
+                "ref_latent": ref_latent,
+                "ref_K": np.asarray(ref_K)[None],
+                "ref_c2w": np.asarray(ref_c2w)[None],
+                "tgt_K": np.asarray(tgt_K)[None],
+                "tgt_c2w": np.asarray(tgt_c2w)[None],
+            },
+        )
 
     def decode(self, latent) -> np.ndarray:
         """Latent OrtValue (1, C, h, w) -> RGB uint8 (H, W, 3)."""
@@ -245,10 +273,13 @@ class Engine:
         K = np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], np.float64)
         latent = self.encode(rgb)
         for s in self.steps:
-            self.decode(self.generate(s, latent, np.ones((h, w)), latent, K, np.eye(4), K, np.eye(4),
-                                      np.random.default_rng(0)))
+            self.decode(
+                self.generate(s, latent, np.ones((h, w)), latent, K, np.eye(4), K, np.eye(4), np.random.default_rng(0))
+            )
         ms = (time.perf_counter() - t0) * 1e3
-        log.info("model %s warmed up in %.0f ms (%s, steps %s)", self.manifest.name, ms, self.provider, list(self.steps))
+        log.info(
+            "model %s warmed up in %.0f ms (%s, steps %s)", self.manifest.name, ms, self.provider, list(self.steps)
+        )
         return ms
 
     def _check_image(self, rgb: np.ndarray) -> None:
@@ -259,6 +290,11 @@ class Engine:
     def describe(self) -> dict:
         """Model and provider info for the ``welcome`` message."""
         h, w = self.image_size
-        return {"name": self.manifest.name, "frame_size": [w, h], "steps": list(self.steps),
-                "latent_shape": list(self.manifest.latent_shape), "dtype": self.manifest.dtype,
-                "provider": self.provider}
+        return {
+            "name": self.manifest.name,
+            "frame_size": [w, h],
+            "steps": list(self.steps),
+            "latent_shape": list(self.manifest.latent_shape),
+            "dtype": self.manifest.dtype,
+            "provider": self.provider,
+        }

@@ -75,7 +75,9 @@ class FramePipeline:
         else:
             self.steps = steps or min(engine.steps)
             if self.steps not in engine.steps:
-                raise ValueError(f"model {engine.manifest.name} has {list(engine.steps)}-step generators, not {self.steps}")
+                raise ValueError(
+                    f"model {engine.manifest.name} has {list(engine.steps)}-step generators, not {self.steps}"
+                )
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -97,16 +99,28 @@ class FramePipeline:
         t0 = time.perf_counter()
         anchor = build_scene(frames, max_points=max_points)
         cloud = to_device(anchor.cloud, "cpu")
-        return BuiltScene(anchor=anchor, cloud=cloud, candidates=list(anchor.frames), points=len(anchor.cloud),
-                          build_ms=(time.perf_counter() - t0) * 1e3)
+        return BuiltScene(
+            anchor=anchor,
+            cloud=cloud,
+            candidates=list(anchor.frames),
+            points=len(anchor.cloud),
+            build_ms=(time.perf_counter() - t0) * 1e3,
+        )
 
     def default_K(self, scene: BuiltScene, size: tuple[int, int]) -> np.ndarray:
         """Intrinsics for a request without K: the first candidate's, rescaled to ``size`` (W, H)."""
         cam = scene.candidates[0].camera
         return scale_K(cam.K, (cam.width, cam.height), size)
 
-    def render(self, scene: BuiltScene, c2w: np.ndarray, K: np.ndarray | None = None,
-               size: tuple[int, int] | None = None, steps: int | None = None, seed: int | None = None) -> RenderResult:
+    def render(
+        self,
+        scene: BuiltScene,
+        c2w: np.ndarray,
+        K: np.ndarray | None = None,
+        size: tuple[int, int] | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+    ) -> RenderResult:
         """One frame at camera (K (3, 3) pixels of ``size`` (W, H), c2w (4, 4) metres).
 
         ``seed`` fixes the generator noise (the same seed gives the same frame); without it

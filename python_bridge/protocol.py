@@ -200,7 +200,8 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
             f"header lists {len(descs)} binary frames but {len(frames) - 1} followed it",
             rid,
         )
-    blobs = [_wrap_blob(d, _frame_buffer(f), i, rid, limits) for i, (d, f) in enumerate(zip(descs, frames[1:]))]
+    parts = zip(descs, frames[1:], strict=True)
+    blobs = [_wrap_blob(d, _frame_buffer(f), i, rid, limits) for i, (d, f) in enumerate(parts)]
     fields = {k: v for k, v in header.items() if k not in ("v", "type", "id")}
     return Message(mtype, rid, fields, blobs)
 
@@ -217,7 +218,9 @@ def _wrap_blob(desc: Any, buf: memoryview, index: int, rid: int | None, limits: 
     dtype = _DTYPES[desc["dtype"]]
     expected = math.prod(shape) * dtype.itemsize
     if expected > limits.max_message_bytes:
-        raise ProtocolError(E_LIMIT, f"{where}: {expected} bytes exceeds the {limits.max_message_bytes} byte limit", rid)
+        raise ProtocolError(
+            E_LIMIT, f"{where}: {expected} bytes exceeds the {limits.max_message_bytes} byte limit", rid
+        )
     if len(buf) != expected:
         raise ProtocolError(
             E_MALFORMED, f"{where}: {desc['dtype']} {shape} needs {expected} bytes; the frame has {len(buf)}", rid
@@ -238,7 +241,9 @@ def require(fields: dict, name: str, types: type | tuple, rid: int | None, optio
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise ProtocolError(E_BAD_REQUEST, f"field '{name}' must be {_type_names(types)}; got a boolean", rid)
     if not isinstance(value, types):
-        raise ProtocolError(E_BAD_REQUEST, f"field '{name}' must be {_type_names(types)}; got {type(value).__name__}", rid)
+        raise ProtocolError(
+            E_BAD_REQUEST, f"field '{name}' must be {_type_names(types)}; got {type(value).__name__}", rid
+        )
     return value
 
 
@@ -362,7 +367,9 @@ def parse_views(msg: Message, limits: Limits) -> list:
             )
         name = v.get("name", f"view{i}")
         if not isinstance(name, str) or len(name) > limits.max_name_chars:
-            raise ProtocolError(E_BAD_REQUEST, f"views[{i}].name must be a string of <= {limits.max_name_chars} chars", rid)
+            raise ProtocolError(
+                E_BAD_REQUEST, f"views[{i}].name must be a string of <= {limits.max_name_chars} chars", rid
+            )
         K = intrinsics(v.get("K"), w, h, rid)
         c2w = pose(v.get("c2w"), f"views[{i}].c2w", rid)
         rgb = next(blob_iter)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -55,7 +54,6 @@ class SceneState:
     views: list[Frame] = field(default_factory=list)
     built: BuiltScene | None = None
     building: bool = False
-    created: float = field(default_factory=time.monotonic)
 
 
 class SceneStore:
@@ -71,7 +69,8 @@ class SceneStore:
             owned = sum(1 for s in self._scenes.values() if s.owner == owner)
             if owned >= self._max:
                 raise ProtocolError(
-                    E_LIMIT, f"this session already has {owned} scenes open (limit {self._max}); close one first",
+                    E_LIMIT,
+                    f"this session already has {owned} scenes open (limit {self._max}); close one first",
                     request_id,
                 )
             scene = SceneState(id="s-" + secrets.token_hex(8), owner=owner, name=name)

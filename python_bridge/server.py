@@ -172,8 +172,13 @@ class Server:
     (only used when ``config.data_root`` is set).
     """
 
-    def __init__(self, pipeline: Any, config: ServerConfig | None = None,
-                 load_path: Callable[[Path], list] | None = None, context: zmq.Context | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        config: ServerConfig | None = None,
+        load_path: Callable[[Path], list] | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.config = config or ServerConfig()
         self.limits = self.config.limits
@@ -217,8 +222,9 @@ class Server:
                 raise ValueError(f"{cfg.curve_secret_file} holds no secret key; pass the server's .key_secret file")
             self._auth = ThreadAuthenticator(self._ctx)
             self._auth.start()
-            self._auth.configure_curve(domain="*", location=str(cfg.authorized_dir) if cfg.authorized_dir
-                                       else zmq.auth.CURVE_ALLOW_ANY)
+            self._auth.configure_curve(
+                domain="*", location=str(cfg.authorized_dir) if cfg.authorized_dir else zmq.auth.CURVE_ALLOW_ANY
+            )
             sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
         sock.bind(cfg.bind)
         return sock
@@ -247,12 +253,15 @@ class Server:
 
     def serve_forever(self) -> None:
         """The I/O loop; returns after :meth:`stop`, having answered everything still queued."""
-        self._threads = [threading.Thread(target=self._worker, name=f"worldfm-render-{i}", daemon=True)
-                         for i in range(self.config.workers)]
+        self._threads = [
+            threading.Thread(target=self._worker, name=f"worldfm-render-{i}", daemon=True)
+            for i in range(self.config.workers)
+        ]
         for t in self._threads:
             t.start()
-        log.info("serving on %s (%s, %d worker(s))", self.endpoint, self.pipeline.describe().get("name"),
-                 self.config.workers)
+        log.info(
+            "serving on %s (%s, %d worker(s))", self.endpoint, self.pipeline.describe().get("name"), self.config.workers
+        )
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._pull, zmq.POLLIN)
@@ -336,12 +345,17 @@ class Server:
         if session is not None:
             session.last_seen = time.monotonic()  # any message, pings included, keeps a session alive
         if msg.type == P.PING:
-            return P.Message(P.PONG, rid, {"t_client": msg.fields.get("t_client"), "t_server": time.time(),
-                                           "queued": len(self._scheduler)})
+            return P.Message(
+                P.PONG,
+                rid,
+                {"t_client": msg.fields.get("t_client"), "t_server": time.time(), "queued": len(self._scheduler)},
+            )
         if msg.type == P.HELLO:
             return self._hello(identity, msg)
         if msg.type not in P.REQUEST_TYPES:
-            raise P.ProtocolError(P.E_MALFORMED, f"unknown message type {msg.type!r}; requests are {list(P.REQUEST_TYPES)}", rid)
+            raise P.ProtocolError(
+                P.E_MALFORMED, f"unknown message type {msg.type!r}; requests are {list(P.REQUEST_TYPES)}", rid
+            )
         if session is None:
             raise P.ProtocolError(P.E_NO_SESSION, "send hello first (or again: your session expired)", rid)
         session = session.id
@@ -364,25 +378,32 @@ class Server:
             raise P.ProtocolError(P.E_BAD_REQUEST, "'session' must be 8-64 characters of [A-Za-z0-9_-]", msg.id)
         session = session or secrets.token_hex(16)
         if session not in self._sessions and len(self._sessions) >= self.limits.max_sessions:
-            raise P.ProtocolError(P.E_LIMIT, f"the server has {len(self._sessions)} sessions (its limit); "
-                                  "try again when idle ones have expired", msg.id)
+            raise P.ProtocolError(
+                P.E_LIMIT,
+                f"the server has {len(self._sessions)} sessions (its limit); try again when idle ones have expired",
+                msg.id,
+            )
         now = time.monotonic()
         state = self._sessions.setdefault(session, _Session(session, client[:64], now))
         state.last_seen = now
         state.identities.add(identity)
         self._session_of[identity] = session
-        return P.Message(P.WELCOME, msg.id, {
-            "server": SERVER_NAME,
-            "protocol": P.PROTOCOL_VERSION,
-            "session": session,
-            "model": self.pipeline.describe(),
-            "frame_size": list(self.pipeline.frame_size),
-            "encodings": list(P.ENCODINGS),
-            "heartbeat_ms": self.config.heartbeat_ms,
-            "client_timeout_ms": int(self.config.client_timeout_s * 1000),
-            "server_paths": self.config.data_root is not None and self._load_path is not None,
-            "limits": self.limits.as_dict(),
-        })
+        return P.Message(
+            P.WELCOME,
+            msg.id,
+            {
+                "server": SERVER_NAME,
+                "protocol": P.PROTOCOL_VERSION,
+                "session": session,
+                "model": self.pipeline.describe(),
+                "frame_size": list(self.pipeline.frame_size),
+                "encodings": list(P.ENCODINGS),
+                "heartbeat_ms": self.config.heartbeat_ms,
+                "client_timeout_ms": int(self.config.client_timeout_s * 1000),
+                "server_paths": self.config.data_root is not None and self._load_path is not None,
+                "limits": self.limits.as_dict(),
+            },
+        )
 
     def _own_scene(self, session: str, msg: P.Message) -> SceneState:
         scene = self._scenes.get(P.require(msg.fields, "scene", str, msg.id), msg.id)
@@ -408,8 +429,9 @@ class Server:
 
     def _add_views(self, identity: bytes, scene: SceneState, msg: P.Message) -> P.Message | None:
         if scene.built is not None or scene.building:
-            raise P.ProtocolError(P.E_BAD_REQUEST, f"scene {scene.id} is already built; open a new scene for more views",
-                                  msg.id)
+            raise P.ProtocolError(
+                P.E_BAD_REQUEST, f"scene {scene.id} is already built; open a new scene for more views", msg.id
+            )
         views = P.parse_views(msg, self.limits)
         final = P.require(msg.fields, "final", bool, msg.id, optional=True)
         return self._accept_views(identity, scene, views, final is not False, msg.id)
@@ -418,14 +440,20 @@ class Server:
         if len(scene.views) + len(views) > self.limits.max_views_per_scene:
             self._scenes.close(scene.id, rid)
             raise P.ProtocolError(
-                P.E_LIMIT, f"scene {scene.id} would hold {len(scene.views) + len(views)} views; the limit is "
-                f"{self.limits.max_views_per_scene} (the scene was dropped)", rid)
+                P.E_LIMIT,
+                f"scene {scene.id} would hold {len(scene.views) + len(views)} views; the limit is "
+                f"{self.limits.max_views_per_scene} (the scene was dropped)",
+                rid,
+            )
         nbytes = sum(f.rgb.nbytes + (f.depth.nbytes if f.depth is not None else 0) for f in [*scene.views, *views])
         if nbytes > self.limits.max_scene_bytes:
             self._scenes.close(scene.id, rid)
             raise P.ProtocolError(
-                P.E_LIMIT, f"scene {scene.id} would hold {nbytes} bytes of images; the limit is "
-                f"{self.limits.max_scene_bytes} (the scene was dropped)", rid)
+                P.E_LIMIT,
+                f"scene {scene.id} would hold {nbytes} bytes of images; the limit is "
+                f"{self.limits.max_scene_bytes} (the scene was dropped)",
+                rid,
+            )
         scene.views.extend(views)
         if not final:
             return P.Message(P.VIEWS_ADDED, rid, {"scene": scene.id, "views": len(scene.views)})
@@ -439,8 +467,12 @@ class Server:
     def _server_path(self, path: str, rid: int | None) -> Path:
         root = self.config.data_root
         if root is None or self._load_path is None:
-            raise P.ProtocolError(P.E_NOT_ALLOWED, "this server does not open server-side paths; upload views instead "
-                                  "(start it with --data-root to allow paths)", rid)
+            raise P.ProtocolError(
+                P.E_NOT_ALLOWED,
+                "this server does not open server-side paths; upload views instead "
+                "(start it with --data-root to allow paths)",
+                rid,
+            )
         resolved = (root / path).resolve()
         if not resolved.is_relative_to(root.resolve()):
             raise P.ProtocolError(P.E_NOT_ALLOWED, f"path {path!r} leaves the server's data root", rid)
@@ -473,8 +505,13 @@ class Server:
             if job is not None:
                 self._reply_to(job.identity, P.error(P.E_NO_SESSION, "session expired", job.request.id))
             dropped = self._scenes.drop_owner(sid)
-            log.info("session %s (%s) idle for %.0f s: expired, %d scene(s) dropped",
-                     sid[:8], state.client, self.config.client_timeout_s, len(dropped))
+            log.info(
+                "session %s (%s) idle for %.0f s: expired, %d scene(s) dropped",
+                sid[:8],
+                state.client,
+                self.config.client_timeout_s,
+                len(dropped),
+            )
 
     # ------------------------------------------------------------------ worker threads
 
@@ -517,16 +554,31 @@ class Server:
             blobs = [encode_image(result.rgb, req.encoding, req.quality)]
             if req.anchor and result.anchor is not None:
                 blobs.append(encode_image(result.anchor, req.encoding, req.quality))
-            timings = {"queue_ms": (started - job.received) * 1e3, **result.timings,
-                       "image_encode_ms": (time.perf_counter() - t_enc) * 1e3}
+            timings = {
+                "queue_ms": (started - job.received) * 1e3,
+                **result.timings,
+                "image_encode_ms": (time.perf_counter() - t_enc) * 1e3,
+            }
             timings["total_ms"] = (time.perf_counter() - job.received) * 1e3
             self._count("frames")
             h, w = result.rgb.shape[:2]
-            return P.Message(P.FRAME, rid, {
-                "scene": job.scene.id, "c2w": P.flat(result.c2w), "K": P.flat(result.K), "size": [w, h],
-                "encoding": req.encoding, "t_client": req.t_client, "t_server": time.time(),
-                "reference": result.reference, "mode": result.mode, "timings": timings,
-            }, blobs)
+            return P.Message(
+                P.FRAME,
+                rid,
+                {
+                    "scene": job.scene.id,
+                    "c2w": P.flat(result.c2w),
+                    "K": P.flat(result.K),
+                    "size": [w, h],
+                    "encoding": req.encoding,
+                    "t_client": req.t_client,
+                    "t_server": time.time(),
+                    "reference": result.reference,
+                    "mode": result.mode,
+                    "timings": timings,
+                },
+                blobs,
+            )
         except P.ProtocolError as exc:
             return P.error_from(exc, rid)
         except ValueError as exc:  # camera or request values the pipeline cannot use
@@ -539,15 +591,32 @@ class Server:
         try:
             views = frames()
             if len(views) > self.limits.max_views_per_scene:
-                raise P.ProtocolError(P.E_LIMIT, f"the scene has {len(views)} views; the limit is "
-                                      f"{self.limits.max_views_per_scene}", rid)
+                raise P.ProtocolError(
+                    P.E_LIMIT, f"the scene has {len(views)} views; the limit is {self.limits.max_views_per_scene}", rid
+                )
             built = self.pipeline.build(views, self.limits.max_points)
             scene.built, scene.building = built, False
-            log.info("scene %s (%s): %d views -> %d points, %d candidates in %.0f ms", scene.id, scene.name,
-                     len(views), built.points, len(built.candidates), built.build_ms)
-            reply = P.Message(P.SCENE_READY, rid, {"scene": scene.id, "name": scene.name, "views": len(views),
-                                                   "points": built.points, "candidates": len(built.candidates),
-                                                   "build_ms": built.build_ms})
+            log.info(
+                "scene %s (%s): %d views -> %d points, %d candidates in %.0f ms",
+                scene.id,
+                scene.name,
+                len(views),
+                built.points,
+                len(built.candidates),
+                built.build_ms,
+            )
+            reply = P.Message(
+                P.SCENE_READY,
+                rid,
+                {
+                    "scene": scene.id,
+                    "name": scene.name,
+                    "views": len(views),
+                    "points": built.points,
+                    "candidates": len(built.candidates),
+                    "build_ms": built.build_ms,
+                },
+            )
         except Exception as exc:
             try:
                 self._scenes.close(scene.id, rid)

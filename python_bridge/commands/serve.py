@@ -16,36 +16,67 @@ log = logging.getLogger(__name__)
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, default=None,
-                        help="exported model folder (manifest.json + ONNX); default models/weights/demo-256 if "
-                             "present, else the anchor + hole-filling fallback")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="exported model folder (manifest.json + ONNX); default models/weights/demo-256 if "
+        "present, else the anchor + hole-filling fallback",
+    )
     parser.add_argument("--steps", type=int, default=None, help="generator steps (1 or 2; default: the model's fewest)")
-    parser.add_argument("--provider", choices=["auto", "cuda", "cpu"], default="auto",
-                        help="ONNX Runtime execution provider (default auto: CUDA when usable)")
+    parser.add_argument(
+        "--provider",
+        choices=["auto", "cuda", "cpu"],
+        default="auto",
+        help="ONNX Runtime execution provider (default auto: CUDA when usable)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    serve = subparsers.add_parser("serve", help="run the real-time inference server (ZeroMQ, protocol v1)",
-                                  description="Serve generated frames to game engines and scripts over ZeroMQ. "
-                                              "See docs/protocol.md.")
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the real-time inference server (ZeroMQ, protocol v1)",
+        description="Serve generated frames to game engines and scripts over ZeroMQ. See docs/protocol.md.",
+    )
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="endpoint (default tcp://127.0.0.1:5555)")
     _add_model_args(serve)
     serve.add_argument("--workers", type=int, default=1, help="render worker threads (default 1)")
-    serve.add_argument("--data-root", type=Path, default=None,
-                       help="let clients open dataset folders under this directory by path (default: uploads only)")
-    serve.add_argument("--curve-keys", type=Path, default=None,
-                       help="folder with server.key_secret (CurveZMQ); required to bind a non-loopback address")
-    serve.add_argument("--authorized-keys", type=Path, default=None,
-                       help="folder of client public keys (*.key) to accept; default: any client with the server key")
-    serve.add_argument("--make-keys", type=Path, default=None, metavar="DIR",
-                       help="write a CurveZMQ key pair for the server and one client into DIR, then exit")
-    serve.add_argument("--insecure", action="store_true",
-                       help="allow a non-loopback bind without encryption (trusted networks only)")
+    serve.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="let clients open dataset folders under this directory by path (default: uploads only)",
+    )
+    serve.add_argument(
+        "--curve-keys",
+        type=Path,
+        default=None,
+        help="folder with server.key_secret (CurveZMQ); required to bind a non-loopback address",
+    )
+    serve.add_argument(
+        "--authorized-keys",
+        type=Path,
+        default=None,
+        help="folder of client public keys (*.key) to accept; default: any client with the server key",
+    )
+    serve.add_argument(
+        "--make-keys",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write a CurveZMQ key pair for the server and one client into DIR, then exit",
+    )
+    serve.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback bind without encryption (trusted networks only)"
+    )
     serve.add_argument("--client-timeout", type=float, default=30.0, help="seconds before an idle client expires")
     serve.set_defaults(func=run_serve)
 
-    demo = subparsers.add_parser("demo", help="procedural scene -> server -> client flythrough video, with timings",
-                                 description="The end-to-end demo on this machine: no GPU or Unreal needed.")
+    demo = subparsers.add_parser(
+        "demo",
+        help="procedural scene -> server -> client flythrough video, with timings",
+        description="The end-to-end demo on this machine: no GPU or Unreal needed.",
+    )
     _add_model_args(demo)
     demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default demo/)")
     demo.add_argument("--frames", type=int, default=48, help="flythrough frames (default 48)")
@@ -55,17 +86,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--kind", choices=["indoor", "outdoor"], default="indoor", help="scene kind (default indoor)")
     demo.set_defaults(func=run_demo)
 
-    path = subparsers.add_parser("render-path", help="render a camera path offline to PNGs and an MP4",
-                                 description="Frame-accurate offline rendering through the same pipeline as the "
-                                             "server. PATH is a camera-path JSON (see python_bridge/camera_path.py) "
-                                             "or a WorldFM meta.json.")
+    path = subparsers.add_parser(
+        "render-path",
+        help="render a camera path offline to PNGs and an MP4",
+        description="Frame-accurate offline rendering through the same pipeline as the "
+        "server. PATH is a camera-path JSON (see python_bridge/camera_path.py) "
+        "or a WorldFM meta.json.",
+    )
     path.add_argument("scene", type=Path, help="dataset scene folder (datagen format)")
     path.add_argument("--path", type=Path, required=True, help="camera path JSON or WorldFM meta.json")
     path.add_argument("--out", type=Path, required=True, help="output folder for frame_00000.png ... and path.mp4")
     _add_model_args(path)
     path.add_argument("--seed", type=int, default=0, help="noise seed of frame 0; frame i uses seed + i")
-    path.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None,
-                      help="output size (default: the path's)")
+    path.add_argument(
+        "--size", type=int, nargs=2, metavar=("W", "H"), default=None, help="output size (default: the path's)"
+    )
     path.set_defaults(func=run_render_path)
 
 
@@ -80,8 +115,10 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.curve_keys is not None:
         secret = args.curve_keys / "server.key_secret"
         if not secret.is_file():
-            print(f"error: {secret} not found; create keys with `worldfm serve --make-keys {args.curve_keys}`",
-                  file=sys.stderr)
+            print(
+                f"error: {secret} not found; create keys with `worldfm serve --make-keys {args.curve_keys}`",
+                file=sys.stderr,
+            )
             return 2
     load_path = None
     if args.data_root is not None:
@@ -90,9 +127,16 @@ def run_serve(args: argparse.Namespace) -> int:
         def load_path(p: Path) -> list:
             return read_scene(p).frames
 
-    config = ServerConfig(bind=args.bind, workers=args.workers, client_timeout_s=args.client_timeout,
-                          curve_secret_file=secret, authorized_dir=args.authorized_keys, insecure=args.insecure,
-                          data_root=args.data_root, limits=P.Limits())
+    config = ServerConfig(
+        bind=args.bind,
+        workers=args.workers,
+        client_timeout_s=args.client_timeout,
+        curve_secret_file=secret,
+        authorized_dir=args.authorized_keys,
+        insecure=args.insecure,
+        data_root=args.data_root,
+        limits=P.Limits(),
+    )
     try:
         pipeline = load_pipeline(args.model, args.provider, args.steps)
         server = Server(pipeline, config, load_path=load_path)
@@ -112,8 +156,10 @@ def _make_keys(folder: Path) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     zmq.auth.create_certificates(folder, "server")
     zmq.auth.create_certificates(folder, "client")
-    print(f"wrote server.key / server.key_secret and client.key / client.key_secret to {folder}\n"
-          f"serve with --curve-keys {folder}; give clients server.key (the public key) only")
+    print(
+        f"wrote server.key / server.key_secret and client.key / client.key_secret to {folder}\n"
+        f"serve with --curve-keys {folder}; give clients server.key (the public key) only"
+    )
     return 0
 
 
@@ -123,8 +169,17 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.frames < 2 or args.views < 1 or args.size < 16:
         print("error: need --frames >= 2, --views >= 1 and --size >= 16", file=sys.stderr)
         return 2
-    report = demo(out_dir=args.out, model=args.model, frames=args.frames, views=args.views, size=args.size,
-                  steps=args.steps, seed=args.seed, kind=args.kind, provider=args.provider)
+    report = demo(
+        out_dir=args.out,
+        model=args.model,
+        frames=args.frames,
+        views=args.views,
+        size=args.size,
+        steps=args.steps,
+        seed=args.seed,
+        kind=args.kind,
+        provider=args.provider,
+    )
     print(report.summary())
     return 0
 

@@ -28,28 +28,106 @@ def examples() -> list[tuple[str, P.Message]]:
     limits = P.Limits().as_dict()
     return [
         ("hello", P.Message(P.HELLO, 1, {"client": "unreal", "session": "0123456789abcdef"})),
-        ("welcome", P.Message(P.WELCOME, 1, {
-            "server": "worldfm-bridge", "protocol": 1, "session": "0123456789abcdef",
-            "model": {"name": "demo-256", "frame_size": [256, 256], "steps": [1, 2], "latent_shape": [4, 32, 32],
-                      "dtype": "fp32", "provider": "CPUExecutionProvider", "default_steps": 1},
-            "frame_size": [256, 256], "encodings": ["raw", "jpeg"], "heartbeat_ms": 1000, "client_timeout_ms": 30000,
-            "server_paths": False, "limits": limits})),
-        ("open_scene", P.Message(P.OPEN_SCENE, 2, {"name": "room", "views": [VIEW], "final": False},
-                                 [RGB_2x2, DEPTH_2x2])),
+        (
+            "welcome",
+            P.Message(
+                P.WELCOME,
+                1,
+                {
+                    "server": "worldfm-bridge",
+                    "protocol": 1,
+                    "session": "0123456789abcdef",
+                    "model": {
+                        "name": "demo-256",
+                        "frame_size": [256, 256],
+                        "steps": [1, 2],
+                        "latent_shape": [4, 32, 32],
+                        "dtype": "fp32",
+                        "provider": "CPUExecutionProvider",
+                        "default_steps": 1,
+                    },
+                    "frame_size": [256, 256],
+                    "encodings": ["raw", "jpeg"],
+                    "heartbeat_ms": 1000,
+                    "client_timeout_ms": 30000,
+                    "server_paths": False,
+                    "limits": limits,
+                },
+            ),
+        ),
+        (
+            "open_scene",
+            P.Message(P.OPEN_SCENE, 2, {"name": "room", "views": [VIEW], "final": False}, [RGB_2x2, DEPTH_2x2]),
+        ),
         ("views_added", P.Message(P.VIEWS_ADDED, 2, {"scene": "s-00112233aabbccdd", "views": 1})),
-        ("add_views", P.Message(P.ADD_VIEWS, 3, {"scene": "s-00112233aabbccdd", "views": [VIEW], "final": True},
-                                [RGB_2x2, DEPTH_2x2])),
+        (
+            "add_views",
+            P.Message(
+                P.ADD_VIEWS, 3, {"scene": "s-00112233aabbccdd", "views": [VIEW], "final": True}, [RGB_2x2, DEPTH_2x2]
+            ),
+        ),
         ("open_scene_path", P.Message(P.OPEN_SCENE, 4, {"name": "room", "path": "procedural/scene_00000"})),
-        ("scene_ready", P.Message(P.SCENE_READY, 3, {"scene": "s-00112233aabbccdd", "name": "room", "views": 2,
-                                                     "points": 7, "candidates": 2, "build_ms": 12.5})),
-        ("render", P.Message(P.RENDER, 5, {"scene": "s-00112233aabbccdd", "c2w": POSE, "K": K_2x2, "size": [2, 2],
-                                           "t_client": 1700000000.25, "encoding": "raw", "steps": 1, "seed": 42})),
-        ("frame", P.Message(P.FRAME, 5, {
-            "scene": "s-00112233aabbccdd", "c2w": POSE, "K": K_2x2, "size": [2, 2], "encoding": "raw",
-            "t_client": 1700000000.25, "t_server": 1700000000.5, "reference": 1, "mode": "model",
-            "timings": {"queue_ms": 0.5, "anchor_ms": 4.0, "reference_ms": 0.25, "encode_ms": 10.0,
-                        "generate_ms": 50.0, "decode_ms": 12.0, "image_encode_ms": 0.0, "total_ms": 77.0}},
-                              [RGB_2x2])),
+        (
+            "scene_ready",
+            P.Message(
+                P.SCENE_READY,
+                3,
+                {
+                    "scene": "s-00112233aabbccdd",
+                    "name": "room",
+                    "views": 2,
+                    "points": 7,
+                    "candidates": 2,
+                    "build_ms": 12.5,
+                },
+            ),
+        ),
+        (
+            "render",
+            P.Message(
+                P.RENDER,
+                5,
+                {
+                    "scene": "s-00112233aabbccdd",
+                    "c2w": POSE,
+                    "K": K_2x2,
+                    "size": [2, 2],
+                    "t_client": 1700000000.25,
+                    "encoding": "raw",
+                    "steps": 1,
+                    "seed": 42,
+                },
+            ),
+        ),
+        (
+            "frame",
+            P.Message(
+                P.FRAME,
+                5,
+                {
+                    "scene": "s-00112233aabbccdd",
+                    "c2w": POSE,
+                    "K": K_2x2,
+                    "size": [2, 2],
+                    "encoding": "raw",
+                    "t_client": 1700000000.25,
+                    "t_server": 1700000000.5,
+                    "reference": 1,
+                    "mode": "model",
+                    "timings": {
+                        "queue_ms": 0.5,
+                        "anchor_ms": 4.0,
+                        "reference_ms": 0.25,
+                        "encode_ms": 10.0,
+                        "generate_ms": 50.0,
+                        "decode_ms": 12.0,
+                        "image_encode_ms": 0.0,
+                        "total_ms": 77.0,
+                    },
+                },
+                [RGB_2x2],
+            ),
+        ),
         ("superseded", P.Message(P.SUPERSEDED, 6, {"by": 7, "scene": "s-00112233aabbccdd"})),
         ("close_scene", P.Message(P.CLOSE_SCENE, 8, {"scene": "s-00112233aabbccdd"})),
         ("scene_closed", P.Message(P.SCENE_CLOSED, 8, {"scene": "s-00112233aabbccdd"})),
@@ -60,11 +138,19 @@ def examples() -> list[tuple[str, P.Message]]:
 
 
 def main() -> None:
-    vectors = [{"name": name, "type": msg.type, "id": msg.id, "fields": msg.fields,
-                "blobs": [{"dtype": str(b.dtype), "shape": list(b.shape), "values": b.reshape(-1).tolist()}
-                          for b in msg.blobs],
-                "frames_hex": [bytes(f).hex() for f in P.encode(msg)]}
-               for name, msg in examples()]
+    vectors = [
+        {
+            "name": name,
+            "type": msg.type,
+            "id": msg.id,
+            "fields": msg.fields,
+            "blobs": [
+                {"dtype": str(b.dtype), "shape": list(b.shape), "values": b.reshape(-1).tolist()} for b in msg.blobs
+            ],
+            "frames_hex": [bytes(f).hex() for f in P.encode(msg)],
+        }
+        for name, msg in examples()
+    ]
     OUT.write_text(json.dumps({"protocol": P.PROTOCOL_VERSION, "messages": vectors}, indent=1) + "\n")
     print(f"wrote {len(vectors)} messages to {OUT}")
 

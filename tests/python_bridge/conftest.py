@@ -55,7 +55,9 @@ def stub() -> StubPipeline:
 
 @pytest.fixture
 def make_server():
-    """Factory: ``make_server(pipeline, load_path, **config)`` -> a started Server on an ephemeral port; stopped after."""
+    """Factory: ``make_server(pipeline, load_path, **config)`` -> a started Server on an ephemeral port.
+
+    Every server made is stopped after the test."""
     servers = []
 
     def factory(pipeline=None, load_path=None, **config) -> Server:

@@ -36,8 +36,13 @@ class StubPipeline:
 
     def build(self, frames: list, max_points: int = 0) -> BuiltScene:
         self.built_views.append(len(frames))
-        return BuiltScene(anchor=None, cloud=None, candidates=list(frames), points=sum(f.rgb.shape[0] * f.rgb.shape[1]
-                          for f in frames), build_ms=0.1)
+        return BuiltScene(
+            anchor=None,
+            cloud=None,
+            candidates=list(frames),
+            points=sum(f.rgb.shape[0] * f.rgb.shape[1] for f in frames),
+            build_ms=0.1,
+        )
 
     def render(self, scene: BuiltScene, c2w, K=None, size=None, steps=None, seed=None) -> RenderResult:
         self.started.release()

@@ -31,8 +31,26 @@ def test_demo_writes_video_and_strip_without_a_model(tmp_path, capsys):
 
 def test_demo_with_the_tiny_model(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--model", str(tiny_model_dir), "--frames", "2", "--views", "2", "--size", "32",
-                 "--steps", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--model",
+                str(tiny_model_dir),
+                "--frames",
+                "2",
+                "--views",
+                "2",
+                "--size",
+                "32",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = capsys.readouterr().out
     assert "mode model" in report and "generate_ms" in report and "tiny-untrained" in report
 
@@ -50,13 +68,30 @@ def test_render_path_is_frame_accurate(tmp_path, dataset_scene, tiny_model_dir):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        assert main(["render-path", str(dataset_scene), "--path", str(path_file), "--out", str(out),
-                     "--model", str(tiny_model_dir), "--steps", "2", "--seed", "9"]) == 0
+        assert (
+            main(
+                [
+                    "render-path",
+                    str(dataset_scene),
+                    "--path",
+                    str(path_file),
+                    "--out",
+                    str(out),
+                    "--model",
+                    str(tiny_model_dir),
+                    "--steps",
+                    "2",
+                    "--seed",
+                    "9",
+                ]
+            )
+            == 0
+        )
         frames = sorted(out.glob("frame_*.png"))
         assert [f.name for f in frames] == [f"frame_{i:05d}.png" for i in range(4)]
         assert (out / "path.mp4").is_file()
         runs.append([imageio.imread(f) for f in frames])
-    for a, b in zip(*runs):
+    for a, b in zip(*runs, strict=True):
         assert a.shape == (24, 32, 3)
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(runs[0][0], runs[0][3])
@@ -117,8 +152,12 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
     probe = zmq.Context.instance().socket(zmq.ROUTER)
     port = probe.bind_to_random_port("tcp://127.0.0.1")
     probe.close(0)
-    proc = subprocess.Popen([sys.executable, "-m", "python_bridge.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "python_bridge.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with Client(f"tcp://127.0.0.1:{port}", timeout_s=30, retries=0) as c:
             assert c.welcome["model"]["name"] == "anchor-fallback"

@@ -34,8 +34,9 @@ def test_providers_end_with_cpu_and_engine_uses_the_first(engine):
 def run(engine: Engine, steps: int, seed: int, anchor: np.ndarray) -> np.ndarray:
     K = np.array([[32.0, 0, 16], [0, 32, 16], [0, 0, 1]])
     latent = engine.encode(anchor)
-    out = engine.generate(steps, latent, np.ones((32, 32)), latent, K, np.eye(4), K, np.eye(4),
-                          np.random.default_rng(seed))
+    out = engine.generate(
+        steps, latent, np.ones((32, 32)), latent, K, np.eye(4), K, np.eye(4), np.random.default_rng(seed)
+    )
     return engine.decode(out)
 
 
@@ -54,8 +55,9 @@ def test_bad_calls_say_what_is_wrong(engine):
         engine.encode(np.zeros((16, 16, 3), np.uint8))
     latent = engine.encode(np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="3 steps"):
-        engine.generate(3, latent, np.ones((32, 32)), latent, np.eye(3), np.eye(4), np.eye(3), np.eye(4),
-                        np.random.default_rng(0))
+        engine.generate(
+            3, latent, np.ones((32, 32)), latent, np.eye(3), np.eye(4), np.eye(3), np.eye(4), np.random.default_rng(0)
+        )
 
 
 def test_folder_errors(tiny_model_dir, tmp_path):

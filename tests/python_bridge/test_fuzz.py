@@ -17,20 +17,63 @@ from stub_pipeline import StubPipeline
 
 import zmq
 
-KNOWN_CODES = {P.E_VERSION, P.E_MALFORMED, P.E_BAD_REQUEST, P.E_LIMIT, P.E_UNKNOWN_SCENE, P.E_NO_SESSION,
-               P.E_NOT_ALLOWED, P.E_INTERNAL}
-KEYS = ["v", "type", "id", "scene", "c2w", "K", "size", "views", "blobs", "encoding", "steps", "seed", "session",
-        "client", "path", "final", "name", "t_client", "quality", "width", "height", "depth", "dtype", "shape"]
+KNOWN_CODES = {
+    P.E_VERSION,
+    P.E_MALFORMED,
+    P.E_BAD_REQUEST,
+    P.E_LIMIT,
+    P.E_UNKNOWN_SCENE,
+    P.E_NO_SESSION,
+    P.E_NOT_ALLOWED,
+    P.E_INTERNAL,
+}
+KEYS = [
+    "v",
+    "type",
+    "id",
+    "scene",
+    "c2w",
+    "K",
+    "size",
+    "views",
+    "blobs",
+    "encoding",
+    "steps",
+    "seed",
+    "session",
+    "client",
+    "path",
+    "final",
+    "name",
+    "t_client",
+    "quality",
+    "width",
+    "height",
+    "depth",
+    "dtype",
+    "shape",
+]
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=True),
-                    st.text(max_size=12), st.binary(max_size=12))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=17),
-                                                       st.dictionaries(st.sampled_from(KEYS), inner, max_size=6)),
-                      max_leaves=40)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.binary(max_size=12),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=17), st.dictionaries(st.sampled_from(KEYS), inner, max_size=6)),
+    max_leaves=40,
+)
 headers = st.fixed_dictionaries(
     {},
-    optional={"v": st.one_of(st.just(1), values), "type": st.one_of(st.sampled_from(P.REQUEST_TYPES), values),
-              "id": st.one_of(st.integers(0, 2**40), values)},
+    optional={
+        "v": st.one_of(st.just(1), values),
+        "type": st.one_of(st.sampled_from(P.REQUEST_TYPES), values),
+        "id": st.one_of(st.integers(0, 2**40), values),
+    },
 ).flatmap(lambda base: st.dictionaries(st.sampled_from(KEYS), values, max_size=6).map(lambda extra: {**extra, **base}))
 messages = st.tuples(
     st.one_of(headers.map(lambda h: msgpack.packb(h, use_bin_type=True)), st.binary(max_size=64)),

@@ -58,7 +58,9 @@ def test_many_client_processes_every_render_answered_once(make_server):
     server = make_server(StubPipeline(render_delay_s=0.004))
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=client_process, args=(server.endpoint, SECONDS, RATE_HZ, results)) for _ in range(CLIENTS)]
+    procs = [
+        ctx.Process(target=client_process, args=(server.endpoint, SECONDS, RATE_HZ, results)) for _ in range(CLIENTS)
+    ]
     for p in procs:
         p.start()
     reports = [results.get(timeout=60) for _ in procs]

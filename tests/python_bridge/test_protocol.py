@@ -11,8 +11,8 @@ from conftest import make_views
 from python_bridge import protocol as P
 
 
-def roundtrip(msg: P.Message, limits: P.Limits = P.Limits()) -> P.Message:
-    return P.decode([bytes(f) for f in P.encode(msg)], limits)
+def roundtrip(msg: P.Message) -> P.Message:
+    return P.decode([bytes(f) for f in P.encode(msg)])
 
 
 def test_roundtrip_keeps_fields_and_blobs():
@@ -29,7 +29,13 @@ def test_header_is_a_plain_msgpack_map_and_blobs_raw_bytes():
     rgb = np.full((1, 2, 3), 7, np.uint8)
     frames = P.encode(P.Message(P.PING, 1, {"t_client": 1.5}, [rgb]))
     header = msgpack.unpackb(frames[0], raw=False)
-    assert header == {"v": 1, "type": "ping", "id": 1, "t_client": 1.5, "blobs": [{"dtype": "uint8", "shape": [1, 2, 3]}]}
+    assert header == {
+        "v": 1,
+        "type": "ping",
+        "id": 1,
+        "t_client": 1.5,
+        "blobs": [{"dtype": "uint8", "shape": [1, 2, 3]}],
+    }
     assert bytes(frames[1]) == bytes([7] * 6)
 
 
@@ -61,13 +67,27 @@ def test_decode_from_zmq_frames_is_zero_copy():
         ([msgpack.packb({"v": 1, "type": 3, "id": 1})], P.E_MALFORMED),
         ([msgpack.packb({"v": 1, "type": "ping", "id": -4})], P.E_MALFORMED),
         ([msgpack.packb({"v": 1, "type": "ping", "id": 1}), b"extra"], P.E_MALFORMED),
-        ([msgpack.packb({"v": 1, "type": "ping", "id": 1, "blobs": [{"dtype": "uint8", "shape": [4]}]})], P.E_MALFORMED),
-        ([msgpack.packb({"v": 1, "type": "ping", "id": 1, "blobs": [{"dtype": "uint8", "shape": [4]}]}), b"abc"],
-         P.E_MALFORMED),
-        ([msgpack.packb({"v": 1, "type": "ping", "id": 1, "blobs": [{"dtype": "float64", "shape": [1]}]}), b"x" * 8],
-         P.E_MALFORMED),
-        ([msgpack.packb({"v": 1, "type": "ping", "id": 1, "blobs": [{"dtype": "uint8", "shape": [1 << 20, 1 << 20]}]}),
-          b""], P.E_LIMIT),
+        (
+            [msgpack.packb({"v": 1, "type": "ping", "id": 1, "blobs": [{"dtype": "uint8", "shape": [4]}]})],
+            P.E_MALFORMED,
+        ),
+        (
+            [msgpack.packb({"v": 1, "type": "ping", "id": 1, "blobs": [{"dtype": "uint8", "shape": [4]}]}), b"abc"],
+            P.E_MALFORMED,
+        ),
+        (
+            [msgpack.packb({"v": 1, "type": "ping", "id": 1, "blobs": [{"dtype": "float64", "shape": [1]}]}), b"x" * 8],
+            P.E_MALFORMED,
+        ),
+        (
+            [
+                msgpack.packb(
+                    {"v": 1, "type": "ping", "id": 1, "blobs": [{"dtype": "uint8", "shape": [1 << 20, 1 << 20]}]}
+                ),
+                b"",
+            ],
+            P.E_LIMIT,
+        ),
         ([msgpack.packb({"v": 1, "type": "ping", "id": 1, "pad": "x" * (70 << 10)})], P.E_LIMIT),
     ],
 )
@@ -101,7 +121,7 @@ def test_parse_views_rebuilds_frames():
     views = make_views(3)
     parsed = P.parse_views(views_message(views), P.Limits())
     assert len(parsed) == 3
-    for a, b in zip(parsed, views):
+    for a, b in zip(parsed, views, strict=True):
         np.testing.assert_array_equal(a.rgb, b.rgb)
         np.testing.assert_array_equal(a.depth, b.depth)
         np.testing.assert_allclose(a.camera.c2w, b.camera.c2w)
@@ -170,10 +190,18 @@ def test_parse_render_defaults_and_values():
     req = P.parse_render(render_msg(), P.Limits())
     assert (req.scene, req.K, req.size, req.encoding, req.steps, req.seed) == ("s-1", None, None, "raw", None, None)
     K = np.array([[50.0, 0, 32], [0, 50, 16], [0, 0, 1]])
-    req = P.parse_render(render_msg(K=P.flat(K), size=[64, 32], encoding="jpeg", quality=70, steps=2, seed=3,
-                                    t_client=12.5), P.Limits())
+    req = P.parse_render(
+        render_msg(K=P.flat(K), size=[64, 32], encoding="jpeg", quality=70, steps=2, seed=3, t_client=12.5), P.Limits()
+    )
     np.testing.assert_array_equal(req.K, K)
-    assert (req.size, req.encoding, req.quality, req.steps, req.seed, req.t_client) == ((64, 32), "jpeg", 70, 2, 3, 12.5)
+    assert (req.size, req.encoding, req.quality, req.steps, req.seed, req.t_client) == (
+        (64, 32),
+        "jpeg",
+        70,
+        2,
+        3,
+        12.5,
+    )
 
 
 @pytest.mark.parametrize(
@@ -197,8 +225,12 @@ def test_parse_render_defaults_and_values():
 )
 def test_parse_render_rejects(fields, code):
     with pytest.raises(P.ProtocolError) as err:
-        P.parse_render(render_msg(**fields) if fields.get("scene", 1) is not None else
-                       roundtrip(P.Message(P.RENDER, 9, {"c2w": P.flat(np.eye(4))})), P.Limits())
+        P.parse_render(
+            render_msg(**fields)
+            if fields.get("scene", 1) is not None
+            else roundtrip(P.Message(P.RENDER, 9, {"c2w": P.flat(np.eye(4))})),
+            P.Limits(),
+        )
     assert err.value.code == code and err.value.request_id == 9
 
 

@@ -64,12 +64,20 @@ class TinyDecoder(nn.Module):
 
 def _export(module: nn.Module, args: tuple, names: list[str], output: str, path: Path) -> None:
     torch.onnx.export(
-        module.eval(), args, str(path), input_names=names, output_names=[output],
-        dynamic_axes={n: {0: "batch"} for n in names}, opset_version=17, dynamo=False,
+        module.eval(),
+        args,
+        str(path),
+        input_names=names,
+        output_names=[output],
+        dynamic_axes={n: {0: "batch"} for n in names},
+        opset_version=17,
+        dynamo=False,
     )
 
 
-def export_tiny(folder: Path, image_size: tuple[int, int] = (32, 32), steps: tuple[int, ...] = (1, 2), seed: int = 0) -> Path:
+def export_tiny(
+    folder: Path, image_size: tuple[int, int] = (32, 32), steps: tuple[int, ...] = (1, 2), seed: int = 0
+) -> Path:
     """Write the tiny model folder (manifest.json + four graphs) for H x W ``image_size``; returns it."""
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,14 +89,29 @@ def export_tiny(folder: Path, image_size: tuple[int, int] = (32, 32), steps: tup
         _export(TinyDecoder(), (torch.zeros(1, c, lh, lw),), ["latent"], "image", folder / graphs["decoder"])
         for s in steps:
             graphs[f"generator_{s}"] = f"generator_{s}step.onnx"
-            args = (torch.zeros(1, s, c, lh, lw), torch.zeros(1, c, lh, lw), torch.ones(1, 1, h, w),
-                    torch.zeros(1, c, lh, lw), torch.eye(3)[None], torch.eye(4)[None], torch.eye(3)[None], torch.eye(4)[None])
+            args = (
+                torch.zeros(1, s, c, lh, lw),
+                torch.zeros(1, c, lh, lw),
+                torch.ones(1, 1, h, w),
+                torch.zeros(1, c, lh, lw),
+                torch.eye(3)[None],
+                torch.eye(4)[None],
+                torch.eye(3)[None],
+                torch.eye(4)[None],
+            )
             names = ["noise", "anchor_latent", "anchor_mask", "ref_latent", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w"]
             _export(TinyGenerator(s), args, names, "latent", folder / graphs[f"generator_{s}"])
     manifest = {
-        "format": "worldfm-onnx", "version": 1, "name": "tiny-untrained",
-        "config": {"note": "untrained test fixture"}, "image_size": [h, w], "latent_shape": [c, lh, lw],
-        "steps": list(steps), "opset": 17, "dtype": "fp32", "graphs": graphs,
+        "format": "worldfm-onnx",
+        "version": 1,
+        "name": "tiny-untrained",
+        "config": {"note": "untrained test fixture"},
+        "image_size": [h, w],
+        "latent_shape": [c, lh, lw],
+        "steps": list(steps),
+        "opset": 17,
+        "dtype": "fp32",
+        "graphs": graphs,
         "sha256": {f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in graphs.values()},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
