@@ -41,7 +41,9 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     return 1000.0 * statistics.median(times)
 
 
-def naive_render(xyz: np.ndarray, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> np.ndarray:
+def naive_render(
+    xyz: np.ndarray, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarray, width: int, height: int
+) -> np.ndarray:
     """Per-point Python loop over a NumPy z-buffer: the obvious implementation."""
     uv, z = project(xyz, K, c2w)
     depth = np.full((height, width), np.inf)
@@ -54,7 +56,9 @@ def naive_render(xyz: np.ndarray, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarra
     return image
 
 
-def numpy_render(xyz: np.ndarray, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> np.ndarray:
+def numpy_render(
+    xyz: np.ndarray, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarray, width: int, height: int
+) -> np.ndarray:
     """Vectorised NumPy z-buffer (sort by depth, first write per pixel wins): a fair CPU baseline."""
     uv, z = project(xyz, K, c2w)
     col, row = np.floor(uv[:, 0]), np.floor(uv[:, 1])
@@ -103,8 +107,14 @@ def onnx_core_ms(xyz_t: torch.Tensor, proj: torch.Tensor, size: int, threads: in
         warnings.simplefilter("ignore")
         path = f"{tmp}/zbuffer.onnx"
         torch.onnx.export(
-            core, (xyz_t, proj, index), path, input_names=["xyz_t", "proj", "index"], output_names=["keys"],
-            opset_version=18, dynamo=False, dynamic_axes={"xyz_t": {1: "n"}, "index": {0: "n"}},
+            core,
+            (xyz_t, proj, index),
+            path,
+            input_names=["xyz_t", "proj", "index"],
+            output_names=["keys"],
+            opset_version=18,
+            dynamo=False,
+            dynamic_axes={"xyz_t": {1: "n"}, "index": {0: "n"}},
         )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -135,7 +145,9 @@ def main() -> None:
 
     start = time.perf_counter()
     frames = procedural_views(args.views, 256, args.seed)
-    print(f"rendered {len(frames)} procedural views of 256x256 in {time.perf_counter() - start:.1f} s (not timed below)")
+    print(
+        f"rendered {len(frames)} procedural views of 256x256 in {time.perf_counter() - start:.1f} s (not timed below)"
+    )
 
     build_s = [0.0] * 3
     for i in range(3):
@@ -147,7 +159,9 @@ def main() -> None:
         f"\nbuild_scene: {len(frames)} views -> {len(cloud):,} points (voxel {scene.voxel_size * 1000:.2f} mm): "
         f"median {statistics.median(build_s):.2f} s of {[round(s, 2) for s in build_s]} (target <= 5 s)"
     )
-    print(f"memory: {cloud.nbytes / len(cloud):.0f} bytes/point in PointCloud and DeviceCloud (xyz float32 + rgb uint8)")
+    print(
+        f"memory: {cloud.nbytes / len(cloud):.0f} bytes/point in PointCloud and DeviceCloud (xyz float32 + rgb uint8)"
+    )
 
     rng = np.random.default_rng(0)
     pick = np.sort(rng.choice(len(cloud), size=min(args.points, len(cloud)), replace=False))  # keeps the build's order
@@ -156,7 +170,6 @@ def main() -> None:
     n = len(sub)
     cams = [f.camera for f in frames]
     print(f"\nrender {n:,} points of the fused scene from the source cameras (cycled):")
-    results = {}
     for size in (512, 256):
         poses = [(scale_K(c.K, (256, 256), (size, size)), c.c2w) for c in cams]
         for radius, gaps in ((0, False), (0, True), (1, True)):
@@ -168,8 +181,10 @@ def main() -> None:
                 render_cloud(device_cloud, K, c2w, size, size, splat_radius=radius, fill_gaps=gaps)
 
             ms = median_ms(one, args.repeats)
-            results[(size, radius, gaps)] = ms
-            print(f"  {size}x{size} splat_radius={radius} fill_gaps={gaps!s:5}: {ms:6.2f} ms  {n / ms / 1e3:6.1f} M points/s")
+            print(
+                f"  {size}x{size} splat_radius={radius} fill_gaps={gaps!s:5}: "
+                f"{ms:6.2f} ms  {n / ms / 1e3:6.1f} M points/s"
+            )
     K512, c2w0 = scale_K(cams[0].K, (256, 256), (512, 512)), cams[0].c2w
     covered = render_cloud(device_cloud, K512, c2w0, 512, 512).mask.float().mean().item()
     uv, z = project(sub.xyz, K512, c2w0)
@@ -186,25 +201,29 @@ def main() -> None:
     cube_K, cube_pose = K_from_hfov(60, 512, 512), look_at([0, -6, 0.5], [0, 0, 0])
     cube_dev = to_device(cube)
     ms_cube = median_ms(lambda: render_cloud(cube_dev, cube_K, cube_pose, 512, 512, fill_gaps=False), args.repeats)
-    ms_cube256 = median_ms(lambda: render_cloud(cube_dev, scale_K(cube_K, (512, 512), (256, 256)), cube_pose, 256, 256, fill_gaps=False), args.repeats)
+    ms_cube256 = median_ms(
+        lambda: render_cloud(cube_dev, scale_K(cube_K, (512, 512), (256, 256)), cube_pose, 256, 256, fill_gaps=False),
+        args.repeats,
+    )
     print(
         f"  worst case, random cube of {n:,} points seen from outside (all in front, no chunk culled): "
         f"512x512 plain {ms_cube:.2f} ms, 256x256 plain {ms_cube256:.2f} ms"
     )
 
+    # Baselines on the worst case (every point in front, most in view): the same work for all.
     naive_n = 20_000
-    naive_ms = median_ms(lambda: naive_render(sub.xyz[:naive_n], sub.rgb[:naive_n], K512, c2w0, 512, 512), 3, 1)
-    numpy_ms = median_ms(lambda: numpy_render(sub.xyz, sub.rgb, K512, c2w0, 512, 512), 5, 1)
+    naive_ms = median_ms(
+        lambda: naive_render(cube.xyz[:naive_n], cube.rgb[:naive_n], cube_K, cube_pose, 512, 512), 3, 1
+    )
+    numpy_ms = median_ms(lambda: numpy_render(cube.xyz, cube.rgb, cube_K, cube_pose, 512, 512), 5, 1)
     naive_pps = naive_n / naive_ms
-    torch_ms = results[(512, 0, False)]
     print(
-        f"\nbaselines at 512x512: naive per-point loop {naive_pps / 1e3:.2f} M points/s "
+        f"\nbaselines, random cube at 512x512: naive per-point loop {naive_pps / 1e3:.2f} M points/s "
         f"(measured on {naive_n:,} points: {naive_ms:.0f} ms), vectorised NumPy {numpy_ms:.1f} ms for {n:,}"
     )
     print(
-        f"ratios (same run): torch plain is {(n / torch_ms) / naive_pps:,.0f}x the naive loop's points/s, "
-        f"{numpy_ms / torch_ms:.1f}x faster than vectorised NumPy; with gap filling "
-        f"{(n / results[(512, 0, True)]) / naive_pps:,.0f}x / {numpy_ms / results[(512, 0, True)]:.1f}x"
+        f"ratios (same run, same cloud and camera): torch plain {n / ms_cube / 1e3:.1f} M points/s is "
+        f"{(n / ms_cube) / naive_pps:,.0f}x the naive loop and {numpy_ms / ms_cube:.1f}x faster than vectorised NumPy"
     )
 
     from models.anchor.splat import projection_matrices

@@ -53,9 +53,7 @@ class PointCloud:
         if xyz.ndim != 2 or xyz.shape[1] != 3:
             raise AnchorInputError(f"point positions must have shape [N, 3]; got {xyz.shape}")
         if rgb.shape != xyz.shape:
-            raise AnchorInputError(
-                f"point colours must have the same shape as positions {xyz.shape}; got {rgb.shape}"
-            )
+            raise AnchorInputError(f"point colours must have the same shape as positions {xyz.shape}; got {rgb.shape}")
         if rgb.dtype != np.uint8:
             raise AnchorInputError(f"point colours must be uint8 0..255; got {rgb.dtype}")
         if not np.all(np.isfinite(xyz)):

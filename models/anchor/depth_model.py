@@ -71,8 +71,7 @@ class OnnxDepthEstimator:
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise AnchorInputError(
-                f"depth model {path} must take one [1, 3, H, W] input; got "
-                f"{[(i.name, i.shape) for i in inputs]}"
+                f"depth model {path} must take one [1, 3, H, W] input; got {[(i.name, i.shape) for i in inputs]}"
             )
         self.input_name = inputs[0].name
         h, w = inputs[0].shape[2:]
@@ -94,7 +93,9 @@ class OnnxDepthEstimator:
         raw = self.session.run(None, {self.input_name: image.numpy()})[0]
         out = torch.from_numpy(np.asarray(raw, dtype=np.float32))
         if out.ndim not in (2, 3, 4) or out.shape[:-2].numel() != 1:
-            raise AnchorInputError(f"depth model output must be [1, 1, h, w], [1, h, w] or [h, w]; got {tuple(out.shape)}")
+            raise AnchorInputError(
+                f"depth model output must be [1, 1, h, w], [1, h, w] or [h, w]; got {tuple(out.shape)}"
+            )
         out = out.reshape(1, 1, *out.shape[-2:])
         if out.shape[-2:] != (height, width):
             out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)

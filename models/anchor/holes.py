@@ -65,10 +65,12 @@ def fill_holes(rgb: torch.Tensor, mask: torch.Tensor, method: str = "push_pull")
 
         flat_rgb = rgb.reshape(-1, *rgb.shape[-3:]).cpu().numpy()
         flat_holes = (~mask).reshape(-1, *mask.shape[-2:]).cpu().numpy().astype(np.uint8)
-        out = np.stack([
-            cv2.inpaint(image, holes, TELEA_RADIUS, cv2.INPAINT_TELEA) if holes.any() and not holes.all() else image
-            for image, holes in zip(flat_rgb, flat_holes)
-        ])
+        out = np.stack(
+            [
+                cv2.inpaint(image, holes, TELEA_RADIUS, cv2.INPAINT_TELEA) if holes.any() and not holes.all() else image
+                for image, holes in zip(flat_rgb, flat_holes)
+            ]
+        )
         return torch.from_numpy(out).reshape(rgb.shape).to(rgb.device)
     batch = rgb.reshape(-1, *rgb.shape[-3:]).permute(0, 3, 1, 2).to(torch.float32)
     weight = mask.reshape(-1, 1, *mask.shape[-2:])

@@ -84,7 +84,9 @@ def to_device(cloud: PointCloud, device: str | torch.device = "cpu", chunk: int 
     xyz = torch.from_numpy(cloud.xyz)
     count = -(-len(cloud) // chunk)
     if count:
-        runs = torch.nn.functional.pad(xyz.T, (0, count * chunk - len(cloud)), mode="replicate").T.reshape(count, chunk, 3)
+        runs = torch.nn.functional.pad(xyz.T, (0, count * chunk - len(cloud)), mode="replicate").T.reshape(
+            count, chunk, 3
+        )
         lo, hi = runs.min(dim=1).values, runs.max(dim=1).values
         # Padding keeps float32 rounding of points on a box face from escaping the test.
         pad = 1e-4 * (hi - lo).amax(dim=1, keepdim=True) + 1e-6 * (1.0 + torch.maximum(lo.abs(), hi.abs()))
@@ -101,14 +103,18 @@ def to_device(cloud: PointCloud, device: str | torch.device = "cpu", chunk: int 
     )
 
 
-def _visible_points(cloud: DeviceCloud, proj: torch.Tensor, width: int, height: int, near: float) -> torch.Tensor | None:
+def _visible_points(
+    cloud: DeviceCloud, proj: torch.Tensor, width: int, height: int, near: float
+) -> torch.Tensor | None:
     """Indices [M] of the points in chunks some view may draw, or ``None`` when that is all of them.
 
     A point is drawn iff ``z > near``, ``0 <= a < width z`` and ``0 <= b < height z`` for
     ``(a, b, z) = P [x, 1]`` -- linear in the point. A box whose 8 corners all break the
     same one of these inequalities holds no drawable point.
     """
-    a, b, z = (torch.matmul(cloud.corners[None], proj[:, None, :, :3].transpose(-1, -2)) + proj[:, None, None, :, 3]).unbind(-1)
+    a, b, z = (
+        torch.matmul(cloud.corners[None], proj[:, None, :, :3].transpose(-1, -2)) + proj[:, None, None, :, 3]
+    ).unbind(-1)
     outside = (z <= near).all(-1) | (a < 0).all(-1) | (b < 0).all(-1)
     outside |= (a >= width * z).all(-1) | (b >= height * z).all(-1)
     keep = ~outside.all(0)  # [C]: some view may draw it
@@ -206,7 +212,9 @@ def render_views(
     views, n, hw = proj.shape[0], len(cloud), height * width
     spare = views * hw  # the slot that swallows every point not drawn
     if spare >= _FLOAT_EXACT:
-        raise AnchorInputError(f"{views} views of {width}x{height} exceed {_FLOAT_EXACT} pixels per call; render fewer at once")
+        raise AnchorInputError(
+            f"{views} views of {width}x{height} exceed {_FLOAT_EXACT} pixels per call; render fewer at once"
+        )
     if n == 0:
         keys = torch.full((views, height, width), _EMPTY, dtype=torch.int64, device=cloud.device)
     else:

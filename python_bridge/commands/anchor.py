@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--depth-model", type=Path, help="ONNX depth model for views without depth (docs/anchor.md)")
     build.add_argument("--depth-kind", choices=("depth", "disparity"), default="depth", help="what the model outputs")
     build.add_argument("--depth-scale", type=float, default=1.0, help="metric scale applied to the model output")
-    build.add_argument("--depth-input-size", type=int, nargs=2, metavar=("W", "H"), help="input size for models with dynamic size")
+    build.add_argument(
+        "--depth-input-size", type=int, nargs=2, metavar=("W", "H"), help="input size for models with dynamic size"
+    )
     build.set_defaults(func=run_build)
 
     render = actions.add_parser("render", help="render a PLY at a camera to a PNG")
@@ -47,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--out", type=Path, required=True, help="PNG to write")
     render.add_argument("--splat-radius", type=int, default=1, help="grow each point by this many pixels (default 1)")
     render.add_argument("--no-fill-gaps", action="store_true", help="keep pinholes and background bleeding through")
-    render.add_argument("--fill-holes", choices=("none", "push_pull", "telea"), default="none", help="classical fill of empty pixels")
+    render.add_argument(
+        "--fill-holes", choices=("none", "push_pull", "telea"), default="none", help="classical fill of empty pixels"
+    )
     render.add_argument("--depth-out", type=Path, help="also write the z-depth as .npy (metres, 0 = empty)")
     render.set_defaults(func=run_render)
 
@@ -91,7 +95,11 @@ def run_build(args: argparse.Namespace) -> int:
 
     options = {
         name: value
-        for name, value in (("voxel_size", args.voxel_size), ("max_points", args.max_points), ("max_depth", args.max_depth))
+        for name, value in (
+            ("voxel_size", args.voxel_size),
+            ("max_points", args.max_points),
+            ("max_depth", args.max_depth),
+        )
         if value is not None
     }
     start = time.perf_counter()
@@ -118,7 +126,12 @@ def read_pose(path: Path) -> tuple:
     missing = [key for key in ("K", "c2w", "width", "height") if key not in data]
     if missing:
         raise ValueError(f"{path} lacks {missing}; a pose file holds K (3x3), c2w (4x4), width and height")
-    return np.asarray(data["K"], dtype=np.float64), np.asarray(data["c2w"], dtype=np.float64), int(data["width"]), int(data["height"])
+    return (
+        np.asarray(data["K"], dtype=np.float64),
+        np.asarray(data["c2w"], dtype=np.float64),
+        int(data["width"]),
+        int(data["height"]),
+    )
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -131,7 +144,9 @@ def run_render(args: argparse.Namespace) -> int:
     try:
         K, c2w, width, height = read_pose(args.pose)
         cloud = load_ply(args.cloud)
-        out = render_cloud(cloud, K, c2w, width, height, splat_radius=args.splat_radius, fill_gaps=not args.no_fill_gaps)
+        out = render_cloud(
+            cloud, K, c2w, width, height, splat_radius=args.splat_radius, fill_gaps=not args.no_fill_gaps
+        )
         rgb = out.rgb if args.fill_holes == "none" else fill_holes(out.rgb, out.mask, args.fill_holes)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rgb.numpy()).save(args.out)
@@ -139,5 +154,8 @@ def run_render(args: argparse.Namespace) -> int:
             np.save(args.depth_out, out.depth.numpy())
     except (ValueError, OSError) as exc:
         return _fail(str(exc))
-    print(f"wrote {args.out}: {width}x{height}, {out.mask.float().mean().item():.1%} of pixels covered by {len(cloud):,} points")
+    print(
+        f"wrote {args.out}: {width}x{height}, "
+        f"{out.mask.float().mean().item():.1%} of pixels covered by {len(cloud):,} points"
+    )
     return 0

@@ -53,12 +53,16 @@ def reference_render(
         filled_best, filled_owner = best.copy(), owner.copy()
         for r in range(height):
             for c in range(width):
+
                 def depth_at(dr: int, dc: int) -> float:
                     rr, cc = r + dr, c + dc
                     return best[rr, cc] if 0 <= rr < height and 0 <= cc < width else math.inf
 
                 limit = best[r, c] * (1 - gap_tolerance)
-                if any(depth_at(dr, dc) < limit and depth_at(-dr, -dc) < limit for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1))):
+                if any(
+                    depth_at(dr, dc) < limit and depth_at(-dr, -dc) < limit
+                    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1))
+                ):
                     filled_best[r, c], filled_owner[r, c] = nearest_around(r, c, 1)
         best, owner = filled_best, filled_owner
     if splat_radius:

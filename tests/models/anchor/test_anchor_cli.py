@@ -46,7 +46,10 @@ def test_errors_are_reported_not_raised(dataset, tmp_path, capsys):
     path, _ = dataset
     pose = tmp_path / "pose.json"
     pose.write_text(json.dumps({"K": np.eye(3).tolist(), "c2w": np.eye(4).tolist()}))
-    assert main(["anchor", "render", str(tmp_path / "none.ply"), "--pose", str(pose), "--out", str(tmp_path / "x.png")]) == 1
+    assert (
+        main(["anchor", "render", str(tmp_path / "none.ply"), "--pose", str(pose), "--out", str(tmp_path / "x.png")])
+        == 1
+    )
     assert "lacks ['width', 'height']" in capsys.readouterr().err
     assert main(["anchor", "build", str(tmp_path / "missing"), "--out", str(tmp_path / "x.ply")]) == 1
     assert "worldfm anchor:" in capsys.readouterr().err

@@ -66,7 +66,9 @@ def test_ply_round_trip(tmp_path):
 def test_ply_with_float_colours_and_without_colours(tmp_path):
     from plyfile import PlyData, PlyElement
 
-    vertex = np.array([(1.0, 2.0, 3.0, 1.0, 0.5, 0.0)], dtype=[(n, "f4") for n in ("x", "y", "z", "red", "green", "blue")])
+    vertex = np.array(
+        [(1.0, 2.0, 3.0, 1.0, 0.5, 0.0)], dtype=[(n, "f4") for n in ("x", "y", "z", "red", "green", "blue")]
+    )
     PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp_path / "f.ply"))
     assert load_ply(tmp_path / "f.ply").rgb.tolist() == [[255, 128, 0]]
     bare = np.array([(1.0, 2.0, 3.0)], dtype=[(n, "f4") for n in "xyz"])

@@ -32,8 +32,13 @@ def _export(tmp_path, name: str, disparity: bool = False, static_size: tuple[int
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            _RedIsNear(disparity), (torch.rand(1, 3, h, w),), str(path),
-            input_names=["image"], output_names=["depth"], dynamic_axes=dynamic, dynamo=False,
+            _RedIsNear(disparity),
+            (torch.rand(1, 3, h, w),),
+            str(path),
+            input_names=["image"],
+            output_names=["depth"],
+            dynamic_axes=dynamic,
+            dynamo=False,
         )
     return str(path)
 

@@ -166,6 +166,8 @@ def test_frustum_culling_of_ordered_chunks_changes_nothing():
     assert set(drawable) <= set(kept.tolist())  # and never a drawable point
     for radius, gaps in ((0, False), (1, True)):
         culled = render_cloud(chunked, K, c2w, width, height, splat_radius=radius, fill_gaps=gaps)
-        whole = render_cloud(to_device(ordered, chunk=len(ordered)), K, c2w, width, height, splat_radius=radius, fill_gaps=gaps)
+        whole = render_cloud(
+            to_device(ordered, chunk=len(ordered)), K, c2w, width, height, splat_radius=radius, fill_gaps=gaps
+        )
         assert torch.equal(culled.rgb, whole.rgb) and torch.equal(culled.depth, whole.depth)
     assert_matches_reference(ordered, K, c2w, width, height, 1, fill_gaps=True)
