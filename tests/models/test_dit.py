@@ -176,15 +176,19 @@ def test_config_errors_name_the_problem():
     assert set(CONFIGS) == {"tiny", "demo", "xl"}
 
 
-def test_flops_per_step_matches_the_analytic_count():
-    """Blocks: 2 N (qkv + proj + mlp weights) + 4 N^2 D for scores and values; plus the
-    patch embedding (all tokens), final layer (target tokens) and timestep MLPs."""
-    c = get_config("demo")
-    n, d, p = c.tokens, c.hidden_size, c.patch_size
+@pytest.mark.parametrize("isolated", [False, True])
+def test_flops_per_step_matches_the_analytic_count(isolated):
+    """Blocks: 2 N (qkv + proj + mlp weights) + 4 D x (query-key pairs) for scores and
+    values -- N^2 jointly, n^2 + 2n * 3n with an isolated reference; plus the patch
+    embedding (all tokens), final layer (target tokens) and timestep MLPs."""
+    c = get_config("demo", ref_isolated=isolated)
+    n_all, d, p = c.tokens, c.hidden_size, c.patch_size
+    n = n_all // NUM_VIEWS
     hidden = int(d * c.mlp_ratio)
-    block = 2 * n * (3 * d * d + d * d + 2 * d * hidden) + 4 * n * n * d
-    embed = 2 * n * c.in_channels * p * p * d
-    final = 2 * (n // NUM_VIEWS) * d * p * p * c.out_channels
-    timestep = 2 * (256 * d + d * d + d * 6 * d)
+    pairs = n * n + 2 * n * n_all if isolated else n_all * n_all
+    block = 2 * n_all * (3 * d * d + d * d + 2 * d * hidden) + 4 * pairs * d
+    embed = 2 * n_all * c.in_channels * p * p * d
+    final = 2 * n * d * p * p * c.out_channels
+    timestep = 2 * (256 * d + d * d + d * 6 * d) * (2 if isolated else 1)  # the reference pass embeds t again
     expect = c.depth * block + embed + final + timestep
     assert flops_per_step(c) == pytest.approx(expect, rel=0.01)
