@@ -174,14 +174,15 @@ def _fill_gaps(keys: torch.Tensor) -> torch.Tensor:
     depth = torch.where(keys != _EMPTY, _key_depth(keys), torch.inf)
     height, width = depth.shape[-2:]
     padded = torch.nn.functional.pad(depth, (1, 1, 1, 1), value=torch.inf)
-    limit = depth * (1.0 - GAP_TOLERANCE)
 
-    def nearer(dy: int, dx: int) -> torch.Tensor:
-        return padded[..., 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width] < limit
+    def shifted(dy: int, dx: int) -> torch.Tensor:
+        return padded[..., 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
 
-    gap = nearer(0, 1) & nearer(0, -1)
+    # Both neighbours of a pair are nearer iff the farther of the two is; take the best line.
+    farther = torch.maximum(shifted(0, 1), shifted(0, -1))
     for dy, dx in ((1, 0), (1, 1), (1, -1)):
-        gap |= nearer(dy, dx) & nearer(-dy, -dx)
+        farther = torch.minimum(farther, torch.maximum(shifted(dy, dx), shifted(-dy, -dx)))
+    gap = farther < depth * (1.0 - GAP_TOLERANCE)
     return torch.where(gap, _min_filter(keys, 1), keys)
 
 
