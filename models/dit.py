@@ -12,6 +12,9 @@ Layout ("tri-condition", as published): the three latents are concatenated along
 ``[target | anchor | reference]`` -> (B, C, h, 3w), patchified and processed with joint
 self-attention; only the target's tokens go through the final layer. Sin-cos position
 embeddings are computed for the concatenated grid, exactly as the published model does.
+Inside the network tokens are ordered view by view (attention does not care), which lets
+PRoPE apply one matrix per view. Our variant ``ref_isolated`` stops reference tokens from
+attending to the other views, so the reference's keys/values can be cached across frames.
 
 Camera conditioning, each switchable in ``DiTConfig`` and fixed at construction:
 

@@ -10,7 +10,17 @@ import torch.nn.functional as F
 from dit_fixtures import model_inputs as inputs
 from dit_fixtures import random_rigid
 
-from models.dit import CONFIGS, NUM_VIEWS, DiTConfig, build_model, flops_per_step, get_config, sincos_pos_embed
+from models.dit import (
+    CONFIGS,
+    NUM_VIEWS,
+    DiTConfig,
+    build_model,
+    flops_per_step,
+    get_config,
+    plucker_rays,
+    sincos_pos_embed,
+    token_grid,
+)
 
 
 def randomised(config: DiTConfig, seed: int = 0) -> torch.nn.Module:
@@ -98,6 +108,21 @@ def test_output_is_invariant_to_a_global_rigid_transform_but_not_to_moving_a_cam
         shifted = args["tgt_c2w"].clone()
         shifted[:, :3, 3] += torch.tensor([0.3, -0.2, 0.1])
         assert (model(**dict(args, tgt_c2w=shifted)) - base).abs().max() > 1e-3
+
+
+def test_plucker_rays_match_a_direct_computation():
+    """Ray through pixel (u, v): d = R K^-1 [u, v, 1] normalised, moment = camera centre x d."""
+    gen = torch.Generator().manual_seed(3)
+    c2w = random_rigid(gen, 2, scale=1.0).float()[None]  # (1, 2, 4, 4)
+    K = torch.tensor([[[40.0, 0.0, 30.0], [0.0, 50.0, 20.0], [0.0, 0.0, 1.0]]]).repeat(2, 1, 1)[None]
+    token_view, token_xy = token_grid(2, 3, views=2)
+    rays = plucker_rays(K, c2w, (40, 60), token_view, token_xy, (2, 3))
+    i = 10  # view 1, row 1, column 1
+    assert token_view[i] == 1 and token_xy[i].tolist() == [1, 1]
+    u, v = 1.5 * 60 / 3, 1.5 * 40 / 2
+    d = c2w[0, 1, :3, :3] @ torch.linalg.solve(K[0, 1], torch.tensor([u, v, 1.0]))
+    d = d / d.norm()
+    torch.testing.assert_close(rays[0, i], torch.cat([torch.linalg.cross(c2w[0, 1, :3, 3], d), d]))
 
 
 def test_cameras_are_ignored_without_camera_conditioning():
