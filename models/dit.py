@@ -35,8 +35,8 @@ and shapes of ``worldfm_1-step.pth`` (see ``models.checkpoints``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

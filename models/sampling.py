@@ -21,8 +21,8 @@ time-uniform grid, optionally with classifier-free guidance against ``null_condi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import torch
 from torch import nn

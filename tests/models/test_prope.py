@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from dit_fixtures import random_K, random_rigid
+
 from models.prope import ROPE_BASE, prepare_prope, projective_matrices, rigid_inverse
 
 
@@ -126,6 +126,6 @@ def test_projective_inverse_and_rigid_inverse_are_exact():
 
 
 def test_head_dim_must_be_multiple_of_8():
-    view, xy = token_layout(1, 1, 1)
+    _, xy = token_layout(1, 1, 1)
     with pytest.raises(ValueError, match="multiple of 8"):
         prepare_prope(torch.eye(3)[None, None], torch.eye(4)[None, None], (8, 8), xy, 12)
