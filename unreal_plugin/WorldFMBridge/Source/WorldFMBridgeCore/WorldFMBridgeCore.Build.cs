@@ -10,6 +10,8 @@ public class WorldFMBridgeCore : ModuleRules
 	{
 		// The sources include no engine headers (except Module/), so no shared PCH.
 		PCHUsage = PCHUsageMode.NoPCHs;
+		// Compile each file alone: no engine macros may leak into the third-party headers.
+		bUseUnity = false;
 		// cppzmq and msgpack-cxx report errors by throwing; the core catches everything and
 		// its public API (include/) never throws, so dependents keep exceptions off.
 		bEnableExceptions = true;

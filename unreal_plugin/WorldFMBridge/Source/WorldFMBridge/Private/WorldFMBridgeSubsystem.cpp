@@ -287,7 +287,7 @@ bool UWorldFMBridgeSubsystem::UploadFrame(const WorldFM::FFrame& Frame)
 	}
 	else
 	{
-		Pixels.SetNumUninitialized(int64(Frame.Pixels.size()));
+		Pixels.SetNumUninitialized(int32(Frame.Pixels.size()));
 		FMemory::Memcpy(Pixels.GetData(), Frame.Pixels.data(), Frame.Pixels.size());
 	}
 
@@ -310,7 +310,7 @@ bool UWorldFMBridgeSubsystem::UploadFrame(const WorldFM::FFrame& Frame)
 			if (!bAlreadyBgra)
 			{
 				TArray<uint8> Bgra;
-				Bgra.SetNumUninitialized(int64(Width) * Height * 4);
+				Bgra.SetNumUninitialized(Width * Height * 4);
 				const uint8* Rgb = Pixels.GetData();
 				uint8* Out = Bgra.GetData();
 				for (int64 I = 0, N = int64(Width) * Height; I < N; ++I, Rgb += 3, Out += 4)

@@ -16,7 +16,6 @@
 class FRunnableThread;
 class FWorldFMClientRunnable;
 class UTexture2D;
-class UWorldFMBridgeSettings;
 
 namespace WorldFM
 {

@@ -1,5 +1,9 @@
 #include "WorldFMCore/Client.h"
 
+// zmq.h and msgpack include <winsock2.h>, whose windows.h min/max macros would break std::min.
+#if defined(_WIN32) && !defined(NOMINMAX)
+#define NOMINMAX
+#endif
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -248,6 +252,8 @@ struct FClient::FImpl
 			{
 				Dispatch(*Reply);
 			}
+			// A long wait (a scene build) must not let the server expire the session.
+			PingIfSilent();
 			if (Left == 0)
 			{
 				return FStatus::Error("no reply from " + Config.Endpoint + " within " + std::to_string(TimeoutMs) + " ms",
@@ -510,14 +516,22 @@ struct FClient::FImpl
 			Reconnect();
 			return;
 		}
-		if (Silent > WelcomeInfo.HeartbeatMs && PingId == 0)
+		PingIfSilent();
+	}
+
+	/** Ping when the server has been silent for a heartbeat (pings keep the session alive). */
+	void PingIfSilent()
+	{
+		if (ConnectionState != EConnectionState::Connected || PingId != 0 ||
+		    MillisecondsSince(LastHeard) <= WelcomeInfo.HeartbeatMs)
 		{
-			const uint64_t Id = NextId++;
-			if (Send(EncodePing(Id, WallClockSeconds()), 0))
-			{
-				PingId = Id;
-				PingSent = FClock::now();
-			}
+			return;
+		}
+		const uint64_t Id = NextId++;
+		if (Send(EncodePing(Id, WallClockSeconds()), 0))
+		{
+			PingId = Id;
+			PingSent = FClock::now();
 		}
 	}
 };

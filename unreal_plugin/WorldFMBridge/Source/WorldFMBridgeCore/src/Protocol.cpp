@@ -1,5 +1,9 @@
 #include "WorldFMCore/Protocol.h"
 
+// zmq.h and msgpack include <winsock2.h>, whose windows.h min/max macros would break std::min.
+#if defined(_WIN32) && !defined(NOMINMAX)
+#define NOMINMAX
+#endif
 #include <msgpack.hpp>
 
 #include <cstring>

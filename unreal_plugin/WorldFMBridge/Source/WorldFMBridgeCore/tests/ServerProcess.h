@@ -24,9 +24,10 @@ class FServerProcess
 public:
 	/**
 	 * Start a server bound to Bind ("tcp://127.0.0.1:*" picks a free port) and wait for
-	 * READY. With CurveDir, the server makes CurveZMQ keys there and serves encrypted.
+	 * READY. ExtraArgs go to live_server.py (e.g. {"--curve-dir", Dir} for an encrypted
+	 * server, {"--client-timeout-s", "1"} for quickly expiring sessions).
 	 */
-	explicit FServerProcess(const std::string& Bind = "tcp://127.0.0.1:*", const std::string& CurveDir = {})
+	explicit FServerProcess(const std::string& Bind = "tcp://127.0.0.1:*", const std::vector<std::string>& ExtraArgs = {})
 	{
 		int Pipe[2];
 		REQUIRE(pipe(Pipe) == 0);
@@ -40,10 +41,9 @@ public:
 			close(Pipe[0]);
 			close(Pipe[1]);
 			std::vector<const char*> Args = {Python.c_str(), Script.c_str(), "--bind", Bind.c_str(), "--heartbeat-ms", "200"};
-			if (!CurveDir.empty())
+			for (const std::string& Arg : ExtraArgs)
 			{
-				Args.push_back("--curve-dir");
-				Args.push_back(CurveDir.c_str());
+				Args.push_back(Arg.c_str());
 			}
 			Args.push_back(nullptr);
 			execvp(Python.c_str(), const_cast<char* const*>(Args.data()));

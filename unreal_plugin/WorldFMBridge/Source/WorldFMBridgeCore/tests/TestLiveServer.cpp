@@ -263,6 +263,36 @@ TEST_CASE("the client survives a server crash and restart, re-uploading its scen
 	CHECK(SawReopen);
 }
 
+TEST_CASE("heartbeats keep an idle session alive; a stalled client's expired session is restored")
+{
+	FServerProcess Server("tcp://127.0.0.1:*", {"--client-timeout-s", "1"});
+	WorldFM::FClient Client(TestConfig(Server.Endpoint));
+	Connected(Client);
+	REQUIRE(Client.OpenScene("room", Room()).IsOk());
+	WorldFM::FFrame Frame;
+	const auto RenderAndCheck = [&](double YawDeg) {
+		const WorldFM::FRenderRequest Request = RequestFor(FUnrealCamera{{0.0, 0.0, 150.0}, {0.0, YawDeg, 0.0}, 90.0});
+		Client.SetPose(Request);
+		REQUIRE_MESSAGE(WaitForFrame(Client, Frame, 60), "no frame at yaw " << YawDeg);
+		CHECK(MaxPoseDifference(Frame.CameraToWorld, Request.CameraToWorld) < 1e-12);
+	};
+
+	// Idle but pumping: pings every heartbeat keep the 1 s session alive for 2.5 s.
+	const auto IdleUntil = FClock::now() + std::chrono::milliseconds(2500);
+	while (FClock::now() < IdleUntil)
+	{
+		CHECK_FALSE(Client.Pump(50, Frame));
+	}
+	RenderAndCheck(45.0);
+	CHECK(Client.Stats().SceneReopens == 0);
+
+	// Stalled (not pumping, as a paused game thread would): the session and its scene expire.
+	std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+	RenderAndCheck(60.0);
+	CHECK(Client.Stats().SceneReopens == 1);
+	CHECK(Client.State() == WorldFM::EConnectionState::Connected);
+}
+
 TEST_CASE("the threaded worker: poses in and frames out without locks on the caller's side")
 {
 	WorldFM::FClientWorker Worker(TestConfig(SharedServer().Endpoint));
@@ -318,7 +348,7 @@ TEST_CASE("CurveZMQ: the server's public key gets an encrypted session; no key g
 {
 	char Template[] = "/tmp/worldfm-curve-XXXXXX";
 	REQUIRE(mkdtemp(Template) != nullptr);
-	FServerProcess Server("tcp://127.0.0.1:*", Template);
+	FServerProcess Server("tcp://127.0.0.1:*", {"--curve-dir", Template});
 	REQUIRE(Server.ServerPublicKey.size() == 40);
 
 	WorldFM::FClientConfig Config = TestConfig(Server.Endpoint);

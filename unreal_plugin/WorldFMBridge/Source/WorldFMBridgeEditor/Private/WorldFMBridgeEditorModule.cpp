@@ -1,4 +1,5 @@
 // Registers the "WorldFM Preview" tab (Window > Level Editor > WorldFM Preview).
+#include "Framework/Application/SlateApplication.h"
 #include "Framework/Docking/TabManager.h"
 #include "Modules/ModuleManager.h"
 #include "SWorldFMPreview.h"
