@@ -134,10 +134,11 @@ class FewStepGenerator(nn.Module):
         cond = (anchor_latent, anchor_mask, ref_latent, ref_K, ref_c2w, tgt_K, tgt_c2w)
         if noise.shape[1] != len(self.timesteps):
             raise ValueError(f"noise must hold {len(self.timesteps)} draws (B, steps, C, h, w); got {tuple(noise.shape)}")
-        x0 = noise[:, 0]
+        z = noise[:, 0]
         for i, t in enumerate(self.timesteps):
             a, s = signal_noise(t)
-            z = noise[:, 0] if i == 0 else a * x0 + s * noise[:, i]
+            if i > 0:  # re-noise the previous estimate to this step's level
+                z = a * x0 + s * noise[:, i]
             t_batch = torch.full((z.shape[0],), float(t), dtype=torch.float32, device=z.device)
             out = self.model(z, t_batch, *cond)[:, : z.shape[1]]
             x0 = a * z - s * out
@@ -167,13 +168,13 @@ def dpm_solver_pp(model_fn: ModelFn, noise: torch.Tensor, steps: int) -> torch.T
         eps = model_fn(z, torch.full((z.shape[0],), float(t), device=z.device))
         x0 = (z - s_s * eps) / a_s
         if i == len(ts) - 1:
-            return x0
+            break
         a_t, s_t = signal_noise(ts[i + 1])
         h = math.log(a_t / s_t) - math.log(a_s / s_s)  # step in log-SNR
         d = x0 if prev_x0 is None else x0 + (x0 - prev_x0) * (h / (2.0 * prev_h))
         z = (s_t / s_s) * z - a_t * math.expm1(-h) * d
         prev_x0, prev_h = x0, h
-    return z
+    return x0
 
 
 def guided(model_fn: ModelFn, uncond_fn: ModelFn, scale: float) -> ModelFn:
