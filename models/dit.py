@@ -217,8 +217,8 @@ def plucker_rays(
     v = (token_xy[:, 1].float() + 0.5) * (h / grid_hw[0])
     K_tok = K.float().index_select(1, token_view)  # (B, N, 3, 3)
     c2w_tok = c2w.float().index_select(1, token_view)  # (B, N, 4, 4)
-    x_cam = (u - K_tok[..., 0, 2]) / K_tok[..., 0, 0]
     y_cam = (v - K_tok[..., 1, 2]) / K_tok[..., 1, 1]
+    x_cam = (u - K_tok[..., 0, 2] - K_tok[..., 0, 1] * y_cam) / K_tok[..., 0, 0]  # as models.cameras.pixel_rays
     d_cam = torch.stack([x_cam, y_cam, torch.ones_like(x_cam)], dim=-1)  # (B, N, 3)
     d = (c2w_tok[..., :3, :3] @ d_cam[..., None])[..., 0]
     d = d / d.norm(dim=-1, keepdim=True)

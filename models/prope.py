@@ -64,12 +64,12 @@ def _lift(K: torch.Tensor) -> torch.Tensor:
 
 
 def _intrinsics_inverse(K: torch.Tensor) -> torch.Tensor:
-    """Closed-form inverse of upper-triangular pinhole intrinsics without skew (..., 3, 3)."""
-    fx, fy = K[..., 0, 0], K[..., 1, 1]
+    """Closed-form inverse of upper-triangular pinhole intrinsics (skew allowed), (..., 3, 3)."""
+    fx, fy, skew = K[..., 0, 0], K[..., 1, 1], K[..., 0, 1]
     cx, cy = K[..., 0, 2], K[..., 1, 2]
     zero, one = torch.zeros_like(fx), torch.ones_like(fx)
     rows = [
-        torch.stack([1.0 / fx, zero, -cx / fx], dim=-1),
+        torch.stack([1.0 / fx, -skew / (fx * fy), (skew * cy - cx * fy) / (fx * fy)], dim=-1),
         torch.stack([zero, 1.0 / fy, -cy / fy], dim=-1),
         torch.stack([zero, zero, one], dim=-1),
     ]

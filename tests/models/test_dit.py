@@ -114,7 +114,7 @@ def test_plucker_rays_match_a_direct_computation():
     """Ray through pixel (u, v): d = R K^-1 [u, v, 1] normalised, moment = camera centre x d."""
     gen = torch.Generator().manual_seed(3)
     c2w = random_rigid(gen, 2, scale=1.0).float()[None]  # (1, 2, 4, 4)
-    K = torch.tensor([[[40.0, 0.0, 30.0], [0.0, 50.0, 20.0], [0.0, 0.0, 1.0]]]).repeat(2, 1, 1)[None]
+    K = torch.tensor([[[40.0, 2.0, 30.0], [0.0, 50.0, 20.0], [0.0, 0.0, 1.0]]]).repeat(2, 1, 1)[None]  # with skew
     token_view, token_xy = token_grid(2, 3, views=2)
     rays = plucker_rays(K, c2w, (40, 60), token_view, token_xy, (2, 3))
     i = 10  # view 1, row 1, column 1

@@ -121,7 +121,9 @@ def test_projective_inverse_and_rigid_inverse_are_exact():
     gen = torch.Generator().manual_seed(2)
     T = random_rigid(gen, 5)
     torch.testing.assert_close(rigid_inverse(T), torch.linalg.inv(T))
-    P, P_inv = projective_matrices(random_K(gen, 5, (64, 48)), torch.linalg.inv(T), (64, 48))
+    K = random_K(gen, 5, (64, 48))
+    K[:, 0, 1] = 3.0  # skew
+    P, P_inv = projective_matrices(K, torch.linalg.inv(T), (64, 48))
     torch.testing.assert_close(P @ P_inv, torch.eye(4).expand(5, 4, 4), rtol=1e-5, atol=1e-5)
 
 
