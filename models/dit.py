@@ -548,15 +548,27 @@ def example_inputs(config: DiTConfig, batch: int = 1, device: torch.device | str
     )
 
 
-def flops_per_step(config: DiTConfig) -> int:
+def flops_per_step(config: DiTConfig, cached_reference: bool = False) -> int:
     """Floating-point operations of one forward at batch 1 (matmuls, convolutions and
-    attention, as ``torch.utils.flop_counter`` counts them), on the meta device."""
+    attention, as ``torch.utils.flop_counter`` counts them), on the meta device.
+
+    ``cached_reference``: count ``forward_with_reference_kv`` only (the reference's keys and
+    values come from a cache); needs a ``ref_isolated`` config.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     model = build_model(config, device="meta")
+    inputs = example_inputs(config, device="meta")
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(**example_inputs(config, device="meta"))
+    with torch.no_grad():
+        if cached_reference:
+            keys, values = model.reference_kv(inputs["ref_latent"], inputs["ref_K"], inputs["t"])
+            cached = {k: v for k, v in inputs.items() if k != "ref_latent"}
+            with counter:
+                model.forward_with_reference_kv(ref_keys=keys, ref_values=values, **cached)
+        else:
+            with counter:
+                model(**inputs)
     return int(counter.get_total_flops())
 
 

@@ -48,4 +48,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"tokens        {config.tokens} (3 views x {grid}x{grid})")
     print(f"FLOPs/step    {flops / 1e9:.3f} G")
     print(f"FLOPs/frame   {flops / 1e9:.3f} G (1-step), {2 * flops / 1e9:.3f} G (2-step)")
+    if config.ref_isolated:
+        cached = flops_per_step(config, cached_reference=True)
+        print(f"cached ref    {cached / 1e9:.3f} G/step with the reference's keys/values cached (x{flops / cached:.2f} fewer)")
     return 0

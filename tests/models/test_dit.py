@@ -217,3 +217,14 @@ def test_flops_per_step_matches_the_analytic_count(isolated):
     timestep = 2 * (256 * d + d * d + d * 6 * d) * (2 if isolated else 1)  # the reference pass embeds t again
     expect = c.depth * block + embed + final + timestep
     assert flops_per_step(c) == pytest.approx(expect, rel=0.01)
+
+
+def test_cached_reference_flops_count_only_target_and_anchor():
+    c = get_config("demo", ref_isolated=True)
+    n_all, d, p = c.tokens, c.hidden_size, c.patch_size
+    n = n_all // NUM_VIEWS
+    hidden = int(d * c.mlp_ratio)
+    block = 2 * 2 * n * (3 * d * d + d * d + 2 * d * hidden) + 4 * (2 * n * n_all) * d
+    expect = c.depth * block + 2 * 2 * n * c.in_channels * p * p * d + 2 * n * d * p * p * c.out_channels
+    expect += 2 * (256 * d + d * d + d * 6 * d)
+    assert flops_per_step(c, cached_reference=True) == pytest.approx(expect, rel=0.01)
