@@ -148,6 +148,7 @@ def run_demo(
         Server(pipeline, ServerConfig(bind="tcp://127.0.0.1:*")).start() as server,
         Client(server.endpoint, timeout_s=60, name="worldfm-demo") as client,
     ):
+        log.info("uploading %d views and building the anchor (the offline stage; seconds on a CPU)", len(source))
         info = client.open_scene(source, name=f"procedural-{kind}-{seed}")
         log.info(
             "scene %s: %d points, %d reference candidates, built in %.0f ms",
