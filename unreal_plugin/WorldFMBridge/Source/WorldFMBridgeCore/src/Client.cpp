@@ -382,6 +382,14 @@ struct FClient::FImpl
 			return;
 		}
 		TExpected<FSceneInfo> Info = Upload(SceneName, *SceneViews);
+		if (!Info && Info.Status().Code == "timeout")
+		{
+			// The server went away again: reconnect (with backoff) and upload once it is back.
+			NeedsReopen = true;
+			ConnectionState = EConnectionState::Disconnected;
+			Emit(FClientEvent::EKind::Disconnected, "lost " + Config.Endpoint + " while re-uploading the scene; reconnecting");
+			return;
+		}
 		if (!Info)
 		{
 			Scene.clear();  // nothing to render into until the user opens a scene again

@@ -263,6 +263,35 @@ TEST_CASE("the client survives a server crash and restart, re-uploading its scen
 	CHECK(SawReopen);
 }
 
+TEST_CASE("a client started before its server keeps trying and connects when the server comes up")
+{
+	auto Server = std::make_unique<FServerProcess>();
+	const std::string Endpoint = Server->Endpoint;
+	Server->Stop(SIGTERM);  // a free endpoint with nobody behind it
+
+	WorldFM::FClientConfig Config = TestConfig(Endpoint);
+	Config.RequestTimeoutMs = 500;
+	Config.ConnectAttempts = 1;
+	WorldFM::FClient Client(Config);
+	const WorldFM::FStatus Status = Client.Connect();
+	CHECK_FALSE(Status.IsOk());
+	CHECK(Status.Message.find("worldfm serve") != std::string::npos);  // says what to do
+	CHECK(Client.State() == WorldFM::EConnectionState::Disconnected);
+
+	Server = std::make_unique<FServerProcess>(Endpoint);
+	WorldFM::FFrame Frame;
+	const auto Deadline = FClock::now() + std::chrono::seconds(60);
+	while (Client.State() != WorldFM::EConnectionState::Connected && FClock::now() < Deadline)
+	{
+		Client.Pump(50, Frame);
+	}
+	REQUIRE(Client.State() == WorldFM::EConnectionState::Connected);
+	CHECK(Client.Stats().Reconnects >= 1);
+	REQUIRE(Client.OpenScene("room", Room()).IsOk());
+	Client.SetPose(RequestFor(FUnrealCamera{{0.0, 0.0, 150.0}, {0.0, 0.0, 0.0}, 90.0}));
+	CHECK(WaitForFrame(Client, Frame, 60));
+}
+
 TEST_CASE("heartbeats keep an idle session alive; a stalled client's expired session is restored")
 {
 	FServerProcess Server("tcp://127.0.0.1:*", {"--client-timeout-s", "1"});
