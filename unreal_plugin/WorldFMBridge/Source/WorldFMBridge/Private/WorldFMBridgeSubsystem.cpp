@@ -3,19 +3,17 @@
 #include "Engine/Engine.h"
 #include "Engine/Texture2D.h"
 #include "Engine/World.h"
-#include "HAL/RunnableThread.h"
 #include "IImageWrapper.h"
 #include "IImageWrapperModule.h"
 #include "Modules/ModuleManager.h"
 #include "RHICommandList.h"
 #include "RenderingThread.h"
 #include "TextureResource.h"
+#include "WorldFMBridgeConnection.h"
 #include "WorldFMBridgeLog.h"
 #include "WorldFMBridgeSettings.h"
-#include "WorldFMClientRunnable.h"
 #include "WorldFMConversions.h"
 #include "WorldFMSceneSeeder.h"
-#include "WorldFMCore/ClientWorker.h"
 
 namespace
 {
@@ -51,7 +49,7 @@ void UWorldFMBridgeSubsystem::ConnectTo(const FString& Endpoint, const FString& 
 	StopWorker();
 	StartWorker(Endpoint, ServerPublicKey);
 	SetState(EWorldFMConnectionState::Connecting, FString::Printf(TEXT("connecting to %s"), *Endpoint));
-	Worker->Connect();
+	Connection->Worker.Connect();
 }
 
 void UWorldFMBridgeSubsystem::Disconnect()
@@ -72,24 +70,14 @@ void UWorldFMBridgeSubsystem::StartWorker(const FString& Endpoint, const FString
 	Config.CurvePublicKey = TCHAR_TO_UTF8(*Settings->ClientPublicKey.TrimStartAndEnd());
 	Config.CurveSecretKey = TCHAR_TO_UTF8(*Settings->ClientSecretKey.TrimStartAndEnd());
 
-	Worker = MakeShared<WorldFM::FClientWorker>(Config);
-	Runnable = MakeShared<FWorldFMClientRunnable>(*Worker);
-	Thread = FRunnableThread::Create(Runnable.Get(), TEXT("WorldFMBridgeClient"), 0, TPri_Normal);
+	Connection = MakeShared<FWorldFMBridgeConnection>(Config);
 	Stats = FWorldFMStats();
 	LastFrameSeconds = 0.0;
 }
 
 void UWorldFMBridgeSubsystem::StopWorker()
 {
-	if (Thread)
-	{
-		Runnable->Stop();
-		Thread->WaitForCompletion();
-		delete Thread;
-		Thread = nullptr;
-	}
-	Runnable.Reset();
-	Worker.Reset();
+	Connection.Reset();  // stops and joins the worker thread
 	bHasScene = false;
 }
 
@@ -110,7 +98,7 @@ bool UWorldFMBridgeSubsystem::OpenSceneFromLevel(const UObject* WorldContextObje
 
 bool UWorldFMBridgeSubsystem::OpenSceneFromViews(const FString& SceneName, const TArray<FWorldFMCapturedView>& Views)
 {
-	if (!Worker)
+	if (!Connection)
 	{
 		ReportError(TEXT("not_connected"), TEXT("call Connect before opening a scene"));
 		return false;
@@ -132,15 +120,15 @@ bool UWorldFMBridgeSubsystem::OpenSceneFromViews(const FString& SceneName, const
 		return false;
 	}
 	bHasScene = false;
-	Worker->OpenScene(TCHAR_TO_UTF8(*SceneName), std::move(Uploads));
+	Connection->Worker.OpenScene(TCHAR_TO_UTF8(*SceneName), std::move(Uploads));
 	return true;
 }
 
 void UWorldFMBridgeSubsystem::CloseScene()
 {
-	if (Worker)
+	if (Connection)
 	{
-		Worker->CloseScene();
+		Connection->Worker.CloseScene();
 	}
 	bHasScene = false;
 }
@@ -148,7 +136,7 @@ void UWorldFMBridgeSubsystem::CloseScene()
 void UWorldFMBridgeSubsystem::SubmitCameraPose(FVector Location, FRotator Rotation, float HorizontalFovDeg)
 {
 	check(IsInGameThread());  // the pose slot has one producer: the game thread
-	if (!Worker)
+	if (!Connection)
 	{
 		return;
 	}
@@ -161,19 +149,19 @@ void UWorldFMBridgeSubsystem::SubmitCameraPose(FVector Location, FRotator Rotati
 		ReportError(TEXT("bad_pose"), Error);
 		return;
 	}
-	Worker->SubmitPose(Request);
+	Connection->Worker.SubmitPose(Request);
 }
 
 void UWorldFMBridgeSubsystem::Tick(float DeltaTime)
 {
-	if (!Worker)
+	if (!Connection)
 	{
 		return;
 	}
 	DrainEvents();
 	ConsumeFrame(FPlatformTime::Seconds());
 
-	const WorldFM::FClientStats Core = Worker->Stats();
+	const WorldFM::FClientStats Core = Connection->Worker.Stats();
 	Stats.FramesReceived = int64(Core.FramesReceived);
 	Stats.LateFramesDropped = int64(Core.LateFramesDropped);
 	Stats.Reconnects = int64(Core.Reconnects);
@@ -181,7 +169,7 @@ void UWorldFMBridgeSubsystem::Tick(float DeltaTime)
 	Stats.RoundTripMs = float(Core.LastRoundTripMs);
 
 	// Connecting covers the handshake and reconnection after a lost server.
-	switch (Worker->State())
+	switch (Connection->Worker.State())
 	{
 		case WorldFM::EConnectionState::Connected:
 			SetState(EWorldFMConnectionState::Connected, TEXT("connected"));
@@ -200,7 +188,7 @@ void UWorldFMBridgeSubsystem::Tick(float DeltaTime)
 
 void UWorldFMBridgeSubsystem::DrainEvents()
 {
-	for (const WorldFM::FClientEvent& Event : Worker->TakeEvents())
+	for (const WorldFM::FClientEvent& Event : Connection->Worker.TakeEvents())
 	{
 		const FString Message = ToFString(Event.Message);
 		switch (Event.Kind)
@@ -232,12 +220,12 @@ void UWorldFMBridgeSubsystem::DrainEvents()
 
 void UWorldFMBridgeSubsystem::ConsumeFrame(double Now)
 {
-	if (!Worker->AcquireFrame())
+	if (!Connection->Worker.AcquireFrame())
 	{
 		return;
 	}
-	const WorldFM::FFrame& Frame = Worker->Frame();
-	if (!UploadFrame(Frame))
+	const WorldFM::FFrame& Frame = Connection->Worker.Frame();
+	if (!UploadFrame(Frame.Width, Frame.Height, Frame.Jpeg, Frame.Pixels.data(), int64(Frame.Pixels.size())))
 	{
 		return;
 	}
@@ -266,18 +254,17 @@ void UWorldFMBridgeSubsystem::ConsumeFrame(double Now)
 	OnFrame.Broadcast(FrameTexture, Info);
 }
 
-bool UWorldFMBridgeSubsystem::UploadFrame(const WorldFM::FFrame& Frame)
+bool UWorldFMBridgeSubsystem::UploadFrame(int32 Width, int32 Height, bool bJpeg, const uint8* Data, int64 Size)
 {
-	const int32 Width = Frame.Width, Height = Frame.Height;
 	// The frame slot is reused by the worker once we acquire again, so the render command
 	// gets its own copy: BGRA for the texture, expanded from RGB on the render thread.
 	TArray<uint8> Pixels;
 	bool bAlreadyBgra = false;
-	if (Frame.Jpeg)
+	if (bJpeg)
 	{
 		IImageWrapperModule& ImageWrapper = FModuleManager::LoadModuleChecked<IImageWrapperModule>(TEXT("ImageWrapper"));
 		TSharedPtr<IImageWrapper> Jpeg = ImageWrapper.CreateImageWrapper(EImageFormat::JPEG);
-		if (!Jpeg || !Jpeg->SetCompressed(Frame.Pixels.data(), int64(Frame.Pixels.size())) ||
+		if (!Jpeg || !Jpeg->SetCompressed(Data, Size) ||
 		    !Jpeg->GetRaw(ERGBFormat::BGRA, 8, Pixels) || Jpeg->GetWidth() != Width || Jpeg->GetHeight() != Height)
 		{
 			ReportError(TEXT("malformed"), TEXT("a JPEG frame from the server could not be decoded"));
@@ -287,8 +274,8 @@ bool UWorldFMBridgeSubsystem::UploadFrame(const WorldFM::FFrame& Frame)
 	}
 	else
 	{
-		Pixels.SetNumUninitialized(int32(Frame.Pixels.size()));
-		FMemory::Memcpy(Pixels.GetData(), Frame.Pixels.data(), Frame.Pixels.size());
+		Pixels.SetNumUninitialized(int32(Size));
+		FMemory::Memcpy(Pixels.GetData(), Data, Size);
 	}
 
 	if (!FrameTexture || FrameTexture->GetSizeX() != Width || FrameTexture->GetSizeY() != Height)

@@ -13,15 +13,8 @@
 #include "WorldFMBridgeTypes.h"
 #include "WorldFMBridgeSubsystem.generated.h"
 
-class FRunnableThread;
-class FWorldFMClientRunnable;
+class FWorldFMBridgeConnection;
 class UTexture2D;
-
-namespace WorldFM
-{
-class FClientWorker;
-struct FFrame;
-}  // namespace WorldFM
 
 UCLASS()
 class WORLDFMBRIDGE_API UWorldFMBridgeSubsystem : public UEngineSubsystem, public FTickableGameObject
@@ -110,12 +103,11 @@ private:
 	void ReportError(const FString& Code, const FString& Message);
 	void DrainEvents();
 	void ConsumeFrame(double Now);
-	bool UploadFrame(const WorldFM::FFrame& Frame);
+	bool UploadFrame(int32 Width, int32 Height, bool bJpeg, const uint8* Data, int64 Size);
 
-	// Shared pointers because UHT's generated constructors need no complete type for them.
-	TSharedPtr<WorldFM::FClientWorker> Worker;
-	TSharedPtr<FWorldFMClientRunnable> Runnable;
-	FRunnableThread* Thread = nullptr;
+	/** The worker thread and its client; null while disconnected. A shared pointer because
+	 *  UHT's generated constructors then need no complete type for it. */
+	TSharedPtr<FWorldFMBridgeConnection> Connection;
 
 	UPROPERTY(Transient)
 	TObjectPtr<UTexture2D> FrameTexture;
