@@ -56,17 +56,6 @@ int RemainingMs(FClock::time_point Deadline)
 }
 }  // namespace
 
-const char* ToString(EConnectionState State)
-{
-	switch (State)
-	{
-		case EConnectionState::Disconnected: return "disconnected";
-		case EConnectionState::Connected: return "connected";
-		case EConnectionState::Refused: return "refused";
-	}
-	return "?";
-}
-
 struct FClient::FImpl
 {
 	explicit FImpl(FClientConfig InConfig) : Config(std::move(InConfig)), Session(RandomSession()) {}
@@ -138,8 +127,18 @@ struct FClient::FImpl
 		Config.CurveSecretKey = Secret;
 	}
 
+	/** A fresh DEALER socket. Replies to the old one are lost, so the render in flight is resent. */
 	void OpenSocket()
 	{
+		if (InFlightId != 0)
+		{
+			if (!PendingPose)
+			{
+				PendingPose = InFlightPose;
+			}
+			InFlightId = 0;  // its reply, if it ever comes, is dropped as late
+		}
+		PingId = 0;
 		Socket = std::make_unique<zmq::socket_t>(Context, zmq::socket_type::dealer);
 		if (!Config.CurveServerKey.empty())
 		{
@@ -321,14 +320,6 @@ struct FClient::FImpl
 			Emit(FClientEvent::EKind::Disconnected, "lost " + Config.Endpoint + "; reconnecting");
 		}
 		++Statistics.Reconnects;
-		if (InFlightId != 0)
-		{
-			if (!PendingPose)
-			{
-				PendingPose = InFlightPose;  // resend the newest pose once back
-			}
-			InFlightId = 0;  // its reply, if it ever comes, is dropped as late
-		}
 		OpenSocket();
 		if (!Handshake() && ConnectionState != EConnectionState::Refused)
 		{

@@ -62,8 +62,6 @@ enum class EConnectionState
 	Refused,       // the server refused us (protocol version): no automatic retries
 };
 
-WORLDFM_CORE_API const char* ToString(EConnectionState State);
-
 /** A generated frame as the engine consumes it. */
 struct FFrame
 {
