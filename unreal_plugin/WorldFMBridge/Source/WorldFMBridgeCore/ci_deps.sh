@@ -5,6 +5,11 @@ set -euo pipefail
 
 PACKAGES=(cmake g++ libzmq3-dev cppzmq-dev libmsgpack-cxx-dev doctest-dev nlohmann-json3-dev)
 
+if dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
+    echo "ci_deps.sh: ${PACKAGES[*]} already installed"
+    exit 0
+fi
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
     if ! command -v sudo >/dev/null; then
