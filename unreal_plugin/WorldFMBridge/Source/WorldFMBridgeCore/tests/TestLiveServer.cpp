@@ -152,6 +152,19 @@ TEST_CASE("handshake, a procedural scene from Unreal poses, and a camera path")
 		CHECK(Error < 0.5 * TurnedError);
 	}
 	CHECK(Client.Stats().FramesReceived == 6);
+
+	// JPEG for remote servers: the frame carries the file (decoded by the engine's ImageWrapper).
+	WorldFM::FRenderRequest Jpeg = RequestFor(FUnrealCamera{{0.0, 0.0, 150.0}, {0.0, 0.0, 0.0}, 90.0});
+	Jpeg.Jpeg = true;
+	Client.SetPose(Jpeg);
+	REQUIRE(WaitForFrame(Client, Frame, 60));
+	CHECK(Frame.Jpeg);
+	CHECK(Frame.Width == FrameWidth);
+	REQUIRE(Frame.Pixels.size() > 4);
+	CHECK(Frame.Pixels[0] == 0xFF);  // JPEG start-of-image marker
+	CHECK(Frame.Pixels[1] == 0xD8);
+	CHECK(Frame.Pixels.size() < size_t(FrameWidth) * FrameHeight * 3);
+
 	CHECK(Client.CloseScene().IsOk());
 	CHECK(Client.SceneId().empty());
 }
