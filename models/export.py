@@ -1,0 +1,202 @@
+"""Export a trained model to the ONNX folder that ``python_bridge.engine`` runs.
+
+The folder contract is /work/notes/export_contract.md (summarised in docs/training.md):
+``manifest.json`` plus the graphs
+
+* ``encoder``: image (B, 3, H, W) in [-1, 1] -> scaled latent (B, C, h, w)
+  (``models.autoencoder.LatentEncoder``; used for the anchor rendering every frame and
+  once per reference image, whose latent the server caches);
+* ``generator_N`` (N = 1, 2): noise (B, N, C, h, w), anchor_latent, anchor_mask
+  (B, 1, H, W), ref_latent, ref_K, ref_c2w, tgt_K, tgt_c2w -> latent: the distilled
+  sampler ``models.sampling.FewStepGenerator`` unrolled, its noise an input so the graph
+  is deterministic and the caller owns the randomness;
+* ``decoder``: latent -> image (B, 3, H, W) in [-1, 1].
+
+Batch is dynamic everywhere. Weights of generator graphs live in one external file
+(``generator.weights``) with identical tensors stored once: a generator distilled for both
+step counts is one network, and two inline copies would double the shipped size.
+
+fp32 only: an fp16 variant for CUDA is not produced yet (onnxconverter-common 1.16 emits
+invalid graphs for these models; see docs/training.md).
+
+Parity: :func:`parity_check` runs every fp32 graph in ONNX Runtime (CPU) and the PyTorch
+module on the same random inputs; the export fails unless
+``max |onnx - torch| <= PARITY_ATOL + PARITY_RTOL * max |torch|`` for every graph. The
+measured errors are recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.autoencoder import LatentDecoder, LatentEncoder, downsample_factor
+from models.dit import WorldFMDiT
+from models.sampling import FewStepGenerator
+
+log = logging.getLogger(__name__)
+
+FORMAT, FORMAT_VERSION = "worldfm-onnx", 1
+OPSET = 17
+PARITY_ATOL, PARITY_RTOL = 1e-4, 1e-3
+WEIGHTS_FILE = "generator.weights"
+GENERATOR_INPUTS = ["noise", "anchor_latent", "anchor_mask", "ref_latent", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w"]
+_EXTERNAL_MIN_BYTES = 1024  # smaller tensors stay inline
+
+
+class ExportError(RuntimeError):
+    """An export that failed its parity check or could not be written; the message says why."""
+
+
+def example_inputs(latent_shape: tuple[int, int, int], image_size: int, steps: int, batch: int = 1,
+                   seed: int = 0) -> dict[str, torch.Tensor]:
+    """Plausible random generator inputs: unit-normal latents, a partial mask, a camera moved 0.3 m."""
+    g = torch.Generator().manual_seed(seed)
+    c, h, w = latent_shape
+    K = torch.tensor([[image_size * 0.9, 0, image_size / 2], [0, image_size * 0.9, image_size / 2], [0, 0, 1.0]])
+    tgt = torch.eye(4)
+    tgt[:3, 3] = torch.tensor([0.3, -0.1, 0.2])
+    return {
+        "noise": torch.randn(batch, steps, c, h, w, generator=g),
+        "anchor_latent": torch.randn(batch, c, h, w, generator=g),
+        "anchor_mask": (torch.rand(batch, 1, image_size, image_size, generator=g) > 0.3).float(),
+        "ref_latent": torch.randn(batch, c, h, w, generator=g),
+        "ref_K": K.expand(batch, 3, 3).clone(),
+        "ref_c2w": torch.eye(4).expand(batch, 4, 4).clone(),
+        "tgt_K": K.expand(batch, 3, 3).clone(),
+        "tgt_c2w": tgt.expand(batch, 4, 4).clone(),
+    }
+
+
+def _onnx_export(module: nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
+    torch.onnx.export(
+        module.eval(), tuple(inputs.values()), str(path), input_names=list(inputs), output_names=[output],
+        dynamic_axes={**{n: {0: "batch"} for n in inputs}, output: {0: "batch"}}, opset_version=OPSET, dynamo=False,
+    )
+
+
+def _externalize(paths: list[Path], weights: Path) -> None:
+    """Move the large initializers of the ONNX files ``paths`` into one file ``weights`` beside
+    them, storing byte-identical tensors once (the graphs then point at the same offsets)."""
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    stored: dict[str, tuple[int, int]] = {}
+    with open(weights, "wb") as fh:
+        for path in paths:
+            model = onnx.load(str(path))
+            for tensor in model.graph.initializer:
+                raw = tensor.raw_data
+                if len(raw) < _EXTERNAL_MIN_BYTES:
+                    continue
+                digest = hashlib.sha256(raw).hexdigest()
+                if digest not in stored:
+                    stored[digest] = (fh.tell(), len(raw))
+                    fh.write(raw)
+                offset, length = stored[digest]
+                set_external_data(tensor, weights.name, offset=offset, length=length)
+                tensor.ClearField("raw_data")
+            onnx.save(model, str(path))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def parity_check(folder: Path, modules: dict[str, nn.Module], inputs: dict[str, dict[str, torch.Tensor]],
+                 rtol: float = PARITY_RTOL, atol: float = PARITY_ATOL) -> dict[str, float]:
+    """Run each graph of ``folder`` (per its manifest) in ONNX Runtime on CPU against the torch
+    module of the same name; returns max |onnx - torch| per graph, raises ``ExportError`` on a miss."""
+    import onnxruntime as ort
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    errors = {}
+    for name, module in modules.items():
+        sess = ort.InferenceSession(str(folder / manifest["graphs"][name]), providers=["CPUExecutionProvider"])
+        types = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in sess.get_inputs()}
+        feed = {k: v.numpy().astype(types[k]) for k, v in inputs[name].items()}
+        got = sess.run(None, feed)[0].astype(np.float32)
+        with torch.no_grad():
+            want = module(*inputs[name].values()).numpy()
+        err = float(np.abs(got - want).max())
+        bound = atol + rtol * float(np.abs(want).max())
+        errors[name] = err
+        if not err <= bound:
+            raise ExportError(f"{folder / manifest['graphs'][name]}: ONNX differs from PyTorch by {err:.3g} "
+                              f"(bound {bound:.3g}); the export is not faithful -- check the ops of this graph")
+    return errors
+
+
+def _write_manifest(folder: Path, name: str, config: dict, image_size: int, latent_shape: tuple[int, int, int],
+                    steps: list[int], graphs: dict[str, str], dtype: str, extra_files: list[str], parity: dict) -> None:
+    files = sorted({*graphs.values(), *extra_files})
+    manifest = {
+        "format": FORMAT, "version": FORMAT_VERSION, "name": name, "config": config,
+        "image_size": [image_size, image_size], "latent_shape": list(latent_shape), "steps": steps,
+        "opset": OPSET, "dtype": dtype, "graphs": graphs,
+        "sha256": {f: _sha256(folder / f) for f in files},
+        "parity": parity,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def export_model(
+    generators: dict[int, WorldFMDiT],
+    autoencoder: nn.Module,
+    out: str | Path,
+    name: str,
+    info: dict | None = None,
+) -> dict[str, float]:
+    """Write the exported folder ``out`` for ``generators`` (steps -> distilled network; the
+    same network may serve several step counts) and ``autoencoder`` (a diffusers VAE).
+
+    Returns the fp32 parity errors (max abs difference per graph). ``info`` is merged into
+    the manifest's ``config`` (e.g. training provenance).
+    """
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    steps = sorted(generators)
+    model = generators[steps[0]]
+    cfg = model.config
+    f = downsample_factor(autoencoder)
+    if f != cfg.vae_downsample:
+        raise ExportError(f"the autoencoder downsamples {f}x but the model expects {cfg.vae_downsample}x")
+    size = cfg.image_size
+    latent_shape = (cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+    encoder, decoder = LatentEncoder(autoencoder).eval(), LatentDecoder(autoencoder).eval()
+    g = torch.Generator().manual_seed(0)
+    modules: dict[str, nn.Module] = {"encoder": encoder, "decoder": decoder}
+    inputs = {"encoder": {"image": torch.rand(2, 3, size, size, generator=g) * 2 - 1},
+              "decoder": {"latent": torch.randn(2, *latent_shape, generator=g)}}
+    graphs = {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}
+    for s in steps:
+        modules[f"generator_{s}"] = FewStepGenerator(generators[s].eval(), s).eval()
+        inputs[f"generator_{s}"] = example_inputs(latent_shape, size, s, batch=2, seed=s)
+        graphs[f"generator_{s}"] = f"generator_{s}step.onnx"
+    outputs = {"encoder": "latent", "decoder": "image"}
+    with torch.no_grad():
+        for graph, module in modules.items():
+            _onnx_export(module, inputs[graph], outputs.get(graph, "latent"), out / graphs[graph])
+    _externalize([out / graphs[f"generator_{s}"] for s in steps], out / WEIGHTS_FILE)
+    config = {**asdict(cfg), "autoencoder": dict(autoencoder.config), **(info or {})}
+    config["autoencoder"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config["autoencoder"].items()}
+    _write_manifest(out, name, config, size, latent_shape, steps, graphs, "fp32", [WEIGHTS_FILE], {})
+    errors = parity_check(out, modules, inputs)
+    _write_manifest(out, name, config, size, latent_shape, steps, graphs, "fp32", [WEIGHTS_FILE],
+                    {"max_abs_error": errors, "atol": PARITY_ATOL, "rtol": PARITY_RTOL})
+    log.info("exported %s to %s; parity (max abs error) %s", name, out, errors)
+    return errors

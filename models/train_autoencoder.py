@@ -1,0 +1,155 @@
+"""Stage 1 for the demo model: train the 16x demo autoencoder on our own images.
+
+No pretrained weights exist for the demo latent space (256 px -> 16x16x8), so the
+autoencoder is trained from scratch on procedural frames before the DiT. The network is
+fully convolutional (no attention), so it trains on random ``crop`` x ``crop`` patches --
+(256/crop)^2 times cheaper per step than whole frames -- and runs on whole frames after.
+
+Loss per patch x in [-1, 1] with reconstruction x' = D(mean of E(x)):
+``|x - x'|_1 + |x - x'|_2^2 + kl_weight * KL(q(z|x) || N(0, I))`` (means over elements);
+the small KL keeps the latent bounded and smooth enough for diffusion. After training the
+scaling factor is set to 1 / std of the latents (over the training images), so the DiT
+sees unit-variance latents, as PixArt's 0.13025 does for the published VAE.
+
+The result is a diffusers folder (``config.json`` + ``diffusion_pytorch_model.safetensors``)
+that :func:`models.autoencoder.load_autoencoder` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.autoencoder import LatentDecoder, LatentEncoder, demo_autoencoder, load_autoencoder
+from models.train_state import load_state, save_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AutoencoderTrainConfig:
+    """Hyper-parameters of :func:`train_autoencoder` (stored with the checkpoint)."""
+
+    kind: str = "kl"
+    steps: int = 2000
+    batch_size: int = 16
+    crop: int = 64
+    lr: float = 1e-3
+    kl_weight: float = 1e-6
+    seed: int = 0
+    save_every: int = 100
+
+
+def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """uint8 (H, W, 3) images -> (N, 3, H, W) float in [-1, 1]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def random_crops(images: torch.Tensor, batch: int, crop: int, generator: torch.Generator) -> torch.Tensor:
+    """``batch`` random ``crop`` x ``crop`` patches (randomly mirrored) of (N, 3, H, W) images."""
+    n, _, h, w = images.shape
+    if crop > min(h, w):
+        raise ValueError(f"crop {crop} exceeds the image size {h}x{w}")
+    idx = torch.randint(n, (batch,), generator=generator)
+    ys = torch.randint(h - crop + 1, (batch,), generator=generator)
+    xs = torch.randint(w - crop + 1, (batch,), generator=generator)
+    flip = torch.rand(batch, generator=generator) < 0.5
+    patches = [images[i, :, y : y + crop, x : x + crop] for i, y, x in zip(idx, ys, xs)]
+    out = torch.stack(patches)
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+def autoencoder_loss(vae: nn.Module, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss, reconstruction MSE) of ``vae`` on images ``x`` (B, 3, H, W) in [-1, 1]."""
+    posterior = vae.encode(x).latent_dist
+    recon = vae.decode(posterior.mode()).sample
+    mse = (recon - x).square().mean()
+    loss = (recon - x).abs().mean() + mse
+    if kl_weight > 0:
+        loss = loss + kl_weight * posterior.kl().mean() / x[0].numel()
+    return loss, mse.detach()
+
+
+def psnr_from_mse(mse: float, peak_to_peak: float = 2.0) -> float:
+    """PSNR in dB of a mean squared error on values spanning ``peak_to_peak``."""
+    return 10.0 * math.log10(peak_to_peak**2 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def latent_std(vae: nn.Module, images: torch.Tensor, batch: int = 8) -> float:
+    """Std of the unscaled posterior means over ``images`` (N, 3, H, W)."""
+    latents = [vae.encode(images[i : i + batch]).latent_dist.mode() for i in range(0, len(images), batch)]
+    return float(torch.cat(latents).std())
+
+
+@torch.no_grad()
+def reconstruction_psnr(vae: nn.Module, images: torch.Tensor, batch: int = 8) -> float:
+    """Mean PSNR (dB, on [-1, 1] images) of encode -> decode through the scaled latent interface."""
+    enc, dec = LatentEncoder(vae).eval(), LatentDecoder(vae).eval()
+    values = []
+    for i in range(0, len(images), batch):
+        x = images[i : i + batch]
+        recon = dec(enc(x)).clamp(-1, 1)
+        values += [psnr_from_mse(float(m)) for m in (recon - x).square().flatten(1).mean(1)]
+    return float(np.mean(values))
+
+
+def train_autoencoder(
+    images: Sequence[np.ndarray],
+    out: str | Path,
+    config: AutoencoderTrainConfig = AutoencoderTrainConfig(),
+    device: str = "cpu",
+    progress: bool = True,
+) -> nn.Module:
+    """Train the demo autoencoder on uint8 (H, W, 3) ``images``; resumes from ``out``.
+
+    Writes ``out/state.safetensors`` every ``save_every`` steps and, at the end, the
+    diffusers folder ``out/autoencoder/`` with the scaling factor set. Returns the trained
+    autoencoder (eval mode, on CPU).
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    torch.manual_seed(config.seed)
+    data = images_to_tensor(images)
+    vae = demo_autoencoder(config.kind).to(device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
+    resumed = load_state(out, {"model": vae}, {"opt": opt})
+    start = 0 if resumed is None else resumed[0]
+    if resumed is not None:
+        log.info("resuming autoencoder training at step %d from %s", start, out)
+    generator = torch.Generator().manual_seed(config.seed + start)
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
+               desc="autoencoder", unit="step")
+    t0, seen = time.perf_counter(), 0
+    vae.train()
+    for step in bar:
+        lr = config.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = random_crops(data, config.batch_size, config.crop, generator).to(device)
+        loss, mse = autoencoder_loss(vae, x, config.kl_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        seen += x.shape[0]
+        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr_from_mse(mse.item()):.1f}",
+                        samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+            save_state(out, step + 1, {"model": vae}, {"opt": opt}, {"config": asdict(config)})
+    vae = vae.cpu().eval()
+    sample = data[torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))[:64]]
+    vae.register_to_config(scaling_factor=1.0 / latent_std(vae, sample))
+    vae.save_pretrained(str(out / "autoencoder"), safe_serialization=True)
+    (out / "autoencoder" / "training.json").write_text(json.dumps(asdict(config), indent=2))
+    return load_autoencoder(out / "autoencoder")

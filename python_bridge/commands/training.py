@@ -1,0 +1,209 @@
+"""``worldfm train-autoencoder``, ``train``, ``distill``, ``export``, ``eval``: the model stages.
+
+These commands wire the packages: scenes are read from dataset folders with
+``datagen.dataset`` and handed to ``models`` (which never imports ``datagen``). Heavy
+imports stay inside the handlers so ``worldfm --help`` stays fast. docs/training.md
+walks through the stages; models/weights/demo-256/MODEL_CARD.md has the exact commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def load_scenes(roots: list[Path], limit: int | None = None) -> list:
+    """Every scene under the dataset ``roots`` (a scene folder or a folder of scene folders)."""
+    from datagen.dataset import find_scenes, read_scene
+
+    paths = []
+    for root in roots:
+        found = [root] if (root / "transforms.json").is_file() else find_scenes(root)
+        if not found:
+            raise SystemExit(f"{root} holds no scene folder (no transforms.json); generate data with `worldfm datagen`")
+        paths += found
+    paths = paths[:limit] if limit else paths
+    log.info("reading %d scenes", len(paths))
+    return [read_scene(p) for p in paths]
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def run_train_autoencoder(args: argparse.Namespace) -> int:
+    from models.train_autoencoder import AutoencoderTrainConfig, images_to_tensor, reconstruction_psnr, train_autoencoder
+
+    _set_threads(args.threads)
+    scenes = load_scenes(args.data)
+    images = [f.rgb for s in scenes for f in s.frames]
+    config = AutoencoderTrainConfig(kind=args.kind, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+                                    lr=args.lr, seed=args.seed, save_every=args.save_every)
+    vae = train_autoencoder(images, args.out, config, device=args.device)
+    if args.val_data:
+        held_out = [f.rgb for s in load_scenes(args.val_data) for f in s.frames]
+        psnr = reconstruction_psnr(vae, images_to_tensor(held_out))
+        print(f"reconstruction PSNR on {len(held_out)} held-out frames: {psnr:.2f} dB")
+    print(f"autoencoder -> {Path(args.out) / 'autoencoder'}")
+    return 0
+
+
+def _codec(folder: Path):
+    """(encoder, decoder) modules of the autoencoder folder."""
+    from models.autoencoder import LatentDecoder, LatentEncoder, load_autoencoder
+
+    vae = load_autoencoder(folder)
+    return LatentEncoder(vae).eval(), LatentDecoder(vae).eval()
+
+
+def _pair_datasets(args: argparse.Namespace, encoder, image_size: int):
+    """(training PairDataset, validation batch or None) from --data / --val-data."""
+    from torch.utils.data import default_collate
+
+    from models.pairs import PairConfig, PairDataset
+
+    config = PairConfig(image_size=image_size, seed=args.seed)
+    cache = args.cache or Path(args.out) / "latent_cache"
+    train = PairDataset(load_scenes(args.data), encoder, config, cache, progress=True)
+    val = None
+    if args.val_data:
+        held_out = PairDataset(load_scenes(args.val_data, limit=2), encoder, config, cache)
+        val = default_collate([held_out[i] for i in range(0, len(held_out), max(1, len(held_out) // 4))][:4])
+    return train, val
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import json
+
+    from models.dit import get_config
+    from models.train import TrainConfig, train
+
+    _set_threads(args.threads)
+    overrides = json.loads(args.model_overrides) if args.model_overrides else {}
+    model_cfg = get_config(args.model, **overrides)
+    encoder, decoder = _codec(args.autoencoder)
+    dataset, val = _pair_datasets(args, encoder, model_cfg.image_size)
+    config = TrainConfig(model=args.model, model_overrides=overrides, steps=args.steps, batch_size=args.batch_size,
+                         lr=args.lr, ema_decay=args.ema_decay, cond_dropout=args.cond_dropout, workers=args.workers,
+                         seed=args.seed, save_every=args.save_every, val_every=args.val_every,
+                         pixart_init=str(args.pixart_init) if args.pixart_init else None)
+    train(dataset, args.out, config, val_batch=val, decoder=decoder, device=args.device)
+    print(f"teacher -> {Path(args.out) / 'teacher.safetensors'}")
+    return 0
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from models.checkpoints import load_model
+    from models.distill import DistillConfig, distill
+
+    _set_threads(args.threads)
+    teacher = load_model(args.teacher)
+    encoder, decoder = _codec(args.autoencoder)
+    dataset, val = _pair_datasets(args, encoder, teacher.config.image_size)
+    config = DistillConfig(steps=args.steps, batch_size=args.batch_size, generator_lr=args.generator_lr,
+                           critic_lr=args.critic_lr, critic_updates=args.critic_updates,
+                           generator_steps=tuple(args.generator_steps), guidance_scale=args.guidance_scale,
+                           regression_weight=args.regression_weight, pool_size=args.pool_size,
+                           teacher_steps=args.teacher_steps, seed=args.seed, save_every=args.save_every,
+                           workers=args.workers)
+    distill(teacher, dataset, args.out, config, val_batch=val, decoder=decoder, device=args.device)
+    print(f"generators -> {args.out}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from models.autoencoder import load_autoencoder
+    from models.checkpoints import load_model
+    from models.export import export_model
+
+    generators = {}
+    for s in args.steps:
+        path = args.generator / f"generator_{s}step.safetensors" if args.generator.is_dir() else args.generator
+        generators[s] = load_model(path)
+    errors = export_model(generators, load_autoencoder(args.autoencoder), args.out, args.name)
+    print(f"exported {args.name} -> {args.out}; ONNX vs PyTorch max abs error {errors}")
+    return 0
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, nargs="+", required=True, help="training dataset folders")
+    parser.add_argument("--val-data", type=Path, nargs="*", default=None, help="held-out scenes for validation")
+    parser.add_argument("--autoencoder", type=Path, required=True, help="autoencoder folder (diffusers format)")
+    parser.add_argument("--cache", type=Path, default=None, help="latent cache folder (default OUT/latent_cache)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    parser.add_argument("--batch-size", type=int, default=16, help="samples per step and process (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--save-every", type=int, default=100, help="checkpoint interval in steps (default 100)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default torch's choice; 1 is fastest on a busy machine)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ae = subparsers.add_parser("train-autoencoder", help="train the 16x demo autoencoder on dataset frames",
+                               description="Stage 1 of the demo model: a small autoencoder trained from scratch on "
+                                           "random crops of dataset frames; resumable (state in --out).")
+    ae.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folders (scene or folder of scenes)")
+    ae.add_argument("--val-data", type=Path, nargs="*", default=None, help="held-out scenes for reconstruction PSNR")
+    ae.add_argument("--out", type=Path, required=True, help="run folder (state.safetensors, autoencoder/)")
+    ae.add_argument("--kind", choices=["kl", "tiny"], default="kl", help="architecture (default kl)")
+    ae.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
+    ae.add_argument("--batch-size", type=int, default=16, help="crops per step (default 16)")
+    ae.add_argument("--crop", type=int, default=64, help="training crop size in pixels (default 64)")
+    ae.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    ae.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    ae.add_argument("--save-every", type=int, default=100, help="checkpoint interval in steps (default 100)")
+    ae.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    ae.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ae.set_defaults(func=run_train_autoencoder)
+
+    tr = subparsers.add_parser("train", help="stage 2: train the frame model (teacher) by denoising",
+                               description="Diffusion training on (reference, target, anchor) pairs; resumable, "
+                                           "DDP under torchrun. See docs/training.md.")
+    _add_data_args(tr)
+    tr.add_argument("--out", type=Path, required=True, help="run folder (state, teacher.safetensors, log, val/)")
+    tr.add_argument("--model", default="demo", help="model config name (tiny, demo, xl; default demo)")
+    tr.add_argument("--model-overrides", default=None, help='JSON of DiTConfig fields to change, e.g. \'{"depth": 4}\'')
+    tr.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
+    tr.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
+    tr.add_argument("--ema-decay", type=float, default=0.995, help="EMA decay (default 0.995)")
+    tr.add_argument("--cond-dropout", type=float, default=0.1, help="condition dropout probability (default 0.1)")
+    tr.add_argument("--val-every", type=int, default=500, help="validation interval in steps (default 500)")
+    tr.add_argument("--pixart-init", type=Path, default=None, help="PixArt-alpha/Sigma XL/2 weights to start from")
+    tr.set_defaults(func=run_train)
+
+    di = subparsers.add_parser("distill", help="stage 3: DMD2 distillation into 1- and 2-step generators",
+                               description="Generator and critic initialised from the teacher; distribution matching "
+                                           "+ optional regression on teacher ODE pairs. See docs/training.md.")
+    _add_data_args(di)
+    di.add_argument("--teacher", type=Path, required=True, help="teacher.safetensors from `worldfm train`")
+    di.add_argument("--out", type=Path, required=True, help="run folder (generator_Nstep.safetensors, state, log)")
+    di.add_argument("--steps", type=int, default=1000, help="generator updates (default 1000)")
+    di.add_argument("--generator-lr", type=float, default=5e-5, help="generator learning rate (default 5e-5)")
+    di.add_argument("--critic-lr", type=float, default=1e-4, help="critic learning rate (default 1e-4)")
+    di.add_argument("--critic-updates", type=int, default=2, help="critic updates per generator update (default 2)")
+    di.add_argument("--generator-steps", type=int, nargs="+", default=[1, 2],
+                    help="step counts the one generator is trained for (default 1 2)")
+    di.add_argument("--guidance-scale", type=float, default=1.0, help="teacher guidance in the real score (default 1)")
+    di.add_argument("--regression-weight", type=float, default=1.0,
+                    help="weight of the regression loss on teacher ODE pairs; 0 = pure DMD2 (default 1)")
+    di.add_argument("--pool-size", type=int, default=256, help="teacher ODE pairs (default 256)")
+    di.add_argument("--teacher-steps", type=int, default=10, help="DPM-Solver++ steps of the teacher (default 10)")
+    di.set_defaults(func=run_distill)
+
+    ex = subparsers.add_parser("export", help="export distilled generators + autoencoder to an ONNX model folder",
+                               description="Writes manifest.json and encoder/generator_N/decoder ONNX graphs; "
+                                           "fails unless ONNX Runtime matches PyTorch.")
+    ex.add_argument("--generator", type=Path, required=True,
+                    help="distill run folder (generator_Nstep.safetensors) or one model .safetensors for all steps")
+    ex.add_argument("--autoencoder", type=Path, required=True, help="autoencoder folder (diffusers format)")
+    ex.add_argument("--out", type=Path, required=True, help="output model folder (replaced)")
+    ex.add_argument("--name", default="demo-256", help="model name in the manifest (default demo-256)")
+    ex.add_argument("--steps", type=int, nargs="+", default=[1, 2], help="generator step counts (default 1 2)")
+    ex.set_defaults(func=run_export)

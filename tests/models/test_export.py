@@ -1,0 +1,57 @@
+"""ONNX export: parity with PyTorch, the contract the engine runs, weights stored once."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoints import load_model
+from models.export import WEIGHTS_FILE, ExportError, example_inputs, parity_check
+from models.sampling import FewStepGenerator
+from training_fixtures import IMAGE_SIZE
+
+
+def test_manifest_follows_the_contract(export_dir):
+    m = json.loads((export_dir / "manifest.json").read_text())
+    assert m["format"] == "worldfm-onnx" and m["version"] == 1 and m["steps"] == [1, 2]
+    assert m["image_size"] == [IMAGE_SIZE, IMAGE_SIZE] and m["latent_shape"] == [4, 8, 8]
+    assert set(m["graphs"]) == {"encoder", "decoder", "generator_1", "generator_2"}
+    assert WEIGHTS_FILE in m["sha256"] and m["opset"] == 17
+    assert set(m["parity"]["max_abs_error"]) == set(m["graphs"])
+
+
+def test_generator_weights_are_stored_once(export_dir, distill_run):
+    params = sum(p.numel() for p in load_model(distill_run / "generator_1step.safetensors").parameters())
+    assert (export_dir / WEIGHTS_FILE).stat().st_size < 1.2 * 4 * params
+
+
+def test_engine_runs_the_export_and_matches_pytorch(export_dir, distill_run, val_batch):
+    """The bridge engine, unchanged, on our folder: same noise -> same latent as PyTorch."""
+    from python_bridge.engine import Engine
+
+    engine = Engine(export_dir, provider="cpu")
+    gen = load_model(distill_run / "generator_2step.safetensors")
+    b = {k: v[:1] for k, v in val_batch.items()}
+    rng_seed = 7
+    out = engine.generate(2, b["anchor_latent"].numpy(), b["anchor_mask"][0, 0].numpy(), b["ref_latent"].numpy(),
+                          b["ref_K"][0].numpy(), b["ref_c2w"][0].numpy(), b["tgt_K"][0].numpy(),
+                          b["tgt_c2w"][0].numpy(), np.random.default_rng(rng_seed)).numpy()
+    noise = torch.from_numpy(np.random.default_rng(rng_seed).standard_normal((1, 2, 4, 8, 8), dtype=np.float32))
+    with torch.no_grad():
+        want = FewStepGenerator(gen, 2)(noise, *(b[k] for k in ("anchor_latent", "anchor_mask", "ref_latent", "ref_K",
+                                                               "ref_c2w", "tgt_K", "tgt_c2w"))).numpy()
+    np.testing.assert_allclose(out, want, atol=1e-4 + 1e-3 * np.abs(want).max())
+    image = engine.decode(out)
+    assert image.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and image.dtype == np.uint8
+
+
+def test_parity_check_rejects_a_graph_that_differs(export_dir, distill_run):
+    gen = load_model(distill_run / "generator_1step.safetensors")
+    with torch.no_grad():
+        gen.final_layer.linear.bias.add_(0.5)
+    inputs = {"generator_1": example_inputs((4, 8, 8), IMAGE_SIZE, 1, batch=2, seed=1)}
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        parity_check(export_dir, {"generator_1": FewStepGenerator(gen, 1)}, inputs)
