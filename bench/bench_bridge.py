@@ -9,7 +9,8 @@
    GIL while it runs, as sleep does). Reports ping percentiles (target <= 20 ms), server
    RSS at start and end, and checks every render was answered exactly once.
 3. end to end (with ``--model DIR``): frames/s and latency percentiles per stage through the
-   server for each step count of an exported model.
+   server for each step count of an exported model; then the engine alone with ONNX
+   Runtime's CPU pool threads sleeping (our default) vs spinning when idle.
 
 Usage: python bench/bench_bridge.py [--rounds 5 --iters 200 --load-seconds 20 --model DIR]
 (``--load-seconds 600`` is the 10-minute memory check.)
@@ -235,6 +236,36 @@ def bench_load(clients: int, seconds: float, rate_hz: float, infer_ms: float) ->
 # ---------------------------------------------------------------------- 3. end to end
 
 
+def bench_spinning(model: Path, rounds: int = 3, frames: int = 8) -> None:
+    """Engine-only frame time (encode + 1-step generate + decode) with ONNX Runtime's CPU pool
+    threads spinning vs sleeping when idle, alternating so load drift hits both."""
+    from python_bridge.engine import Engine
+
+    engines = {spin: Engine(model, spinning=spin) for spin in (False, True)}
+    if engines[False].provider != "CPUExecutionProvider":
+        return
+    h, w = engines[False].image_size
+    rgb, K = np.zeros((h, w, 3), np.uint8), np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1.0]])
+    times = {False: [], True: []}
+    for _ in range(rounds):
+        for spin, e in engines.items():
+            ref = e.encode(rgb)
+            for i in range(frames):
+                t0 = time.perf_counter()
+                latent = e.generate(
+                    1, e.encode(rgb), np.ones((h, w)), ref, K, np.eye(4), K, np.eye(4), np.random.default_rng(i)
+                )
+                e.decode(latent)
+                times[spin].append((time.perf_counter() - t0) * 1e3)
+    off, on = (
+        float(np.median(times[False])),
+        float(np.median(times[True])),
+    )
+    print(f"engine frame, pool threads sleeping (default): {percentiles(times[False])}")
+    print(f"engine frame, pool threads spinning          : {percentiles(times[True])}")
+    print(f"median spinning/sleeping = {on / off:.2f}x")
+
+
 def bench_model(model: Path, frames: int, size: int) -> None:
     from python_bridge.demo import make_scene
     from python_bridge.camera_path import interpolate_poses
@@ -284,6 +315,7 @@ def main() -> None:
         bench_load(args.clients, args.load_seconds, args.rate, args.infer_ms)
     if args.model is not None:
         bench_model(args.model, args.frames, args.size)
+        bench_spinning(args.model)
 
 
 if __name__ == "__main__":

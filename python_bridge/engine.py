@@ -150,7 +150,8 @@ class Engine:
     """The ONNX sessions of one exported model, ready to run frames.
 
     Thread-safe: ONNX Runtime sessions may run concurrently, and each call builds its own
-    IO binding.
+    IO binding. On CPU, ``threads`` sets the intra-op pool (default: every core) and
+    ``spinning`` lets idle pool threads busy-wait (faster only on cores nothing else uses).
     """
 
     def __init__(
@@ -160,6 +161,7 @@ class Engine:
         threads: int | None = None,
         verify: bool = True,
         warmup: bool = True,
+        spinning: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -176,14 +178,20 @@ class Engine:
             # One frame at a time per graph: all cores on each op, no inter-op pool fighting it.
             opts.intra_op_num_threads = threads or os.cpu_count() or 1
             opts.inter_op_num_threads = 1
+            # By default idle pool threads sleep instead of spinning: the cores are shared with
+            # the I/O loop, the anchor splatting and often the clients, which spinning threads
+            # starve (frames 2-3x slower on a busy 2-core machine; bench/bench_bridge.py --model).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.sessions = {
             name: ort.InferenceSession(str(path), opts, providers=list(self.providers))
             for name, path in self.manifest.graphs.items()
         }
         for name, sess in self.sessions.items():
+            # A graph may lack contract inputs it does not use (the ONNX exporter drops them,
+            # e.g. cameras for a model without PRoPE); it may not ask for anything else.
             want = _GRAPH_INPUTS["generator" if name.startswith("generator_") else name]
             have = [i.name for i in sess.get_inputs()]
-            if sorted(have) != sorted(want):
+            if not set(have) <= set(want) or want[0] not in have:
                 raise ModelFolderError(f"{self.manifest.graphs[name]}: inputs {have} do not match the contract {want}")
         self._in_types = {
             name: {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in s.get_inputs()}
@@ -211,6 +219,8 @@ class Engine:
         sess = self.sessions[graph]
         binding = sess.io_binding()
         for name, value in inputs.items():
+            if name not in self._in_types[graph]:
+                continue  # an input this graph does not use (dropped at export)
             if isinstance(value, np.ndarray):
                 value = self._value(graph, name, value)
             binding.bind_ortvalue_input(name, value)
