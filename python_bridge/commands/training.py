@@ -131,6 +131,26 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from models.checkpoints import load_model
+    from models.evaluate import OnnxRunner, evaluate
+
+    _set_threads(args.threads)
+    runner = OnnxRunner(args.model, threads=args.threads)
+    teacher = load_model(args.teacher) if args.teacher else None
+    scenes = load_scenes(args.data, limit=args.scenes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = evaluate(runner, scenes, teacher=teacher, teacher_steps=args.teacher_steps, window=args.window,
+                      stride=args.stride, seed=args.seed, strip=args.out / "strip.png")
+    table = result.markdown()
+    (args.out / "eval.md").write_text(table + "\n")
+    (args.out / "eval.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    print(table)
+    return 0
+
+
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="training dataset folders")
     parser.add_argument("--val-data", type=Path, nargs="*", default=None, help="held-out scenes for validation")
@@ -196,6 +216,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     di.add_argument("--pool-size", type=int, default=256, help="teacher ODE pairs (default 256)")
     di.add_argument("--teacher-steps", type=int, default=10, help="DPM-Solver++ steps of the teacher (default 10)")
     di.set_defaults(func=run_distill)
+
+    ev = subparsers.add_parser("eval", help="evaluate an exported model on held-out scenes (table + image strip)",
+                               description="PSNR/SSIM vs ground truth for the generator, teacher, baselines and "
+                                           "ablations, plus multi-view consistency; writes eval.md/eval.json/strip.png.")
+    ev.add_argument("--model", type=Path, required=True, help="exported model folder (manifest.json)")
+    ev.add_argument("--data", type=Path, nargs="+", required=True, help="held-out dataset folders")
+    ev.add_argument("--teacher", type=Path, default=None, help="teacher.safetensors to score the multi-step teacher")
+    ev.add_argument("--teacher-steps", type=int, default=10, help="teacher DPM-Solver++ steps (default 10)")
+    ev.add_argument("--out", type=Path, required=True, help="output folder")
+    ev.add_argument("--scenes", type=int, default=None, help="use only the first N scenes")
+    ev.add_argument("--window", type=int, default=4, help="views left out of the cloud per window (default 4)")
+    ev.add_argument("--stride", type=int, default=1, help="evaluate every N-th view of a window (default 1)")
+    ev.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    ev.add_argument("--threads", type=int, default=None, help="CPU threads (default: library choice)")
+    ev.set_defaults(func=run_eval)
 
     ex = subparsers.add_parser("export", help="export distilled generators + autoencoder to an ONNX model folder",
                                description="Writes manifest.json and encoder/generator_N/decoder ONNX graphs; "

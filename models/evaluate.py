@@ -1,0 +1,281 @@
+"""Evaluation on held-out scenes: image metrics, baselines, ablations, multi-view consistency.
+
+Protocol (the same as training builds its samples, so train and test mean the same task):
+each held-out scene's views are cut into contiguous windows of ``window`` views along the
+trajectory; the cloud is built from every view outside a window, and each view inside it is
+a target (never seen by the cloud). The reference is what the server picks
+(:func:`models.anchor.select_reference`). Every method produces the target image and is
+scored against the ground-truth frame:
+
+* ``generator 1 step`` / ``2 steps``: the exported ONNX model, run by ``runner`` (the
+  bridge engine's graphs; :class:`OnnxRunner`), exactly as served;
+* ``teacher``: the stage-2 model (PyTorch, DPM-Solver++), when given;
+* baselines: ``raw anchor`` (point-cloud rendering, black holes), ``anchor + hole filling``
+  (:func:`models.anchor.fill_holes`, push-pull), ``nearest reference`` (the reference image);
+* inference-time ablations of the 1-step generator: ``no anchor`` (anchor latent and mask
+  zeroed), ``no reference`` (reference latent zeroed), ``no camera`` (the reference camera
+  replaced by the target's, so PRoPE sees no relative pose). They measure what the trained
+  model relies on; they are not the paper's retrained ablations.
+
+Metrics: PSNR (dB, on [0, 1] RGB) and SSIM (Gaussian window 11, sigma 1.5, per channel,
+averaged). Consistency: for consecutive targets (a, b) of a window, b's pixels are lifted
+with b's ground-truth depth, projected into a, and where a's ground-truth depth agrees
+(co-visible, within ``covis_tolerance`` relative depth) the mean absolute RGB difference
+between the two *generated* frames is taken; the score is that divided by the same number
+for the ground-truth frames (1.0 = as consistent as reality; lighting-free renders make
+the ground-truth number small but non-zero through resampling).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.anchor import build_scene, fill_holes, render_cloud, select_reference, to_device
+from models.anchor.cloud import unproject_depth
+from models.cameras import project
+from models.scene import Frame, Scene
+
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+COVIS_TOLERANCE = 0.02  # relative depth agreement for co-visibility
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 (H, W, 3) images on the [0, 1] scale (inf when identical)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) / 255.0**2
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def _gaussian(size: int, sigma: float) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of two uint8 (H, W, 3) images (Wang et al. 2004 constants, valid region only)."""
+    x = torch.from_numpy(a).double().permute(2, 0, 1)[:, None] / 255.0  # (3, 1, H, W)
+    y = torch.from_numpy(b).double().permute(2, 0, 1)[:, None] / 255.0
+    g = _gaussian(SSIM_WINDOW, SSIM_SIGMA)
+    win = (g[:, None] * g[None, :])[None, None]
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, win)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+def warp_error(frame_a: np.ndarray, frame_b: np.ndarray, view_a: Frame, view_b: Frame,
+               tolerance: float = COVIS_TOLERANCE) -> float:
+    """Mean |a(warp(p)) - b(p)| (RGB, [0, 255]) over b's pixels p co-visible in a.
+
+    ``frame_a``/``frame_b``: uint8 (H, W, 3) images at ``view_a``/``view_b`` (whose ground-truth
+    depth and cameras define the warp). Returns NaN when no pixel is co-visible.
+    """
+    h, w = frame_b.shape[:2]
+    depth_b = view_b.depth
+    pts = unproject_depth(depth_b, view_b.camera.K, view_b.camera.c2w).reshape(-1, 3).numpy()
+    uv, z = project(pts.astype(np.float64), view_a.camera.K, view_a.camera.c2w)
+    col, row = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
+    inside = (z > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h) & (depth_b.reshape(-1) > 0)
+    col, row = np.clip(col, 0, w - 1), np.clip(row, 0, h - 1)
+    depth_a = view_a.depth[row, col]
+    covis = inside & (depth_a > 0) & (np.abs(depth_a - z) <= tolerance * np.maximum(z, 1e-6))
+    if not covis.any():
+        return math.nan
+    a = frame_a[row[covis], col[covis]].astype(np.float64)
+    b = frame_b.reshape(-1, 3)[covis].astype(np.float64)
+    return float(np.abs(a - b).mean())
+
+
+@dataclass
+class Target:
+    """One evaluation frame: the ground truth, its anchor and reference, and its window position."""
+
+    scene: str
+    window: int
+    frame: Frame
+    reference: Frame
+    anchor_rgb: np.ndarray  # uint8 (H, W, 3), black where empty
+    anchor_mask: np.ndarray  # bool (H, W)
+
+
+def evaluation_targets(scene: Scene, window: int = 4, stride: int = 1) -> list[Target]:
+    """The targets of one held-out scene (see the module docstring); every ``stride``-th view."""
+    views = scene.frames
+    out = []
+    for w0 in range(0, len(views), window):
+        inside = list(range(w0, min(w0 + window, len(views))))
+        kept = [views[i] for i in range(len(views)) if i not in inside]
+        anchor = build_scene(kept)
+        cloud = to_device(anchor.cloud)
+        for i in inside[::stride]:
+            f = views[i]
+            cam = f.camera
+            r = render_cloud(cloud, cam.K, cam.c2w, cam.width, cam.height)
+            ref = anchor.frames[select_reference(anchor, cam.K, cam.c2w, cam.width, cam.height)]
+            out.append(Target(scene.name, w0 // window, f, ref, r.rgb.numpy(), r.mask.numpy()))
+    return out
+
+
+class OnnxRunner:
+    """The exported model through ``python_bridge``-independent ONNX Runtime sessions.
+
+    Mirrors the served path: encode anchor and reference, run ``generator_N`` on
+    ``noise`` the caller draws, decode. Inputs as the export contract states.
+    """
+
+    def __init__(self, folder: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        self.manifest = json.loads((self.folder / "manifest.json").read_text())
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.sessions = {k: ort.InferenceSession(str(self.folder / v), opts, providers=["CPUExecutionProvider"])
+                         for k, v in self.manifest["graphs"].items()}
+
+    @property
+    def steps(self) -> list[int]:
+        return list(self.manifest["steps"])
+
+    def encode(self, rgb: np.ndarray) -> np.ndarray:
+        image = (rgb.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0)
+        return self.sessions["encoder"].run(None, {"image": image})[0]
+
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        image = self.sessions["decoder"].run(None, {"latent": latent.astype(np.float32)})[0][0]
+        return np.clip((image.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+    def generate(self, steps: int, noise: np.ndarray, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {"noise": noise.astype(np.float32), **{k: v.astype(np.float32) for k, v in inputs.items()}}
+        return self.sessions[f"generator_{steps}"].run(None, feed)[0]
+
+
+def _inputs(runner: OnnxRunner, t: Target) -> dict[str, np.ndarray]:
+    return {
+        "anchor_latent": runner.encode(t.anchor_rgb),
+        "anchor_mask": t.anchor_mask.astype(np.float32)[None, None],
+        "ref_latent": runner.encode(t.reference.rgb),
+        "ref_K": t.reference.camera.K[None], "ref_c2w": t.reference.camera.c2w[None],
+        "tgt_K": t.frame.camera.K[None], "tgt_c2w": t.frame.camera.c2w[None],
+    }
+
+
+ABLATIONS: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] = {
+    "1 step, no anchor": lambda x: {**x, "anchor_latent": np.zeros_like(x["anchor_latent"]),
+                                    "anchor_mask": np.zeros_like(x["anchor_mask"])},
+    "1 step, no reference": lambda x: {**x, "ref_latent": np.zeros_like(x["ref_latent"])},
+    "1 step, no camera": lambda x: {**x, "ref_K": x["tgt_K"], "ref_c2w": x["tgt_c2w"]},
+}
+
+
+@dataclass
+class EvalResult:
+    """Per-method mean metrics, consistency ratios and the per-target images of the strip."""
+
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    consistency: dict[str, float] = field(default_factory=dict)
+    targets: int = 0
+    scenes: int = 0
+
+    def markdown(self) -> str:
+        lines = ["| method | PSNR (dB) | SSIM | consistency (x GT) |", "|---|---:|---:|---:|"]
+        for name, m in self.rows.items():
+            cons = self.consistency.get(name)
+            c = f"{cons:.2f}" if cons is not None and math.isfinite(cons) else "-"
+            lines.append(f"| {name} | {m['psnr']:.2f} | {m['ssim']:.3f} | {c} |")
+        lines.append(f"\n{self.targets} targets from {self.scenes} held-out scenes.")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows, "consistency": self.consistency, "targets": self.targets, "scenes": self.scenes}
+
+
+def evaluate(
+    runner: OnnxRunner,
+    scenes: Sequence[Scene],
+    teacher: torch.nn.Module | None = None,
+    teacher_steps: int = 10,
+    window: int = 4,
+    stride: int = 1,
+    seed: int = 0,
+    strip: Path | None = None,
+    strip_rows: int = 4,
+    progress: bool = True,
+) -> EvalResult:
+    """Score every method on the held-out ``scenes``; optionally write an image strip
+    (reference | anchor | 1 step | ground truth per row) to ``strip``."""
+    from tqdm import tqdm
+
+    from models.sampling import Condition, generate
+
+    rng = np.random.default_rng(seed)
+    c, h, w = runner.manifest["latent_shape"]
+    scores: dict[str, list[tuple[float, float]]] = {}
+    images: dict[str, dict[tuple[str, int], list[tuple[Frame, np.ndarray]]]] = {}
+    strip_images = []
+    targets = [t for s in scenes for t in evaluation_targets(s, window, stride)]
+    for t in tqdm(targets, desc="eval", unit="frame", disable=not progress):
+        gt = t.frame.rgb
+        x = _inputs(runner, t)
+        noise = rng.standard_normal((1, 2, c, h, w), dtype=np.float32)
+        out = {
+            "raw anchor": t.anchor_rgb,
+            "anchor + hole filling": fill_holes(torch.from_numpy(t.anchor_rgb), torch.from_numpy(t.anchor_mask)).numpy(),
+            "nearest reference": t.reference.rgb,
+        }
+        for s in runner.steps:
+            out[f"generator {s} step{'s' if s > 1 else ''}"] = runner.decode(runner.generate(s, noise[:, :s], x))
+        if teacher is not None:
+            cond = Condition(*(torch.from_numpy(x[k]).float() for k in
+                               ("anchor_latent", "anchor_mask", "ref_latent", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w")))
+            z = generate(teacher, cond, sampler="teacher", steps=teacher_steps, noise=torch.from_numpy(noise[:, 0]))
+            out[f"teacher ({teacher_steps} steps)"] = runner.decode(z.numpy())
+        if 1 in runner.steps:
+            for name, ablate in ABLATIONS.items():
+                out[name] = runner.decode(runner.generate(1, noise[:, :1], ablate(x)))
+        out["ground truth"] = gt
+        for name, img in out.items():
+            if name != "ground truth":
+                scores.setdefault(name, []).append((psnr(img, gt), ssim(img, gt)))
+            images.setdefault(name, {}).setdefault((t.scene, t.window), []).append((t.frame, img))
+        if strip is not None and len(strip_images) < strip_rows:
+            gen = out.get("generator 1 step", next(iter(out.values())))
+            strip_images.append([t.reference.rgb, t.anchor_rgb, gen, gt])
+    result = EvalResult(targets=len(targets), scenes=len(scenes))
+    for name, values in scores.items():
+        arr = np.array(values)
+        finite = arr[np.isfinite(arr[:, 0])]
+        result.rows[name] = {"psnr": float(finite[:, 0].mean()), "ssim": float(arr[:, 1].mean())}
+    gt_err = _sequence_error(images["ground truth"])
+    for name in result.rows:
+        if name.startswith(("generator", "teacher")):
+            result.consistency[name] = _sequence_error(images[name]) / gt_err
+    if strip is not None and strip_images:
+        from PIL import Image
+
+        grid = np.concatenate([np.concatenate(r, axis=1) for r in strip_images], axis=0)
+        strip.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid).save(strip)
+    return result
+
+
+def _sequence_error(windows: dict[tuple[str, int], list[tuple[Frame, np.ndarray]]]) -> float:
+    """Mean :func:`warp_error` over consecutive frames of every window."""
+    errors = [warp_error(a_img, b_img, a, b)
+              for seq in windows.values() for (a, a_img), (b, b_img) in zip(seq, seq[1:])]
+    errors = [e for e in errors if math.isfinite(e)]
+    return float(np.mean(errors)) if errors else math.nan
