@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from models.autoencoder import (
+    DEMO_KINDS,
     DEMO_LATENT_CHANNELS,
     LatentDecoder,
     LatentEncoder,
@@ -18,7 +19,7 @@ from models.autoencoder import (
 from models.dit import get_config
 
 
-@pytest.mark.parametrize("kind", ["kl", "tiny"])
+@pytest.mark.parametrize("kind", DEMO_KINDS)
 def test_demo_autoencoder_matches_demo_model_latent(kind):
     vae = demo_autoencoder(kind).eval()
     demo = get_config("demo")
@@ -52,6 +53,11 @@ def test_load_from_diffusers_folder_and_scale_latents(tmp_path):
         mean = vae.encode(image).latent_dist.mode()
         torch.testing.assert_close(latent, mean * 0.13025)
         torch.testing.assert_close(LatentDecoder(loaded)(latent), vae.decode(mean).sample, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_kind_lists_the_known_ones():
+    with pytest.raises(ValueError, match="tiny16"):
+        demo_autoencoder("huge")
 
 
 def test_missing_files_are_named(tmp_path):
