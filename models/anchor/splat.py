@@ -106,21 +106,18 @@ def to_device(cloud: PointCloud, device: str | torch.device = "cpu", chunk: int 
 def _visible_points(
     cloud: DeviceCloud, proj: torch.Tensor, width: int, height: int, near: float
 ) -> torch.Tensor | None:
-    """Indices [M] of the points in chunks some view may draw, or ``None`` when that is all of them.
+    """Indices [M] of the points in chunks the view ``proj`` [3, 4] may draw, or ``None`` for all.
 
     A point is drawn iff ``z > near``, ``0 <= a < width z`` and ``0 <= b < height z`` for
     ``(a, b, z) = P [x, 1]`` -- linear in the point. A box whose 8 corners all break the
     same one of these inequalities holds no drawable point.
     """
-    a, b, z = (
-        torch.matmul(cloud.corners[None], proj[:, None, :, :3].transpose(-1, -2)) + proj[:, None, None, :, 3]
-    ).unbind(-1)
+    a, b, z = (cloud.corners @ proj[:, :3].T + proj[:, 3]).unbind(-1)  # [C, 8] each
     outside = (z <= near).all(-1) | (a < 0).all(-1) | (b < 0).all(-1)
     outside |= (a >= width * z).all(-1) | (b >= height * z).all(-1)
-    keep = ~outside.all(0)  # [C]: some view may draw it
-    if bool(keep.all()):
+    if not bool(outside.any()):
         return None
-    first = torch.nonzero(keep)[:, 0] * cloud.chunk
+    first = torch.nonzero(~outside)[:, 0] * cloud.chunk
     index = (first[:, None] + torch.arange(cloud.chunk, device=proj.device)).view(-1)
     return index[index < len(cloud)]
 
@@ -186,6 +183,36 @@ def _fill_gaps(keys: torch.Tensor) -> torch.Tensor:
     return torch.where(gap, _min_filter(keys, 1), keys)
 
 
+def _draw_view(
+    cloud: DeviceCloud, proj: torch.Tensor, width: int, height: int, near: float, flat: torch.Tensor, offset: int
+) -> None:
+    """Z-buffer one view (``proj`` [3, 4]) into ``flat[offset : offset + H * W]`` by ``scatter_reduce(amin)``.
+
+    Points not drawn go to the last slot of ``flat``, which is never read.
+    """
+    index = _visible_points(cloud, proj, width, height, near)
+    if index is not None and index.numel() == 0:
+        return
+    xyz_t = cloud.xyz_t if index is None else cloud.xyz_t.index_select(1, index)
+    hom = torch.addmm(proj[:, 3:], proj[:, :3], xyz_t)  # [3, M]
+    z = hom[2]
+    u = hom[0].div_(z)
+    v = hom[1].div_(z)
+    # NaN (z == 0) fails every comparison, so it is dropped too. In-place: each
+    # temporary over M points costs about as much as the comparison itself.
+    drawn = z > near
+    drawn &= u >= 0
+    drawn &= u < width
+    drawn &= v >= 0
+    drawn &= v < height
+    # Row-major pixel index, exact in float32 below 2^24 pixels (checked by the caller).
+    pix = v.floor_().mul_(width).add_(u.floor_()).to(torch.int64).add_(offset)
+    pix.masked_fill_(~drawn, flat.numel() - 1)
+    key = z.view(torch.int32).to(torch.int64).bitwise_left_shift_(32)
+    key.bitwise_or_(torch.arange(len(cloud), device=cloud.device) if index is None else index)
+    flat.scatter_reduce_(0, pix, key, "amin")
+
+
 def render_views(
     cloud: DeviceCloud,
     K: np.ndarray,
@@ -210,45 +237,19 @@ def render_views(
     if splat_radius < 0:
         raise AnchorInputError(f"splat radius must be >= 0 pixels; got {splat_radius}")
     proj = torch.as_tensor(projection_matrices(K, c2w, width, height), dtype=torch.float32, device=cloud.device)
-    views, n, hw = proj.shape[0], len(cloud), height * width
-    spare = views * hw  # the slot that swallows every point not drawn
-    if spare >= _FLOAT_EXACT:
-        raise AnchorInputError(
-            f"{views} views of {width}x{height} exceed {_FLOAT_EXACT} pixels per call; render fewer at once"
-        )
-    if n == 0:
-        keys = torch.full((views, height, width), _EMPTY, dtype=torch.int64, device=cloud.device)
-    else:
-        index = _visible_points(cloud, proj, width, height, near)
-        xyz_t = cloud.xyz_t if index is None else cloud.xyz_t.index_select(1, index)
-        m = xyz_t.shape[1]
-        hom = torch.baddbmm(proj[:, :, 3:], proj[:, :, :3], xyz_t.expand(views, 3, m))  # [B, 3, M]
-        z = hom[:, 2]
-        u = hom[:, 0].div_(z)
-        v = hom[:, 1].div_(z)
-        # NaN (z == 0) fails every comparison, so it is dropped too. In-place: each
-        # temporary over N points costs about as much as the comparison itself.
-        drawn = z > near
-        drawn &= u >= 0
-        drawn &= u < width
-        drawn &= v >= 0
-        drawn &= v < height
-        # Row-major pixel index, exact in float32 below 2^24 pixels (checked above).
-        pix = v.floor_().mul_(width).add_(u.floor_())
-        if views > 1:
-            pix.add_(torch.arange(0, spare, hw, device=cloud.device, dtype=torch.float32)[:, None])
-        pix = pix.masked_fill_(~drawn, spare).to(torch.int64)
-        key = z.contiguous().view(torch.int32).to(torch.int64).bitwise_left_shift_(32)
-        key.bitwise_or_(torch.arange(n, device=cloud.device) if index is None else index)
-        flat = torch.full((spare + 1,), _EMPTY, dtype=torch.int64, device=cloud.device)
-        flat.scatter_reduce_(0, pix.view(-1), key.view(-1), "amin")
-        keys = flat[:spare].view(views, height, width)
+    views, hw = proj.shape[0], height * width
+    if hw >= _FLOAT_EXACT:
+        raise AnchorInputError(f"a {width}x{height} view exceeds {_FLOAT_EXACT} pixels; render smaller views")
+    flat = torch.full((views * hw + 1,), _EMPTY, dtype=torch.int64, device=cloud.device)
+    for view in range(views):  # one view at a time: each culls its own chunks
+        _draw_view(cloud, proj[view], width, height, near, flat, view * hw)
+    keys = flat[:-1].view(views, height, width)
     if fill_gaps:
         keys = _fill_gaps(keys)
     keys = _min_filter(keys, splat_radius)
     mask = keys != _EMPTY
     # Empty pixels read the black sentinel colour stored after the last point.
-    index = torch.where(mask, keys & _LOW32, n).view(-1)
+    index = torch.where(mask, keys & _LOW32, len(cloud)).view(-1)
     rgb = cloud.rgb.index_select(0, index).view(views, height, width, 3)
     depth = torch.where(mask, _key_depth(keys), 0.0)
     return RenderOutput(rgb=rgb, mask=mask, depth=depth)

@@ -159,7 +159,7 @@ def test_frustum_culling_of_ordered_chunks_changes_nothing():
     ordered = PointCloud(cloud.xyz[order], cloud.rgb[order])
     chunked = to_device(ordered, chunk=32)
     proj = torch.as_tensor(projection_matrices(K, c2w, width, height), dtype=torch.float32)
-    kept = _visible_points(chunked, proj, width, height, 1e-3)
+    kept = _visible_points(chunked, proj[0], width, height, 1e-3)
     assert kept is not None and 0 < len(kept) < 0.7 * len(ordered)  # culling really drops chunks
     uv, z = project(ordered.xyz, K, c2w)
     drawable = np.flatnonzero((z > 1e-3) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height))
