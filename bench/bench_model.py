@@ -5,10 +5,11 @@ Usage: ``python bench/bench_model.py [--rounds 30] [--threads 2] [--no-onnx]``
 Measures, for ``tiny`` and ``demo`` with joint attention (and without PRoPE, for its cost), one
 generator step (the 1-step distilled sampler = one forward) in PyTorch eager and, exported
 to ONNX, in ONNX Runtime's CPU provider; ``demo`` with an isolated reference, full forward
-vs the forward that reuses the reference's cached keys/values; then the demo autoencoders (small AutoencoderKL vs
-AutoencoderTiny, 256 px, untrained) encode and decode. Candidates are timed round-robin so
+vs the forward that reuses the reference's cached keys/values; then every demo autoencoder
+kind (256 px, untrained) encode and decode. Candidates are timed round-robin so
 load from other processes hits them alike; medians are printed with same-run ratios. The
-machine is shared, so absolute numbers are noisy: compare ratios, rerun when in doubt.
+machine is shared, so absolute numbers are noisy: compare ratios, rerun when in doubt
+(``--threads 1`` suffers least from other processes).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from models.autoencoder import LatentDecoder, LatentEncoder, demo_autoencoder
+from models.autoencoder import DEMO_KINDS, LatentDecoder, LatentEncoder, demo_autoencoder
 from models.dit import DiTConfig, build_model, example_inputs, flops_per_step, get_config
 from models.sampling import FewStepGenerator
 
@@ -130,7 +131,7 @@ def main() -> None:
         candidates["demo-isolated-cached onnxruntime"] = ort_runner(tmp / "cached.onnx", CACHED_INPUTS, cached_args, args.threads)
 
     image = torch.rand(1, 3, 256, 256) * 2 - 1
-    for kind in ("kl", "tiny"):
+    for kind in DEMO_KINDS:
         vae = demo_autoencoder(kind).eval()
         encoder, decoder = LatentEncoder(vae).eval(), LatentDecoder(vae).eval()
         with torch.no_grad():
@@ -152,7 +153,7 @@ def main() -> None:
         print(f"PRoPE cost ({backend}): demo step {with_prope:.1f} ms vs {without:.1f} ms without, x{with_prope / without:.2f}")
         full, reuse = medians[f"demo-isolated {backend}"], medians[f"demo-isolated-cached {backend}"]
         print(f"reference caching ({backend}): {full:.1f} ms full vs {reuse:.1f} ms cached, speed-up x{full / reuse:.2f}")
-        for kind in ("kl", "tiny"):
+        for kind in DEMO_KINDS:
             frame = medians[f"ae-{kind} encode {backend}"] + medians[f"demo {backend}"] + medians[f"ae-{kind} decode {backend}"]
             print(f"demo frame, 1 step, ae-{kind} ({backend}): encode anchor + step + decode = {frame:.1f} ms "
                   f"-> {1000 / frame:.1f} frames/s (anchor rendering not included)")

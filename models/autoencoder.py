@@ -4,11 +4,12 @@
   ``diffusion_pytorch_model.safetensors`` -- the format the published WorldFM VAE ships in
   (8x downsampling, 4 channels, scaling factor 0.13025).
 * ``demo_autoencoder(kind)``: the untrained 16x autoencoder of our CPU demo model
-  (256 px -> 16x16x8 latent): an ``AutoencoderTiny`` (the TAESD architecture; default,
-  about 2x faster to decode than the small ``AutoencoderKL``), its 16-channel variant
-  (another ~3.4x) or the small ``AutoencoderKL``. No
-  pretrained weights exist for these shapes; the training
-  stage trains it on our data and sets its scaling factor (1 / latent std) afterwards.
+  (256 px -> 16x16x8 latent). Default "tiny16", an ``AutoencoderTiny`` (the TAESD
+  architecture) 16 channels wide: about 3x faster to encode and decode on CPU than the
+  32-channel "tiny" or the small ``AutoencoderKL`` "kl" (docs/model.md), and the only one
+  that leaves room for the DiT in a 100 ms frame. No pretrained weights exist for these
+  shapes; the training stage trains them on our data (compare their PSNR there) and sets
+  the scaling factor (1 / latent std) afterwards.
   16x rather than 8x downsampling cuts the DiT's tokens 4x, the lever CPU time follows.
 * ``LatentEncoder`` / ``LatentDecoder``: image [-1, 1] <-> scaled latent, as modules with
   one tensor in and out (what ``models.export`` traces; see ``docs/model.md``).
@@ -30,7 +31,7 @@ DEMO_DOWNSAMPLE = 16
 DEMO_KL_CONFIG = dict(
     down_block_types=("DownEncoderBlock2D",) * 5,
     up_block_types=("UpDecoderBlock2D",) * 5,
-    block_out_channels=(16, 32, 64, 64, 128),
+    block_out_channels=(8, 16, 32, 64, 128),
     layers_per_block=1,
     latent_channels=DEMO_LATENT_CHANNELS,
     norm_num_groups=8,
@@ -45,8 +46,8 @@ DEMO_TINY_CONFIG = dict(
     latent_channels=DEMO_LATENT_CHANNELS,
     scaling_factor=1.0,
 )
-# A quarter of the parameters and ~3.4x faster to decode on CPU (docs/model.md): the one
-# that fits the demo's frame budget, if its reconstruction is good enough once trained.
+# A quarter of the parameters, ~3x faster on CPU (docs/model.md): the default, as the one
+# that fits the demo's frame budget -- if its reconstruction is good enough once trained.
 DEMO_TINY16_CONFIG = dict(
     DEMO_TINY_CONFIG, encoder_block_out_channels=(16,) * 5, decoder_block_out_channels=(16,) * 5
 )
@@ -71,12 +72,12 @@ def load_autoencoder(folder: str | Path) -> nn.Module:
     return cls.from_pretrained(str(folder), local_files_only=True).eval()
 
 
-DEMO_KINDS = ("tiny", "tiny16", "kl")
+DEMO_KINDS = ("tiny16", "tiny", "kl")
 
 
-def demo_autoencoder(kind: str = "tiny") -> nn.Module:
-    """A freshly initialised 16x demo autoencoder: ``kind`` "tiny" (AutoencoderTiny, 32
-    channels), "tiny16" (16 channels, fastest) or "kl" (small AutoencoderKL)."""
+def demo_autoencoder(kind: str = "tiny16") -> nn.Module:
+    """A freshly initialised 16x demo autoencoder: ``kind`` "tiny16" (AutoencoderTiny, 16
+    channels, fastest), "tiny" (32 channels) or "kl" (small AutoencoderKL)."""
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     if kind == "kl":
