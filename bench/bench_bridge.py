@@ -25,14 +25,16 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import zmq
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `worldfm serve` does (commands/serve.py share_cores)
 
-from python_bridge import protocol as P
-from python_bridge.client import BridgeError, Client, FrameReply, Superseded
-from python_bridge.pipeline import RenderResult
-from python_bridge.scenes import BuiltScene
-from python_bridge.server import Server, ServerConfig
+import numpy as np  # noqa: E402
+import zmq  # noqa: E402
+
+from python_bridge import protocol as P  # noqa: E402
+from python_bridge.client import BridgeError, Client, FrameReply, Superseded  # noqa: E402
+from python_bridge.pipeline import RenderResult  # noqa: E402
+from python_bridge.scenes import BuiltScene  # noqa: E402
+from python_bridge.server import Server, ServerConfig  # noqa: E402
 
 SIZE = 512
 
