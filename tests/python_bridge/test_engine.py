@@ -83,3 +83,13 @@ def test_folder_errors(tiny_model_dir, tmp_path):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFolderError, match="steps"):
         Manifest.load(folder)
+
+
+def test_graphs_may_lack_inputs_they_do_not_use(tmp_path):
+    from tiny_model import export_tiny
+
+    folder = export_tiny(tmp_path / "no-cameras", steps=(1,), cameras=False)
+    engine = Engine(folder)  # warm-up runs every graph
+    assert "ref_K" not in {i.name for i in engine.sessions["generator_1"].get_inputs()}
+    a = run(engine, 1, 3, np.zeros((32, 32, 3), np.uint8))
+    np.testing.assert_array_equal(a, run(engine, 1, 3, np.zeros((32, 32, 3), np.uint8)))

@@ -30,19 +30,26 @@ class TinyEncoder(nn.Module):
 
 
 class TinyGenerator(nn.Module):
-    """Contract inputs -> latent (B, C, h, w): a conv over [x, masked anchor, reference] plus a pose bias."""
+    """Contract inputs -> latent (B, C, h, w): a conv over [x, masked anchor, reference] plus a pose bias.
 
-    def __init__(self, steps: int) -> None:
+    With ``cameras=False`` the poses are ignored, so the exporter drops those inputs (as it
+    does for a real model without camera conditioning).
+    """
+
+    def __init__(self, steps: int, cameras: bool = True) -> None:
         super().__init__()
         self.steps = steps
+        self.cameras = cameras
         self.mix = nn.Conv2d(3 * LATENT_CHANNELS, LATENT_CHANNELS, 3, padding=1)
         self.pose = nn.Linear(2 * (9 + 16), LATENT_CHANNELS)
 
     def forward(self, noise, anchor_latent, anchor_mask, ref_latent, ref_K, ref_c2w, tgt_K, tgt_c2w):
         mask = nn.functional.avg_pool2d(anchor_mask, DOWNSAMPLE)  # (B, 1, h, w)
         b = noise.shape[0]
-        cams = torch.cat([ref_K.reshape(b, 9), ref_c2w.reshape(b, 16), tgt_K.reshape(b, 9), tgt_c2w.reshape(b, 16)], 1)
-        bias = self.pose(cams)[:, :, None, None]  # (B, C, 1, 1)
+        bias = 0.0
+        if self.cameras:
+            cams = torch.cat([ref_K.reshape(b, 9), ref_c2w.reshape(b, 16), tgt_K.reshape(b, 9), tgt_c2w.reshape(b, 16)], 1)
+            bias = self.pose(cams)[:, :, None, None]  # (B, C, 1, 1)
         x = noise[:, 0]
         for i in range(self.steps):
             x = self.mix(torch.cat([x, anchor_latent * mask, ref_latent], 1)) + bias
@@ -76,7 +83,11 @@ def _export(module: nn.Module, args: tuple, names: list[str], output: str, path:
 
 
 def export_tiny(
-    folder: Path, image_size: tuple[int, int] = (32, 32), steps: tuple[int, ...] = (1, 2), seed: int = 0
+    folder: Path,
+    image_size: tuple[int, int] = (32, 32),
+    steps: tuple[int, ...] = (1, 2),
+    seed: int = 0,
+    cameras: bool = True,
 ) -> Path:
     """Write the tiny model folder (manifest.json + four graphs) for H x W ``image_size``; returns it."""
     torch.manual_seed(seed)
@@ -100,7 +111,7 @@ def export_tiny(
                 torch.eye(4)[None],
             )
             names = ["noise", "anchor_latent", "anchor_mask", "ref_latent", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w"]
-            _export(TinyGenerator(s), args, names, "latent", folder / graphs[f"generator_{s}"])
+            _export(TinyGenerator(s, cameras), args, names, "latent", folder / graphs[f"generator_{s}"])
     manifest = {
         "format": "worldfm-onnx",
         "version": 1,
