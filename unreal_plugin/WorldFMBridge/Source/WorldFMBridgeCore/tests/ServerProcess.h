@@ -10,7 +10,10 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -19,6 +22,21 @@
 
 namespace WorldFMTest
 {
+/** "tcp://127.0.0.1:PORT" for a port that was free a moment ago (nobody listens there). */
+inline std::string FreeEndpoint()
+{
+	const int Socket = socket(AF_INET, SOCK_STREAM, 0);
+	REQUIRE(Socket >= 0);
+	sockaddr_in Address{};
+	Address.sin_family = AF_INET;
+	Address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t Length = sizeof(Address);
+	REQUIRE(bind(Socket, reinterpret_cast<sockaddr*>(&Address), sizeof(Address)) == 0);
+	REQUIRE(getsockname(Socket, reinterpret_cast<sockaddr*>(&Address), &Length) == 0);
+	close(Socket);
+	return "tcp://127.0.0.1:" + std::to_string(ntohs(Address.sin_port));
+}
+
 class FServerProcess
 {
 public:

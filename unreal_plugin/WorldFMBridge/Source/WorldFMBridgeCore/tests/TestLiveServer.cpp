@@ -278,10 +278,7 @@ TEST_CASE("the client survives a server crash and restart, re-uploading its scen
 
 TEST_CASE("a client started before its server keeps trying and connects when the server comes up")
 {
-	auto Server = std::make_unique<FServerProcess>();
-	const std::string Endpoint = Server->Endpoint;
-	Server->Stop(SIGTERM);  // a free endpoint with nobody behind it
-
+	const std::string Endpoint = FreeEndpoint();
 	WorldFM::FClientConfig Config = TestConfig(Endpoint);
 	Config.RequestTimeoutMs = 500;
 	Config.ConnectAttempts = 1;
@@ -291,7 +288,7 @@ TEST_CASE("a client started before its server keeps trying and connects when the
 	CHECK(Status.Message.find("worldfm serve") != std::string::npos);  // says what to do
 	CHECK(Client.State() == WorldFM::EConnectionState::Disconnected);
 
-	Server = std::make_unique<FServerProcess>(Endpoint);
+	FServerProcess Server(Endpoint);
 	WorldFM::FFrame Frame;
 	const auto Deadline = FClock::now() + std::chrono::seconds(60);
 	while (Client.State() != WorldFM::EConnectionState::Connected && FClock::now() < Deadline)
