@@ -47,6 +47,7 @@ __all__ = [
 # are orthonormal only to ~1e-7, so be lenient enough for float32 but catch real errors.
 ORTHONORMAL_TOL = 1e-4
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])  # Unreal world <-> our world (mirror Y)
+_LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])  # camera-axes flip, its own inverse
 UE_CM_PER_M = 100.0
 
@@ -66,24 +67,27 @@ def validate_c2w(c2w: np.ndarray, name: str = "c2w") -> np.ndarray:
         raise CameraError(f"{name} must be a 4x4 matrix (or N x 4 x 4); got shape {m.shape}")
     if not np.all(np.isfinite(m)):
         raise CameraError(f"{name} must be finite; it contains NaN or inf")
+    # Vectorised over the batch: the server validates a pose on every render.
     batch = m.reshape(-1, 4, 4)
-    for idx, pose in enumerate(batch):
+    rot = batch[:, :3, :3]
+    last_row_err = np.abs(batch[:, 3] - _LAST_ROW).max(axis=1)
+    ortho_err = np.abs(rot @ rot.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
+    det = np.linalg.det(rot)
+    bad = np.flatnonzero((last_row_err > ORTHONORMAL_TOL) | (ortho_err > ORTHONORMAL_TOL) | (det < 0))
+    if bad.size:
+        idx = int(bad[0])
         where = f"{name}[{idx}]" if m.ndim == 3 else name
-        if not np.allclose(pose[3], [0.0, 0.0, 0.0, 1.0], atol=ORTHONORMAL_TOL):
-            raise CameraError(f"{where} last row must be [0, 0, 0, 1]; got {pose[3].tolist()}")
-        rot = pose[:3, :3]
-        err = float(np.abs(rot @ rot.T - np.eye(3)).max())
-        if err > ORTHONORMAL_TOL:
+        if last_row_err[idx] > ORTHONORMAL_TOL:
+            raise CameraError(f"{where} last row must be [0, 0, 0, 1]; got {batch[idx, 3].tolist()}")
+        if ortho_err[idx] > ORTHONORMAL_TOL:
             raise CameraError(
                 f"{where} rotation must be orthonormal (a rigid transform, no scale or shear); "
-                f"max |R R^T - I| = {err:.3g} > {ORTHONORMAL_TOL:g}"
+                f"max |R R^T - I| = {ortho_err[idx]:.3g} > {ORTHONORMAL_TOL:g}"
             )
-        det = float(np.linalg.det(rot))
-        if det < 0:
-            raise CameraError(
-                f"{where} must be a rigid transform; got det(R)={det:.3g} "
-                "(a reflection: mixed-handed axes? convert with models.cameras first)"
-            )
+        raise CameraError(
+            f"{where} must be a rigid transform; got det(R)={det[idx]:.3g} "
+            "(a reflection: mixed-handed axes? convert with models.cameras first)"
+        )
     return m
 
 
