@@ -160,8 +160,10 @@ class OnnxRunner:
         return np.clip((image.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
     def generate(self, steps: int, noise: np.ndarray, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {"noise": noise.astype(np.float32), **{k: v.astype(np.float32) for k, v in inputs.items()}}
-        return self.sessions[f"generator_{steps}"].run(None, feed)[0]
+        sess = self.sessions[f"generator_{steps}"]
+        wanted = {i.name for i in sess.get_inputs()}  # the exporter drops inputs a graph does not use
+        feed = {"noise": noise, **inputs}
+        return sess.run(None, {k: v.astype(np.float32) for k, v in feed.items() if k in wanted})[0]
 
 
 def _inputs(runner: OnnxRunner, t: Target) -> dict[str, np.ndarray]:

@@ -97,7 +97,7 @@ def crop_K(K: np.ndarray, box: tuple[int, int, int, int], out_size: int) -> np.n
 
 def _to_image(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (H, W, 3) -> float (3, H, W) in [-1, 1]."""
-    t = torch.as_tensor(np.asarray(rgb)).permute(2, 0, 1).float()
+    t = torch.tensor(np.asarray(rgb)).permute(2, 0, 1).float()
     return t / 127.5 - 1.0
 
 
