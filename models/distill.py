@@ -22,6 +22,12 @@ Losses (docs/training.md has the derivation):
   pairs (noise z, the teacher's DPM-Solver sample from z under the same condition). On a
   small compute budget it gives the generator its mapping quickly; DMD then sharpens it.
 
+* ``data regression`` (optional, ours, off by default): ``|| x - x0 ||^2`` between the
+  generator's sample and the ground-truth target latent of the same condition. Not part
+  of DMD: a supervised anchor for tiny compute budgets, where the teacher itself is weak.
+  It pulls toward the conditional mean (higher PSNR, less detail); the DMD term pushes
+  back toward the teacher's distribution.
+
 Multi-step generators train by backward simulation (DMD2): for a 2-step update, G's own
 first step runs without gradient, its x0 is re-noised to t=200, and the loss is taken on
 G's second step. One generator trained on both step indices serves 1 and 2 steps (the
@@ -80,6 +86,7 @@ class DistillConfig:
     min_t: int = 20
     max_t: int = 980
     regression_weight: float = 1.0
+    data_regression_weight: float = 0.0
     pool_size: int = 256
     teacher_steps: int = 10
     grad_clip: float = 1.0
@@ -239,7 +246,8 @@ def distill(
         x = simulate(generator, torch.randn_like(x0), k, cond, torch.randn_like(x0))
         t = torch.randint(config.min_t, config.max_t + 1, (b,), device=device)
         loss_dmd = dmd_loss(x, teacher, critic, cond, t, torch.randn_like(x0), config.guidance_scale)
-        loss_g = loss_dmd
+        loss_data = (x - x0).square().mean()
+        loss_g = loss_dmd + config.data_regression_weight * loss_data
         loss_reg = torch.zeros(())
         if pool_batches is not None:
             pb = to_device(next(pool_batches), device)
@@ -251,14 +259,15 @@ def distill(
         torch.nn.utils.clip_grad_norm_(generator.parameters(), config.grad_clip)
         g_opt.step()
         seen += b
-        window.append((loss_dmd.item(), loss_reg.item(), float(np.mean(critic_losses))))
+        window.append((loss_dmd.item(), loss_reg.item(), float(np.mean(critic_losses)), loss_data.item()))
         bar.set_postfix(dmd=f"{loss_dmd.item():.4f}", reg=f"{loss_reg.item():.4f}", critic=f"{critic_losses[-1]:.4f}",
                         samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
-            d, r, c = np.mean(window, axis=0)
+            d, r, c, x0_err = np.mean(window, axis=0)
             with open(out / LOG_FILE, "a") as fh:
                 fh.write(json.dumps({"step": done, "dmd": float(d), "regression": float(r), "critic": float(c),
+                                     "x0_mse": float(x0_err),
                                      "samples_per_s": seen / (time.perf_counter() - t0)}) + "\n")
             window = []
         if done % config.save_every == 0 or done == config.steps:

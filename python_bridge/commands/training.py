@@ -109,7 +109,8 @@ def run_distill(args: argparse.Namespace) -> int:
     config = DistillConfig(steps=args.steps, batch_size=args.batch_size, generator_lr=args.generator_lr,
                            critic_lr=args.critic_lr, critic_updates=args.critic_updates,
                            generator_steps=tuple(args.generator_steps), guidance_scale=args.guidance_scale,
-                           regression_weight=args.regression_weight, pool_size=args.pool_size,
+                           regression_weight=args.regression_weight,
+                           data_regression_weight=args.data_regression_weight, pool_size=args.pool_size,
                            teacher_steps=args.teacher_steps, seed=args.seed, save_every=args.save_every,
                            workers=args.workers)
     distill(teacher, dataset, args.out, config, val_batch=val, decoder=decoder, device=args.device)
@@ -213,6 +214,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     di.add_argument("--guidance-scale", type=float, default=1.0, help="teacher guidance in the real score (default 1)")
     di.add_argument("--regression-weight", type=float, default=1.0,
                     help="weight of the regression loss on teacher ODE pairs; 0 = pure DMD2 (default 1)")
+    di.add_argument("--data-regression-weight", type=float, default=0.0,
+                    help="weight of ||G(z) - ground truth||^2 (ours, for tiny budgets; default 0 = off)")
     di.add_argument("--pool-size", type=int, default=256, help="teacher ODE pairs (default 256)")
     di.add_argument("--teacher-steps", type=int, default=10, help="DPM-Solver++ steps of the teacher (default 10)")
     di.set_defaults(func=run_distill)

@@ -67,3 +67,13 @@ def test_distillation_run_moves_the_generator_toward_the_teacher(distill_run, te
     moved = any(not torch.equal(a, b) for a, b in zip(g1.state_dict().values(), teacher.state_dict().values()))
     assert same and moved
     assert (distill_run / "val" / "distilled.png").is_file()
+
+
+def test_data_regression_pulls_the_generator_to_the_ground_truth(teacher_run, pair_dataset, tmp_path):
+    from models.distill import DistillConfig, distill
+
+    config = DistillConfig(steps=20, batch_size=8, generator_lr=1e-3, critic_lr=1e-3, critic_updates=1,
+                           regression_weight=0.0, data_regression_weight=1.0, save_every=20, log_every=10)
+    distill(load_model(teacher_run / "teacher.safetensors"), pair_dataset, tmp_path, config, progress=False)
+    records = read_log(tmp_path)
+    assert records[-1]["x0_mse"] < records[0]["x0_mse"], records
