@@ -35,7 +35,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
+from onnx import numpy_helper
+from onnx.external_data_helper import set_external_data
 from torch import nn
 
 from models.autoencoder import LatentDecoder, LatentEncoder, downsample_factor
@@ -83,12 +86,41 @@ def _onnx_export(module: nn.Module, inputs: dict[str, torch.Tensor], output: str
     )
 
 
+def _compact(model: onnx.ModelProto) -> None:
+    """Shrink an exported ``onnx.ModelProto`` in place without changing what it computes.
+
+    The tracer names every node and intermediate value after its module path, which is
+    most of a small graph's bytes: values get short names, node names, doc strings and
+    value_info go, and large ``Constant`` nodes become initializers (so
+    :func:`_externalize` can store them once).
+    """
+    graph = model.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output} | {t.name for t in graph.initializer}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        return name if name == "" or name in keep else names.setdefault(name, f"v{len(names)}")
+
+    nodes = []
+    for node in graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if value is not None and value.raw_data and len(value.raw_data) >= _EXTERNAL_MIN_BYTES:
+            tensor = numpy_helper.from_array(numpy_helper.to_array(value), short(node.output[0]))
+            graph.initializer.append(tensor)
+            continue
+        node.name, node.doc_string = "", ""
+        node.input[:] = [short(x) for x in node.input]
+        node.output[:] = [short(x) for x in node.output]
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    model.doc_string = ""
+
+
 def _externalize(paths: list[Path], weights: Path) -> None:
     """Move the large initializers of the ONNX files ``paths`` into one file ``weights`` beside
     them, storing byte-identical tensors once (the graphs then point at the same offsets)."""
-    import onnx
-    from onnx.external_data_helper import set_external_data
-
     stored: dict[str, tuple[int, int]] = {}
     with open(weights, "wb") as fh:
         for path in paths:
@@ -191,7 +223,11 @@ def export_model(
     outputs = {"encoder": "latent", "decoder": "image"}
     with torch.no_grad():
         for graph, module in modules.items():
-            _onnx_export(module, inputs[graph], outputs.get(graph, "latent"), out / graphs[graph])
+            path = out / graphs[graph]
+            _onnx_export(module, inputs[graph], outputs.get(graph, "latent"), path)
+            model_proto = onnx.load(str(path))
+            _compact(model_proto)
+            onnx.save(model_proto, str(path))
     _externalize([out / graphs[f"generator_{s}"] for s in steps], out / WEIGHTS_FILE)
     config = {**asdict(cfg), "autoencoder": dict(autoencoder.config), **(info or {})}
     config["autoencoder"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config["autoencoder"].items()}
