@@ -40,6 +40,8 @@ __all__ = [
     "scale_K",
     "project",
     "pixel_rays",
+    "mirror_camera",
+    "crop_K",
     "look_at",
 ]
 
@@ -48,6 +50,7 @@ __all__ = [
 ORTHONORMAL_TOL = 1e-4
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])  # Unreal world <-> our world (mirror Y)
 _LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
+_MIRROR_X = np.diag([-1.0, 1.0, 1.0, 1.0])  # mirror x of world and camera (flip augmentation)
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])  # camera-axes flip, its own inverse
 UE_CM_PER_M = 100.0
 
@@ -247,6 +250,26 @@ def pixel_rays(K: np.ndarray, width: int, height: int) -> np.ndarray:
     y = (v - k[1, 2]) / k[1, 1]
     x = (u - k[0, 2] - k[0, 1] * y) / k[0, 0]
     return np.stack([x, y, np.ones_like(x)], axis=-1)
+
+
+def mirror_camera(K: np.ndarray, c2w: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The camera that sees the horizontally flipped image of a world mirrored in x.
+
+    ``K`` (3, 3) pixels, ``c2w`` (4, 4) metres -> (K', c2w') with ``cx' = W - cx`` and
+    ``c2w' = M c2w M``, M = diag(-1, 1, 1, 1): a proper rigid pose again (two mirrors).
+    Every view of a sample is mirrored together, so relative poses stay consistent.
+    """
+    k = np.array(K, dtype=np.float64)
+    k[0, 2] = width - k[0, 2]
+    return k, validate_c2w(_MIRROR_X @ np.asarray(c2w, dtype=np.float64) @ _MIRROR_X)
+
+
+def crop_K(K: np.ndarray, box: tuple[int, int, int, int], out_size: int) -> np.ndarray:
+    """Intrinsics of the crop ``box = (x0, y0, width, height)`` pixels resized to ``out_size`` square."""
+    k = np.array(K, dtype=np.float64)
+    k[0, 2] -= box[0]
+    k[1, 2] -= box[1]
+    return scale_K(k, (box[2], box[3]), (out_size, out_size))
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0)) -> np.ndarray:

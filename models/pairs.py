@@ -14,7 +14,7 @@ Each training sample mirrors one inference frame. For a target view of a scene:
 * **augmentation** keeps cameras consistent: a random crop of the target (its K shifted
   and rescaled, the anchor rendered with that K, the target image resampled) and a
   per-scene horizontal flip of every image, with the cameras of a mirrored world
-  (:func:`mirror_camera`).
+  (:func:`models.cameras.mirror_camera`).
 
 Latents are encoded once and kept in an on-disk cache (one safetensors file per scene and
 cache key), since encoding dominates the data cost on CPU. ``PairDataset`` then serves
@@ -43,13 +43,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from models.anchor import build_scene, render_cloud, to_device
 from models.anchor.reference import reference_scores
-from models.cameras import scale_K, validate_c2w
+from models.cameras import crop_K, mirror_camera
 from models.scene import Scene
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-_MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])  # world x and camera x mirrored together
 
 
 @dataclass(frozen=True)
@@ -73,26 +72,6 @@ class PairConfig:
     flip_prob: float = 0.5
     splat_radius: int = 0
     seed: int = 0
-
-
-def mirror_camera(K: np.ndarray, c2w: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The camera that sees the horizontally flipped image of a world mirrored in x.
-
-    ``K`` (3, 3) pixels, ``c2w`` (4, 4) metres -> (K', c2w') with ``cx' = W - cx`` and
-    ``c2w' = M c2w M``, M = diag(-1, 1, 1, 1): a proper rigid pose again (two mirrors).
-    Every view of a sample is mirrored together, so relative poses stay consistent.
-    """
-    k = np.array(K, dtype=np.float64)
-    k[0, 2] = width - k[0, 2]
-    return k, validate_c2w(_MIRROR @ np.asarray(c2w, dtype=np.float64) @ _MIRROR)
-
-
-def crop_K(K: np.ndarray, box: tuple[int, int, int, int], out_size: int) -> np.ndarray:
-    """Intrinsics of the crop ``box = (x0, y0, width, height)`` pixels resized to ``out_size`` square."""
-    k = np.array(K, dtype=np.float64)
-    k[0, 2] -= box[0]
-    k[1, 2] -= box[1]
-    return scale_K(k, (box[2], box[3]), (out_size, out_size))
 
 
 def _to_image(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from models.cameras import look_at, project
-from models.pairs import PairConfig, PairDataset, build_scene_samples, crop_K, mirror_camera
 from training_fixtures import IMAGE_SIZE, procedural_scenes, tiny_codec
+
+from models.cameras import crop_K, look_at, mirror_camera, project
+from models.pairs import PairConfig, PairDataset, build_scene_samples
 
 K = np.array([[50.0, 0, 30.0], [0, 55.0, 34.0], [0, 0, 1]])
 
