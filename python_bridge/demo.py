@@ -87,10 +87,17 @@ def make_scene(seed: int, kind: str, views: int, size: int):
     return renderer, frames
 
 
-def load_pipeline(model: Path | None, provider: str, steps: int | None):
-    """The frame pipeline: with the exported model at ``model`` (or the default folder) or the fallback."""
+def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback: bool = False):
+    """The frame pipeline: with the exported model at ``model`` (or the default folder) or the fallback.
+
+    ``fallback`` forces the anchor + hole-filling path even when a model is present, so the
+    classical baseline can be watched side by side with the model.
+    """
     from python_bridge.pipeline import FramePipeline
 
+    if fallback:
+        log.info("--no-model: running the point-cloud anchor + classical hole filling, no generator")
+        return FramePipeline(None)
     folder = model or (DEFAULT_MODEL if (DEFAULT_MODEL / "manifest.json").is_file() else None)
     if folder is None:
         log.warning(
@@ -128,6 +135,7 @@ def run_demo(
     kind: str = "indoor",
     provider: str = "auto",
     fps: float = 24.0,
+    fallback: bool = False,
 ) -> DemoReport:
     """Run the demo end to end and return its measurements (see the module docstring)."""
     import imageio.v2 as imageio
@@ -139,7 +147,7 @@ def run_demo(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     renderer, source = make_scene(seed, kind, views, size)
-    pipeline = load_pipeline(model, provider, steps)
+    pipeline = load_pipeline(model, provider, steps, fallback)
     K = source[0].camera.K
     path = interpolate_poses(np.stack([f.camera.c2w for f in source]), frames)
     strip_at = set(np.linspace(0, frames - 1, STRIP_ROWS).round().astype(int).tolist())

@@ -35,6 +35,11 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         help="exported model folder (manifest.json + ONNX); default models/weights/demo-256 if "
         "present, else the anchor + hole-filling fallback",
     )
+    parser.add_argument(
+        "--no-model",
+        action="store_true",
+        help="run the anchor + classical hole-filling fallback even when a model is present",
+    )
     parser.add_argument("--steps", type=int, default=None, help="generator steps (1 or 2; default: the model's fewest)")
     parser.add_argument(
         "--provider",
@@ -151,7 +156,7 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=P.Limits(),
     )
     try:
-        pipeline = load_pipeline(args.model, args.provider, args.steps)
+        pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model)
         server = Server(pipeline, config, load_path=load_path)
     except (InsecureBindError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -186,6 +191,7 @@ def run_demo(args: argparse.Namespace) -> int:
     report = demo(
         out_dir=args.out,
         model=args.model,
+        fallback=args.no_model,
         frames=args.frames,
         views=args.views,
         size=args.size,
@@ -216,7 +222,7 @@ def run_render_path(args: argparse.Namespace) -> int:
         return 2
     size = tuple(args.size) if args.size else path.size
     K = scale_K(path.K, path.size, size)
-    pipeline = load_pipeline(args.model, args.provider, args.steps)
+    pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model)
     built = pipeline.build(scene.frames)
     log.info("scene %s: %d views -> %d points in %.0f ms", scene.name, len(scene.frames), built.points, built.build_ms)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -20,13 +20,18 @@ META_JSON = Path(__file__).parents[1] / "data" / "worldfm-demo" / "meta.json"
 
 def test_demo_writes_video_and_strip_without_a_model(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--frames", "3", "--views", "2", "--size", "32", "--out", str(out)]) == 0
+    assert main(["demo", "--no-model", "--frames", "3", "--views", "2", "--size", "32", "--out", str(out)]) == 0
     report = capsys.readouterr().out
     assert "frames/s sustained" in report and "anchor_ms" in report and "client latency" in report
     assert "mode anchor" in report  # the fallback, and it says so
     strip = imageio.imread(out / "strip.png")
     assert strip.shape[1] == 4 * 32 and strip.shape[0] % 32 == 0
     assert len(imageio.mimread(out / "flythrough.mp4")) == 3
+
+
+def test_demo_uses_the_shipped_model_by_default(tmp_path, capsys):
+    assert main(["demo", "--frames", "2", "--views", "2", "--out", str(tmp_path / "demo")]) == 0
+    assert "mode model (model demo-256" in capsys.readouterr().out
 
 
 def test_demo_with_the_tiny_model(tmp_path, tiny_model_dir, capsys):
@@ -153,7 +158,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
     port = probe.bind_to_random_port("tcp://127.0.0.1")
     probe.close(0)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "python_bridge.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}"],
+        [sys.executable, "-m", "python_bridge.cli", "serve", "--no-model", "--bind", f"tcp://127.0.0.1:{port}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
