@@ -43,15 +43,14 @@ from torch import nn
 
 from models.autoencoder import LatentDecoder, LatentEncoder, downsample_factor
 from models.dit import WorldFMDiT
+from models.model_folder import FORMAT, FORMAT_VERSION, file_sha256
 from models.sampling import FewStepGenerator
 
 log = logging.getLogger(__name__)
 
-FORMAT, FORMAT_VERSION = "worldfm-onnx", 1
 OPSET = 17
 PARITY_ATOL, PARITY_RTOL = 1e-4, 1e-3
 WEIGHTS_FILE = "generator.weights"
-GENERATOR_INPUTS = ["noise", "anchor_latent", "anchor_mask", "ref_latent", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w"]
 _EXTERNAL_MIN_BYTES = 1024  # smaller tensors stay inline
 
 
@@ -139,14 +138,6 @@ def _externalize(paths: list[Path], weights: Path) -> None:
             onnx.save(model, str(path))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def parity_check(folder: Path, modules: dict[str, nn.Module], inputs: dict[str, dict[str, torch.Tensor]],
                  rtol: float = PARITY_RTOL, atol: float = PARITY_ATOL) -> dict[str, float]:
     """Run each graph of ``folder`` (per its manifest) in ONNX Runtime on CPU against the torch
@@ -179,7 +170,7 @@ def _write_manifest(folder: Path, name: str, config: dict, image_size: int, late
         "format": FORMAT, "version": FORMAT_VERSION, "name": name, "config": config,
         "image_size": [image_size, image_size], "latent_shape": list(latent_shape), "steps": steps,
         "opset": OPSET, "dtype": dtype, "graphs": graphs,
-        "sha256": {f: _sha256(folder / f) for f in files},
+        "sha256": {f: file_sha256(folder / f) for f in files},
         "parity": parity,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -14,7 +14,6 @@ one line, and silences ONNX Runtime's own load-failure messages.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -24,15 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from models.model_folder import FORMAT, FORMAT_VERSION, GRAPH_INPUTS, file_sha256
+
 log = logging.getLogger(__name__)
 
-FORMAT = "worldfm-onnx"
-FORMAT_VERSION = 1
-_GRAPH_INPUTS = {
-    "encoder": ["image"],
-    "generator": ["noise", "anchor_latent", "anchor_mask", "ref_latent", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w"],
-    "decoder": ["latent"],
-}
 
 
 class ModelFolderError(ValueError):
@@ -81,7 +75,7 @@ class Manifest:
             raise ModelFolderError(f"{path}: graphs {missing} missing, or bad image_size/latent_shape/steps")
         if verify:
             for fname, digest in m.get("sha256", {}).items():
-                actual = _sha256(folder / fname)
+                actual = file_sha256(folder / fname)
                 if actual != digest:
                     raise ModelFolderError(f"{folder / fname}: sha256 {actual} does not match the manifest; re-export")
         return cls(
@@ -94,14 +88,6 @@ class Manifest:
             str(m.get("dtype", "fp32")),
             dict(m.get("config", {})),
         )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=None)
@@ -189,7 +175,7 @@ class Engine:
         for name, sess in self.sessions.items():
             # A graph may lack contract inputs it does not use (the ONNX exporter drops them,
             # e.g. cameras for a model without PRoPE); it may not ask for anything else.
-            want = _GRAPH_INPUTS["generator" if name.startswith("generator_") else name]
+            want = GRAPH_INPUTS["generator" if name.startswith("generator_") else name]
             have = [i.name for i in sess.get_inputs()]
             if not set(have) <= set(want) or want[0] not in have:
                 raise ModelFolderError(f"{self.manifest.graphs[name]}: inputs {have} do not match the contract {want}")
