@@ -11,9 +11,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from training_fixtures import IMAGE_SIZE, procedural_scenes, tiny_autoencoder, tiny_codec  # noqa: E402
+from training_fixtures import IMAGE_SIZE, TRAIN_STEPS, procedural_scenes, tiny_autoencoder, tiny_codec  # noqa: E402
 
-TRAIN_STEPS = 40
 
 
 @pytest.fixture(scope="session")

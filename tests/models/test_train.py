@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from conftest import TRAIN_STEPS
+from training_fixtures import TRAIN_STEPS
 from models.checkpoints import load_model
 from models.sampling import null_condition
 from models.train import TrainConfig, batch_condition, drop_conditions, read_log, train

@@ -15,6 +15,7 @@ from models.autoencoder import LatentDecoder, LatentEncoder
 from models.scene import Scene
 
 IMAGE_SIZE = 64
+TRAIN_STEPS = 40  # the short tiny-config training run the tests share
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,7 +9,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from conftest import make_views
+from bridge_views import make_views
 from datagen.dataset import write_scene
 from models.scene import Scene
 from python_bridge.camera_path import CameraPath, CameraPathError, interpolate_poses, load_camera_path, save_camera_path

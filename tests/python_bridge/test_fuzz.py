@@ -130,7 +130,7 @@ def teardown_module() -> None:
 
 def test_a_valid_render_after_fuzz_still_works():
     server = _server()
-    from conftest import make_views
+    from bridge_views import make_views
     from python_bridge.client import Client
 
     with Client(server.endpoint, timeout_s=2) as c:

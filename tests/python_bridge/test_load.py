@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from conftest import make_views
+from bridge_views import make_views
 from stub_pipeline import StubPipeline
 
 CLIENTS = 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_views
+from bridge_views import make_views
 from python_bridge.client import Client
 from python_bridge.engine import Engine
 from python_bridge.pipeline import FramePipeline

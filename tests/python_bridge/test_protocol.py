@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import zmq
 
-from conftest import make_views
+from bridge_views import make_views
 from python_bridge import protocol as P
 
 

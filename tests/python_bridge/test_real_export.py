@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_views
+from bridge_views import make_views
 
 export = pytest.importorskip("models.export", reason="models/export.py not in this checkout yet")
 

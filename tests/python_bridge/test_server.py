@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zmq
 
-from conftest import make_views
+from bridge_views import make_views
 from python_bridge import protocol as P
 from python_bridge.client import BridgeError, Client, FrameReply, ServerUnavailable, Superseded
 from python_bridge.server import InsecureBindError, RenderJob, Scheduler, Server, ServerConfig, is_loopback
