@@ -95,10 +95,16 @@ class FramePipeline:
 
     def build(self, frames: list[Frame], max_points: int = DEFAULT_MAX_POINTS) -> BuiltScene:
         """Offline stage: fuse the views into the anchor cloud (at most ``max_points``) and keep
-        them as reference candidates."""
+        them as reference candidates.
+
+        The cloud renders through the compiled splatting kernel; one render here, off the
+        render path, pays its one-off compilation (seconds, first scene of a process only).
+        """
         t0 = time.perf_counter()
         anchor = build_scene(frames, max_points=max_points)
-        cloud = to_device(anchor.cloud, "cpu")
+        cloud = to_device(anchor.cloud, "cpu", compiled=True)
+        cam = anchor.frames[0].camera
+        render_cloud(cloud, cam.K, cam.c2w, cam.width, cam.height, splat_radius=self.splat_radius)
         return BuiltScene(
             anchor=anchor,
             cloud=cloud,

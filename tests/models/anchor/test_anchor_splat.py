@@ -40,8 +40,10 @@ def away_from_edges(cloud: PointCloud, K: np.ndarray, c2w: np.ndarray, near: flo
     return PointCloud(cloud.xyz[keep], cloud.rgb[keep])
 
 
-def assert_matches_reference(cloud: PointCloud, K, c2w, width, height, radius, fill_gaps=False, near=1e-3):
-    out = render_cloud(cloud, K, c2w, width, height, splat_radius=radius, fill_gaps=fill_gaps, near=near)
+def assert_matches_reference(cloud: PointCloud, K, c2w, width, height, radius, fill_gaps=False, near=1e-3,
+                             compiled=False):
+    source = to_device(cloud, compiled=compiled) if compiled else cloud
+    out = render_cloud(source, K, c2w, width, height, splat_radius=radius, fill_gaps=fill_gaps, near=near)
     rgb, mask, depth = reference_render(cloud.xyz, cloud.rgb, K, c2w, width, height, radius, fill_gaps, near)
     np.testing.assert_array_equal(out.mask.numpy(), mask)
     np.testing.assert_array_equal(out.rgb.numpy(), rgb)
@@ -52,14 +54,15 @@ def assert_matches_reference(cloud: PointCloud, K, c2w, width, height, radius, f
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("radius", [0, 1, 2])
 @pytest.mark.parametrize("fill_gaps", [False, True])
-def test_random_clouds_match_reference(seed, radius, fill_gaps):
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_random_clouds_match_reference(seed, radius, fill_gaps, compiled):
     rng = np.random.default_rng(seed)
     width, height = [(40, 30), (33, 47), (64, 64), (1, 1)][seed]
     K, c2w = random_camera(rng, width, height)
     cloud = away_from_edges(random_cloud(rng, 3000, c2w), K, c2w, 1e-3)
     uv, z = project(cloud.xyz, K, c2w)
     assert (z < 0).any() and ((uv[:, 0] > width) & (z > 0)).any()  # the cases are really there
-    out = assert_matches_reference(cloud, K, c2w, width, height, radius, fill_gaps)
+    out = assert_matches_reference(cloud, K, c2w, width, height, radius, fill_gaps, compiled=compiled)
     if width > 1:
         assert out.mask.any() and not out.mask.all()
 
@@ -171,3 +174,36 @@ def test_frustum_culling_of_ordered_chunks_changes_nothing():
         )
         assert torch.equal(culled.rgb, whole.rgb) and torch.equal(culled.depth, whole.depth)
     assert_matches_reference(ordered, K, c2w, width, height, 1, fill_gaps=True)
+    compiled = render_cloud(to_device(ordered, chunk=32, compiled=True), K, c2w, width, height, 1, True)
+    assert torch.equal(compiled.rgb, culled.rgb) and torch.equal(compiled.depth, culled.depth)
+
+
+def test_compiled_projection_falls_back_to_eager_once(monkeypatch, caplog):
+    from models.anchor import splat
+
+    calls = []
+
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            calls.append(args)
+            raise RuntimeError("no C++ compiler\nsecond line")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    fallback = splat._CompiledProjection()
+    monkeypatch.setattr(splat, "_compiled_project", fallback)
+    rng = np.random.default_rng(5)
+    K, c2w = random_camera(rng, 20, 16)
+    cloud = random_cloud(rng, 500, c2w)
+    with caplog.at_level("WARNING", logger="models.anchor.splat"):
+        first = render_cloud(to_device(cloud, compiled=True), K, c2w, 20, 16)
+        second = render_cloud(to_device(cloud, compiled=True), K, c2w, 20, 16)
+    eager = render_cloud(cloud, K, c2w, 20, 16)
+    assert len(calls) == 1  # tried once, then eager for good
+    assert [r.getMessage() for r in caplog.records] == [
+        "compiled splatting unavailable (RuntimeError: no C++ compiler); rendering with the eager kernel"
+    ]
+    for out in (first, second):
+        assert torch.equal(out.rgb, eager.rgb) and torch.equal(out.depth, eager.depth)
+    assert not to_device(cloud, "meta", compiled=True).compiled  # CPU only
