@@ -13,6 +13,11 @@
   16x rather than 8x downsampling cuts the DiT's tokens 4x, the lever CPU time follows.
 * ``LatentEncoder`` / ``LatentDecoder``: image [-1, 1] <-> scaled latent, as modules with
   one tensor in and out (what ``models.export`` traces; see ``docs/model.md``).
+* ``FastDecoder``: a narrow decoder (diffusers' ``DecoderTiny``, the TAESD decoder) trained
+  afterwards for the latent space of an existing autoencoder. The decoder is the largest
+  per-frame cost of the demo model on CPU; replacing it keeps the latent space -- and so
+  every DiT trained in it -- unchanged. Stored as ``config.json`` + ``model.safetensors``,
+  tied to its autoencoder by the SHA-256 of that autoencoder's weights.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+
+from models.model_folder import file_sha256
 
 PUBLISHED_SCALING_FACTOR = 0.13025
 DEMO_LATENT_CHANNELS = 8
@@ -96,6 +104,11 @@ def downsample_factor(vae: nn.Module) -> int:
     return 2 ** (len(blocks) - 1)
 
 
+def autoencoder_sha256(folder: str | Path) -> str:
+    """SHA-256 of an autoencoder folder's weights: the identity of its latent space."""
+    return file_sha256(Path(folder) / "diffusion_pytorch_model.safetensors")
+
+
 def _scale_shift(vae: nn.Module) -> tuple[float, float]:
     cfg = vae.config
     return float(cfg.scaling_factor), float(getattr(cfg, "shift_factor", None) or 0.0)
@@ -130,3 +143,82 @@ class LatentDecoder(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(latent / self.scale + self.shift).sample
+
+
+FAST_DECODER_WIDTH = 16
+FAST_DECODER_FILES = ("config.json", "model.safetensors")
+
+
+def fast_decoder_blocks(downsample: int) -> tuple[int, ...]:
+    """Blocks per resolution of a :class:`FastDecoder` upsampling ``downsample``x, lowest first.
+
+    Blocks at low resolution cost little, a block at full resolution costs most: for 16x,
+    (3, 3, 3, 2, 1), 16 channels wide, decodes a 256 px frame in ~9 ms in ONNX Runtime on 2
+    CPU cores, against ~49 ms for the demo KL decoder (docs/model.md).
+    """
+    levels = downsample.bit_length()  # log2(downsample) + 1 resolutions
+    if downsample < 2 or downsample != 1 << (levels - 1):
+        raise ValueError(f"a fast decoder upsamples by a power of two >= 2; got {downsample}")
+    return (3,) * (levels - 2) + (2, 1)
+
+
+class FastDecoder(nn.Module):
+    """scaled latent (B, C, h, w) -> image (B, 3, h*f, w*f) in [-1, 1], f = 2**(len(num_blocks) - 1).
+
+    Input is the *scaled* latent of the autoencoder it was trained for (what the DiT
+    produces), so it drops in where :class:`LatentDecoder` was.
+    """
+
+    def __init__(self, latent_channels: int, num_blocks: tuple[int, ...], width: int = FAST_DECODER_WIDTH,
+                 autoencoder_sha256: str = ""):
+        super().__init__()
+        from diffusers.models.autoencoders.vae import DecoderTiny
+
+        self.config = {"_class_name": "FastDecoder", "latent_channels": latent_channels,
+                       "num_blocks": list(num_blocks), "width": width, "autoencoder_sha256": autoencoder_sha256}
+        self.decoder = DecoderTiny(in_channels=latent_channels, out_channels=3, num_blocks=tuple(num_blocks),
+                                   block_out_channels=(width,) * len(num_blocks), upsampling_scaling_factor=2,
+                                   act_fn="relu", upsample_fn="nearest")
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.config["num_blocks"]) - 1)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latent)
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
+                  str(folder / "model.safetensors"))
+        (folder / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
+
+
+def load_fast_decoder(folder: str | Path, autoencoder: str | Path | None = None) -> FastDecoder:
+    """A :class:`FastDecoder` from ``folder``; with ``autoencoder`` (its folder), refuse a decoder
+    trained for a different latent space."""
+    folder = Path(folder)
+    for name in FAST_DECODER_FILES:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} is missing; a fast-decoder folder holds "
+                                    f"{' and '.join(FAST_DECODER_FILES)} (written by `worldfm train-decoder`)")
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("_class_name") != "FastDecoder":
+        raise ValueError(f"{folder}/config.json is not a FastDecoder config "
+                         f"(_class_name {config.get('_class_name')!r})")
+    if autoencoder is not None and config["autoencoder_sha256"] != autoencoder_sha256(autoencoder):
+        raise ValueError(f"{folder} was trained for another autoencoder than {autoencoder} (weights hash differs); "
+                         "retrain it with `worldfm train-decoder --autoencoder` on this one")
+    decoder = FastDecoder(config["latent_channels"], tuple(config["num_blocks"]), config["width"],
+                          config["autoencoder_sha256"])
+    decoder.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    return decoder.eval()
+
+
+def load_codec(autoencoder: str | Path, fast_decoder: str | Path | None = None) -> tuple[nn.Module, nn.Module]:
+    """(encoder, decoder) modules, scaled-latent interface: the autoencoder's own decoder, or
+    the :class:`FastDecoder` in ``fast_decoder`` trained for it."""
+    vae = load_autoencoder(autoencoder)
+    decoder = LatentDecoder(vae) if fast_decoder is None else load_fast_decoder(fast_decoder, autoencoder)
+    return LatentEncoder(vae).eval(), decoder.eval()

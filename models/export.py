@@ -41,7 +41,7 @@ from onnx import numpy_helper
 from onnx.external_data_helper import set_external_data
 from torch import nn
 
-from models.autoencoder import LatentDecoder, LatentEncoder, downsample_factor
+from models.autoencoder import FastDecoder, LatentDecoder, LatentEncoder, downsample_factor
 from models.dit import WorldFMDiT
 from models.model_folder import FORMAT, FORMAT_VERSION, file_sha256
 from models.sampling import FewStepGenerator
@@ -182,9 +182,11 @@ def export_model(
     out: str | Path,
     name: str,
     info: dict | None = None,
+    decoder: FastDecoder | None = None,
 ) -> dict[str, float]:
     """Write the exported folder ``out`` for ``generators`` (steps -> distilled network; the
-    same network may serve several step counts) and ``autoencoder`` (a diffusers VAE).
+    same network may serve several step counts) and ``autoencoder`` (a diffusers VAE), whose
+    decoder graph is ``decoder`` when given (a fast decoder trained for that autoencoder).
 
     Returns the fp32 parity errors (max abs difference per graph). ``info`` is merged into
     the manifest's ``config`` (e.g. training provenance).
@@ -201,7 +203,10 @@ def export_model(
         raise ExportError(f"the autoencoder downsamples {f}x but the model expects {cfg.vae_downsample}x")
     size = cfg.image_size
     latent_shape = (cfg.latent_channels, cfg.latent_size, cfg.latent_size)
-    encoder, decoder = LatentEncoder(autoencoder).eval(), LatentDecoder(autoencoder).eval()
+    encoder = LatentEncoder(autoencoder).eval()
+    if decoder is not None and decoder.downsample != f:
+        raise ExportError(f"the fast decoder upsamples {decoder.downsample}x but the autoencoder downsamples {f}x")
+    decoder = (LatentDecoder(autoencoder) if decoder is None else decoder).eval()
     g = torch.Generator().manual_seed(0)
     modules: dict[str, nn.Module] = {"encoder": encoder, "decoder": decoder}
     inputs = {"encoder": {"image": torch.rand(2, 3, size, size, generator=g) * 2 - 1},
@@ -222,6 +227,8 @@ def export_model(
     _externalize([out / graphs[f"generator_{s}"] for s in steps], out / WEIGHTS_FILE)
     config = {**asdict(cfg), "autoencoder": dict(autoencoder.config), **(info or {})}
     config["autoencoder"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config["autoencoder"].items()}
+    if isinstance(decoder, FastDecoder):
+        config["decoder"] = decoder.config
     _write_manifest(out, name, config, size, latent_shape, steps, graphs, "fp32", [WEIGHTS_FILE], {})
     errors = parity_check(out, modules, inputs)
     _write_manifest(out, name, config, size, latent_shape, steps, graphs, "fp32", [WEIGHTS_FILE],

@@ -13,6 +13,13 @@ sees unit-variance latents, as PixArt's 0.13025 does for the published VAE.
 
 The result is a diffusers folder (``config.json`` + ``diffusion_pytorch_model.safetensors``)
 that :func:`models.autoencoder.load_autoencoder` reads.
+
+:func:`train_fast_decoder` is an optional later step: a narrow
+:class:`models.autoencoder.FastDecoder` for the latent space of a trained (frozen)
+autoencoder, fitted to the images themselves (not to the old decoder's output, so it can
+also undo some of that decoder's error). Its inputs are the frozen encoder's latents of
+whole frames, cropped on the latent grid -- exactly what the DiT's latents look like at
+inference -- so a crop is never re-encoded and the encoder runs once per image.
 """
 
 from __future__ import annotations
@@ -29,7 +36,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.autoencoder import LatentDecoder, LatentEncoder, demo_autoencoder, load_autoencoder
+from models.autoencoder import (
+    FastDecoder,
+    LatentDecoder,
+    LatentEncoder,
+    autoencoder_sha256,
+    demo_autoencoder,
+    downsample_factor,
+    fast_decoder_blocks,
+    load_autoencoder,
+    load_fast_decoder,
+)
 from models.train_state import load_state, save_state
 
 log = logging.getLogger(__name__)
@@ -68,15 +85,19 @@ def random_crops(images: torch.Tensor, batch: int, crop: int, generator: torch.G
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
 
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L1 + MSE, MSE) of a reconstruction against images in [-1, 1]."""
+    mse = (recon - x).square().mean()
+    return (recon - x).abs().mean() + mse, mse.detach()
+
+
 def autoencoder_loss(vae: nn.Module, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(total loss, reconstruction MSE) of ``vae`` on images ``x`` (B, 3, H, W) in [-1, 1]."""
     posterior = vae.encode(x).latent_dist
-    recon = vae.decode(posterior.mode()).sample
-    mse = (recon - x).square().mean()
-    loss = (recon - x).abs().mean() + mse
+    loss, mse = reconstruction_loss(vae.decode(posterior.mode()).sample, x)
     if kl_weight > 0:
         loss = loss + kl_weight * posterior.kl().mean() / x[0].numel()
-    return loss, mse.detach()
+    return loss, mse
 
 
 def psnr_from_mse(mse: float, peak_to_peak: float = 2.0) -> float:
@@ -92,9 +113,13 @@ def latent_std(vae: nn.Module, images: torch.Tensor, batch: int = 8) -> float:
 
 
 @torch.no_grad()
-def reconstruction_psnr(vae: nn.Module, images: torch.Tensor, batch: int = 8) -> float:
-    """Mean PSNR (dB, on [-1, 1] images) of encode -> decode through the scaled latent interface."""
-    enc, dec = LatentEncoder(vae).eval(), LatentDecoder(vae).eval()
+def reconstruction_psnr(
+    vae: nn.Module, images: torch.Tensor, batch: int = 8, decoder: nn.Module | None = None
+) -> float:
+    """Mean PSNR (dB, on [-1, 1] images) of encode -> decode through the scaled latent interface
+    (with ``vae``'s own decoder, or ``decoder``, e.g. a :class:`FastDecoder`)."""
+    enc = LatentEncoder(vae).eval()
+    dec = (LatentDecoder(vae) if decoder is None else decoder).eval()
     values = []
     for i in range(0, len(images), batch):
         x = images[i : i + batch]
@@ -153,3 +178,89 @@ def train_autoencoder(
     vae.save_pretrained(str(out / "autoencoder"), safe_serialization=True)
     (out / "autoencoder" / "training.json").write_text(json.dumps(asdict(config), indent=2))
     return load_autoencoder(out / "autoencoder")
+
+
+@dataclass(frozen=True)
+class DecoderTrainConfig:
+    """Hyper-parameters of :func:`train_fast_decoder` (stored with the checkpoint)."""
+
+    steps: int = 3000
+    batch_size: int = 16
+    crop: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+    save_every: int = 100
+
+
+@torch.no_grad()
+def encode_all(encoder: nn.Module, images: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """Scaled latents (N, C, h, w) of (N, 3, H, W) images."""
+    return torch.cat([encoder(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def aligned_crops(latents: torch.Tensor, images: torch.Tensor, batch: int, crop: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` random (latent crop, image crop) pairs cut on the latent grid: an image crop of
+    ``crop`` pixels and the latent cells (crop / f) that cover exactly those pixels."""
+    f = images.shape[-1] // latents.shape[-1]
+    if crop % f or crop > images.shape[-1] or crop > images.shape[-2]:
+        raise ValueError(f"crop {crop} must be a multiple of {f} and at most the image size {tuple(images.shape[-2:])}")
+    c = crop // f
+    n, _, h, w = latents.shape
+    idx = torch.randint(n, (batch,), generator=generator)
+    ys = torch.randint(h - c + 1, (batch,), generator=generator)
+    xs = torch.randint(w - c + 1, (batch,), generator=generator)
+    z = torch.stack([latents[i, :, y : y + c, x : x + c] for i, y, x in zip(idx, ys, xs)])
+    x = torch.stack([images[i, :, y * f : (y + c) * f, x * f : (x + c) * f] for i, y, x in zip(idx, ys, xs)])
+    return z, x
+
+
+def train_fast_decoder(
+    images: Sequence[np.ndarray],
+    autoencoder: str | Path,
+    out: str | Path,
+    config: DecoderTrainConfig = DecoderTrainConfig(),
+    device: str = "cpu",
+    progress: bool = True,
+) -> FastDecoder:
+    """Train a :class:`FastDecoder` for the frozen autoencoder folder ``autoencoder`` on uint8
+    (H, W, 3) ``images``; resumes from ``out``. Writes ``out/state.safetensors`` every
+    ``save_every`` steps and, at the end, ``out/fast_decoder/``. Returns the decoder (eval, CPU).
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    torch.manual_seed(config.seed)
+    vae = load_autoencoder(autoencoder)
+    data = images_to_tensor(images)
+    latents = encode_all(LatentEncoder(vae).eval(), data)
+    blocks = fast_decoder_blocks(downsample_factor(vae))
+    decoder = FastDecoder(latents.shape[1], blocks, autoencoder_sha256=autoencoder_sha256(autoencoder)).to(device)
+    opt = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=0.0)
+    resumed = load_state(out, {"model": decoder}, {"opt": opt})
+    start = 0 if resumed is None else resumed[0]
+    if resumed is not None:
+        log.info("resuming decoder training at step %d from %s", start, out)
+    generator = torch.Generator().manual_seed(config.seed + start)
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
+               desc="fast decoder", unit="step")
+    t0, seen = time.perf_counter(), 0
+    decoder.train()
+    for step in bar:
+        lr = config.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        z, x = aligned_crops(latents, data, config.batch_size, config.crop, generator)
+        loss, mse = reconstruction_loss(decoder(z.to(device)), x.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
+        opt.step()
+        seen += x.shape[0]
+        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr_from_mse(mse.item()):.1f}",
+                        samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+            save_state(out, step + 1, {"model": decoder}, {"opt": opt}, {"config": asdict(config)})
+    decoder.cpu().eval().save(out / "fast_decoder")
+    (out / "fast_decoder" / "training.json").write_text(json.dumps(asdict(config), indent=2))
+    return load_fast_decoder(out / "fast_decoder", autoencoder)
