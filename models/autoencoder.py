@@ -180,6 +180,11 @@ class FastDecoder(nn.Module):
                                    block_out_channels=(width,) * len(num_blocks), upsampling_scaling_factor=2,
                                    act_fn="relu", upsample_fn="nearest")
 
+    @classmethod
+    def from_config(cls, config: dict) -> FastDecoder:
+        return cls(config["latent_channels"], tuple(config["num_blocks"]), config["width"],
+                   config["autoencoder_sha256"])
+
     @property
     def downsample(self) -> int:
         return 2 ** (len(self.config["num_blocks"]) - 1)
@@ -188,37 +193,111 @@ class FastDecoder(nn.Module):
         return self.decoder(latent)
 
     def save(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                  str(folder / "model.safetensors"))
-        (folder / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
+        _save_decoder(self, folder)
 
 
-def load_fast_decoder(folder: str | Path, autoencoder: str | Path | None = None) -> FastDecoder:
-    """A :class:`FastDecoder` from ``folder``; with ``autoencoder`` (its folder), refuse a decoder
-    trained for a different latent space."""
+def _save_decoder(decoder: nn.Module, folder: str | Path) -> None:
+    """``folder/config.json`` (``decoder.config``) + ``folder/model.safetensors``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()},
+              str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(decoder.config, indent=2) + "\n")
+
+
+ANCHOR_TRUST_INIT = 3.0  # initial logit of the anchor weight: sigmoid(3) = 0.95, close to the classical fill
+
+
+class AnchorDecoder(nn.Module):
+    """(scaled latent (B, C, h, w), anchor (B, 3, H, W) in [-1, 1], anchor_mask (B, 1, H, W)) -> image.
+
+    ``anchor`` is the point-cloud rendering at the target with its holes filled by push-pull
+    (:func:`models.anchor.fill_holes`), ``anchor_mask`` 1 where points cover the pixel. The
+    latent is decoded as by :class:`FastDecoder`; a small full-resolution head (dilated
+    convolutions, ~17 px receptive field) sees the decoded image beside anchor and mask and
+    predicts a per-pixel weight ``a`` and correction ``delta``:
+    ``out = a * anchor + (1 - a) * (decoded + delta)``.
+
+    Why: the exact colours of covered pixels are in the anchor, at full resolution, while
+    a 16x latent cannot hold them (the demo autoencoder reconstructs at ~22 dB). The
+    published model decodes the latent alone; this decoder keeps the latent's content for
+    the holes and the anchor's detail where the cloud is. The head starts (zero weights,
+    ``ANCHOR_TRUST_INIT`` bias) at ~95 % anchor, i.e. near the classical fill, and training
+    moves it where the decoded latent is better.
+    """
+
+    def __init__(self, latent_channels: int, num_blocks: tuple[int, ...], width: int = FAST_DECODER_WIDTH,
+                 autoencoder_sha256: str = "", head_width: int = 16):
+        super().__init__()
+        self.base = FastDecoder(latent_channels, num_blocks, width, autoencoder_sha256)
+        self.config = {**self.base.config, "_class_name": "AnchorDecoder", "head_width": head_width}
+        self.head = nn.Sequential(
+            nn.Conv2d(7, head_width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(head_width, head_width, 3, padding=2, dilation=2), nn.ReLU(),
+            nn.Conv2d(head_width, head_width, 3, padding=4, dilation=4), nn.ReLU(),
+            nn.Conv2d(head_width, 4, 3, padding=1),
+        )
+        nn.init.zeros_(self.head[-1].weight)
+        with torch.no_grad():
+            self.head[-1].bias.copy_(torch.tensor([ANCHOR_TRUST_INIT, 0.0, 0.0, 0.0]))
+
+    @classmethod
+    def from_config(cls, config: dict) -> AnchorDecoder:
+        return cls(config["latent_channels"], tuple(config["num_blocks"]), config["width"],
+                   config["autoencoder_sha256"], config["head_width"])
+
+    @classmethod
+    def from_fast_decoder(cls, base: FastDecoder, head_width: int = 16) -> AnchorDecoder:
+        """A new anchor decoder whose latent decoder starts from ``base``'s weights."""
+        c = base.config
+        decoder = cls(c["latent_channels"], tuple(c["num_blocks"]), c["width"], c["autoencoder_sha256"], head_width)
+        decoder.base.load_state_dict(base.state_dict())
+        return decoder
+
+    @property
+    def downsample(self) -> int:
+        return self.base.downsample
+
+    def save(self, folder: str | Path) -> None:
+        _save_decoder(self, folder)
+
+    def forward(self, latent: torch.Tensor, anchor: torch.Tensor, anchor_mask: torch.Tensor) -> torch.Tensor:
+        decoded = self.base(latent)  # (B, 3, H, W)
+        weight, delta = self.head(torch.cat([decoded, anchor, anchor_mask], dim=1)).split([1, 3], dim=1)
+        weight = torch.sigmoid(weight)
+        return weight * anchor + (1 - weight) * (decoded + delta)
+
+
+_DECODER_CLASSES = {"FastDecoder": FastDecoder, "AnchorDecoder": AnchorDecoder}
+
+
+def load_fast_decoder(folder: str | Path, autoencoder: str | Path | None = None) -> FastDecoder | AnchorDecoder:
+    """A :class:`FastDecoder` or :class:`AnchorDecoder` from ``folder``; with ``autoencoder``
+    (its folder), refuse a decoder trained for a different latent space."""
     folder = Path(folder)
     for name in FAST_DECODER_FILES:
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} is missing; a fast-decoder folder holds "
                                     f"{' and '.join(FAST_DECODER_FILES)} (written by `worldfm train-decoder`)")
     config = json.loads((folder / "config.json").read_text())
-    if config.get("_class_name") != "FastDecoder":
-        raise ValueError(f"{folder}/config.json is not a FastDecoder config "
-                         f"(_class_name {config.get('_class_name')!r})")
+    cls = _DECODER_CLASSES.get(config.get("_class_name"))
+    if cls is None:
+        raise ValueError(f"{folder}/config.json is not a decoder config we know "
+                         f"(_class_name {config.get('_class_name')!r}; expected one of {sorted(_DECODER_CLASSES)})")
     if autoencoder is not None and config["autoencoder_sha256"] != autoencoder_sha256(autoencoder):
         raise ValueError(f"{folder} was trained for another autoencoder than {autoencoder} (weights hash differs); "
                          "retrain it with `worldfm train-decoder --autoencoder` on this one")
-    decoder = FastDecoder(config["latent_channels"], tuple(config["num_blocks"]), config["width"],
-                          config["autoencoder_sha256"])
+    decoder = cls.from_config(config)
     decoder.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
     return decoder.eval()
 
 
 def load_codec(autoencoder: str | Path, fast_decoder: str | Path | None = None) -> tuple[nn.Module, nn.Module]:
-    """(encoder, decoder) modules, scaled-latent interface: the autoencoder's own decoder, or
-    the :class:`FastDecoder` in ``fast_decoder`` trained for it."""
+    """(encoder, decoder) modules, scaled-latent interface (latent in, image out): the
+    autoencoder's own decoder, or the :class:`FastDecoder` in ``fast_decoder`` trained for it."""
     vae = load_autoencoder(autoencoder)
     decoder = LatentDecoder(vae) if fast_decoder is None else load_fast_decoder(fast_decoder, autoencoder)
+    if isinstance(decoder, AnchorDecoder):
+        raise ValueError(f"{fast_decoder} is an anchor decoder (it also needs the anchor image); "
+                         "load it with load_fast_decoder")
     return LatentEncoder(vae).eval(), decoder.eval()

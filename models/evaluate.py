@@ -155,8 +155,18 @@ class OnnxRunner:
         image = (rgb.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0)
         return self.sessions["encoder"].run(None, {"image": image})[0]
 
-    def decode(self, latent: np.ndarray) -> np.ndarray:
-        image = self.sessions["decoder"].run(None, {"latent": latent.astype(np.float32)})[0][0]
+    @property
+    def decoder_uses_anchor(self) -> bool:
+        return "anchor" in {i.name for i in self.sessions["decoder"].get_inputs()}
+
+    def decode(self, latent: np.ndarray, anchor: np.ndarray, anchor_mask: np.ndarray) -> np.ndarray:
+        """latent -> RGB uint8; ``anchor`` (filled, uint8 (H, W, 3)) and ``anchor_mask`` (H, W)
+        reach decoders that use them (``models.autoencoder.AnchorDecoder``)."""
+        feed = {"latent": latent.astype(np.float32)}
+        if self.decoder_uses_anchor:
+            feed["anchor"] = anchor.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
+            feed["anchor_mask"] = anchor_mask.astype(np.float32)[None, None]
+        image = self.sessions["decoder"].run(None, feed)[0][0]
         return np.clip((image.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
     def generate(self, steps: int, noise: np.ndarray, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -166,7 +176,8 @@ class OnnxRunner:
         return sess.run(None, {k: v.astype(np.float32) for k, v in feed.items() if k in wanted})[0]
 
 
-def _inputs(runner: OnnxRunner, t: Target) -> dict[str, np.ndarray]:
+def target_inputs(runner: OnnxRunner, t: Target) -> dict[str, np.ndarray]:
+    """The generator inputs of target ``t`` (latents encoded by ``runner``), batch 1."""
     return {
         "anchor_latent": runner.encode(t.anchor_rgb),
         "anchor_mask": t.anchor_mask.astype(np.float32)[None, None],
@@ -176,6 +187,7 @@ def _inputs(runner: OnnxRunner, t: Target) -> dict[str, np.ndarray]:
     }
 
 
+# (An anchor decoder also loses the anchor image in "no anchor": see ``evaluate``.)
 ABLATIONS: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] = {
     "1 step, no anchor": lambda x: {**x, "anchor_latent": np.zeros_like(x["anchor_latent"]),
                                     "anchor_mask": np.zeros_like(x["anchor_mask"])},
@@ -232,23 +244,30 @@ def evaluate(
     targets = [t for s in scenes for t in evaluation_targets(s, window, stride)]
     for t in tqdm(targets, desc="eval", unit="frame", disable=not progress):
         gt = t.frame.rgb
-        x = _inputs(runner, t)
+        x = target_inputs(runner, t)
         noise = rng.standard_normal((1, 2, c, h, w), dtype=np.float32)
+        filled = fill_holes(torch.from_numpy(t.anchor_rgb), torch.from_numpy(t.anchor_mask)).numpy()
         out = {
             "raw anchor": t.anchor_rgb,
-            "anchor + hole filling": fill_holes(torch.from_numpy(t.anchor_rgb), torch.from_numpy(t.anchor_mask)).numpy(),
+            "anchor + hole filling": filled,
             "nearest reference": t.reference.rgb,
         }
+
+        def decode(z: np.ndarray, blank: bool = False) -> np.ndarray:
+            if blank:
+                return runner.decode(z, np.zeros_like(filled), np.zeros_like(t.anchor_mask))
+            return runner.decode(z, filled, t.anchor_mask)
+
         for s in runner.steps:
-            out[f"generator {s} step{'s' if s > 1 else ''}"] = runner.decode(runner.generate(s, noise[:, :s], x))
+            out[f"generator {s} step{'s' if s > 1 else ''}"] = decode(runner.generate(s, noise[:, :s], x))
         if teacher is not None:
             cond = Condition(*(torch.from_numpy(x[k]).float() for k in
                                ("anchor_latent", "anchor_mask", "ref_latent", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w")))
             z = generate(teacher, cond, sampler="teacher", steps=teacher_steps, noise=torch.from_numpy(noise[:, 0]))
-            out[f"teacher ({teacher_steps} steps)"] = runner.decode(z.numpy())
+            out[f"teacher ({teacher_steps} steps)"] = decode(z.numpy())
         if 1 in runner.steps:
             for name, ablate in ABLATIONS.items():
-                out[name] = runner.decode(runner.generate(1, noise[:, :1], ablate(x)))
+                out[name] = decode(runner.generate(1, noise[:, :1], ablate(x)), blank=name == "1 step, no anchor")
         out["ground truth"] = gt
         for name, img in out.items():
             if name != "ground truth":

@@ -10,7 +10,9 @@ The folder contract is /work/notes/export_contract.md (summarised in docs/traini
   (B, 1, H, W), ref_latent, ref_K, ref_c2w, tgt_K, tgt_c2w -> latent: the distilled
   sampler ``models.sampling.FewStepGenerator`` unrolled, its noise an input so the graph
   is deterministic and the caller owns the randomness;
-* ``decoder``: latent -> image (B, 3, H, W) in [-1, 1].
+* ``decoder``: latent -> image (B, 3, H, W) in [-1, 1]; an anchor decoder
+  (``models.autoencoder.AnchorDecoder``) also takes ``anchor`` (B, 3, H, W) in [-1, 1], the
+  anchor rendering with holes filled by push-pull, and ``anchor_mask`` (B, 1, H, W).
 
 Batch is dynamic everywhere. Weights of generator graphs live in one external file
 (``generator.weights``) with identical tensors stored once: a generator distilled for both
@@ -41,7 +43,7 @@ from onnx import numpy_helper
 from onnx.external_data_helper import set_external_data
 from torch import nn
 
-from models.autoencoder import FastDecoder, LatentDecoder, LatentEncoder, downsample_factor
+from models.autoencoder import AnchorDecoder, FastDecoder, LatentDecoder, LatentEncoder, downsample_factor
 from models.dit import WorldFMDiT
 from models.model_folder import FORMAT, FORMAT_VERSION, file_sha256
 from models.sampling import FewStepGenerator
@@ -182,11 +184,12 @@ def export_model(
     out: str | Path,
     name: str,
     info: dict | None = None,
-    decoder: FastDecoder | None = None,
+    decoder: FastDecoder | AnchorDecoder | None = None,
 ) -> dict[str, float]:
     """Write the exported folder ``out`` for ``generators`` (steps -> distilled network; the
     same network may serve several step counts) and ``autoencoder`` (a diffusers VAE), whose
-    decoder graph is ``decoder`` when given (a fast decoder trained for that autoencoder).
+    decoder graph is ``decoder`` when given (a fast or anchor decoder trained for that
+    autoencoder; an anchor decoder's graph also takes ``anchor`` and ``anchor_mask``).
 
     Returns the fp32 parity errors (max abs difference per graph). ``info`` is merged into
     the manifest's ``config`` (e.g. training provenance).
@@ -211,6 +214,9 @@ def export_model(
     modules: dict[str, nn.Module] = {"encoder": encoder, "decoder": decoder}
     inputs = {"encoder": {"image": torch.rand(2, 3, size, size, generator=g) * 2 - 1},
               "decoder": {"latent": torch.randn(2, *latent_shape, generator=g)}}
+    if isinstance(decoder, AnchorDecoder):
+        inputs["decoder"]["anchor"] = torch.rand(2, 3, size, size, generator=g) * 2 - 1
+        inputs["decoder"]["anchor_mask"] = (torch.rand(2, 1, size, size, generator=g) > 0.3).float()
     graphs = {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}
     for s in steps:
         modules[f"generator_{s}"] = FewStepGenerator(generators[s].eval(), s).eval()
@@ -227,7 +233,7 @@ def export_model(
     _externalize([out / graphs[f"generator_{s}"] for s in steps], out / WEIGHTS_FILE)
     config = {**asdict(cfg), "autoencoder": dict(autoencoder.config), **(info or {})}
     config["autoencoder"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config["autoencoder"].items()}
-    if isinstance(decoder, FastDecoder):
+    if isinstance(decoder, FastDecoder | AnchorDecoder):
         config["decoder"] = decoder.config
     _write_manifest(out, name, config, size, latent_shape, steps, graphs, "fp32", [WEIGHTS_FILE], {})
     errors = parity_check(out, modules, inputs)

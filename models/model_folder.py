@@ -15,7 +15,10 @@ FORMAT_VERSION = 1
 
 # Input names per graph kind; a graph may omit inputs it does not use (the ONNX exporter drops them).
 GENERATOR_INPUTS = ["noise", "anchor_latent", "anchor_mask", "ref_latent", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w"]
-GRAPH_INPUTS = {"encoder": ["image"], "generator": GENERATOR_INPUTS, "decoder": ["latent"]}
+# The decoder may also take the anchor rendering (holes filled by push-pull) and its mask
+# (models.autoencoder.AnchorDecoder); a plain decoder takes the latent alone.
+DECODER_INPUTS = ["latent", "anchor", "anchor_mask"]
+GRAPH_INPUTS = {"encoder": ["image"], "generator": GENERATOR_INPUTS, "decoder": DECODER_INPUTS}
 
 
 def file_sha256(path: Path) -> str:

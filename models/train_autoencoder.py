@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from models.autoencoder import (
+    AnchorDecoder,
     FastDecoder,
     LatentDecoder,
     LatentEncoder,
@@ -198,10 +199,13 @@ def encode_all(encoder: nn.Module, images: torch.Tensor, batch: int = 8) -> torc
     return torch.cat([encoder(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 
-def aligned_crops(latents: torch.Tensor, images: torch.Tensor, batch: int, crop: int,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def aligned_crops(
+    latents: torch.Tensor, images: torch.Tensor, batch: int, crop: int, generator: torch.Generator,
+    image_of: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch`` random (latent crop, image crop) pairs cut on the latent grid: an image crop of
-    ``crop`` pixels and the latent cells (crop / f) that cover exactly those pixels."""
+    ``crop`` pixels and the latent cells (crop / f) that cover exactly those pixels.
+    ``image_of`` [N] maps each latent to its image (default: the same index)."""
     f = images.shape[-1] // latents.shape[-1]
     if crop % f or crop > images.shape[-1] or crop > images.shape[-2]:
         raise ValueError(f"crop {crop} must be a multiple of {f} and at most the image size {tuple(images.shape[-2:])}")
@@ -211,7 +215,8 @@ def aligned_crops(latents: torch.Tensor, images: torch.Tensor, batch: int, crop:
     ys = torch.randint(h - c + 1, (batch,), generator=generator)
     xs = torch.randint(w - c + 1, (batch,), generator=generator)
     z = torch.stack([latents[i, :, y : y + c, x : x + c] for i, y, x in zip(idx, ys, xs)])
-    x = torch.stack([images[i, :, y * f : (y + c) * f, x * f : (x + c) * f] for i, y, x in zip(idx, ys, xs)])
+    pick = idx if image_of is None else image_of[idx]
+    x = torch.stack([images[i, :, y * f : (y + c) * f, x * f : (x + c) * f] for i, y, x in zip(pick, ys, xs)])
     return z, x
 
 
@@ -264,3 +269,124 @@ def train_fast_decoder(
     decoder.cpu().eval().save(out / "fast_decoder")
     (out / "fast_decoder" / "training.json").write_text(json.dumps(asdict(config), indent=2))
     return load_fast_decoder(out / "fast_decoder", autoencoder)
+
+
+@dataclass(frozen=True)
+class AnchorDecoderTrainConfig:
+    """Hyper-parameters of :func:`train_anchor_decoder` (stored with the checkpoint)."""
+
+    steps: int = 2500
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    save_every: int = 100
+
+
+@dataclass
+class AnchorDecoderSamples:
+    """What an anchor decoder learns from: the exported generator's latents for targets never
+    in their clouds. ``latents`` float32 [M, C, h, w] (1- and 2-step samples), ``image_of``
+    [M] their target; per target, ``images`` uint8 [N, 7, H, W]: the anchor with holes
+    filled (3), its mask (1, 0 or 255) and the ground truth (3)."""
+
+    latents: torch.Tensor
+    image_of: torch.Tensor
+    images: torch.Tensor
+
+    @staticmethod
+    def split(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """uint8 [B, 7, H, W] -> (anchor [-1, 1], mask {0, 1}, ground truth [-1, 1]) float32."""
+        x = images.float()
+        return x[:, :3] / 127.5 - 1, (x[:, 3:4] > 127).float(), x[:, 4:] / 127.5 - 1
+
+
+def anchor_decoder_samples(scenes: Sequence, model: str | Path, window: int = 4, seed: int = 0,
+                           threads: int | None = None, progress: bool = True) -> AnchorDecoderSamples:
+    """Samples for :func:`train_anchor_decoder` from ``scenes`` (``models.scene.Scene``) with the
+    exported model folder ``model``: every view is a target once, its cloud built without its
+    window of ``window`` views (the evaluation protocol, as at inference); one 1- and one
+    2-step latent per target (each step count the model has), with fresh noise."""
+    from tqdm import tqdm
+
+    from models.anchor import fill_holes
+    from models.evaluate import OnnxRunner, evaluation_targets, target_inputs
+
+    runner = OnnxRunner(model, threads)
+    rng = np.random.default_rng(seed)
+    c, h, w = runner.manifest["latent_shape"]
+    latents, image_of, images = [], [], []
+    for scene in tqdm(scenes, desc="anchor-decoder samples", unit="scene", disable=not progress):
+        for t in evaluation_targets(scene, window):
+            x = target_inputs(runner, t)
+            filled = fill_holes(torch.from_numpy(t.anchor_rgb), torch.from_numpy(t.anchor_mask)).numpy()
+            mask = t.anchor_mask.astype(np.uint8)[..., None] * 255
+            images.append(torch.from_numpy(np.concatenate([filled, mask, t.frame.rgb], -1)).permute(2, 0, 1))
+            for s in runner.steps:
+                noise = rng.standard_normal((1, s, c, h, w), dtype=np.float32)
+                latents.append(torch.from_numpy(runner.generate(s, noise, x)[0]))
+                image_of.append(len(images) - 1)
+    return AnchorDecoderSamples(torch.stack(latents), torch.tensor(image_of), torch.stack(images))
+
+
+@torch.no_grad()
+def anchor_decoder_psnr(decoder: nn.Module, samples: AnchorDecoderSamples, batch: int = 8) -> tuple[float, float]:
+    """(decoder, filled-anchor baseline) mean PSNR in dB over whole frames of ``samples``."""
+    ours, base = [], []
+    for i in range(0, len(samples.latents), batch):
+        anchor, mask, truth = AnchorDecoderSamples.split(samples.images[samples.image_of[i : i + batch]])
+        out = decoder(samples.latents[i : i + batch], anchor, mask).clamp(-1, 1)
+        ours += [psnr_from_mse(float(m)) for m in (out - truth).square().flatten(1).mean(1)]
+        base += [psnr_from_mse(float(m)) for m in (anchor - truth).square().flatten(1).mean(1)]
+    return float(np.mean(ours)), float(np.mean(base))
+
+
+def train_anchor_decoder(
+    samples: AnchorDecoderSamples,
+    fast_decoder: str | Path,
+    autoencoder: str | Path,
+    out: str | Path,
+    config: AnchorDecoderTrainConfig = AnchorDecoderTrainConfig(),
+    device: str = "cpu",
+    progress: bool = True,
+) -> AnchorDecoder:
+    """Train an :class:`AnchorDecoder` whose latent decoder starts from the fast decoder folder
+    ``fast_decoder`` (trained for ``autoencoder``); resumes from ``out``. Writes
+    ``out/state.safetensors`` every ``save_every`` steps and, at the end, ``out/anchor_decoder/``.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    torch.manual_seed(config.seed)
+    base = load_fast_decoder(fast_decoder, autoencoder)
+    if not isinstance(base, FastDecoder):
+        raise ValueError(f"{fast_decoder} must hold a plain fast decoder to start from")
+    decoder = AnchorDecoder.from_fast_decoder(base).to(device)
+    opt = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=0.0)
+    resumed = load_state(out, {"model": decoder}, {"opt": opt})
+    start = 0 if resumed is None else resumed[0]
+    generator = torch.Generator().manual_seed(config.seed + start)
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
+               desc="anchor decoder", unit="step")
+    t0, seen = time.perf_counter(), 0
+    decoder.train()
+    for step in bar:
+        lr = config.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        z, x = aligned_crops(samples.latents, samples.images, config.batch_size, config.crop, generator,
+                             samples.image_of)
+        anchor, mask, truth = (v.to(device) for v in AnchorDecoderSamples.split(x))
+        loss, mse = reconstruction_loss(decoder(z.to(device), anchor, mask), truth)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
+        opt.step()
+        seen += z.shape[0]
+        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr_from_mse(mse.item()):.1f}",
+                        samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+            save_state(out, step + 1, {"model": decoder}, {"opt": opt}, {"config": asdict(config)})
+    decoder.cpu().eval().save(out / "anchor_decoder")
+    (out / "anchor_decoder" / "training.json").write_text(json.dumps(asdict(config), indent=2))
+    return load_fast_decoder(out / "anchor_decoder", autoencoder)

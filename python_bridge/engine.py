@@ -256,9 +256,26 @@ class Engine:
             },
         )
 
-    def decode(self, latent) -> np.ndarray:
-        """Latent OrtValue (1, C, h, w) -> RGB uint8 (H, W, 3)."""
-        image = self._run("decoder", {"latent": latent}).numpy()[0].astype(np.float32)
+    @property
+    def decoder_uses_anchor(self) -> bool:
+        """Whether :meth:`decode` needs the anchor rendering (an anchor decoder, docs/model.md)."""
+        return "anchor" in self._in_types["decoder"]
+
+    def decode(self, latent, anchor: np.ndarray | None = None, anchor_mask: np.ndarray | None = None) -> np.ndarray:
+        """Latent OrtValue (1, C, h, w) -> RGB uint8 (H, W, 3).
+
+        A model whose decoder uses the anchor also takes ``anchor``, the anchor rendering
+        with its holes filled (RGB uint8 (H, W, 3), e.g. ``models.anchor.fill_holes``), and
+        ``anchor_mask`` (H, W), 1 where points cover the pixel; other decoders ignore them.
+        """
+        inputs = {"latent": latent}
+        if self.decoder_uses_anchor:
+            if anchor is None or anchor_mask is None:
+                raise ValueError(f"model {self.manifest.name} decodes with the anchor: pass anchor and anchor_mask")
+            self._check_image(anchor)
+            inputs["anchor"] = anchor.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
+            inputs["anchor_mask"] = np.asarray(anchor_mask, dtype=np.float32)[None, None]
+        image = self._run("decoder", inputs).numpy()[0].astype(np.float32)
         return np.clip((image.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
     def warm_up(self) -> float:
@@ -270,7 +287,8 @@ class Engine:
         latent = self.encode(rgb)
         for s in self.steps:
             self.decode(
-                self.generate(s, latent, np.ones((h, w)), latent, K, np.eye(4), K, np.eye(4), np.random.default_rng(0))
+                self.generate(s, latent, np.ones((h, w)), latent, K, np.eye(4), K, np.eye(4), np.random.default_rng(0)),
+                rgb, np.ones((h, w)),
             )
         ms = (time.perf_counter() - t0) * 1e3
         log.info(

@@ -164,7 +164,10 @@ class FramePipeline:
         rng = np.random.default_rng(seed)
         latent = engine.generate(steps, anchor_latent, mask, ref_latent, ref_K, ref.camera.c2w, K_model, c2w, rng)
         clock.lap("generate_ms")
-        rgb = engine.decode(latent)
+        if engine.decoder_uses_anchor:
+            rgb = engine.decode(latent, fill_holes(anchor.rgb, anchor.mask).numpy(), mask)
+        else:
+            rgb = engine.decode(latent)
         clock.lap("decode_ms")
         if (w, h) != tuple(size):
             rgb = _resize(rgb, size)

@@ -89,6 +89,29 @@ def _pair_datasets(args: argparse.Namespace, encoder, image_size: int):
     return train, val
 
 
+def run_train_anchor_decoder(args: argparse.Namespace) -> int:
+    from models.train_autoencoder import (
+        AnchorDecoderTrainConfig,
+        anchor_decoder_psnr,
+        anchor_decoder_samples,
+        train_anchor_decoder,
+    )
+
+    _set_threads(args.threads)
+    samples = anchor_decoder_samples(load_scenes(args.data), args.model, seed=args.seed, threads=args.threads)
+    config = AnchorDecoderTrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
+                                      seed=args.seed, save_every=args.save_every)
+    decoder = train_anchor_decoder(samples, args.fast_decoder, args.autoencoder, args.out, config, device=args.device)
+    if args.val_data:
+        held_out = anchor_decoder_samples(load_scenes(args.val_data), args.model, seed=args.seed + 1,
+                                          threads=args.threads)
+        ours, base = anchor_decoder_psnr(decoder, held_out)
+        print(f"held-out PSNR ({len(held_out.latents)} generated latents): {ours:.2f} dB with the anchor decoder, "
+              f"{base:.2f} dB for the anchor with push-pull hole filling")
+    print(f"anchor decoder -> {Path(args.out) / 'anchor_decoder'}")
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     import json
 
@@ -218,6 +241,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dec.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     dec.set_defaults(func=run_train_decoder)
 
+    ad = subparsers.add_parser("train-anchor-decoder", help="train a decoder that also sees the anchor image",
+                               description="Optional, after export: an AnchorDecoder (fast decoder + full-resolution "
+                                           "head blending the anchor rendering with the decoded latent), trained on "
+                                           "the exported generator's latents for held-out-style targets of --data. "
+                                           "Use with export --fast-decoder. See docs/model.md.")
+    ad.add_argument("--model", type=Path, required=True, help="exported model folder (its encoder and generators)")
+    ad.add_argument("--fast-decoder", type=Path, required=True, help="fast_decoder folder to start from")
+    ad.add_argument("--autoencoder", type=Path, required=True, help="the autoencoder the fast decoder belongs to")
+    ad.add_argument("--data", type=Path, nargs="+", required=True, help="training dataset folders")
+    ad.add_argument("--val-data", type=Path, nargs="*", default=None, help="held-out scenes for a PSNR check")
+    ad.add_argument("--out", type=Path, required=True, help="run folder (state.safetensors, anchor_decoder/)")
+    ad.add_argument("--steps", type=int, default=2500, help="optimizer steps (default 2500)")
+    ad.add_argument("--batch-size", type=int, default=8, help="crops per step (default 8)")
+    ad.add_argument("--crop", type=int, default=128, help="crop size in pixels (default 128)")
+    ad.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    ad.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    ad.add_argument("--save-every", type=int, default=100, help="checkpoint interval in steps (default 100)")
+    ad.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    ad.add_argument("--threads", type=int, default=None, help="CPU threads (default: library choice)")
+    ad.set_defaults(func=run_train_anchor_decoder)
+
     tr = subparsers.add_parser("train", help="stage 2: train the frame model (teacher) by denoising",
                                description="Diffusion training on (reference, target, anchor) pairs; resumable, "
                                            "DDP under torchrun. See docs/training.md.")
@@ -276,7 +320,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="distill run folder (generator_Nstep.safetensors) or one model .safetensors for all steps")
     ex.add_argument("--autoencoder", type=Path, required=True, help="autoencoder folder (diffusers format)")
     ex.add_argument("--fast-decoder", type=Path, default=None,
-                    help="fast_decoder folder from `worldfm train-decoder` to export instead of the autoencoder's own")
+                    help="fast_decoder or anchor_decoder folder (`worldfm train-decoder` / `train-anchor-decoder`) "
+                         "to export instead of the autoencoder's own decoder")
     ex.add_argument("--out", type=Path, required=True, help="output model folder (replaced)")
     ex.add_argument("--name", default="demo-256", help="model name in the manifest (default demo-256)")
     ex.add_argument("--steps", type=int, nargs="+", default=[1, 2], help="generator step counts (default 1 2)")
