@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -178,6 +177,22 @@ def _write_manifest(folder: Path, name: str, config: dict, image_size: int, late
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def _clear_previous_export(out: Path) -> None:
+    """Delete what an earlier export wrote into ``out`` -- the files its manifest lists, and the
+    manifest -- and nothing else: a model card, evaluation or notes beside them stay."""
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        return
+    try:
+        listed = json.loads(manifest.read_text()).get("sha256", {})
+    except (json.JSONDecodeError, AttributeError):
+        raise ExportError(f"{manifest} is not a manifest this exporter wrote; export into another folder") from None
+    for name in listed:
+        if Path(name).name == name:  # a plain file name, never a path out of the folder
+            (out / name).unlink(missing_ok=True)
+    manifest.unlink()
+
+
 def export_model(
     generators: dict[int, WorldFMDiT],
     autoencoder: nn.Module,
@@ -186,7 +201,8 @@ def export_model(
     info: dict | None = None,
     decoder: FastDecoder | AnchorDecoder | None = None,
 ) -> dict[str, float]:
-    """Write the exported folder ``out`` for ``generators`` (steps -> distilled network; the
+    """Write the exported model into folder ``out`` (replacing an earlier export there, keeping
+    other files) for ``generators`` (steps -> distilled network; the
     same network may serve several step counts) and ``autoencoder`` (a diffusers VAE), whose
     decoder graph is ``decoder`` when given (a fast or anchor decoder trained for that
     autoencoder; an anchor decoder's graph also takes ``anchor`` and ``anchor_mask``).
@@ -195,9 +211,8 @@ def export_model(
     the manifest's ``config`` (e.g. training provenance).
     """
     out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    _clear_previous_export(out)
+    out.mkdir(parents=True, exist_ok=True)
     steps = sorted(generators)
     model = generators[steps[0]]
     cfg = model.config

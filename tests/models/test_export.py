@@ -55,3 +55,20 @@ def test_parity_check_rejects_a_graph_that_differs(export_dir, distill_run):
     inputs = {"generator_1": example_inputs((4, 8, 8), IMAGE_SIZE, 1, batch=2, seed=1)}
     with pytest.raises(ExportError, match="differs from PyTorch"):
         parity_check(export_dir, {"generator_1": FewStepGenerator(gen, 1)}, inputs)
+
+
+def test_re_export_replaces_its_files_and_keeps_the_rest(distill_run, tmp_path):
+    from models.export import export_model
+    from training_fixtures import tiny_autoencoder
+
+    out = tmp_path / "model"
+    gen = load_model(distill_run / "generator_1step.safetensors")
+    export_model({1: gen, 2: gen}, tiny_autoencoder(), out, "tiny")
+    (out / "MODEL_CARD.md").write_text("card")
+    export_model({1: gen}, tiny_autoencoder(), out, "tiny")  # now without the 2-step graph
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["steps"] == [1] and not (out / "generator_2step.onnx").exists()  # stale graph gone
+    assert (out / "MODEL_CARD.md").read_text() == "card"  # the card survives
+    (out / "manifest.json").write_text("not json")
+    with pytest.raises(ExportError, match="not a manifest this exporter wrote"):
+        export_model({1: gen}, tiny_autoencoder(), out, "tiny")
