@@ -182,8 +182,11 @@ def main() -> None:
         f"\nbuild_scene: {len(frames)} views -> {len(cloud):,} points (voxel {scene.voxel_size * 1000:.2f} mm): "
         f"median {statistics.median(build_s):.2f} s of {[round(s, 2) for s in build_s]} (target <= 5 s)"
     )
+    layout = to_device(cloud)
+    device_bytes = layout.xyz_t.nbytes + layout.rgba.nbytes
     print(
-        f"memory: {cloud.nbytes / len(cloud):.0f} bytes/point in PointCloud and DeviceCloud (xyz float32 + rgb uint8)"
+        f"memory: {cloud.nbytes / len(cloud):.0f} bytes/point in PointCloud (xyz float32 + rgb uint8), "
+        f"{device_bytes / len(cloud):.0f} in DeviceCloud (rgb padded to int32)"
     )
 
     rng = np.random.default_rng(0)
