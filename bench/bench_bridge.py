@@ -257,7 +257,7 @@ def bench_spinning(model: Path, rounds: int = 3, frames: int = 8) -> None:
                 latent = e.generate(
                     1, e.encode(rgb), np.ones((h, w)), ref, K, np.eye(4), K, np.eye(4), np.random.default_rng(i)
                 )
-                e.decode(latent)
+                e.decode(latent, rgb, np.ones((h, w)))  # the anchor image, for a decoder that uses it
                 times[spin].append((time.perf_counter() - t0) * 1e3)
     off, on = (
         float(np.median(times[False])),
