@@ -23,7 +23,9 @@ with b's ground-truth depth, projected into a, and where a's ground-truth depth 
 (co-visible, within ``covis_tolerance`` relative depth) the mean absolute RGB difference
 between the two *generated* frames is taken; the score is that divided by the same number
 for the ground-truth frames (1.0 = as consistent as reality; lighting-free renders make
-the ground-truth number small but non-zero through resampling).
+the ground-truth number small but non-zero through resampling). It is reported for the
+generated rows and for the two anchor baselines, whose figure shows how much of the
+flicker the point cloud alone brings.
 """
 
 from __future__ import annotations
@@ -283,7 +285,7 @@ def evaluate(
         result.rows[name] = {"psnr": float(finite[:, 0].mean()), "ssim": float(arr[:, 1].mean())}
     gt_err = _sequence_error(images["ground truth"])
     for name in result.rows:
-        if name.startswith(("generator", "teacher")):
+        if name.startswith(("generator", "teacher", "raw anchor", "anchor +")):
             result.consistency[name] = _sequence_error(images[name]) / gt_err
     if strip is not None and strip_images:
         from PIL import Image

@@ -68,6 +68,7 @@ def test_evaluate_the_tiny_export(export_dir, teacher_run, tmp_path):
     assert result.targets == 4
     # hole filling only changes empty pixels, and fills them with something closer than black
     assert result.rows["anchor + hole filling"]["psnr"] >= result.rows["raw anchor"]["psnr"]
-    assert set(result.consistency) == {"generator 1 step", "generator 2 steps", "teacher (3 steps)"}
+    assert set(result.consistency) == {"raw anchor", "anchor + hole filling", "generator 1 step", "generator 2 steps",
+                                      "teacher (3 steps)"}
     assert "| generator 1 step |" in result.markdown()
     assert (tmp_path / "strip.png").is_file()

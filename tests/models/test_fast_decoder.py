@@ -128,8 +128,10 @@ def test_anchor_decoder_starts_near_the_anchor_and_round_trips(tmp_path, autoenc
     mask = (torch.rand(2, 1, 64, 64) > 0.5).float()
     with torch.no_grad():
         out = decoder(latent, anchor, mask)
-        weight = torch.sigmoid(torch.tensor(ANCHOR_TRUST_INIT))
+        weight = torch.maximum(torch.sigmoid(torch.tensor(ANCHOR_TRUST_INIT)), mask)
         torch.testing.assert_close(out, weight * anchor + (1 - weight) * base(latent))
+        covered = mask.bool().expand_as(anchor)
+        assert torch.equal(out[covered], anchor[covered])  # covered pixels keep the anchor exactly
     decoder.save(tmp_path / "anchor")
     loaded = load_fast_decoder(tmp_path / "anchor", autoencoder_folder)
     assert isinstance(loaded, AnchorDecoder) and loaded.downsample == 8
@@ -166,9 +168,9 @@ def test_anchor_decoder_trains_on_generated_latents(export_dir, autoencoder_fold
     trained = train_anchor_decoder(samples, fast_decoder_folder, autoencoder_folder, tmp_path / "run", config,
                                    progress=False)
     after, _ = anchor_decoder_psnr(trained, samples)
-    # it learns, and reaches the classical fill it is given (an untrained tiny generator's latents
-    # hold little to improve on it with; the demo model's card measures that part)
-    assert after > before + 0.3 and after > baseline - 0.2, (before, after, baseline)
+    # it learns, and ends at least at the classical fill it is given (an untrained tiny generator's
+    # latents hold little to improve on it with; the demo model's card measures that part)
+    assert after > before + 0.03 and after > baseline - 0.05, (before, after, baseline)
 
 
 def test_engine_and_pipeline_feed_the_anchor_to_an_anchor_decoder(distill_run, autoencoder_folder,
