@@ -3,7 +3,8 @@
 The folder holds ``manifest.json`` and the graphs ``encoder``, ``generator_N`` (one per
 step count) and ``decoder``. Per frame the pipeline calls :meth:`Engine.encode` on the
 anchor rendering (and once per reference candidate, cached by the caller), then
-:meth:`Engine.generate` and :meth:`Engine.decode`. Latents stay ``OrtValue`` objects on
+:meth:`Engine.generate` and :meth:`Engine.decode` (which, for a decoder graph that asks for
+them, also takes the filled anchor image and its mask). Latents stay ``OrtValue`` objects on
 the execution device between graphs (IO binding), so with CUDA only the anchor image goes
 up and the final RGB comes down.
 
