@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -129,6 +129,50 @@ def reconstruction_psnr(
     return float(np.mean(values))
 
 
+def _fit(
+    model: nn.Module,
+    out: Path,
+    config: AutoencoderTrainConfig | DecoderTrainConfig | AnchorDecoderTrainConfig,
+    batch_loss: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+    desc: str,
+    progress: bool,
+) -> None:
+    """The optimisation loop the three trainers of this module share; resumes from ``out``.
+
+    AdamW at ``config.lr`` with a 100-step linear warm-up and cosine decay over
+    ``config.steps``, gradients clipped at norm 1, ``out/state.safetensors`` written every
+    ``config.save_every`` steps and at the end, a progress bar with loss, PSNR and samples/s.
+    ``batch_loss(generator)`` draws one batch of ``config.batch_size`` with ``generator`` and
+    returns (loss, MSE on [-1, 1] images).
+    """
+    from tqdm import tqdm
+
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    resumed = load_state(out, {"model": model}, {"opt": opt})
+    start = 0 if resumed is None else resumed[0]
+    if resumed is not None:
+        log.info("resuming %s training at step %d from %s", desc, start, out)
+    generator = torch.Generator().manual_seed(config.seed + start)
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
+               desc=desc, unit="step")
+    t0, seen = time.perf_counter(), 0
+    model.train()
+    for step in bar:
+        lr = config.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss, mse = batch_loss(generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        seen += config.batch_size
+        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr_from_mse(mse.item()):.1f}",
+                        samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+            save_state(out, step + 1, {"model": model}, {"opt": opt}, {"config": asdict(config)})
+
+
 def train_autoencoder(
     images: Sequence[np.ndarray],
     out: str | Path,
@@ -142,37 +186,16 @@ def train_autoencoder(
     diffusers folder ``out/autoencoder/`` with the scaling factor set. Returns the trained
     autoencoder (eval mode, on CPU).
     """
-    from tqdm import tqdm
-
     out = Path(out)
     torch.manual_seed(config.seed)
     data = images_to_tensor(images)
     vae = demo_autoencoder(config.kind).to(device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
-    resumed = load_state(out, {"model": vae}, {"opt": opt})
-    start = 0 if resumed is None else resumed[0]
-    if resumed is not None:
-        log.info("resuming autoencoder training at step %d from %s", start, out)
-    generator = torch.Generator().manual_seed(config.seed + start)
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
-               desc="autoencoder", unit="step")
-    t0, seen = time.perf_counter(), 0
-    vae.train()
-    for step in bar:
-        lr = config.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        x = random_crops(data, config.batch_size, config.crop, generator).to(device)
-        loss, mse = autoencoder_loss(vae, x, config.kl_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        seen += x.shape[0]
-        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr_from_mse(mse.item()):.1f}",
-                        samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
-        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
-            save_state(out, step + 1, {"model": vae}, {"opt": opt}, {"config": asdict(config)})
+
+    def batch_loss(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return autoencoder_loss(vae, random_crops(data, config.batch_size, config.crop, generator).to(device),
+                                config.kl_weight)
+
+    _fit(vae, out, config, batch_loss, "autoencoder", progress)
     vae = vae.cpu().eval()
     sample = data[torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))[:64]]
     vae.register_to_config(scaling_factor=1.0 / latent_std(vae, sample))
@@ -232,8 +255,6 @@ def train_fast_decoder(
     (H, W, 3) ``images``; resumes from ``out``. Writes ``out/state.safetensors`` every
     ``save_every`` steps and, at the end, ``out/fast_decoder/``. Returns the decoder (eval, CPU).
     """
-    from tqdm import tqdm
-
     out = Path(out)
     torch.manual_seed(config.seed)
     vae = load_autoencoder(autoencoder)
@@ -241,31 +262,12 @@ def train_fast_decoder(
     latents = encode_all(LatentEncoder(vae).eval(), data)
     blocks = fast_decoder_blocks(downsample_factor(vae))
     decoder = FastDecoder(latents.shape[1], blocks, autoencoder_sha256=autoencoder_sha256(autoencoder)).to(device)
-    opt = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=0.0)
-    resumed = load_state(out, {"model": decoder}, {"opt": opt})
-    start = 0 if resumed is None else resumed[0]
-    if resumed is not None:
-        log.info("resuming decoder training at step %d from %s", start, out)
-    generator = torch.Generator().manual_seed(config.seed + start)
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
-               desc="fast decoder", unit="step")
-    t0, seen = time.perf_counter(), 0
-    decoder.train()
-    for step in bar:
-        lr = config.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
+
+    def batch_loss(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         z, x = aligned_crops(latents, data, config.batch_size, config.crop, generator)
-        loss, mse = reconstruction_loss(decoder(z.to(device)), x.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
-        opt.step()
-        seen += x.shape[0]
-        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr_from_mse(mse.item()):.1f}",
-                        samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
-        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
-            save_state(out, step + 1, {"model": decoder}, {"opt": opt}, {"config": asdict(config)})
+        return reconstruction_loss(decoder(z.to(device)), x.to(device))
+
+    _fit(decoder, out, config, batch_loss, "fast decoder", progress)
     decoder.cpu().eval().save(out / "fast_decoder")
     (out / "fast_decoder" / "training.json").write_text(json.dumps(asdict(config), indent=2))
     return load_fast_decoder(out / "fast_decoder", autoencoder)
@@ -354,39 +356,20 @@ def train_anchor_decoder(
     ``fast_decoder`` (trained for ``autoencoder``); resumes from ``out``. Writes
     ``out/state.safetensors`` every ``save_every`` steps and, at the end, ``out/anchor_decoder/``.
     """
-    from tqdm import tqdm
-
     out = Path(out)
     torch.manual_seed(config.seed)
     base = load_fast_decoder(fast_decoder, autoencoder)
     if not isinstance(base, FastDecoder):
         raise ValueError(f"{fast_decoder} must hold a plain fast decoder to start from")
     decoder = AnchorDecoder.from_fast_decoder(base).to(device)
-    opt = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=0.0)
-    resumed = load_state(out, {"model": decoder}, {"opt": opt})
-    start = 0 if resumed is None else resumed[0]
-    generator = torch.Generator().manual_seed(config.seed + start)
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
-               desc="anchor decoder", unit="step")
-    t0, seen = time.perf_counter(), 0
-    decoder.train()
-    for step in bar:
-        lr = config.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
+
+    def batch_loss(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         z, x = aligned_crops(samples.latents, samples.images, config.batch_size, config.crop, generator,
                              samples.image_of)
         anchor, mask, truth = (v.to(device) for v in AnchorDecoderSamples.split(x))
-        loss, mse = reconstruction_loss(decoder(z.to(device), anchor, mask), truth)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
-        opt.step()
-        seen += z.shape[0]
-        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr_from_mse(mse.item()):.1f}",
-                        samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
-        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
-            save_state(out, step + 1, {"model": decoder}, {"opt": opt}, {"config": asdict(config)})
+        return reconstruction_loss(decoder(z.to(device), anchor, mask), truth)
+
+    _fit(decoder, out, config, batch_loss, "anchor decoder", progress)
     decoder.cpu().eval().save(out / "anchor_decoder")
     (out / "anchor_decoder" / "training.json").write_text(json.dumps(asdict(config), indent=2))
     return load_fast_decoder(out / "anchor_decoder", autoencoder)
