@@ -203,6 +203,19 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (default torch's choice; 1 is fastest on a busy machine)")
 
 
+def _add_crop_training_args(parser: argparse.ArgumentParser, steps: int, batch_size: int, crop: int, lr: float,
+                            crop_help: str = "training crop size in pixels") -> None:
+    """The optimisation arguments of the crop-trained networks (autoencoder, fast and anchor decoders)."""
+    parser.add_argument("--steps", type=int, default=steps, help=f"optimizer steps (default {steps})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"crops per step (default {batch_size})")
+    parser.add_argument("--crop", type=int, default=crop, help=f"{crop_help} (default {crop})")
+    parser.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--save-every", type=int, default=100, help="checkpoint interval in steps (default 100)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries' choice)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     ae = subparsers.add_parser("train-autoencoder", help="train the 16x demo autoencoder on dataset frames",
                                description="Stage 1 of the demo model: a small autoencoder trained from scratch on "
@@ -211,14 +224,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ae.add_argument("--val-data", type=Path, nargs="*", default=None, help="held-out scenes for reconstruction PSNR")
     ae.add_argument("--out", type=Path, required=True, help="run folder (state.safetensors, autoencoder/)")
     ae.add_argument("--kind", choices=["kl", "tiny"], default="kl", help="architecture (default kl)")
-    ae.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
-    ae.add_argument("--batch-size", type=int, default=16, help="crops per step (default 16)")
-    ae.add_argument("--crop", type=int, default=64, help="training crop size in pixels (default 64)")
-    ae.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    ae.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    ae.add_argument("--save-every", type=int, default=100, help="checkpoint interval in steps (default 100)")
-    ae.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    ae.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    _add_crop_training_args(ae, steps=2000, batch_size=16, crop=64, lr=1e-3)
     ae.set_defaults(func=run_train_autoencoder)
 
     dec = subparsers.add_parser("train-decoder", help="train a fast decoder for a trained autoencoder's latents",
@@ -230,15 +236,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dec.add_argument("--val-data", type=Path, nargs="*", default=None, help="held-out scenes for reconstruction PSNR")
     dec.add_argument("--autoencoder", type=Path, required=True, help="the trained autoencoder folder (kept frozen)")
     dec.add_argument("--out", type=Path, required=True, help="run folder (state.safetensors, fast_decoder/)")
-    dec.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
-    dec.add_argument("--batch-size", type=int, default=16, help="crops per step (default 16)")
-    dec.add_argument("--crop", type=int, default=128, help="crop size in pixels, a multiple of the latent cell "
-                                                           "(default 128)")
-    dec.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
-    dec.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    dec.add_argument("--save-every", type=int, default=100, help="checkpoint interval in steps (default 100)")
-    dec.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    dec.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    _add_crop_training_args(dec, steps=3000, batch_size=16, crop=128, lr=2e-3,
+                            crop_help="crop size in pixels, a multiple of the latent cell")
     dec.set_defaults(func=run_train_decoder)
 
     ad = subparsers.add_parser("train-anchor-decoder", help="train a decoder that also sees the anchor image",
@@ -252,14 +251,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ad.add_argument("--data", type=Path, nargs="+", required=True, help="training dataset folders")
     ad.add_argument("--val-data", type=Path, nargs="*", default=None, help="held-out scenes for a PSNR check")
     ad.add_argument("--out", type=Path, required=True, help="run folder (state.safetensors, anchor_decoder/)")
-    ad.add_argument("--steps", type=int, default=2500, help="optimizer steps (default 2500)")
-    ad.add_argument("--batch-size", type=int, default=8, help="crops per step (default 8)")
-    ad.add_argument("--crop", type=int, default=128, help="crop size in pixels (default 128)")
-    ad.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    ad.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    ad.add_argument("--save-every", type=int, default=100, help="checkpoint interval in steps (default 100)")
-    ad.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    ad.add_argument("--threads", type=int, default=None, help="CPU threads (default: library choice)")
+    _add_crop_training_args(ad, steps=2500, batch_size=8, crop=128, lr=1e-3,
+                            crop_help="crop size in pixels, a multiple of the latent cell")
     ad.set_defaults(func=run_train_anchor_decoder)
 
     tr = subparsers.add_parser("train", help="stage 2: train the frame model (teacher) by denoising",
