@@ -92,8 +92,9 @@ def to_device(
 
     Culling works on runs of ``chunk`` consecutive points, so it pays off when the cloud
     is spatially ordered, as :func:`models.anchor.build_scene` writes it; any order renders
-    the same image. ``compiled`` picks the compiled projection for a cloud on the CPU that
-    will be rendered many times (the first render compiles); elsewhere it is ignored.
+    the same image. ``compiled`` picks the compiled kernels (projection, gap filling) for a
+    cloud on the CPU that will be rendered many times (the first render compiles); elsewhere
+    it is ignored.
     """
     if len(cloud) >= 2**32:
         raise AnchorInputError(f"a cloud to render may hold at most 2^32 - 1 points; got {len(cloud)}")
@@ -250,9 +251,10 @@ class _Compiled:
 
     def __call__(self, *args):
         if not self._failed:
-            with self._lock:
-                if self._fn is None:
-                    self._fn = torch.compile(self._eager, dynamic=True)
+            if self._fn is None:  # per-frame calls skip the lock once built
+                with self._lock:
+                    if self._fn is None:
+                        self._fn = torch.compile(self._eager, dynamic=True)
             try:
                 return self._fn(*args)
             except Exception as exc:  # noqa: BLE001 -- compilers fail in many ways; every one means "use eager"
