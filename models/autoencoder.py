@@ -252,8 +252,7 @@ class AnchorDecoder(nn.Module):
     @classmethod
     def from_fast_decoder(cls, base: FastDecoder, head_width: int = 16) -> AnchorDecoder:
         """A new anchor decoder whose latent decoder starts from ``base``'s weights."""
-        c = base.config
-        decoder = cls(c["latent_channels"], tuple(c["num_blocks"]), c["width"], c["autoencoder_sha256"], head_width)
+        decoder = cls.from_config({**base.config, "head_width": head_width})
         decoder.base.load_state_dict(base.state_dict())
         return decoder
 
