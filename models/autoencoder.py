@@ -114,6 +114,13 @@ def _scale_shift(vae: nn.Module) -> tuple[float, float]:
     return float(cfg.scaling_factor), float(getattr(cfg, "shift_factor", None) or 0.0)
 
 
+def unscaled_latent(vae: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """The latent of ``image`` before scaling: an ``AutoencoderKL``'s posterior mean, or an
+    ``AutoencoderTiny``'s (deterministic) latent."""
+    out = vae.encode(image)
+    return out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latents
+
+
 class LatentEncoder(nn.Module):
     """image (B, 3, H, W) in [-1, 1] -> scaled latent (B, C, H/f, W/f).
 
@@ -128,9 +135,7 @@ class LatentEncoder(nn.Module):
         self.scale, self.shift = _scale_shift(vae)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        out = self.vae.encode(image)
-        latent = out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latents
-        return (latent - self.shift) * self.scale
+        return (unscaled_latent(self.vae, image) - self.shift) * self.scale
 
 
 class LatentDecoder(nn.Module):

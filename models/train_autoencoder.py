@@ -47,6 +47,7 @@ from models.autoencoder import (
     fast_decoder_blocks,
     load_autoencoder,
     load_fast_decoder,
+    unscaled_latent,
 )
 from models.train_state import load_state, save_state
 
@@ -93,10 +94,14 @@ def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> tuple[torch.Ten
 
 
 def autoencoder_loss(vae: nn.Module, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total loss, reconstruction MSE) of ``vae`` on images ``x`` (B, 3, H, W) in [-1, 1]."""
-    posterior = vae.encode(x).latent_dist
-    loss, mse = reconstruction_loss(vae.decode(posterior.mode()).sample, x)
-    if kl_weight > 0:
+    """(total loss, reconstruction MSE) of ``vae`` on images ``x`` (B, 3, H, W) in [-1, 1].
+
+    An ``AutoencoderTiny`` has no posterior, so no KL term."""
+    out = vae.encode(x)
+    posterior = getattr(out, "latent_dist", None)
+    latent = out.latents if posterior is None else posterior.mode()
+    loss, mse = reconstruction_loss(vae.decode(latent).sample, x)
+    if kl_weight > 0 and posterior is not None:
         loss = loss + kl_weight * posterior.kl().mean() / x[0].numel()
     return loss, mse
 
@@ -108,8 +113,8 @@ def psnr_from_mse(mse: float, peak_to_peak: float = 2.0) -> float:
 
 @torch.no_grad()
 def latent_std(vae: nn.Module, images: torch.Tensor, batch: int = 8) -> float:
-    """Std of the unscaled posterior means over ``images`` (N, 3, H, W)."""
-    latents = [vae.encode(images[i : i + batch]).latent_dist.mode() for i in range(0, len(images), batch)]
+    """Std of the unscaled latents (posterior means) over ``images`` (N, 3, H, W)."""
+    latents = [unscaled_latent(vae, images[i : i + batch]) for i in range(0, len(images), batch)]
     return float(torch.cat(latents).std())
 
 

@@ -223,7 +223,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ae.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folders (scene or folder of scenes)")
     ae.add_argument("--val-data", type=Path, nargs="*", default=None, help="held-out scenes for reconstruction PSNR")
     ae.add_argument("--out", type=Path, required=True, help="run folder (state.safetensors, autoencoder/)")
-    ae.add_argument("--kind", choices=["kl", "tiny"], default="kl", help="architecture (default kl)")
+    # models.autoencoder.DEMO_KINDS, spelled out so `worldfm --help` does not import torch
+    ae.add_argument("--kind", choices=["tiny16", "tiny", "kl"], default="kl", help="architecture (default kl)")
     _add_crop_training_args(ae, steps=2000, batch_size=16, crop=64, lr=1e-3)
     ae.set_defaults(func=run_train_autoencoder)
 

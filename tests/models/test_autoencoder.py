@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -65,3 +66,18 @@ def test_missing_files_are_named(tmp_path):
     (tmp_path / "vae" / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="diffusion_pytorch_model.safetensors is missing"):
         load_autoencoder(tmp_path / "vae")
+
+
+@pytest.mark.parametrize("kind", ["kl", "tiny16"])
+def test_train_autoencoder_runs_for_kl_and_tiny_kinds(kind, tmp_path):
+    """AutoencoderTiny has no posterior: training and the scaling factor use its latents directly."""
+    from training_fixtures import procedural_scenes
+
+    from models.train_autoencoder import AutoencoderTrainConfig, train_autoencoder
+
+    images = [f.rgb for f in procedural_scenes(1, 8)[0].frames]
+    config = AutoencoderTrainConfig(kind=kind, steps=3, batch_size=4, crop=32, save_every=3)
+    vae = train_autoencoder(images, tmp_path, config, progress=False)
+    assert (tmp_path / "state.safetensors").is_file()
+    scale = float(vae.config.scaling_factor)
+    assert math.isfinite(scale) and scale > 0 and scale != 1.0  # set to 1 / latent std after training
