@@ -1,19 +1,30 @@
-"""The inference server: a ZeroMQ ROUTER loop that never blocks on inference.
+"""The inference server: a ZeroMQ ROUTER served by a small pool of threads, none of which
+blocks the others' I/O while it renders.
 
-Threads::
+Threads (``workers`` + 1 of them, all running :meth:`Server._loop`)::
 
-    I/O loop (this module's Server.serve_forever)     owns the ROUTER socket; decodes and
-        |  checks every request, answers cheap ones (hello, ping, close_scene) at once,
-        |  queues renders, hands scene builds to the build thread, forwards replies
+    whichever thread is free         takes the I/O lock, reads and handles requests
+        |                            (hello, ping, close_scene at once; renders queued),
+        |                            then takes a queued render if a render slot is free
         v
     Scheduler: one pending render per session, latest wins, sessions served round-robin
         |
-    render workers (N threads)   pipeline.render -> encode -> push reply over inproc
-    build thread                 pipeline.build (offline stage) -> push scene_ready
+    the same thread, lock released   pipeline.render -> encode; then, under the lock again,
+                                     sends the frame itself and reads what came meanwhile
+    build thread                     pipeline.build (offline stage) -> scene_ready, same way
 
-Replies from workers travel back over an inproc PUSH/PULL pair because ZeroMQ sockets
-belong to one thread. Every render is answered exactly once: ``frame``, ``superseded``
-(a newer render from the same session replaced it while it was queued) or ``error``.
+At most ``workers`` threads render at once, so one is always free to answer pings. No
+reply waits for another thread: the thread that rendered a frame sends it, and the
+thread that read a render request renders it when a slot is free. (A design with one
+I/O thread and worker threads spent two thread hand-offs per frame, 0.23 ms of a 0.6 ms
+round trip; bench/bench_bridge.py.) ZeroMQ sockets are not thread-safe, so every
+operation on the ROUTER happens under one lock, and threads wait for traffic by
+selecting on its ``ZMQ_FD`` rather than with ``zmq.poll`` (which would touch the socket
+outside the lock). ``ZMQ_FD`` is edge-triggered: a thread that leaves work behind (more
+requests than one turn reads, a job it cannot take) says so on a wake socket.
+
+Every render is answered exactly once: ``frame``, ``superseded`` (a newer render from the
+same session replaced it while it was queued) or ``error``.
 """
 
 from __future__ import annotations
@@ -23,6 +34,8 @@ import ipaddress
 import logging
 import re
 import secrets
+import selectors
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -111,47 +124,34 @@ class Scheduler:
     """One pending render per session; a newer one replaces the queued one (latest wins).
 
     Sessions are served in the order their pending render first arrived, so a client that
-    sends poses at 60 Hz cannot starve one that sends at 5 Hz.
+    sends poses at 60 Hz cannot starve one that sends at 5 Hz. Not thread-safe: the server
+    uses it under its I/O lock.
     """
 
     def __init__(self) -> None:
         self._pending: OrderedDict[str, RenderJob] = OrderedDict()
-        self._cv = threading.Condition()
-        self._closed = False
 
     def submit(self, job: RenderJob) -> RenderJob | None:
         """Queue ``job``; returns the job it superseded, if any (the caller answers it)."""
-        with self._cv:
-            old = self._pending.get(job.session)
-            self._pending[job.session] = job  # replacing keeps the session's place in line
-            self._cv.notify()
-            return old
+        old = self._pending.get(job.session)
+        self._pending[job.session] = job  # replacing keeps the session's place in line
+        return old
 
-    def take(self, timeout: float) -> RenderJob | None:
-        """The next job in round-robin order, or None after ``timeout`` seconds or on close."""
-        with self._cv:
-            if not self._pending and not self._closed:
-                self._cv.wait(timeout)
-            if self._closed or not self._pending:
-                return None
-            return self._pending.popitem(last=False)[1]
+    def pop(self) -> RenderJob | None:
+        """The next job in round-robin order, or None when none is queued."""
+        return self._pending.popitem(last=False)[1] if self._pending else None
 
     def cancel(self, session: str) -> RenderJob | None:
-        with self._cv:
-            return self._pending.pop(session, None)
+        return self._pending.pop(session, None)
 
-    def close(self) -> list[RenderJob]:
-        """Stop handing out jobs; returns those still queued (the caller answers them)."""
-        with self._cv:
-            self._closed = True
-            jobs = list(self._pending.values())
-            self._pending.clear()
-            self._cv.notify_all()
-            return jobs
+    def drain(self) -> list[RenderJob]:
+        """Remove and return every queued job (the caller answers them)."""
+        jobs = list(self._pending.values())
+        self._pending.clear()
+        return jobs
 
     def __len__(self) -> int:
-        with self._cv:
-            return len(self._pending)
+        return len(self._pending)
 
 
 def encode_image(rgb: np.ndarray, encoding: str, quality: int) -> np.ndarray:
@@ -189,16 +189,20 @@ class Server:
         self._scenes = SceneStore(self.limits.max_scenes_per_client)
         self._sessions: dict[str, _Session] = {}
         self._session_of: dict[bytes, str] = {}
-        self._reply_addr = f"inproc://worldfm-replies-{secrets.token_hex(6)}"
         self._builder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="worldfm-build")
-        self._threads: list[threading.Thread] = []
-        self._local = threading.local()
         self._auth = None
         self.stats = {"requests": 0, "frames": 0, "superseded": 0, "errors": 0}  # guarded by _stats_lock
         self._stats_lock = threading.Lock()
+        # The I/O lock guards the ROUTER and all request state (sessions, scenes, scheduler,
+        # _rendering); whichever thread holds it is the one talking to clients.
+        self._lock = threading.Lock()
+        self._rendering = 0  # threads inside pipeline.render, at most config.workers
+        self._next_expiry = 0.0
         self._router = self._bind()
-        self._pull = self._ctx.socket(zmq.PULL)
-        self._pull.bind(self._reply_addr)
+        self._router_fd = self._router.getsockopt(zmq.FD)
+        self._wake_r, self._wake_w = socket.socketpair()
+        for sock in (self._wake_r, self._wake_w):
+            sock.setblocking(False)
         self.endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
 
     # ------------------------------------------------------------------ setup and lifecycle
@@ -241,6 +245,7 @@ class Server:
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the loop to finish (safe from signal handlers and other threads) and wait for it."""
         self._stop.set()
+        self._wake()
         io = getattr(self, "_io_thread", None)
         if io is not None and io is not threading.current_thread():
             io.join(timeout)
@@ -252,55 +257,96 @@ class Server:
         self.stop()
 
     def serve_forever(self) -> None:
-        """The I/O loop; returns after :meth:`stop`, having answered everything still queued."""
-        self._threads = [
-            threading.Thread(target=self._worker, name=f"worldfm-render-{i}", daemon=True)
-            for i in range(self.config.workers)
+        """Serve on this thread and ``workers`` more; returns after :meth:`stop`, having answered
+        everything still queued."""
+        helpers = [
+            threading.Thread(target=self._loop, name=f"worldfm-serve-{i}", daemon=True)
+            for i in range(1, self.config.workers + 1)
         ]
-        for t in self._threads:
+        for t in helpers:
             t.start()
         log.info(
             "serving on %s (%s, %d worker(s))", self.endpoint, self.pipeline.describe().get("name"), self.config.workers
         )
-        poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
-        poller.register(self._pull, zmq.POLLIN)
-        next_expiry = time.monotonic() + 1.0
         try:
-            while not self._stop.is_set():
-                events = dict(poller.poll(self.config.poll_ms))
-                if self._pull in events:
-                    self._forward_replies()
-                if self._router in events:
-                    self._read_requests()
-                if time.monotonic() >= next_expiry:
-                    self._expire_sessions()
-                    next_expiry = time.monotonic() + 1.0
+            self._loop()
         finally:
-            self._shutdown()
+            self._shutdown(helpers)
 
-    def _shutdown(self) -> None:
-        for job in self._scheduler.close():
-            self._reply_to(job.identity, P.error(P.E_SHUTTING_DOWN, "the server is shutting down", job.request.id))
-        for t in self._threads:
-            t.join(30.0)
-        self._builder.shutdown(wait=True, cancel_futures=True)
-        self._forward_replies()
-        self._pull.close(0)
-        self._router.close()
+    def _loop(self) -> None:
+        """Take turns at the ROUTER; render the job a turn hands out; wait for traffic when idle."""
+        selector = selectors.DefaultSelector()
+        selector.register(self._router_fd, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        reply: list | None = None
+        try:
+            while True:
+                job = self._turn(reply, rendered=reply is not None, can_render=True)
+                if job is not None:
+                    reply = self._render_reply(job)  # outside the lock
+                    continue
+                reply = None
+                if self._stop.is_set():
+                    return
+                for key, _ in selector.select(self.config.poll_ms / 1e3):
+                    if key.fileobj is self._wake_r:
+                        try:
+                            self._wake_r.recv(4096)
+                        except BlockingIOError:
+                            pass  # another waiting thread emptied it first
+        finally:
+            selector.close()
+
+    def _turn(self, reply: list | None = None, rendered: bool = False, can_render: bool = False) -> RenderJob | None:
+        """One turn at the ROUTER, under the I/O lock: send ``reply`` (a finished render's or
+        build's), read and handle the requests waiting (bounded), expire idle sessions when
+        due and, if ``can_render`` and a render slot is free, take the next queued job.
+
+        Reading ``ZMQ_EVENTS`` (which every socket operation does) resets the edge-triggered
+        ``ZMQ_FD``, so threads waiting on it would miss what this turn leaves behind: requests
+        beyond the bound, or jobs this thread cannot take. The turn says so on the wake socket.
+        """
+        with self._lock:
+            if rendered:
+                self._rendering -= 1
+            if reply is not None:
+                self._send(reply)
+            self._read_requests()
+            now = time.monotonic()
+            if now >= self._next_expiry:
+                self._expire_sessions()
+                self._next_expiry = now + 1.0
+            job = None
+            if can_render and not self._stop.is_set() and self._rendering < self.config.workers:
+                job = self._scheduler.pop()
+                self._rendering += job is not None
+            waiting_jobs = len(self._scheduler) and self._rendering < self.config.workers and not self._stop.is_set()
+            if waiting_jobs or self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                self._wake()
+            return job
+
+    def _wake(self) -> None:
+        """Wake the threads waiting for traffic (no lock needed: safe from signal handlers)."""
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # full: they will wake anyway; closed: the server has stopped
+
+    def _shutdown(self, helpers: list[threading.Thread]) -> None:
+        for t in helpers:
+            t.join(30.0)  # each answers the render it holds
+        self._builder.shutdown(wait=True, cancel_futures=True)  # a build in flight answers under the lock
+        with self._lock:
+            for job in self._scheduler.drain():
+                self._reply_to(job.identity, P.error(P.E_SHUTTING_DOWN, "the server is shutting down", job.request.id))
+            self._router.close()
+        self._wake_r.close()
+        self._wake_w.close()
         if self._auth is not None:
             self._auth.stop()
         log.info("server stopped (%s)", self.stats)
 
-    # ------------------------------------------------------------------ I/O thread
-
-    def _forward_replies(self) -> None:
-        while True:
-            try:
-                frames = self._pull.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            self._send(frames)
+    # ------------------------------------------------------------------ under the I/O lock
 
     def _send(self, frames: list) -> None:
         try:
@@ -313,13 +359,12 @@ class Server:
             self.stats[key] += 1
 
     def _reply_to(self, identity: bytes, msg: P.Message) -> None:
-        """Send from the I/O thread (the only thread that owns the ROUTER)."""
         if msg.type == P.ERROR:
             self._count("errors")
         self._send([identity, *P.encode(msg)])
 
     def _read_requests(self) -> None:
-        for _ in range(256):  # bounded, so replies keep flowing under a flood of requests
+        for _ in range(256):  # bounded, so one turn cannot hold the lock for long under a flood
             try:
                 frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -513,34 +558,15 @@ class Server:
                 len(dropped),
             )
 
-    # ------------------------------------------------------------------ worker threads
+    # ------------------------------------------------------------------ outside the lock
 
-    def _push(self, identity: bytes, msg: P.Message) -> None:
-        """Send a reply from a worker thread through its own inproc PUSH socket."""
-        sock = getattr(self._local, "push", None)
-        if sock is None:
-            sock = self._local.push = self._ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 1000)
-            sock.connect(self._reply_addr)
-        sock.send_multipart([identity, *P.encode(msg)], copy=False)
-
-    def _close_push(self) -> None:
-        sock = getattr(self._local, "push", None)
-        if sock is not None:
-            sock.close()
-            self._local.push = None
-
-    def _worker(self) -> None:
+    def _render_reply(self, job: RenderJob) -> list:
+        """The frames answering ``job``: its frame, or an error if rendering or encoding failed."""
         try:
-            while True:
-                job = self._scheduler.take(0.2)
-                if job is None:
-                    if self._stop.is_set():
-                        return
-                    continue
-                self._push(job.identity, self._run_job(job))
-        finally:
-            self._close_push()
+            return [job.identity, *P.encode(self._run_job(job))]
+        except Exception as exc:  # encoding the reply failed: a bug must cost one request, never the server
+            log.exception("render %s: reply could not be encoded", job.request.id)
+            return [job.identity, *P.encode(P.error(P.E_INTERNAL, f"reply encoding failed: {exc}", job.request.id))]
 
     def _run_job(self, job: RenderJob) -> P.Message:
         req, rid = job.request, job.request.id
@@ -629,5 +655,4 @@ class Server:
             else:
                 log.exception("scene build failed")
                 reply = P.error(P.E_INTERNAL, f"scene build failed: {exc}", rid)
-        self._push(identity, reply)
-        self._close_push()  # builds are rare; a socket per build keeps the build thread socket-free
+        self._turn([identity, *P.encode(reply)])  # it also reads what came meanwhile, and wakes a renderer

@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="endpoint (default tcp://127.0.0.1:5555)")
     _add_model_args(serve)
-    serve.add_argument("--workers", type=int, default=1, help="render worker threads (default 1)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="frames rendered at once (default 1); the server runs one thread more, free for I/O")
     serve.add_argument(
         "--data-root",
         type=Path,

@@ -209,6 +209,26 @@ def test_latest_wins_answers_every_render_once(make_server):
     assert c.outstanding == 0
 
 
+def test_at_most_workers_render_at_once_and_a_thread_stays_free_for_io(make_server):
+    stub = StubPipeline(gated=True)
+    server = make_server(stub, workers=2)
+    clients = [Client(server.endpoint, timeout_s=5) for _ in range(3)]
+    try:
+        rids = [c.render_async(open_scene(c), pose(float(i))) for i, c in enumerate(clients)]
+        assert stub.started.acquire(timeout=5) and stub.started.acquire(timeout=5)
+        assert not stub.started.acquire(timeout=0.3), "a third render started beside the two workers"
+        with Client(server.endpoint, timeout_s=2) as other:  # both slots busy: I/O still answered
+            assert other.ping() >= 0
+            assert open_scene(other)
+        stub.gate.set()
+        replies = [c.poll(5) for c in clients]
+        assert [r.id for r in replies] == rids and all(isinstance(r, FrameReply) for r in replies)
+        assert [r.rgb[0, 0, 0] for r in replies] == [100, 110, 120]
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_pipeline_failures_become_errors(make_server):
     server = make_server()
     with Client(server.endpoint, timeout_s=2) as c:
@@ -268,11 +288,13 @@ def test_scheduler_is_round_robin_and_latest_wins():
     assert sched.submit(job("a", 1)) is None
     assert sched.submit(job("b", 2)) is None
     assert sched.submit(job("a", 3)).request.id == 1  # superseded, a keeps its place
-    assert [sched.take(0).request.id for _ in range(2)] == [3, 2]
-    assert sched.take(0.01) is None
+    assert [sched.pop().request.id for _ in range(2)] == [3, 2]
+    assert sched.pop() is None
     sched.submit(job("c", 4))
-    assert [j.request.id for j in sched.close()] == [4]
-    assert sched.take(0.01) is None
+    sched.submit(job("d", 5))
+    assert sched.cancel("c").request.id == 4
+    assert [j.request.id for j in sched.drain()] == [5]
+    assert sched.pop() is None and len(sched) == 0
 
 
 def test_shutdown_answers_queued_renders(make_server):
