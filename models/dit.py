@@ -42,13 +42,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.prope import PRoPETransforms, prepare_prope, rigid_inverse
+from models.prope import PRoPETransforms, full_precision, prepare_prope, rigid_inverse
 
 NUM_VIEWS = 3  # target, anchor, reference -- in this order along the width
 REFERENCE = 2  # index of the reference view
 CAPTION_CHANNELS = 4096  # T5-XXL width of the published caption embedder
 CAPTION_TOKENS = 300  # PixArt-Sigma's caption length (its null-caption buffer)
 FREQ_EMBED_DIM = 256  # sinusoidal timestep features before the timestep MLP
+ABLATABLE = ("anchor", "reference")  # inputs DiTConfig.ablate may remove
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,11 @@ class DiTConfig:
     feed the pooled anchor mask as an extra input channel (zeros for the other views).
     ``ref_isolated``: reference tokens attend only to reference tokens, so their per-layer
     keys/values depend on the reference alone: the forward runs the reference on its own
-    first (``reference_kv``), and a server can cache that across frames.
+    first (``reference_kv``), and a server can cache that across frames. ``ablate``: inputs
+    the model never sees, for the paper's ablations -- ``"anchor"`` (anchor latent and
+    mask) and/or ``"reference"`` (reference latent) are zeroed inside every forward, in
+    training, sampling and export alike, as condition dropout zeroes them. The tokens stay,
+    so shapes, cost and the camera path are unchanged; only their content is gone.
     """
 
     name: str
@@ -81,8 +86,12 @@ class DiTConfig:
     checkpoint_compat: bool = False
     pe_interpolation: float = 1.0
     pose_scale_m: float = 1.0
+    ablate: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ablate", tuple(self.ablate))  # JSON metadata gives a list
+        if unknown := set(self.ablate) - set(ABLATABLE):
+            raise ValueError(f"ablate {sorted(unknown)}: only {list(ABLATABLE)} can be ablated")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.prope and self.head_dim % 8:
@@ -201,6 +210,7 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(hidden_size, hidden_size)
 
 
+@full_precision
 def plucker_rays(
     K: torch.Tensor, c2w: torch.Tensor, image_hw: tuple[int, int], token_view: torch.Tensor, token_xy: torch.Tensor,
     grid_hw: tuple[int, int],
@@ -317,6 +327,7 @@ class FinalLayer(nn.Module):
 # ----------------------------------------------------------------------------- model
 
 
+@full_precision
 def normalise_cameras(
     ref_c2w: torch.Tensor, tgt_c2w: torch.Tensor, pose_scale_m: float
 ) -> torch.Tensor:
@@ -423,6 +434,8 @@ class WorldFMDiT(nn.Module):
         ``tgt_c2w``: (B, 4, 4) metres. Returns (B, C_out, h, w); C_out = 2C with learned
         sigma (the first C channels are the prediction the samplers use).
         """
+        anchor_latent, anchor_mask = self._unless_ablated("anchor", anchor_latent, anchor_mask)
+        (ref_latent,) = self._unless_ablated("reference", ref_latent)
         if self.config.ref_isolated:  # the reference first, on its own; then target + anchor
             keys, values = self.reference_kv(ref_latent, ref_K, t)
             return self.forward_with_reference_kv(
@@ -446,6 +459,7 @@ class WorldFMDiT(nn.Module):
         """
         if not self.config.ref_isolated:
             raise ValueError("reference keys/values can be cached only with ref_isolated=True (reference tokens then ignore the target)")
+        (ref_latent,) = self._unless_ablated("reference", ref_latent)
         b = ref_latent.shape[0]
         c2w = torch.eye(4, device=ref_latent.device).expand(b, 1, 4, 4)
         x, prope = self._tokens([self._mask_channel(ref_latent, None)], ref_K[:, None].float(), c2w, first_view=REFERENCE)
@@ -472,6 +486,7 @@ class WorldFMDiT(nn.Module):
     ) -> torch.Tensor:
         """``forward`` of a ``ref_isolated`` model with the reference's keys/values from
         ``reference_kv`` (same ``t``): only target and anchor tokens are computed, 2/3 of them."""
+        anchor_latent, anchor_mask = self._unless_ablated("anchor", anchor_latent, anchor_mask)
         views = [self._mask_channel(z_t, None), self._mask_channel(anchor_latent, anchor_mask)]
         c2w = normalise_cameras(ref_c2w, tgt_c2w, self.config.pose_scale_m)[:, :REFERENCE]
         Ks = torch.stack([tgt_K, tgt_K], dim=1).float()
@@ -480,6 +495,10 @@ class WorldFMDiT(nn.Module):
         for block, k, v in zip(self.blocks, ref_keys, ref_values):
             x, _, _ = block(x, t6, prope, (k, v))
         return self._target_output(x, t_emb, *self._grid(z_t))
+
+    def _unless_ablated(self, name: str, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``inputs`` as given, or zeroed if the config ablates ``name``."""
+        return tuple(torch.zeros_like(x) for x in inputs) if name in self.config.ablate else inputs
 
     def _grid(self, latent: torch.Tensor) -> tuple[int, int]:
         """Tokens per view along height and width for a (B, C, h, w) latent."""

@@ -15,7 +15,13 @@ scored against the ground-truth frame:
 * inference-time ablations of the 1-step generator: ``no anchor`` (anchor latent and mask
   zeroed), ``no reference`` (reference latent zeroed), ``no camera`` (the reference camera
   replaced by the target's, so PRoPE sees no relative pose). They measure what the trained
-  model relies on; they are not the paper's retrained ablations.
+  model relies on; they are not the paper's retrained ablations;
+* retrained ablations, when given (``ablations``): teachers trained alike except for one
+  change (``DiTConfig.ablate``, ``prope=False``), each sampled like the teacher and decoded
+  by the autoencoder's own decoder (``latent_decoder``), which sees no anchor image -- an
+  anchor decoder would hand the anchor back to a model trained without it. Rows are
+  named ``ablation: <name>``; compare them with each other (the same budget and decoder),
+  not with the shipped rows.
 
 Metrics: PSNR (dB, on [0, 1] RGB) and SSIM (Gaussian window 11, sigma 1.5, per channel,
 averaged). Consistency: for consecutive targets (a, b) of a window, b's pixels are lifted
@@ -32,7 +38,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,12 +237,19 @@ def evaluate(
     strip: Path | None = None,
     strip_rows: int = 4,
     progress: bool = True,
+    ablations: Mapping[str, torch.nn.Module] | None = None,
+    latent_decoder: torch.nn.Module | None = None,
 ) -> EvalResult:
     """Score every method on the held-out ``scenes``; optionally write an image strip
-    (reference | anchor | 1 step | ground truth per row) to ``strip``."""
+    (reference | anchor | 1 step | ground truth per row) to ``strip``. ``ablations``
+    (name -> teacher) need ``latent_decoder`` (scaled latent -> image in [-1, 1])."""
     from tqdm import tqdm
 
     from models.sampling import Condition, generate
+    from models.train import CONDITION_KEYS, to_uint8
+
+    if ablations and latent_decoder is None:
+        raise ValueError("retrained ablations are decoded by the autoencoder's own decoder: pass latent_decoder")
 
     rng = np.random.default_rng(seed)
     c, h, w = runner.manifest["latent_shape"]
@@ -262,11 +275,14 @@ def evaluate(
 
         for s in runner.steps:
             out[f"generator {s} step{'s' if s > 1 else ''}"] = decode(runner.generate(s, noise[:, :s], x))
+        cond = Condition(*(torch.from_numpy(x[k]).float() for k in CONDITION_KEYS))
         if teacher is not None:
-            cond = Condition(*(torch.from_numpy(x[k]).float() for k in
-                               ("anchor_latent", "anchor_mask", "ref_latent", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w")))
             z = generate(teacher, cond, sampler="teacher", steps=teacher_steps, noise=torch.from_numpy(noise[:, 0]))
             out[f"teacher ({teacher_steps} steps)"] = decode(z.numpy())
+        for name, model in (ablations or {}).items():
+            z = generate(model, cond, sampler="teacher", steps=teacher_steps, noise=torch.from_numpy(noise[:, 0]))
+            with torch.no_grad():
+                out[f"ablation: {name}"] = to_uint8(latent_decoder(z))[0]
         if 1 in runner.steps:
             for name, ablate in ABLATIONS.items():
                 out[name] = decode(runner.generate(1, noise[:, :1], ablate(x)), blank=name == "1 step, no anchor")

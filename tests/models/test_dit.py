@@ -145,6 +145,37 @@ def test_anchor_mask_reaches_the_output_only_with_the_mask_channel():
         assert (delta > 1e-4) == with_channel
 
 
+@pytest.mark.parametrize("isolated", [False, True])
+def test_an_ablated_input_never_reaches_the_output_and_the_rest_still_does(isolated, tmp_path):
+    from models.checkpoints import load_model, save_model
+
+    full = randomised(get_config("tiny", ref_isolated=isolated))
+    args = inputs(full.config)
+    changed = {"anchor": dict(anchor_latent=-args["anchor_latent"], anchor_mask=1 - args["anchor_mask"]),
+               "reference": dict(ref_latent=-args["ref_latent"])}
+    for name in ("anchor", "reference"):
+        model = build_model(replace(full.config, ablate=(name,))).eval()
+        model.load_state_dict(full.state_dict())  # same weights: only the config differs
+        save_model(model, tmp_path / f"{name}.safetensors")
+        model = load_model(tmp_path / f"{name}.safetensors")  # the ablation survives a checkpoint
+        assert model.config.ablate == (name,)
+        other = "reference" if name == "anchor" else "anchor"
+        with torch.no_grad():
+            base = model(**args)
+            torch.testing.assert_close(model(**dict(args, **changed[name])), base)  # ignored
+            assert (model(**dict(args, **changed[other])) - base).abs().max() > 1e-4  # still used
+            assert (full(**dict(args, **changed[name])) - full(**args)).abs().max() > 1e-4  # used unablated
+            if isolated:  # the cached-reference path the export uses ignores it too
+                keys, values = model.reference_kv(args["ref_latent"], args["ref_K"], args["t"])
+                cached = model.forward_with_reference_kv(
+                    args["z_t"], args["t"], args["anchor_latent"], args["anchor_mask"], keys, values,
+                    args["ref_K"], args["ref_c2w"], args["tgt_K"], args["tgt_c2w"],
+                )
+                torch.testing.assert_close(cached, base, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="only"):
+        get_config("tiny", ablate=("camera",))
+
+
 def test_isolated_reference_equals_joint_attention_with_a_mask(monkeypatch):
     """Slow reference: the joint model (same weights) with an attention mask that stops
     reference queries from seeing target and anchor keys."""

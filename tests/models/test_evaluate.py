@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.evaluate import OnnxRunner, evaluate, evaluation_targets, psnr, ssim, warp_error
-from training_fixtures import procedural_scenes
+from training_fixtures import procedural_scenes, tiny_codec
 
 
 def _slow_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -58,12 +58,23 @@ def test_targets_never_see_their_own_window():
 
 
 def test_evaluate_the_tiny_export(export_dir, teacher_run, tmp_path):
-    from models.checkpoints import load_model
+    from dataclasses import replace
 
-    result = evaluate(OnnxRunner(export_dir), procedural_scenes(2, 8)[:1], teacher=load_model(teacher_run / "teacher.safetensors"),
-                      teacher_steps=3, stride=2, strip=tmp_path / "strip.png", progress=False)
+    from models.checkpoints import load_model
+    from models.dit import build_model
+
+    teacher = load_model(teacher_run / "teacher.safetensors")
+    no_anchor = build_model(replace(teacher.config, ablate=("anchor",))).eval()
+    no_anchor.load_state_dict(teacher.state_dict())
+    ablations = {"full": teacher, "no anchor": no_anchor}
+    scenes = procedural_scenes(2, 8)[:1]
+    with pytest.raises(ValueError, match="latent_decoder"):
+        evaluate(OnnxRunner(export_dir), scenes, ablations=ablations, progress=False)
+    result = evaluate(OnnxRunner(export_dir), scenes, teacher=teacher, teacher_steps=3, stride=2,
+                      strip=tmp_path / "strip.png", progress=False, ablations=ablations, latent_decoder=tiny_codec()[1])
     expected = {"raw anchor", "anchor + hole filling", "nearest reference", "generator 1 step", "generator 2 steps",
-                "teacher (3 steps)", "1 step, no anchor", "1 step, no reference", "1 step, no camera"}
+                "teacher (3 steps)", "1 step, no anchor", "1 step, no reference", "1 step, no camera",
+                "ablation: full", "ablation: no anchor"}
     assert set(result.rows) == expected
     assert result.targets == 4
     # hole filling only changes empty pixels, and fills them with something closer than black
@@ -71,4 +82,6 @@ def test_evaluate_the_tiny_export(export_dir, teacher_run, tmp_path):
     assert set(result.consistency) == {"raw anchor", "anchor + hole filling", "generator 1 step", "generator 2 steps",
                                       "teacher (3 steps)"}
     assert "| generator 1 step |" in result.markdown()
+    # same weights and noise: only the anchor the ablated model no longer sees tells the rows apart
+    assert result.rows["ablation: no anchor"] != result.rows["ablation: full"]
     assert (tmp_path / "strip.png").is_file()
