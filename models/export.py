@@ -18,17 +18,26 @@ Batch is dynamic everywhere. Weights of generator graphs live in one external fi
 (``generator.weights``) with identical tensors stored once: a generator distilled for both
 step counts is one network, and two inline copies would double the shipped size.
 
-fp32 only: an fp16 variant for CUDA is not produced yet (onnxconverter-common 1.16 emits
-invalid graphs for these models; see docs/training.md).
+fp16 for CUDA (``fp16=True``): the generator graphs are also written traced under
+``torch.autocast(float16)`` -- matrix products and their weights in half precision, while
+what the model keeps in float32 on purpose (camera normalisation, PRoPE transforms,
+position and timestep embeddings) stays float32, and inputs and outputs stay float32, so
+the engine feeds both variants alike. Their weights go to ``generator.fp16.weights``; the
+manifest lists them under ``graphs_fp16``, and the engine picks them on the CUDA provider.
+Encoder and decoder stay fp32 (convolution stacks that cost little on a GPU; the demo
+folder's size budget). onnxconverter-common's fp16 conversion was tried first and emits
+invalid graphs for these models.
 
-Parity: :func:`parity_check` runs every fp32 graph in ONNX Runtime (CPU) and the PyTorch
-module on the same random inputs; the export fails unless
-``max |onnx - torch| <= PARITY_ATOL + PARITY_RTOL * max |torch|`` for every graph. The
-measured errors are recorded in the manifest.
+Parity: :func:`parity_check` runs every graph in ONNX Runtime (CPU; it runs fp16 graphs
+too) and the PyTorch fp32 module on the same random inputs; the export fails unless
+``max |onnx - torch| <= atol + rtol * max |torch|`` for every graph, with
+``PARITY_ATOL``/``PARITY_RTOL`` for fp32 graphs and the looser ``FP16_ATOL``/``FP16_RTOL``
+for fp16 ones. The measured errors are recorded in the manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -51,7 +60,9 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 PARITY_ATOL, PARITY_RTOL = 1e-4, 1e-3
+FP16_ATOL, FP16_RTOL = 1e-3, 1e-2  # half precision: ~3 significant digits per product
 WEIGHTS_FILE = "generator.weights"
+FP16_WEIGHTS_FILE = "generator.fp16.weights"
 _EXTERNAL_MIN_BYTES = 1024  # smaller tensors stay inline
 
 
@@ -140,15 +151,16 @@ def _externalize(paths: list[Path], weights: Path) -> None:
 
 
 def parity_check(folder: Path, modules: dict[str, nn.Module], inputs: dict[str, dict[str, torch.Tensor]],
-                 rtol: float = PARITY_RTOL, atol: float = PARITY_ATOL) -> dict[str, float]:
-    """Run each graph of ``folder`` (per its manifest) in ONNX Runtime on CPU against the torch
-    module of the same name; returns max |onnx - torch| per graph, raises ``ExportError`` on a miss."""
+                 rtol: float = PARITY_RTOL, atol: float = PARITY_ATOL, graphs: str = "graphs") -> dict[str, float]:
+    """Run each graph of ``folder`` (per its manifest's ``graphs`` map, or ``graphs_fp16``) in
+    ONNX Runtime on CPU against the torch module of the same name; returns max |onnx - torch|
+    per graph, raises ``ExportError`` on a miss."""
     import onnxruntime as ort
 
     manifest = json.loads((folder / "manifest.json").read_text())
     errors = {}
     for name, module in modules.items():
-        sess = ort.InferenceSession(str(folder / manifest["graphs"][name]), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(folder / manifest[graphs][name]), providers=["CPUExecutionProvider"])
         types = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in sess.get_inputs()}
         # the exporter drops inputs a graph does not use (e.g. cameras of a model without pose paths)
         feed = {k: v.numpy().astype(types[k]) for k, v in inputs[name].items() if k in types}
@@ -159,18 +171,19 @@ def parity_check(folder: Path, modules: dict[str, nn.Module], inputs: dict[str, 
         bound = atol + rtol * float(np.abs(want).max())
         errors[name] = err
         if not err <= bound:
-            raise ExportError(f"{folder / manifest['graphs'][name]}: ONNX differs from PyTorch by {err:.3g} "
+            raise ExportError(f"{folder / manifest[graphs][name]}: ONNX differs from PyTorch by {err:.3g} "
                               f"(bound {bound:.3g}); the export is not faithful -- check the ops of this graph")
     return errors
 
 
 def _write_manifest(folder: Path, name: str, config: dict, image_size: int, latent_shape: tuple[int, int, int],
-                    steps: list[int], graphs: dict[str, str], dtype: str, extra_files: list[str], parity: dict) -> None:
-    files = sorted({*graphs.values(), *extra_files})
+                    steps: list[int], graphs: dict[str, str], graphs_fp16: dict[str, str], extra_files: list[str],
+                    parity: dict) -> None:
+    files = sorted({*graphs.values(), *graphs_fp16.values(), *extra_files})
     manifest = {
         "format": FORMAT, "version": FORMAT_VERSION, "name": name, "config": config,
         "image_size": [image_size, image_size], "latent_shape": list(latent_shape), "steps": steps,
-        "opset": OPSET, "dtype": dtype, "graphs": graphs,
+        "opset": OPSET, "dtype": "fp32", "graphs": graphs, "graphs_fp16": graphs_fp16,
         "sha256": {f: file_sha256(folder / f) for f in files},
         "parity": parity,
     }
@@ -200,15 +213,18 @@ def export_model(
     name: str,
     info: dict | None = None,
     decoder: FastDecoder | AnchorDecoder | None = None,
+    fp16: bool = False,
 ) -> dict[str, float]:
     """Write the exported model into folder ``out`` (replacing an earlier export there, keeping
     other files) for ``generators`` (steps -> distilled network; the
     same network may serve several step counts) and ``autoencoder`` (a diffusers VAE), whose
     decoder graph is ``decoder`` when given (a fast or anchor decoder trained for that
     autoencoder; an anchor decoder's graph also takes ``anchor`` and ``anchor_mask``).
+    With ``fp16``, also the generators' fp16 graphs for CUDA (module docstring).
 
-    Returns the fp32 parity errors (max abs difference per graph). ``info`` is merged into
-    the manifest's ``config`` (e.g. training provenance).
+    Returns the parity errors (max abs difference per graph; fp16 graphs as
+    ``generator_N_fp16``). ``info`` is merged into the manifest's ``config`` (e.g. training
+    provenance).
     """
     out = Path(out)
     _clear_previous_export(out)
@@ -238,21 +254,37 @@ def export_model(
         inputs[f"generator_{s}"] = example_inputs(latent_shape, size, s, batch=2, seed=s)
         graphs[f"generator_{s}"] = f"generator_{s}step.onnx"
     outputs = {"encoder": "latent", "decoder": "image"}
-    with torch.no_grad():
-        for graph, module in modules.items():
-            path = out / graphs[graph]
-            _onnx_export(module, inputs[graph], outputs.get(graph, "latent"), path)
-            model_proto = onnx.load(str(path))
-            _compact(model_proto)
-            onnx.save(model_proto, str(path))
+    for graph, module in modules.items():
+        _export_graph(module, inputs[graph], outputs.get(graph, "latent"), out / graphs[graph])
     _externalize([out / graphs[f"generator_{s}"] for s in steps], out / WEIGHTS_FILE)
+    half = {f"generator_{s}": f"generator_{s}step.fp16.onnx" for s in steps} if fp16 else {}
+    for graph, file in half.items():
+        _export_graph(modules[graph], inputs[graph], "latent", out / file, autocast=torch.float16)
+    if half:
+        _externalize([out / f for f in half.values()], out / FP16_WEIGHTS_FILE)
+    extra = [WEIGHTS_FILE, *([FP16_WEIGHTS_FILE] if half else [])]
     config = {**asdict(cfg), "autoencoder": dict(autoencoder.config), **(info or {})}
     config["autoencoder"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config["autoencoder"].items()}
     if isinstance(decoder, FastDecoder | AnchorDecoder):
         config["decoder"] = decoder.config
-    _write_manifest(out, name, config, size, latent_shape, steps, graphs, "fp32", [WEIGHTS_FILE], {})
+    _write_manifest(out, name, config, size, latent_shape, steps, graphs, half, extra, {})
     errors = parity_check(out, modules, inputs)
-    _write_manifest(out, name, config, size, latent_shape, steps, graphs, "fp32", [WEIGHTS_FILE],
-                    {"max_abs_error": errors, "atol": PARITY_ATOL, "rtol": PARITY_RTOL})
+    parity = {"max_abs_error": errors, "atol": PARITY_ATOL, "rtol": PARITY_RTOL}
+    if half:
+        errors_fp16 = parity_check(out, {g: modules[g] for g in half}, inputs, FP16_RTOL, FP16_ATOL, "graphs_fp16")
+        parity["fp16"] = {"max_abs_error": errors_fp16, "atol": FP16_ATOL, "rtol": FP16_RTOL}
+        errors = {**errors, **{f"{g}_fp16": e for g, e in errors_fp16.items()}}
+    _write_manifest(out, name, config, size, latent_shape, steps, graphs, half, extra, parity)
     log.info("exported %s to %s; parity (max abs error) %s", name, out, errors)
     return errors
+
+
+def _export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path,
+                  autocast: torch.dtype | None = None) -> None:
+    """Trace ``module`` into the compacted ONNX file ``path`` (under ``torch.autocast`` to ``autocast``)."""
+    precision = torch.autocast("cpu", dtype=autocast) if autocast is not None else contextlib.nullcontext()
+    with torch.no_grad(), precision:
+        _onnx_export(module, inputs, output, path)
+    model_proto = onnx.load(str(path))
+    _compact(model_proto)
+    onnx.save(model_proto, str(path))

@@ -27,6 +27,11 @@ import torch
 
 ROPE_BASE = 100.0  # frequency base of the RoPE quarters, as in the paper's code
 
+# Camera geometry (intrinsics in pixels, inverses, products of poses) loses too much in half
+# precision: functions wearing this run in float32 with float32 inputs even under
+# torch.autocast, which the fp16 export traces under (models/export.py).
+full_precision = torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
+
 
 def rigid_inverse(T: torch.Tensor) -> torch.Tensor:
     """Closed-form inverse of rigid transforms (..., 4, 4) -> (..., 4, 4).
@@ -147,6 +152,7 @@ class PRoPETransforms:
         return self._apply(o, self.o_mat, inverse=True)
 
 
+@full_precision
 def prepare_prope(
     K: torch.Tensor,
     w2c: torch.Tensor,

@@ -87,9 +87,11 @@ def make_scene(seed: int, kind: str, views: int, size: int):
     return renderer, frames
 
 
-def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback: bool = False):
+def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback: bool = False,
+                  precision: str = "auto"):
     """The frame pipeline: with the exported model at ``model`` (or the default folder) or the fallback.
 
+    ``precision`` picks fp16 or fp32 graphs (:class:`python_bridge.engine.Engine`).
     ``fallback`` forces the anchor + hole-filling path even when a model is present, so the
     classical baseline can be watched side by side with the model.
     """
@@ -108,7 +110,7 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
         return FramePipeline(None)
     from python_bridge.engine import Engine
 
-    return FramePipeline(Engine(folder, provider=provider), steps=steps)
+    return FramePipeline(Engine(folder, provider=provider, precision=precision), steps=steps)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -136,6 +138,7 @@ def run_demo(
     provider: str = "auto",
     fps: float = 24.0,
     fallback: bool = False,
+    precision: str = "auto",
 ) -> DemoReport:
     """Run the demo end to end and return its measurements (see the module docstring)."""
     import imageio.v2 as imageio
@@ -147,7 +150,7 @@ def run_demo(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     renderer, source = make_scene(seed, kind, views, size)
-    pipeline = load_pipeline(model, provider, steps, fallback)
+    pipeline = load_pipeline(model, provider, steps, fallback, precision)
     K = source[0].camera.K
     path = interpolate_poses(np.stack([f.camera.c2w for f in source]), frames)
     strip_at = set(np.linspace(0, frames - 1, STRIP_ROWS).round().astype(int).tolist())

@@ -10,6 +10,11 @@ up and the final RGB comes down.
 
 Providers: CUDA when its libraries load, else CPU; the probe runs once per process, logs
 one line, and silences ONNX Runtime's own load-failure messages.
+
+Precision: a folder exported with ``--fp16`` also holds fp16 generator graphs
+(``graphs_fp16``, float32 inputs and outputs like the others). ``precision="auto"`` runs
+them on CUDA and the fp32 graphs on CPU (ONNX Runtime's CPU kernels would only cast fp16
+back to fp32); ``"fp16"`` and ``"fp32"`` force a choice.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ class ModelFolderError(ValueError):
 
 @dataclass(frozen=True)
 class Manifest:
-    """The parsed ``manifest.json``: graph files, image size (H, W), latent shape (C, h, w), steps."""
+    """The parsed ``manifest.json``: graph files (fp32, and fp16 variants of some), image size
+    (H, W), latent shape (C, h, w), steps."""
 
     folder: Path
     name: str
@@ -44,7 +50,7 @@ class Manifest:
     latent_shape: tuple[int, int, int]
     steps: tuple[int, ...]
     graphs: dict[str, Path]
-    dtype: str
+    graphs_fp16: dict[str, Path]
     config: dict
 
     @classmethod
@@ -66,6 +72,7 @@ class Manifest:
         try:
             steps = tuple(int(s) for s in m["steps"])
             graphs = {k: folder / v for k, v in m["graphs"].items()}
+            graphs_fp16 = {k: folder / v for k, v in m.get("graphs_fp16", {}).items()}
             image_size = tuple(int(x) for x in m["image_size"])
             latent_shape = tuple(int(x) for x in m["latent_shape"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -74,6 +81,8 @@ class Manifest:
         missing = [g for g in needed if g not in graphs or not graphs[g].is_file()]
         if missing or len(image_size) != 2 or len(latent_shape) != 3 or not steps:
             raise ModelFolderError(f"{path}: graphs {missing} missing, or bad image_size/latent_shape/steps")
+        if bad := [g for g, p in graphs_fp16.items() if g not in graphs or not p.is_file()]:
+            raise ModelFolderError(f"{path}: fp16 graphs {bad} missing or without an fp32 counterpart")
         if verify:
             for fname, digest in m.get("sha256", {}).items():
                 actual = file_sha256(folder / fname)
@@ -86,7 +95,7 @@ class Manifest:
             latent_shape,
             steps,
             graphs,
-            str(m.get("dtype", "fp32")),
+            graphs_fp16,
             dict(m.get("config", {})),
         )
 
@@ -139,6 +148,7 @@ class Engine:
     Thread-safe: ONNX Runtime sessions may run concurrently, and each call builds its own
     IO binding. On CPU, ``threads`` sets the intra-op pool (default: every core) and
     ``spinning`` lets idle pool threads busy-wait (faster only on cores nothing else uses).
+    ``precision``: "auto", "fp16" or "fp32" (module docstring).
     """
 
     def __init__(
@@ -149,14 +159,22 @@ class Engine:
         verify: bool = True,
         warmup: bool = True,
         spinning: bool = False,
+        precision: str = "auto",
     ) -> None:
         import onnxruntime as ort
 
+        if precision not in ("auto", "fp16", "fp32"):
+            raise ValueError(f"precision must be auto, fp16 or fp32; got {precision!r}")
         self._ort = ort
         self.manifest = Manifest.load(folder, verify=verify)
         self.providers = usable_providers(provider)
         self.provider = self.providers[0]
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+        if precision == "fp16" and not self.manifest.graphs_fp16:
+            raise ModelFolderError(f"{self.manifest.folder} has no fp16 graphs; export it with `worldfm export --fp16`")
+        half = precision == "fp16" or (precision == "auto" and self.device == "cuda")
+        self.graph_files = {**self.manifest.graphs, **(self.manifest.graphs_fp16 if half else {})}
+        self.precision = "fp16" if half and self.manifest.graphs_fp16 else "fp32"
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -171,7 +189,7 @@ class Engine:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.sessions = {
             name: ort.InferenceSession(str(path), opts, providers=list(self.providers))
-            for name, path in self.manifest.graphs.items()
+            for name, path in self.graph_files.items()
         }
         for name, sess in self.sessions.items():
             # A graph may lack contract inputs it does not use (the ONNX exporter drops them,
@@ -179,7 +197,7 @@ class Engine:
             want = GRAPH_INPUTS["generator" if name.startswith("generator_") else name]
             have = [i.name for i in sess.get_inputs()]
             if not set(have) <= set(want) or want[0] not in have:
-                raise ModelFolderError(f"{self.manifest.graphs[name]}: inputs {have} do not match the contract {want}")
+                raise ModelFolderError(f"{self.graph_files[name]}: inputs {have} do not match the contract {want}")
         self._in_types = {
             name: {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in s.get_inputs()}
             for name, s in self.sessions.items()
@@ -293,7 +311,8 @@ class Engine:
             )
         ms = (time.perf_counter() - t0) * 1e3
         log.info(
-            "model %s warmed up in %.0f ms (%s, steps %s)", self.manifest.name, ms, self.provider, list(self.steps)
+            "model %s warmed up in %.0f ms (%s, %s, steps %s)",
+            self.manifest.name, ms, self.provider, self.precision, list(self.steps),
         )
         return ms
 
@@ -310,6 +329,6 @@ class Engine:
             "frame_size": [w, h],
             "steps": list(self.steps),
             "latent_shape": list(self.manifest.latent_shape),
-            "dtype": self.manifest.dtype,
+            "dtype": self.precision,
             "provider": self.provider,
         }

@@ -47,6 +47,13 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="ONNX Runtime execution provider (default auto: CUDA when usable)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp16", "fp32"],
+        default="auto",
+        help="generator graphs: fp16 ones (from `worldfm export --fp16`) or fp32 (default auto: fp16 on CUDA when "
+        "the model has them, fp32 otherwise)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -157,7 +164,7 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=P.Limits(),
     )
     try:
-        pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model)
+        pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model, args.precision)
         server = Server(pipeline, config, load_path=load_path)
     except (InsecureBindError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -200,6 +207,7 @@ def run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         kind=args.kind,
         provider=args.provider,
+        precision=args.precision,
     )
     print(report.summary())
     return 0
@@ -223,7 +231,7 @@ def run_render_path(args: argparse.Namespace) -> int:
         return 2
     size = tuple(args.size) if args.size else path.size
     K = scale_K(path.K, path.size, size)
-    pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model)
+    pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model, args.precision)
     built = pipeline.build(scene.frames)
     log.info("scene %s: %d views -> %d points in %.0f ms", scene.name, len(scene.frames), built.points, built.build_ms)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,12 @@ def _set_threads(threads: int | None) -> None:
 
 
 def run_train_autoencoder(args: argparse.Namespace) -> int:
-    from models.train_autoencoder import AutoencoderTrainConfig, images_to_tensor, reconstruction_psnr, train_autoencoder
+    from models.train_autoencoder import (
+        AutoencoderTrainConfig,
+        images_to_tensor,
+        reconstruction_psnr,
+        train_autoencoder,
+    )
 
     _set_threads(args.threads)
     scenes = load_scenes(args.data)
@@ -164,7 +169,8 @@ def run_export(args: argparse.Namespace) -> int:
         path = args.generator / f"generator_{s}step.safetensors" if args.generator.is_dir() else args.generator
         generators[s] = load_model(path)
     decoder = load_fast_decoder(args.fast_decoder, args.autoencoder) if args.fast_decoder else None
-    errors = export_model(generators, load_autoencoder(args.autoencoder), args.out, args.name, decoder=decoder)
+    errors = export_model(generators, load_autoencoder(args.autoencoder), args.out, args.name, decoder=decoder,
+                          fp16=args.fp16)
     print(f"exported {args.name} -> {args.out}; ONNX vs PyTorch max abs error {errors}")
     return 0
 
@@ -176,12 +182,25 @@ def run_eval(args: argparse.Namespace) -> int:
     from models.evaluate import OnnxRunner, evaluate
 
     _set_threads(args.threads)
+    ablations, latent_decoder = {}, None
+    for spec in args.ablation:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"worldfm eval: --ablation takes NAME=CHECKPOINT, got {spec!r}")
+        ablations[name] = load_model(path)
+    if ablations:
+        if args.autoencoder is None:
+            raise SystemExit("worldfm eval: --ablation needs --autoencoder (its decoder decodes the ablations)")
+        from models.autoencoder import load_codec
+
+        latent_decoder = load_codec(args.autoencoder)[1]
     runner = OnnxRunner(args.model, threads=args.threads)
     teacher = load_model(args.teacher) if args.teacher else None
     scenes = load_scenes(args.data, limit=args.scenes)
     args.out.mkdir(parents=True, exist_ok=True)
     result = evaluate(runner, scenes, teacher=teacher, teacher_steps=args.teacher_steps, window=args.window,
-                      stride=args.stride, seed=args.seed, strip=args.out / "strip.png")
+                      stride=args.stride, seed=args.seed, strip=args.out / "strip.png", ablations=ablations,
+                      latent_decoder=latent_decoder)
     table = result.markdown()
     (args.out / "eval.md").write_text(table + "\n")
     (args.out / "eval.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
@@ -294,11 +313,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ev = subparsers.add_parser("eval", help="evaluate an exported model on held-out scenes (table + image strip)",
                                description="PSNR/SSIM vs ground truth for the generator, teacher, baselines and "
-                                           "ablations, plus multi-view consistency; writes eval.md/eval.json/strip.png.")
+                                           "ablations, plus multi-view consistency; writes eval.md/eval.json/"
+                                           "strip.png.")
     ev.add_argument("--model", type=Path, required=True, help="exported model folder (manifest.json)")
     ev.add_argument("--data", type=Path, nargs="+", required=True, help="held-out dataset folders")
     ev.add_argument("--teacher", type=Path, default=None, help="teacher.safetensors to score the multi-step teacher")
     ev.add_argument("--teacher-steps", type=int, default=10, help="teacher DPM-Solver++ steps (default 10)")
+    ev.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT",
+                    help="a retrained-ablation teacher (repeatable), sampled like --teacher and decoded by "
+                         "--autoencoder's decoder; row 'ablation: NAME' (docs/training.md)")
+    ev.add_argument("--autoencoder", type=Path, default=None, help="autoencoder folder, to decode --ablation rows")
     ev.add_argument("--out", type=Path, required=True, help="output folder")
     ev.add_argument("--scenes", type=int, default=None, help="use only the first N scenes")
     ev.add_argument("--window", type=int, default=4, help="views left out of the cloud per window (default 4)")
@@ -319,4 +343,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--out", type=Path, required=True, help="output model folder (replaced)")
     ex.add_argument("--name", default="demo-256", help="model name in the manifest (default demo-256)")
     ex.add_argument("--steps", type=int, nargs="+", default=[1, 2], help="generator step counts (default 1 2)")
+    ex.add_argument("--fp16", action="store_true",
+                    help="also write fp16 generator graphs, which the server runs on CUDA (docs/training.md)")
     ex.set_defaults(func=run_export)

@@ -67,11 +67,11 @@ def distill_run(teacher_run, pair_dataset, val_batch, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def export_dir(distill_run, tmp_path_factory) -> Path:
-    """The tiny distilled generator exported with the tiny autoencoder."""
+    """The tiny distilled generator exported with the tiny autoencoder, fp16 generators included."""
     from models.checkpoints import load_model
     from models.export import export_model
 
     out = tmp_path_factory.mktemp("export") / "tiny"
     generators = {s: load_model(distill_run / f"generator_{s}step.safetensors") for s in (1, 2)}
-    export_model(generators, tiny_autoencoder(), out, "tiny")
+    export_model(generators, tiny_autoencoder(), out, "tiny", fp16=True)
     return out

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from models.checkpoints import load_model
-from models.export import WEIGHTS_FILE, ExportError, example_inputs, parity_check
+from models.export import (
+    FP16_ATOL,
+    FP16_RTOL,
+    FP16_WEIGHTS_FILE,
+    WEIGHTS_FILE,
+    ExportError,
+    example_inputs,
+    parity_check,
+)
 from models.sampling import FewStepGenerator
 from training_fixtures import IMAGE_SIZE
 
@@ -21,6 +29,19 @@ def test_manifest_follows_the_contract(export_dir):
     assert set(m["graphs"]) == {"encoder", "decoder", "generator_1", "generator_2"}
     assert WEIGHTS_FILE in m["sha256"] and m["opset"] == 17
     assert set(m["parity"]["max_abs_error"]) == set(m["graphs"])
+    assert set(m["graphs_fp16"]) == set(m["parity"]["fp16"]["max_abs_error"]) == {"generator_1", "generator_2"}
+    assert FP16_WEIGHTS_FILE in m["sha256"] and all(f in m["sha256"] for f in m["graphs_fp16"].values())
+
+
+def test_fp16_graphs_hold_half_precision_weights_and_float32_io(export_dir):
+    import onnx
+
+    assert (export_dir / FP16_WEIGHTS_FILE).stat().st_size < 0.6 * (export_dir / WEIGHTS_FILE).stat().st_size
+    graph = onnx.load(str(export_dir / "generator_1step.fp16.onnx"), load_external_data=False).graph
+    weights = {t.name: t.data_type for t in graph.initializer}
+    products = [x for n in graph.node if n.op_type in ("MatMul", "Gemm", "Conv") for x in n.input if x in weights]
+    assert len(products) > 10 and {weights[x] for x in products} == {onnx.TensorProto.FLOAT16}
+    assert {i.type.tensor_type.elem_type for i in [*graph.input, *graph.output]} == {onnx.TensorProto.FLOAT}
 
 
 def test_generator_weights_are_stored_once(export_dir, distill_run):
@@ -46,6 +67,38 @@ def test_engine_runs_the_export_and_matches_pytorch(export_dir, distill_run, val
     np.testing.assert_allclose(out, want, atol=1e-4 + 1e-3 * np.abs(want).max())
     image = engine.decode(out)
     assert image.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and image.dtype == np.uint8
+
+
+def test_engine_precision_picks_the_graphs(export_dir, distill_run, val_batch, tmp_path):
+    """auto on CPU runs fp32; fp16 (which CUDA would pick) matches PyTorch fp32 within the fp16 bound."""
+    import shutil
+
+    from python_bridge.engine import Engine, ModelFolderError
+
+    assert Engine(export_dir, provider="cpu", warmup=False).precision == "fp32"
+    engine = Engine(export_dir, provider="cpu", precision="fp16")
+    assert engine.precision == "fp16" and engine.describe()["dtype"] == "fp16"
+    assert engine.graph_files["generator_1"].name == "generator_1step.fp16.onnx"
+    gen = load_model(distill_run / "generator_1step.safetensors")
+    b = {k: v[:1] for k, v in val_batch.items()}
+    out = engine.generate(1, b["anchor_latent"].numpy(), b["anchor_mask"][0, 0].numpy(), b["ref_latent"].numpy(),
+                          b["ref_K"][0].numpy(), b["ref_c2w"][0].numpy(), b["tgt_K"][0].numpy(),
+                          b["tgt_c2w"][0].numpy(), np.random.default_rng(3)).numpy()
+    noise = torch.from_numpy(np.random.default_rng(3).standard_normal((1, 1, 4, 8, 8), dtype=np.float32))
+    with torch.no_grad():
+        want = FewStepGenerator(gen, 1)(noise, *(b[k] for k in ("anchor_latent", "anchor_mask", "ref_latent", "ref_K",
+                                                               "ref_c2w", "tgt_K", "tgt_c2w"))).numpy()
+    err = np.abs(out - want).max()
+    assert 0 < err <= FP16_ATOL + FP16_RTOL * np.abs(want).max()  # half precision: close, not identical
+    plain = tmp_path / "plain"
+    shutil.copytree(export_dir, plain)
+    manifest = json.loads((plain / "manifest.json").read_text())
+    manifest["graphs_fp16"] = {}
+    (plain / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFolderError, match="export --fp16"):
+        Engine(plain, provider="cpu", precision="fp16", warmup=False)
+    with pytest.raises(ValueError, match="precision"):
+        Engine(export_dir, provider="cpu", precision="int8", warmup=False)
 
 
 def test_parity_check_rejects_a_graph_that_differs(export_dir, distill_run):
