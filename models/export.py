@@ -41,6 +41,7 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -213,14 +214,15 @@ def export_model(
     name: str,
     info: dict | None = None,
     decoder: FastDecoder | AnchorDecoder | None = None,
-    fp16: bool = False,
+    fp16: bool | Sequence[int] = False,
 ) -> dict[str, float]:
     """Write the exported model into folder ``out`` (replacing an earlier export there, keeping
     other files) for ``generators`` (steps -> distilled network; the
     same network may serve several step counts) and ``autoencoder`` (a diffusers VAE), whose
     decoder graph is ``decoder`` when given (a fast or anchor decoder trained for that
     autoencoder; an anchor decoder's graph also takes ``anchor`` and ``anchor_mask``).
-    With ``fp16``, also the generators' fp16 graphs for CUDA (module docstring).
+    With ``fp16``, also the generators' fp16 graphs for CUDA (module docstring): ``True``
+    for every step count, or the step counts to write them for.
 
     Returns the parity errors (max abs difference per graph; fp16 graphs as
     ``generator_N_fp16``). ``info`` is merged into the manifest's ``config`` (e.g. training
@@ -257,7 +259,10 @@ def export_model(
     for graph, module in modules.items():
         _export_graph(module, inputs[graph], outputs.get(graph, "latent"), out / graphs[graph])
     _externalize([out / graphs[f"generator_{s}"] for s in steps], out / WEIGHTS_FILE)
-    half = {f"generator_{s}": f"generator_{s}step.fp16.onnx" for s in steps} if fp16 else {}
+    half_steps = steps if fp16 is True else sorted(fp16 or [])
+    if unknown := set(half_steps) - set(steps):
+        raise ExportError(f"fp16 graphs asked for {sorted(unknown)} steps; the generators are for {steps}")
+    half = {f"generator_{s}": f"generator_{s}step.fp16.onnx" for s in half_steps}
     for graph, file in half.items():
         _export_graph(modules[graph], inputs[graph], "latent", out / file, autocast=torch.float16)
     if half:

@@ -173,8 +173,8 @@ class Engine:
         if precision == "fp16" and not self.manifest.graphs_fp16:
             raise ModelFolderError(f"{self.manifest.folder} has no fp16 graphs; export it with `worldfm export --fp16`")
         half = precision == "fp16" or (precision == "auto" and self.device == "cuda")
-        self.graph_files = {**self.manifest.graphs, **(self.manifest.graphs_fp16 if half else {})}
-        self.precision = "fp16" if half and self.manifest.graphs_fp16 else "fp32"
+        self.fp16_graphs = sorted(self.manifest.graphs_fp16) if half else []
+        self.graph_files = {**self.manifest.graphs, **{g: self.manifest.graphs_fp16[g] for g in self.fp16_graphs}}
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -204,6 +204,14 @@ class Engine:
         }
         if warmup:
             self.warm_up()
+
+    @property
+    def precision(self) -> str:
+        """"fp16" when every generator graph in use is fp16, "fp32" when none is, else "mixed"."""
+        if not self.fp16_graphs:
+            return "fp32"
+        generators = [g for g in self.graph_files if g.startswith("generator_")]
+        return "fp16" if len(self.fp16_graphs) == len(generators) else "mixed"
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -330,5 +338,6 @@ class Engine:
             "steps": list(self.steps),
             "latent_shape": list(self.manifest.latent_shape),
             "dtype": self.precision,
+            "fp16_graphs": self.fp16_graphs,
             "provider": self.provider,
         }

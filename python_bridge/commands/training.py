@@ -169,8 +169,11 @@ def run_export(args: argparse.Namespace) -> int:
         path = args.generator / f"generator_{s}step.safetensors" if args.generator.is_dir() else args.generator
         generators[s] = load_model(path)
     decoder = load_fast_decoder(args.fast_decoder, args.autoencoder) if args.fast_decoder else None
+    fp16: bool | list[int] = False
+    if args.fp16 is not None:
+        fp16 = args.fp16 or True  # a bare --fp16: every step count
     errors = export_model(generators, load_autoencoder(args.autoencoder), args.out, args.name, decoder=decoder,
-                          fp16=args.fp16)
+                          fp16=fp16)
     print(f"exported {args.name} -> {args.out}; ONNX vs PyTorch max abs error {errors}")
     return 0
 
@@ -343,6 +346,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--out", type=Path, required=True, help="output model folder (replaced)")
     ex.add_argument("--name", default="demo-256", help="model name in the manifest (default demo-256)")
     ex.add_argument("--steps", type=int, nargs="+", default=[1, 2], help="generator step counts (default 1 2)")
-    ex.add_argument("--fp16", action="store_true",
-                    help="also write fp16 generator graphs, which the server runs on CUDA (docs/training.md)")
+    ex.add_argument("--fp16", type=int, nargs="*", default=None, metavar="STEPS",
+                    help="also write fp16 generator graphs, which the server runs on CUDA: for every step count, "
+                         "or for the ones listed (docs/training.md)")
     ex.set_defaults(func=run_export)

@@ -112,6 +112,7 @@ def test_parity_check_rejects_a_graph_that_differs(export_dir, distill_run):
 
 def test_re_export_replaces_its_files_and_keeps_the_rest(distill_run, tmp_path):
     from models.export import export_model
+    from python_bridge.engine import Engine
     from training_fixtures import tiny_autoencoder
 
     out = tmp_path / "model"
@@ -122,6 +123,13 @@ def test_re_export_replaces_its_files_and_keeps_the_rest(distill_run, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["steps"] == [1] and not (out / "generator_2step.onnx").exists()  # stale graph gone
     assert (out / "MODEL_CARD.md").read_text() == "card"  # the card survives
+    export_model({1: gen, 2: gen}, tiny_autoencoder(), out, "tiny", fp16=[1])  # fp16 for the 1-step graph only
+    half = json.loads((out / "manifest.json").read_text())["graphs_fp16"]
+    assert half == {"generator_1": "generator_1step.fp16.onnx"}
+    engine = Engine(out, provider="cpu", precision="fp16", warmup=False)
+    assert engine.precision == "mixed" and engine.describe()["fp16_graphs"] == ["generator_1"]
+    with pytest.raises(ExportError, match=r"fp16 graphs asked for \[3\] steps"):
+        export_model({1: gen}, tiny_autoencoder(), out, "tiny", fp16=[3])
     (out / "manifest.json").write_text("not json")
     with pytest.raises(ExportError, match="not a manifest this exporter wrote"):
         export_model({1: gen}, tiny_autoencoder(), out, "tiny")
