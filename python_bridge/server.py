@@ -311,17 +311,17 @@ class Server:
                 self._rendering -= 1
             if reply is not None:
                 self._send(reply)
-            self._read_requests()
             now = time.monotonic()
             if now >= self._next_expiry:
                 self._expire_sessions()
                 self._next_expiry = now + 1.0
+            more = self._read_requests()  # last, so its final ZMQ_EVENTS read covers every send above
             job = None
             if can_render and not self._stop.is_set() and self._rendering < self.config.workers:
                 job = self._scheduler.pop()
                 self._rendering += job is not None
             waiting_jobs = len(self._scheduler) and self._rendering < self.config.workers and not self._stop.is_set()
-            if waiting_jobs or self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if more or waiting_jobs:
                 self._wake()
             return job
 
@@ -363,12 +363,14 @@ class Server:
             self._count("errors")
         self._send([identity, *P.encode(msg)])
 
-    def _read_requests(self) -> None:
-        for _ in range(256):  # bounded, so one turn cannot hold the lock for long under a flood
-            try:
-                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+    def _read_requests(self) -> bool:
+        """Read and handle waiting requests, at most 256 (so one turn cannot hold the lock for
+        long under a flood); returns whether more are waiting. Asks ZMQ_EVENTS rather than
+        catching zmq.Again: cheaper, and it leaves ZMQ_FD's edge state current."""
+        for _ in range(256):
+            if not self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return False
+            frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
             identity, body = frames[0].bytes, frames[1:]
             self._count("requests")
             try:
@@ -383,6 +385,7 @@ class Server:
                 reply = P.error(P.E_INTERNAL, f"internal server error: {exc}", P.peek_id(body[0]) if body else None)
             if reply is not None:
                 self._reply_to(identity, reply)
+        return bool(self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     def _handle(self, identity: bytes, msg: P.Message) -> P.Message | None:
         rid = msg.id

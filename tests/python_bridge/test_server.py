@@ -87,6 +87,14 @@ def test_ping_pong_without_session(make_server, raw_socket):
     assert (reply.type, reply.id, reply.fields["t_client"]) == (P.PONG, 5, 123.0)
 
 
+def test_a_flood_beyond_one_turn_is_answered_in_full(make_server, raw_socket):
+    """More requests than one locked turn reads (256), sent at once: every one is answered."""
+    sock = raw_socket(make_server(poll_ms=60_000).endpoint)  # no periodic wake-ups to lean on
+    for rid in range(1, 701):
+        send(sock, P.PING, rid)
+    assert sorted(recv(sock).id for _ in range(700)) == list(range(1, 701))
+
+
 def test_requests_before_hello_are_refused(make_server, raw_socket):
     sock = raw_socket(make_server().endpoint)
     send(sock, P.RENDER, 3, scene="s-x", c2w=P.flat(np.eye(4)))
