@@ -93,3 +93,13 @@ def test_graphs_may_lack_inputs_they_do_not_use(tmp_path):
     assert "ref_K" not in {i.name for i in engine.sessions["generator_1"].get_inputs()}
     a = run(engine, 1, 3, np.zeros((32, 32, 3), np.uint8))
     np.testing.assert_array_equal(a, run(engine, 1, 3, np.zeros((32, 32, 3), np.uint8)))
+
+
+def test_the_shipped_demo_folder_verifies_and_fits_its_budget():
+    """Every file the manifest lists matches its hash, the fp16 twin is listed, and the folder
+    stays within the 25 MB the issue allows for a model in the repository."""
+    from python_bridge.demo import DEFAULT_MODEL
+
+    m = Manifest.load(DEFAULT_MODEL, verify=True)
+    assert set(m.graphs_fp16) <= set(m.graphs) and m.graphs_fp16
+    assert sum(f.stat().st_size for f in DEFAULT_MODEL.iterdir()) <= 25_000_000
