@@ -248,6 +248,9 @@ class AnchorDecoder(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         with torch.no_grad():
             self.head[-1].bias.copy_(torch.tensor([ANCHOR_TRUST_INIT, 0.0, 0.0, 0.0]))
+        # Training may learn the weight on covered pixels too (train_anchor_decoder's
+        # learn_covered); a loaded or exported decoder always pins them to the anchor.
+        self.pin_covered = True
 
     @classmethod
     def from_config(cls, config: dict) -> AnchorDecoder:
@@ -271,7 +274,9 @@ class AnchorDecoder(nn.Module):
     def forward(self, latent: torch.Tensor, anchor: torch.Tensor, anchor_mask: torch.Tensor) -> torch.Tensor:
         decoded = self.base(latent)  # (B, 3, H, W)
         weight, delta = self.head(torch.cat([decoded, anchor, anchor_mask], dim=1)).split([1, 3], dim=1)
-        weight = torch.maximum(torch.sigmoid(weight), anchor_mask)
+        weight = torch.sigmoid(weight)
+        if self.pin_covered:
+            weight = torch.maximum(weight, anchor_mask)
         return weight * anchor + (1 - weight) * (decoded + delta)
 
 

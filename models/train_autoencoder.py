@@ -280,7 +280,12 @@ def train_fast_decoder(
 
 @dataclass(frozen=True)
 class AnchorDecoderTrainConfig:
-    """Hyper-parameters of :func:`train_anchor_decoder` (stored with the checkpoint)."""
+    """Hyper-parameters of :func:`train_anchor_decoder` (stored with the checkpoint).
+
+    ``learn_covered``: train the blend weight on covered pixels as well, instead of pinning
+    it to the anchor there as inference does. The shipped demo decoder was trained so and
+    scored higher than one trained pinned (30.94 vs 30.71 dB held out; its model card).
+    """
 
     steps: int = 2500
     batch_size: int = 8
@@ -288,6 +293,7 @@ class AnchorDecoderTrainConfig:
     lr: float = 1e-3
     seed: int = 0
     save_every: int = 100
+    learn_covered: bool = False
 
 
 @dataclass
@@ -367,6 +373,7 @@ def train_anchor_decoder(
     if not isinstance(base, FastDecoder):
         raise ValueError(f"{fast_decoder} must hold a plain fast decoder to start from")
     decoder = AnchorDecoder.from_fast_decoder(base).to(device)
+    decoder.pin_covered = not config.learn_covered
 
     def batch_loss(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         z, x = aligned_crops(samples.latents, samples.images, config.batch_size, config.crop, generator,
@@ -375,6 +382,7 @@ def train_anchor_decoder(
         return reconstruction_loss(decoder(z.to(device), anchor, mask), truth)
 
     _fit(decoder, out, config, batch_loss, "anchor decoder", progress)
+    decoder.pin_covered = True
     decoder.cpu().eval().save(out / "anchor_decoder")
     (out / "anchor_decoder" / "training.json").write_text(json.dumps(asdict(config), indent=2))
     return load_fast_decoder(out / "anchor_decoder", autoencoder)

@@ -105,7 +105,7 @@ def run_train_anchor_decoder(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     samples = anchor_decoder_samples(load_scenes(args.data), args.model, seed=args.seed, threads=args.threads)
     config = AnchorDecoderTrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
-                                      seed=args.seed, save_every=args.save_every)
+                                      seed=args.seed, save_every=args.save_every, learn_covered=args.learn_covered)
     decoder = train_anchor_decoder(samples, args.fast_decoder, args.autoencoder, args.out, config, device=args.device)
     if args.val_data:
         held_out = anchor_decoder_samples(load_scenes(args.val_data), args.model, seed=args.seed + 1,
@@ -276,6 +276,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ad.add_argument("--out", type=Path, required=True, help="run folder (state.safetensors, anchor_decoder/)")
     _add_crop_training_args(ad, steps=2500, batch_size=8, crop=128, lr=1e-3,
                             crop_help="crop size in pixels, a multiple of the latent cell")
+    ad.add_argument("--learn-covered", action="store_true",
+                    help="train the blend weight on covered pixels too (the shipped demo's recipe); the saved "
+                         "decoder pins them to the anchor either way")
     ad.set_defaults(func=run_train_anchor_decoder)
 
     tr = subparsers.add_parser("train", help="stage 2: train the frame model (teacher) by denoising",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -132,6 +133,10 @@ def test_anchor_decoder_starts_near_the_anchor_and_round_trips(tmp_path, autoenc
         torch.testing.assert_close(out, weight * anchor + (1 - weight) * base(latent))
         covered = mask.bool().expand_as(anchor)
         assert torch.equal(out[covered], anchor[covered])  # covered pixels keep the anchor exactly
+        decoder.pin_covered = False  # how training with learn_covered sees it: the weight everywhere
+        trust = torch.sigmoid(torch.tensor(ANCHOR_TRUST_INIT))
+        torch.testing.assert_close(decoder(latent, anchor, mask), trust * anchor + (1 - trust) * base(latent))
+        decoder.pin_covered = True
     decoder.save(tmp_path / "anchor")
     loaded = load_fast_decoder(tmp_path / "anchor", autoencoder_folder)
     assert isinstance(loaded, AnchorDecoder) and loaded.downsample == 8
@@ -152,6 +157,7 @@ def fast_decoder_folder(autoencoder_folder, tmp_path_factory):
 def test_anchor_decoder_trains_on_generated_latents(export_dir, autoencoder_folder, fast_decoder_folder, tmp_path):
     from models.autoencoder import AnchorDecoder
     from models.train_autoencoder import (
+        AnchorDecoderSamples,
         AnchorDecoderTrainConfig,
         anchor_decoder_psnr,
         anchor_decoder_samples,
@@ -171,6 +177,14 @@ def test_anchor_decoder_trains_on_generated_latents(export_dir, autoencoder_fold
     # it learns, and ends at least at the classical fill it is given (an untrained tiny generator's
     # latents hold little to improve on it with; the demo model's card measures that part)
     assert after > before + 0.03 and after > baseline - 0.05, (before, after, baseline)
+    soft = replace(config, steps=10, learn_covered=True)
+    trained = train_anchor_decoder(samples, fast_decoder_folder, autoencoder_folder, tmp_path / "soft", soft,
+                                   progress=False)
+    anchor, mask, _ = AnchorDecoderSamples.split(samples.images[:2])
+    with torch.no_grad():
+        out = trained(samples.latents[:4:2], anchor, mask)
+    covered = mask.bool().expand_as(anchor)
+    assert torch.equal(out[covered], anchor[covered])  # trained soft, saved pinned
 
 
 def test_engine_and_pipeline_feed_the_anchor_to_an_anchor_decoder(distill_run, autoencoder_folder,
