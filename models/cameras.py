@@ -68,30 +68,49 @@ def validate_c2w(c2w: np.ndarray, name: str = "c2w") -> np.ndarray:
     m = np.asarray(c2w, dtype=np.float64)
     if m.shape[-2:] != (4, 4) or m.ndim not in (2, 3):
         raise CameraError(f"{name} must be a 4x4 matrix (or N x 4 x 4); got shape {m.shape}")
+    if m.ndim == 2:
+        # One pose per server request: plain floats, because numpy's per-call cost is ten
+        # times this arithmetic on a 4x4 (16 us against 1.6 us).
+        rows = m.tolist()
+        if not all(map(math.isfinite, rows[0] + rows[1] + rows[2] + rows[3])):
+            raise CameraError(f"{name} must be finite; it contains NaN or inf")
+        (a0, a1, a2, _), (b0, b1, b2, _), (c0, c1, c2, _), last = rows
+        last_row_err = max(abs(last[0]), abs(last[1]), abs(last[2]), abs(last[3] - 1.0))
+        ortho_err = max(  # |R R^T - I|: the rows' norms and pairwise dot products
+            abs(a0 * a0 + a1 * a1 + a2 * a2 - 1.0), abs(b0 * b0 + b1 * b1 + b2 * b2 - 1.0),
+            abs(c0 * c0 + c1 * c1 + c2 * c2 - 1.0), abs(a0 * b0 + a1 * b1 + a2 * b2),
+            abs(a0 * c0 + a1 * c1 + a2 * c2), abs(b0 * c0 + b1 * c1 + b2 * c2),
+        )
+        det = a0 * (b1 * c2 - b2 * c1) - a1 * (b0 * c2 - b2 * c0) + a2 * (b0 * c1 - b1 * c0)
+        _check_rigid(name, last, last_row_err, ortho_err, det)
+        return m
     if not np.all(np.isfinite(m)):
         raise CameraError(f"{name} must be finite; it contains NaN or inf")
-    # Vectorised over the batch: the server validates a pose on every render.
-    batch = m.reshape(-1, 4, 4)
-    rot = batch[:, :3, :3]
-    last_row_err = np.abs(batch[:, 3] - _LAST_ROW).max(axis=1)
+    rot = m[:, :3, :3]
+    last_row_err = np.abs(m[:, 3] - _LAST_ROW).max(axis=1)
     ortho_err = np.abs(rot @ rot.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
     det = np.linalg.det(rot)
     bad = np.flatnonzero((last_row_err > ORTHONORMAL_TOL) | (ortho_err > ORTHONORMAL_TOL) | (det < 0))
     if bad.size:
-        idx = int(bad[0])
-        where = f"{name}[{idx}]" if m.ndim == 3 else name
-        if last_row_err[idx] > ORTHONORMAL_TOL:
-            raise CameraError(f"{where} last row must be [0, 0, 0, 1]; got {batch[idx, 3].tolist()}")
-        if ortho_err[idx] > ORTHONORMAL_TOL:
-            raise CameraError(
-                f"{where} rotation must be orthonormal (a rigid transform, no scale or shear); "
-                f"max |R R^T - I| = {ortho_err[idx]:.3g} > {ORTHONORMAL_TOL:g}"
-            )
+        i = int(bad[0])
+        _check_rigid(f"{name}[{i}]", m[i, 3].tolist(), last_row_err[i], ortho_err[i], det[i])
+    return m
+
+
+def _check_rigid(where: str, last_row: list[float], last_row_err: float, ortho_err: float, det: float) -> None:
+    """Raise the CameraError that names what makes a pose not rigid (nothing if it is)."""
+    if last_row_err > ORTHONORMAL_TOL:
+        raise CameraError(f"{where} last row must be [0, 0, 0, 1]; got {last_row}")
+    if ortho_err > ORTHONORMAL_TOL:
         raise CameraError(
-            f"{where} must be a rigid transform; got det(R)={det[idx]:.3g} "
+            f"{where} rotation must be orthonormal (a rigid transform, no scale or shear); "
+            f"max |R R^T - I| = {ortho_err:.3g} > {ORTHONORMAL_TOL:g}"
+        )
+    if det < 0:
+        raise CameraError(
+            f"{where} must be a rigid transform; got det(R)={det:.3g} "
             "(a reflection: mixed-handed axes? convert with models.cameras first)"
         )
-    return m
 
 
 def validate_K(K: np.ndarray, width: int | None = None, height: int | None = None) -> np.ndarray:

@@ -252,11 +252,14 @@ def _type_names(types: type | tuple) -> str:
     return " or ".join(t.__name__ for t in ts)
 
 
+_NUMBER_TYPES = {int, float}  # what msgpack decodes numbers to
+
+
 def matrix(value: Any, rows: int, name: str, rid: int | None) -> np.ndarray:
     """A flat row-major list of ``rows * rows`` numbers -> float64 (rows, rows)."""
     if not isinstance(value, list) or len(value) != rows * rows:
         raise ProtocolError(E_BAD_REQUEST, f"'{name}' must be a flat row-major list of {rows * rows} numbers", rid)
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+    if not set(map(type, value)) <= _NUMBER_TYPES:  # exact types: bool, a subclass of int, is refused
         raise ProtocolError(E_BAD_REQUEST, f"'{name}' must contain only numbers", rid)
     return np.asarray(value, dtype=np.float64).reshape(rows, rows)
 
@@ -279,7 +282,7 @@ def intrinsics(value: Any, width: int, height: int, rid: int | None) -> np.ndarr
 
 def flat(m: np.ndarray) -> list[float]:
     """A matrix as the flat row-major float list the wire uses."""
-    return [float(x) for x in np.asarray(m, dtype=np.float64).reshape(-1)]
+    return np.asarray(m, dtype=np.float64).reshape(-1).tolist()
 
 
 def size(value: Any, name: str, max_side: int, rid: int | None) -> tuple[int, int]:

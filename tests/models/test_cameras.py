@@ -233,3 +233,30 @@ def test_pixel_rays_hit_their_pixel_centres() -> None:
     v, u = np.divmod(np.arange(90 * 120), 120)
     np.testing.assert_allclose(uv, np.column_stack([u + 0.5, v + 0.5]), atol=1e-9)
     np.testing.assert_allclose(z, 3.0)
+
+
+def test_one_pose_and_batched_validation_agree() -> None:
+    """validate_c2w codes one check twice (plain floats for one pose, numpy for a batch):
+    same verdict and message, on rigid poses and on each way of breaking one, near the tolerance too."""
+
+    def outcome(m: np.ndarray) -> str:
+        try:
+            cameras.validate_c2w(m)
+            return "ok"
+        except CameraError as exc:
+            return str(exc).replace("c2w[0]", "c2w")
+
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(40):
+        pose = _random_c2w(rng)
+        shear = np.eye(4)
+        shear[0, 1] = rng.choice([5e-5, 2e-4])
+        moved = pose.copy()
+        moved[3, 2] = rng.choice([5e-5, 1e-3])
+        for m in (pose, pose @ np.diag([1.0, 1.0, -1.0, 1.0]), pose @ np.diag([1 + rng.choice([5e-5, 3e-4]), 1, 1, 1]),
+                  pose @ shear, moved):
+            single = outcome(m)
+            assert single == outcome(m[None])
+            seen.add(single.split(" ")[1] if single != "ok" else "ok")
+    assert seen == {"ok", "last", "rotation", "must"}  # rigid, bad last row, not orthonormal, reflection
