@@ -180,7 +180,7 @@ class Client:
     def _recv(self, timeout_s: float) -> P.Message | None:
         if not self._sock.poll(max(0, int(timeout_s * 1000))):
             return None
-        return P.decode(self._sock.recv_multipart(copy=False), P.Limits())
+        return P.decode(self._sock.recv_multipart(copy=False))  # the protocol's default limits
 
     def _wait(self, rid: int, timeout_s: float) -> P.Message:
         """The reply to ``rid`` (other replies go to the inbox); raises on timeout or ``error``."""

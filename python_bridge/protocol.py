@@ -213,7 +213,7 @@ def _wrap_blob(desc: Any, buf: memoryview, index: int, rid: int | None, limits: 
             E_MALFORMED, f"{where}: descriptor must be {{dtype: uint8|float32, shape: [..]}}; got {desc!r}", rid
         )
     shape = desc["shape"]
-    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s for s in shape) or len(shape) > 4:
+    if len(shape) > 4 or not set(map(type, shape)) <= {int} or min(shape, default=0) < 0:  # exact int: no bools
         raise ProtocolError(E_MALFORMED, f"{where}: shape must be up to 4 non-negative integers; got {shape}", rid)
     dtype = _DTYPES[desc["dtype"]]
     expected = math.prod(shape) * dtype.itemsize
