@@ -45,7 +45,7 @@ class PassThrough:
     def __init__(self, infer_ms: float = 0.0) -> None:
         self.infer_s = infer_ms / 1e3
         self.frame_size = (SIZE, SIZE)
-        self._frames: dict[tuple[int, int], np.ndarray] = {}
+        self._frames: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def describe(self) -> dict:
         return {"name": "pass-through", "frame_size": [SIZE, SIZE], "steps": [1], "provider": "none"}
@@ -57,10 +57,12 @@ class PassThrough:
         if self.infer_s:
             time.sleep(self.infer_s)
         size = size or self.frame_size
-        if size not in self._frames:
-            self._frames[size] = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-        K = K if K is not None else np.array([[size[0], 0, size[0] / 2], [0, size[0], size[1] / 2], [0, 0, 1.0]])
-        return RenderResult(self._frames[size], K, c2w, 0, "pass-through", {})
+        if size not in self._frames:  # made once per size: the "model" itself should cost nothing
+            K_default = np.array([[size[0], 0, size[0] / 2], [0, size[0], size[1] / 2], [0, 0, 1.0]])
+            rgb = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+            self._frames[size] = rgb, K_default
+        rgb, K_default = self._frames[size]
+        return RenderResult(rgb, K if K is not None else K_default, c2w, 0, "pass-through", {})
 
 
 def one_view() -> list:

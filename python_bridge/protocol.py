@@ -202,8 +202,9 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
         )
     parts = zip(descs, frames[1:], strict=True)
     blobs = [_wrap_blob(d, _frame_buffer(f), i, rid, limits) for i, (d, f) in enumerate(parts)]
-    fields = {k: v for k, v in header.items() if k not in ("v", "type", "id")}
-    return Message(mtype, rid, fields, blobs)
+    for envelope in ("v", "type", "id"):  # what is left of the header are the fields
+        header.pop(envelope, None)
+    return Message(mtype, rid, header, blobs)
 
 
 def _wrap_blob(desc: Any, buf: memoryview, index: int, rid: int | None, limits: Limits) -> np.ndarray:
