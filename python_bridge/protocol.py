@@ -234,12 +234,12 @@ def _wrap_blob(desc: Any, buf: memoryview, index: int, rid: int | None, limits: 
 
 def require(fields: dict, name: str, types: type | tuple, rid: int | None, optional: bool = False) -> Any:
     """Field ``name`` of the expected type(s); None when ``optional`` and absent."""
-    if name not in fields or fields[name] is None:
+    value = fields.get(name)
+    if value is None:
         if optional:
             return None
         raise ProtocolError(E_BAD_REQUEST, f"field '{name}' is required", rid)
-    value = fields[name]
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+    if value.__class__ is bool and types is not bool and (not isinstance(types, tuple) or bool not in types):
         raise ProtocolError(E_BAD_REQUEST, f"field '{name}' must be {_type_names(types)}; got a boolean", rid)
     if not isinstance(value, types):
         raise ProtocolError(

@@ -191,8 +191,7 @@ class Server:
         self._session_of: dict[bytes, str] = {}
         self._builder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="worldfm-build")
         self._auth = None
-        self.stats = {"requests": 0, "frames": 0, "superseded": 0, "errors": 0}  # guarded by _stats_lock
-        self._stats_lock = threading.Lock()
+        self.stats = {"requests": 0, "frames": 0, "superseded": 0, "errors": 0}  # changed under the I/O lock
         # The I/O lock guards the ROUTER and all request state (sessions, scenes, scheduler,
         # _rendering); whichever thread holds it is the one talking to clients.
         self._lock = threading.Lock()
@@ -279,13 +278,14 @@ class Server:
         selector.register(self._router_fd, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
         reply: list | None = None
+        rendered: str | None = None  # the message type of the render reply in hand
         try:
             while True:
-                job = self._turn(reply, rendered=reply is not None, can_render=True)
+                job = self._turn(reply, rendered=rendered, can_render=True)
                 if job is not None:
-                    reply = self._render_reply(job)  # outside the lock
+                    reply, rendered = self._render_reply(job)  # outside the lock
                     continue
-                reply = None
+                reply, rendered = None, None
                 if self._stop.is_set():
                     return
                 for key, _ in selector.select(self.config.poll_ms / 1e3):
@@ -297,18 +297,21 @@ class Server:
         finally:
             selector.close()
 
-    def _turn(self, reply: list | None = None, rendered: bool = False, can_render: bool = False) -> RenderJob | None:
-        """One turn at the ROUTER, under the I/O lock: send ``reply`` (a finished render's or
-        build's), read and handle the requests waiting (bounded), expire idle sessions when
-        due and, if ``can_render`` and a render slot is free, take the next queued job.
+    def _turn(self, reply: list | None = None, rendered: str | None = None, can_render: bool = False
+              ) -> RenderJob | None:
+        """One turn at the ROUTER, under the I/O lock: send ``reply`` (a finished render's, whose
+        message type is ``rendered``, or a build's), read and handle the requests waiting
+        (bounded), expire idle sessions when due and, if ``can_render`` and a render slot is
+        free, take the next queued job.
 
         Reading ``ZMQ_EVENTS`` (which every socket operation does) resets the edge-triggered
         ``ZMQ_FD``, so threads waiting on it would miss what this turn leaves behind: requests
         beyond the bound, or jobs this thread cannot take. The turn says so on the wake socket.
         """
         with self._lock:
-            if rendered:
+            if rendered is not None:
                 self._rendering -= 1
+                self._count("frames" if rendered == P.FRAME else "errors")
             if reply is not None:
                 self._send(reply)
             now = time.monotonic()
@@ -355,8 +358,7 @@ class Server:
             log.debug("dropping a reply to a vanished or stalled client: %s", exc)
 
     def _count(self, key: str) -> None:
-        with self._stats_lock:
-            self.stats[key] += 1
+        self.stats[key] += 1
 
     def _reply_to(self, identity: bytes, msg: P.Message) -> None:
         if msg.type == P.ERROR:
@@ -563,13 +565,16 @@ class Server:
 
     # ------------------------------------------------------------------ outside the lock
 
-    def _render_reply(self, job: RenderJob) -> list:
-        """The frames answering ``job``: its frame, or an error if rendering or encoding failed."""
+    def _render_reply(self, job: RenderJob) -> tuple[list, str]:
+        """The frames answering ``job`` and their message type: its frame, or an error if
+        rendering or encoding failed."""
         try:
-            return [job.identity, *P.encode(self._run_job(job))]
-        except Exception as exc:  # encoding the reply failed: a bug must cost one request, never the server
-            log.exception("render %s: reply could not be encoded", job.request.id)
-            return [job.identity, *P.encode(P.error(P.E_INTERNAL, f"reply encoding failed: {exc}", job.request.id))]
+            msg = self._run_job(job)
+            return [job.identity, *P.encode(msg)], msg.type
+        except Exception as exc:  # a bug must cost one request, never the server
+            log.exception("render %s: no reply could be made", job.request.id)
+            error = P.error(P.E_INTERNAL, f"reply encoding failed: {exc}", job.request.id)
+            return [job.identity, *P.encode(error)], error.type
 
     def _run_job(self, job: RenderJob) -> P.Message:
         req, rid = job.request, job.request.id
@@ -589,7 +594,6 @@ class Server:
                 "image_encode_ms": (time.perf_counter() - t_enc) * 1e3,
             }
             timings["total_ms"] = (time.perf_counter() - job.received) * 1e3
-            self._count("frames")
             h, w = result.rgb.shape[:2]
             return P.Message(
                 P.FRAME,

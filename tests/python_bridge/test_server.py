@@ -245,6 +245,7 @@ def test_pipeline_failures_become_errors(make_server):
             c.render(scene, pose(FAIL_X))
         assert err.value.code == P.E_INTERNAL and "stub failure" in err.value.message
         assert c.render(scene, pose(0.0)).mode == "stub"
+    assert server.stats["frames"] == 1 and server.stats["errors"] == 1  # the failed render counts as an error
 
 
 def test_client_vanishing_mid_request_does_not_hurt_others(make_server):
