@@ -207,7 +207,7 @@ class Engine:
 
     @property
     def precision(self) -> str:
-        """"fp16" when every generator graph in use is fp16, "fp32" when none is, else "mixed"."""
+        """``fp16`` when every generator graph in use is fp16, ``fp32`` when none is, else ``mixed``."""
         if not self.fp16_graphs:
             return "fp32"
         generators = [g for g in self.graph_files if g.startswith("generator_")]
