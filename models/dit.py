@@ -434,13 +434,13 @@ class WorldFMDiT(nn.Module):
         ``tgt_c2w``: (B, 4, 4) metres. Returns (B, C_out, h, w); C_out = 2C with learned
         sigma (the first C channels are the prediction the samplers use).
         """
-        anchor_latent, anchor_mask = self._unless_ablated("anchor", anchor_latent, anchor_mask)
-        (ref_latent,) = self._unless_ablated("reference", ref_latent)
-        if self.config.ref_isolated:  # the reference first, on its own; then target + anchor
+        if self.config.ref_isolated:  # the reference first, on its own; then target + anchor (each ablates its own)
             keys, values = self.reference_kv(ref_latent, ref_K, t)
             return self.forward_with_reference_kv(
                 z_t, t, anchor_latent, anchor_mask, keys, values, ref_K, ref_c2w, tgt_K, tgt_c2w
             )
+        anchor_latent, anchor_mask = self._unless_ablated("anchor", anchor_latent, anchor_mask)
+        (ref_latent,) = self._unless_ablated("reference", ref_latent)
         views = [self._mask_channel(z_t, None), self._mask_channel(anchor_latent, anchor_mask), self._mask_channel(ref_latent, None)]
         c2w = normalise_cameras(ref_c2w, tgt_c2w, self.config.pose_scale_m)  # (B, 3, 4, 4)
         Ks = torch.stack([tgt_K, tgt_K, ref_K], dim=1).float()  # (B, 3, 3, 3)
