@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -114,11 +115,12 @@ def _scale_shift(vae: nn.Module) -> tuple[float, float]:
     return float(cfg.scaling_factor), float(getattr(cfg, "shift_factor", None) or 0.0)
 
 
-def unscaled_latent(vae: nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """The latent of ``image`` before scaling: an ``AutoencoderKL``'s posterior mean, or an
-    ``AutoencoderTiny``'s (deterministic) latent."""
+def encode_unscaled(vae: nn.Module, image: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """(latent of ``image`` before scaling, posterior): an ``AutoencoderKL``'s posterior mean
+    and posterior, or an ``AutoencoderTiny``'s (deterministic) latent and None."""
     out = vae.encode(image)
-    return out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latents
+    posterior = getattr(out, "latent_dist", None)
+    return (out.latents if posterior is None else posterior.mode()), posterior
 
 
 class LatentEncoder(nn.Module):
@@ -135,7 +137,7 @@ class LatentEncoder(nn.Module):
         self.scale, self.shift = _scale_shift(vae)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return (unscaled_latent(self.vae, image) - self.shift) * self.scale
+        return (encode_unscaled(self.vae, image)[0] - self.shift) * self.scale
 
 
 class LatentDecoder(nn.Module):

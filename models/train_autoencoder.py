@@ -44,10 +44,10 @@ from models.autoencoder import (
     autoencoder_sha256,
     demo_autoencoder,
     downsample_factor,
+    encode_unscaled,
     fast_decoder_blocks,
     load_autoencoder,
     load_fast_decoder,
-    unscaled_latent,
 )
 from models.train_state import load_state, save_state
 
@@ -97,9 +97,7 @@ def autoencoder_loss(vae: nn.Module, x: torch.Tensor, kl_weight: float) -> tuple
     """(total loss, reconstruction MSE) of ``vae`` on images ``x`` (B, 3, H, W) in [-1, 1].
 
     An ``AutoencoderTiny`` has no posterior, so no KL term."""
-    out = vae.encode(x)
-    posterior = getattr(out, "latent_dist", None)
-    latent = out.latents if posterior is None else posterior.mode()
+    latent, posterior = encode_unscaled(vae, x)
     loss, mse = reconstruction_loss(vae.decode(latent).sample, x)
     if kl_weight > 0 and posterior is not None:
         loss = loss + kl_weight * posterior.kl().mean() / x[0].numel()
@@ -114,7 +112,7 @@ def psnr_from_mse(mse: float, peak_to_peak: float = 2.0) -> float:
 @torch.no_grad()
 def latent_std(vae: nn.Module, images: torch.Tensor, batch: int = 8) -> float:
     """Std of the unscaled latents (posterior means) over ``images`` (N, 3, H, W)."""
-    latents = [unscaled_latent(vae, images[i : i + batch]) for i in range(0, len(images), batch)]
+    latents = [encode_unscaled(vae, images[i : i + batch])[0] for i in range(0, len(images), batch)]
     return float(torch.cat(latents).std())
 
 
