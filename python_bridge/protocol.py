@@ -239,7 +239,7 @@ def require(fields: dict, name: str, types: type | tuple, rid: int | None, optio
         if optional:
             return None
         raise ProtocolError(E_BAD_REQUEST, f"field '{name}' is required", rid)
-    if value.__class__ is bool and types is not bool and (not isinstance(types, tuple) or bool not in types):
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise ProtocolError(E_BAD_REQUEST, f"field '{name}' must be {_type_names(types)}; got a boolean", rid)
     if not isinstance(value, types):
         raise ProtocolError(
