@@ -119,6 +119,7 @@ class Client:
         self._async: dict[int, float] = {}  # request id -> perf_counter at send
         self._lost: deque[BridgeError] = deque()  # async renders forgotten by a reconnect, for poll()
         self._sock: zmq.Socket | None = None
+        self._poller: zmq.Poller | None = None
         self.stray_replies = 0  # replies to no outstanding request (e.g. late ones after a reconnect)
         self.welcome: dict = {}
         if connect:
@@ -134,6 +135,8 @@ class Client:
             sock.curve_publickey, sock.curve_secretkey = self._client_keys
         sock.connect(self.endpoint)
         self._sock = sock
+        self._poller = zmq.Poller()  # kept: Socket.poll builds a new Poller per call
+        self._poller.register(sock, zmq.POLLIN)
 
     def connect(self) -> dict:
         """Open the socket and handshake; returns the ``welcome`` fields (model, frame size, limits)."""
@@ -178,7 +181,7 @@ class Client:
         self._sock.send_multipart(P.encode(msg), copy=False)
 
     def _recv(self, timeout_s: float) -> P.Message | None:
-        if not self._sock.poll(max(0, int(timeout_s * 1000))):
+        if not self._poller.poll(max(0, int(timeout_s * 1000))):
             return None
         return P.decode(self._sock.recv_multipart(copy=False))  # the protocol's default limits
 

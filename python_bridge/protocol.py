@@ -57,6 +57,7 @@ E_SHUTTING_DOWN = "shutting_down"
 E_INTERNAL = "internal"
 
 _DTYPES = {"uint8": np.dtype("<u1"), "float32": np.dtype("<f4")}
+_DTYPE_NAMES = {dt: name for name, dt in _DTYPES.items()}
 
 
 class ProtocolError(Exception):
@@ -112,18 +113,19 @@ class Message:
 
 def encode(msg: Message) -> list[bytes | memoryview]:
     """Message -> multipart frames (header first). Arrays are sent without a copy."""
-    blobs = [np.ascontiguousarray(b) for b in msg.blobs]
-    descs = []
-    for b in blobs:
-        name = next((n for n, dt in _DTYPES.items() if dt == b.dtype.newbyteorder("<")), None)
-        if name is None:
-            raise ValueError(f"blobs must be uint8 or float32 arrays; got {b.dtype}")
-        descs.append({"dtype": name, "shape": list(b.shape)})
     header = {"v": PROTOCOL_VERSION, "type": msg.type, "id": msg.id, **msg.fields}
-    if descs:
-        header["blobs"] = descs
-    packed = msgpack.packb(header, use_bin_type=True)
-    return [packed, *(memoryview(b.astype(b.dtype.newbyteorder("<"), copy=False)).cast("B") for b in blobs)]
+    if not msg.blobs:
+        return [msgpack.packb(header, use_bin_type=True)]
+    blobs = []
+    for b in msg.blobs:
+        b = np.ascontiguousarray(b)
+        if b.dtype.byteorder == ">":  # the wire is little-endian
+            b = b.astype(b.dtype.newbyteorder("<"))
+        if b.dtype not in _DTYPE_NAMES:
+            raise ValueError(f"blobs must be uint8 or float32 arrays; got {b.dtype}")
+        blobs.append(b)
+    header["blobs"] = [{"dtype": _DTYPE_NAMES[b.dtype], "shape": list(b.shape)} for b in blobs]
+    return [msgpack.packb(header, use_bin_type=True), *(memoryview(b).cast("B") for b in blobs)]
 
 
 def _frame_buffer(frame: Any) -> memoryview:

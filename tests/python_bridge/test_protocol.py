@@ -237,3 +237,14 @@ def test_parse_render_rejects(fields, code):
 def test_encode_rejects_unsupported_blob_dtypes():
     with pytest.raises(ValueError, match="uint8 or float32"):
         P.encode(P.Message(P.FRAME, 1, {}, [np.zeros(3, np.float64)]))
+
+
+def test_encode_sends_big_endian_and_strided_blobs_as_little_endian_contiguous():
+    big = np.arange(6, dtype=">f4").reshape(2, 3)
+    strided = np.arange(24, dtype=np.uint8).reshape(4, 6)[:, ::2]
+    frames = P.encode(P.Message(P.FRAME, 1, {}, [big, strided]))
+    assert bytes(frames[1]) == np.arange(6, dtype="<f4").tobytes()
+    assert bytes(frames[2]) == np.ascontiguousarray(strided).tobytes()
+    back = P.decode(frames)
+    assert back.blobs[0].dtype == np.dtype("<f4") and np.array_equal(back.blobs[0], big)
+    assert np.array_equal(back.blobs[1], strided)
