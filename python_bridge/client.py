@@ -183,7 +183,7 @@ class Client:
     def _recv(self, timeout_s: float) -> P.Message | None:
         if not self._poller.poll(max(0, int(timeout_s * 1000))):
             return None
-        return P.decode(self._sock.recv_multipart(copy=False))  # the protocol's default limits
+        return P.decode(P.recv_parts(self._sock))  # the protocol's default limits
 
     def _wait(self, rid: int, timeout_s: float) -> P.Message:
         """The reply to ``rid`` (other replies go to the inbox); raises on timeout or ``error``."""

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import msgpack
 import numpy as np
+import zmq
 
 from models.cameras import CameraError, validate_c2w, validate_K
 
@@ -126,6 +127,16 @@ def encode(msg: Message) -> list[bytes | memoryview]:
         blobs.append(b)
     header["blobs"] = [{"dtype": _DTYPE_NAMES[b.dtype], "shape": list(b.shape)} for b in blobs]
     return [msgpack.packb(header, use_bin_type=True), *(memoryview(b).cast("B") for b in blobs)]
+
+
+def recv_parts(sock: zmq.Socket, flags: int = 0, copied: int = 1) -> list:
+    """One multipart message from ``sock``: its first ``copied`` parts as bytes (the ROUTER
+    identity, the msgpack header: a copy of a few hundred bytes costs less than a zero-copy
+    frame object), the rest (image blobs) as zero-copy ``zmq.Frame``."""
+    parts = [sock.recv(flags, copy=copied > 0)]
+    while sock.getsockopt(zmq.RCVMORE):
+        parts.append(sock.recv(flags, copy=len(parts) < copied))
+    return parts
 
 
 def _frame_buffer(frame: Any) -> memoryview:

@@ -372,8 +372,7 @@ class Server:
         for _ in range(256):
             if not self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 return False
-            frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
-            identity, body = frames[0].bytes, frames[1:]
+            identity, *body = P.recv_parts(self._router, zmq.NOBLOCK, copied=2)
             self._count("requests")
             try:
                 msg = P.decode(body, self.limits)
