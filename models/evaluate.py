@@ -12,6 +12,9 @@ scored against the ground-truth frame:
 * ``teacher``: the stage-2 model (PyTorch, DPM-Solver++), when given;
 * baselines: ``raw anchor`` (point-cloud rendering, black holes), ``anchor + hole filling``
   (:func:`models.anchor.fill_holes`, push-pull), ``nearest reference`` (the reference image);
+* ``ground-truth latent (ceiling)``: the ground truth encoded and decoded by the exported
+  graphs (with the anchor, as a generated latent is) -- what a perfect generator would
+  score through this encoder and decoder;
 * inference-time ablations of the 1-step generator: ``no anchor`` (anchor latent and mask
   zeroed), ``no reference`` (reference latent zeroed), ``no camera`` (the reference camera
   replaced by the target's, so PRoPE sees no relative pose). They measure what the trained
@@ -204,6 +207,10 @@ ABLATIONS: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] =
 }
 
 
+# What a perfect generator would score: the ground truth's own latent through the same decoder.
+CEILING = "ground-truth latent (ceiling)"
+
+
 @dataclass
 class EvalResult:
     """Per-method mean metrics, consistency ratios and the per-target images of the strip."""
@@ -266,6 +273,7 @@ def evaluate(
             "raw anchor": t.anchor_rgb,
             "anchor + hole filling": filled,
             "nearest reference": t.reference.rgb,
+            CEILING: runner.decode(runner.encode(gt), filled, t.anchor_mask),
         }
 
         def decode(z: np.ndarray, blank: bool = False) -> np.ndarray:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from models.evaluate import OnnxRunner, evaluate, evaluation_targets, psnr, ssim, warp_error
+from models.evaluate import CEILING, OnnxRunner, evaluate, evaluation_targets, psnr, ssim, warp_error
 from training_fixtures import procedural_scenes, tiny_codec
 
 
@@ -74,7 +74,7 @@ def test_evaluate_the_tiny_export(export_dir, teacher_run, tmp_path):
                       strip=tmp_path / "strip.png", progress=False, ablations=ablations, latent_decoder=tiny_codec()[1])
     expected = {"raw anchor", "anchor + hole filling", "nearest reference", "generator 1 step", "generator 2 steps",
                 "teacher (3 steps)", "1 step, no anchor", "1 step, no reference", "1 step, no camera",
-                "ablation: full", "ablation: no anchor"}
+                "ablation: full", "ablation: no anchor", CEILING}
     assert set(result.rows) == expected
     assert result.targets == 4
     # hole filling only changes empty pixels, and fills them with something closer than black
