@@ -26,7 +26,8 @@ Losses (docs/training.md has the derivation):
   generator's sample and the ground-truth target latent of the same condition. Not part
   of DMD: a supervised anchor for tiny compute budgets, where the teacher itself is weak.
   It pulls toward the conditional mean (higher PSNR, less detail); the DMD term pushes
-  back toward the teacher's distribution.
+  back toward the teacher's distribution. ``hole_weight`` weights it toward the latent
+  cells the point cloud leaves empty (:func:`data_regression_loss`).
 
 Multi-step generators train by backward simulation (DMD2): for a 2-step update, G's own
 first step runs without gradient, its x0 is re-noised to t=200, and the loss is taken on
@@ -87,6 +88,7 @@ class DistillConfig:
     max_t: int = 980
     regression_weight: float = 1.0
     data_regression_weight: float = 0.0
+    hole_weight: float = 0.0
     pool_size: int = 256
     teacher_steps: int = 10
     grad_clip: float = 1.0
@@ -112,6 +114,20 @@ def simulate(model: nn.Module, noise: torch.Tensor, step: int, cond: Condition, 
         x0 = generator_output(model, noise, DISTILLED_T, cond)
     a, s = signal_noise(DISTILLED_MID_T)
     return generator_output(model, a * x0 + s * renoise, DISTILLED_MID_T, cond)
+
+
+def data_regression_loss(x: torch.Tensor, x0: torch.Tensor, anchor_mask: torch.Tensor, hole_weight: float
+                         ) -> torch.Tensor:
+    """``|| x - x0 ||^2`` with each latent cell weighted ``1 + hole_weight * (its share of
+    pixels the cloud leaves empty)``: where the cloud covers the target, an anchor decoder
+    takes the anchor's pixels, so the latent matters most in the holes. ``anchor_mask``
+    (B, 1, H, W) at image resolution; weights are normalised to mean 1 per batch."""
+    err = (x - x0).square()
+    if hole_weight == 0:
+        return err.mean()
+    holes = 1.0 - torch.nn.functional.adaptive_avg_pool2d(anchor_mask, x.shape[-2:])  # (B, 1, h, w)
+    weight = 1.0 + hole_weight * holes
+    return (err * weight).mean() / weight.mean()
 
 
 def x0_from_eps(z_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -246,7 +262,7 @@ def distill(
         x = simulate(generator, torch.randn_like(x0), k, cond, torch.randn_like(x0))
         t = torch.randint(config.min_t, config.max_t + 1, (b,), device=device)
         loss_dmd = dmd_loss(x, teacher, critic, cond, t, torch.randn_like(x0), config.guidance_scale)
-        loss_data = (x - x0).square().mean()
+        loss_data = data_regression_loss(x, x0, cond.anchor_mask, config.hole_weight)
         loss_g = loss_dmd + config.data_regression_weight * loss_data
         loss_reg = torch.zeros(())
         if pool_batches is not None:

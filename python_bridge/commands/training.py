@@ -151,7 +151,8 @@ def run_distill(args: argparse.Namespace) -> int:
                            critic_lr=args.critic_lr, critic_updates=args.critic_updates,
                            generator_steps=tuple(args.generator_steps), guidance_scale=args.guidance_scale,
                            regression_weight=args.regression_weight,
-                           data_regression_weight=args.data_regression_weight, pool_size=args.pool_size,
+                           data_regression_weight=args.data_regression_weight, hole_weight=args.hole_weight,
+                           pool_size=args.pool_size,
                            teacher_steps=args.teacher_steps, seed=args.seed, save_every=args.save_every,
                            workers=args.workers)
     distill(teacher, dataset, args.out, config, val_batch=val, decoder=decoder, device=args.device)
@@ -313,6 +314,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="weight of the regression loss on teacher ODE pairs; 0 = pure DMD2 (default 1)")
     di.add_argument("--data-regression-weight", type=float, default=0.0,
                     help="weight of ||G(z) - ground truth||^2 (ours, for tiny budgets; default 0 = off)")
+    di.add_argument("--hole-weight", type=float, default=0.0,
+                    help="extra weight of the data regression in latent cells the cloud leaves empty, "
+                         "per unit of empty share (default 0 = uniform)")
     di.add_argument("--pool-size", type=int, default=256, help="teacher ODE pairs (default 256)")
     di.add_argument("--teacher-steps", type=int, default=10, help="DPM-Solver++ steps of the teacher (default 10)")
     di.set_defaults(func=run_distill)

@@ -77,3 +77,19 @@ def test_data_regression_pulls_the_generator_to_the_ground_truth(teacher_run, pa
     distill(load_model(teacher_run / "teacher.safetensors"), pair_dataset, tmp_path, config, progress=False)
     records = read_log(tmp_path)
     assert records[-1]["x0_mse"] < records[0]["x0_mse"], records
+
+
+def test_data_regression_loss_weights_the_holes():
+    from models.distill import data_regression_loss
+
+    x0 = torch.zeros(1, 2, 2, 2)
+    x = torch.zeros(1, 2, 2, 2)
+    x[..., 0, 0] = 1.0  # the error sits in the top-left latent cell
+    covered = torch.ones(1, 1, 8, 8)
+    hole_top_left = covered.clone()
+    hole_top_left[..., :4, :4] = 0.0  # that cell is all hole
+    plain = (x - x0).square().mean()
+    assert torch.isclose(data_regression_loss(x, x0, hole_top_left, 0.0), plain)
+    assert torch.isclose(data_regression_loss(x, x0, covered, 3.0), plain)  # no holes: uniform
+    # weights 4, 1, 1, 1 normalised to mean 1: the hole cell's error counts 4 / 1.75
+    assert torch.isclose(data_regression_loss(x, x0, hole_top_left, 3.0), plain * 4 / 1.75)
