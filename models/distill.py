@@ -145,7 +145,8 @@ def dmd_loss(x: torch.Tensor, teacher: nn.Module, critic: nn.Module, cond: Condi
         real_fn = lambda z, tt: teacher(z, tt, *cond.model_args())[:, : z.shape[1]]  # noqa: E731
         if guidance_scale != 1.0:
             uncond = null_condition(cond)
-            real_fn = guided(real_fn, lambda z, tt: teacher(z, tt, *uncond.model_args())[:, : z.shape[1]], guidance_scale)
+            uncond_fn = lambda z, tt: teacher(z, tt, *uncond.model_args())[:, : z.shape[1]]  # noqa: E731
+            real_fn = guided(real_fn, uncond_fn, guidance_scale)
         x0_real = x0_from_eps(z_t, real_fn(z_t, tf), t)
         x0_fake = x0_from_eps(z_t, critic(z_t, tf, *cond.model_args())[:, : z_t.shape[1]], t)
         norm = (x.detach() - x0_real).abs().mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
