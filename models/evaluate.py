@@ -273,13 +273,14 @@ def evaluate(
             "raw anchor": t.anchor_rgb,
             "anchor + hole filling": filled,
             "nearest reference": t.reference.rgb,
-            CEILING: runner.decode(runner.encode(gt), filled, t.anchor_mask),
         }
 
         def decode(z: np.ndarray, blank: bool = False) -> np.ndarray:
             if blank:
                 return runner.decode(z, np.zeros_like(filled), np.zeros_like(t.anchor_mask))
             return runner.decode(z, filled, t.anchor_mask)
+
+        out[CEILING] = decode(runner.encode(gt))
 
         for s in runner.steps:
             out[f"generator {s} step{'s' if s > 1 else ''}"] = decode(runner.generate(s, noise[:, :s], x))

@@ -282,8 +282,8 @@ class AnchorDecoderTrainConfig:
 
     ``learn_covered``: train the blend weight on covered pixels as well, instead of pinning
     it to the anchor there as inference does. The shipped demo decoder was trained so and
-    scored higher than one trained pinned (30.43 vs 30.33 dB in the held-out check;
-    docs/model.md).
+    scored higher than one trained pinned (30.43 vs 30.33 dB in the held-out check, on the
+    previous release's generator; docs/model.md).
     """
 
     steps: int = 2500
