@@ -119,7 +119,7 @@ class Client:
         self._async: dict[int, float] = {}  # request id -> perf_counter at send
         self._lost: deque[BridgeError] = deque()  # async renders forgotten by a reconnect, for poll()
         self._sock: zmq.Socket | None = None
-        self._poller: zmq.Poller | None = None
+        self._rcvtimeo_ms = -1  # ZMQ_RCVTIMEO of the socket, changed only when a wait needs another
         self.stray_replies = 0  # replies to no outstanding request (e.g. late ones after a reconnect)
         self.welcome: dict = {}
         if connect:
@@ -135,8 +135,7 @@ class Client:
             sock.curve_publickey, sock.curve_secretkey = self._client_keys
         sock.connect(self.endpoint)
         self._sock = sock
-        self._poller = zmq.Poller()  # kept: Socket.poll builds a new Poller per call
-        self._poller.register(sock, zmq.POLLIN)
+        self._rcvtimeo_ms = -1  # libzmq's default: block
 
     def connect(self) -> dict:
         """Open the socket and handshake; returns the ``welcome`` fields (model, frame size, limits)."""
@@ -178,20 +177,32 @@ class Client:
     # ------------------------------------------------------------------ messaging
 
     def _send(self, msg: P.Message) -> None:
-        self._sock.send_multipart(P.encode(msg), copy=False)
+        P.send_parts(self._sock, P.encode(msg))
 
     def _recv(self, timeout_s: float) -> P.Message | None:
-        if not self._poller.poll(max(0, int(timeout_s * 1000))):
+        """The next message, or None after ``timeout_s``.
+
+        A blocking receive under ZMQ_RCVTIMEO, set only when the timeout changes: polling
+        first and receiving after costs one more pass through libzmq per reply."""
+        timeout_ms = max(0, round(timeout_s * 1000))
+        if timeout_ms != self._rcvtimeo_ms:
+            self._sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._rcvtimeo_ms = timeout_ms
+        try:
+            parts = P.recv_parts(self._sock)
+        except zmq.Again:
             return None
-        return P.decode(P.recv_parts(self._sock))  # the protocol's default limits
+        return P.decode(parts)  # the protocol's default limits
 
     def _wait(self, rid: int, timeout_s: float) -> P.Message:
         """The reply to ``rid`` (other replies go to the inbox); raises on timeout or ``error``."""
         deadline = time.monotonic() + timeout_s
+        remaining = timeout_s  # the first wait uses it as given, so ZMQ_RCVTIMEO rarely changes
         while True:
-            msg = self._recv(deadline - time.monotonic())
+            msg = self._recv(remaining)
             if msg is None:
                 raise TimeoutError(f"no reply to request {rid} within {timeout_s:g} s")
+            remaining = deadline - time.monotonic()
             if msg.id != rid:
                 self._inbox.append(msg)
                 continue

@@ -129,13 +129,33 @@ def encode(msg: Message) -> list[bytes | memoryview]:
     return [msgpack.packb(header, use_bin_type=True), *(memoryview(b).cast("B") for b in blobs)]
 
 
+# Plain ints: pyzmq's flag enums cost a Python call for every `|` or `&` on them.
+SNDMORE, POLLIN = int(zmq.SNDMORE), int(zmq.POLLIN)
+
+
+def send_parts(sock: zmq.Socket, parts: Sequence[Any], flags: int = 0) -> None:
+    """Send ``parts`` as one multipart message, big parts without a copy.
+
+    ``Socket.send_multipart`` does the same plus a type check of every part and enum
+    arithmetic on the flags: 11 us against 8 us for a 512x512 frame reply, timed alone."""
+    more = int(flags) | SNDMORE
+    for part in parts[:-1]:
+        sock.send(part, more, copy=False)
+    sock.send(parts[-1], flags, copy=False)
+
+
 def recv_parts(sock: zmq.Socket, flags: int = 0, copied: int = 1) -> list:
     """One multipart message from ``sock``: its first ``copied`` parts as bytes (the ROUTER
-    identity, the msgpack header: a copy of a few hundred bytes costs less than a zero-copy
-    frame object), the rest (image blobs) as zero-copy ``zmq.Frame``."""
-    parts = [sock.recv(flags, copy=copied > 0)]
-    while sock.getsockopt(zmq.RCVMORE):
-        parts.append(sock.recv(flags, copy=len(parts) < copied))
+    identity, the msgpack header: a copy of a few hundred bytes costs less than keeping a
+    frame object), the rest (image blobs) as zero-copy ``zmq.Frame``.
+
+    Parts are read as frames whose ``more`` ends the loop: asking ``ZMQ_RCVMORE`` goes
+    through pyzmq's option enum on every part (10 us against 8 us for a frame request)."""
+    frame = sock.recv(flags, copy=False)
+    parts = [frame.bytes if copied else frame]
+    while frame.more:
+        frame = sock.recv(flags, copy=False)
+        parts.append(frame.bytes if len(parts) < copied else frame)
     return parts
 
 
@@ -407,10 +427,13 @@ def parse_views(msg: Message, limits: Limits) -> list:
     return frames
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RenderRequest:
     """A checked ``render``: pose (4, 4) c2w metres, optional K (3, 3) pixels and [W, H] size,
-    image ``encoding``/``quality``, generator ``steps`` and noise ``seed``."""
+    image ``encoding``/``quality``, generator ``steps`` and noise ``seed``.
+
+    Not frozen, though nothing changes it: one is made per request, and a frozen
+    dataclass's ``__init__`` costs 1.2 us against 0.2 us."""
 
     id: int | None
     scene: str

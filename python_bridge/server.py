@@ -353,7 +353,7 @@ class Server:
 
     def _send(self, frames: list) -> None:
         try:
-            self._router.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            P.send_parts(self._router, frames, zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the client went away; EAGAIN: it stopped reading
             log.debug("dropping a reply to a vanished or stalled client: %s", exc)
 
@@ -370,7 +370,7 @@ class Server:
         long under a flood); returns whether more are waiting. Asks ZMQ_EVENTS rather than
         catching zmq.Again: cheaper, and it leaves ZMQ_FD's edge state current."""
         for _ in range(256):
-            if not self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if not self._router.getsockopt(zmq.EVENTS) & P.POLLIN:
                 return False
             identity, *body = P.recv_parts(self._router, zmq.NOBLOCK, copied=2)
             self._count("requests")
@@ -386,7 +386,7 @@ class Server:
                 reply = P.error(P.E_INTERNAL, f"internal server error: {exc}", P.peek_id(body[0]) if body else None)
             if reply is not None:
                 self._reply_to(identity, reply)
-        return bool(self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+        return bool(self._router.getsockopt(zmq.EVENTS) & P.POLLIN)
 
     def _handle(self, identity: bytes, msg: P.Message) -> P.Message | None:
         rid = msg.id
