@@ -79,6 +79,18 @@ def test_decode_from_zmq_frames_is_zero_copy():
             [msgpack.packb({"v": 1, "type": "ping", "id": 1, "blobs": [{"dtype": "float64", "shape": [1]}]}), b"x" * 8],
             P.E_MALFORMED,
         ),
+        *(  # descriptors a careless or hostile client might send; a list as dtype once raised TypeError
+            ([msgpack.packb({"v": 1, "type": "ping", "id": 1, "blobs": [desc]}), b"x"], P.E_MALFORMED)
+            for desc in (
+                {"dtype": ["uint8"], "shape": [1]},
+                {"dtype": {"a": 1}, "shape": [1]},
+                {"dtype": "uint8"},
+                {"dtype": "uint8", "shape": [True]},
+                {"dtype": "uint8", "shape": [-1]},
+                {"dtype": "uint8", "shape": 1},
+                "uint8",
+            )
+        ),
         (
             [
                 msgpack.packb(
