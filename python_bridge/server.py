@@ -279,9 +279,11 @@ class Server:
         selector.register(self._wake_r, selectors.EVENT_READ)
         reply: list | None = None
         rendered: str | None = None  # the message type of the render reply in hand
+        woken = False  # by the ROUTER: a request is likely waiting
         try:
             while True:
-                job = self._turn(reply, rendered=rendered, can_render=True)
+                job = self._turn(reply, rendered=rendered, can_render=True, woken=woken)
+                woken = False
                 if job is not None:
                     reply, rendered = self._render_reply(job)  # outside the lock
                     continue
@@ -294,15 +296,17 @@ class Server:
                             self._wake_r.recv(4096)
                         except BlockingIOError:
                             pass  # another waiting thread emptied it first
+                    else:
+                        woken = True
         finally:
             selector.close()
 
-    def _turn(self, reply: list | None = None, rendered: str | None = None, can_render: bool = False
-              ) -> RenderJob | None:
+    def _turn(self, reply: list | None = None, rendered: str | None = None, can_render: bool = False,
+              woken: bool = False) -> RenderJob | None:
         """One turn at the ROUTER, under the I/O lock: send ``reply`` (a finished render's, whose
         message type is ``rendered``, or a build's), read and handle the requests waiting
-        (bounded), expire idle sessions when due and, if ``can_render`` and a render slot is
-        free, take the next queued job.
+        (bounded; ``woken``: the ROUTER woke this thread), expire idle sessions when due and,
+        if ``can_render`` and a render slot is free, take the next queued job.
 
         Reading ``ZMQ_EVENTS`` (which every socket operation does) resets the edge-triggered
         ``ZMQ_FD``, so threads waiting on it would miss what this turn leaves behind: requests
@@ -318,7 +322,7 @@ class Server:
             if now >= self._next_expiry:
                 self._expire_sessions()
                 self._next_expiry = now + 1.0
-            more = self._read_requests()  # last, so its final ZMQ_EVENTS read covers every send above
+            more = self._read_requests(woken)  # last, so its final ZMQ_EVENTS read covers every send above
             job = None
             if can_render and not self._stop.is_set() and self._rendering < self.config.workers:
                 job = self._scheduler.pop()
@@ -365,14 +369,21 @@ class Server:
             self._count("errors")
         self._send([identity, *P.encode(msg)])
 
-    def _read_requests(self) -> bool:
+    def _read_requests(self, woken: bool = False) -> bool:
         """Read and handle waiting requests, at most 256 (so one turn cannot hold the lock for
-        long under a flood); returns whether more are waiting. Asks ZMQ_EVENTS rather than
-        catching zmq.Again: cheaper, and it leaves ZMQ_FD's edge state current."""
-        for _ in range(256):
-            if not self._router.getsockopt(zmq.EVENTS) & P.POLLIN:
+        long under a flood); returns whether more are waiting.
+
+        Asks ZMQ_EVENTS before each receive rather than catching zmq.Again, which costs more,
+        except for the first when the ROUTER has just woken this thread: then a request is
+        most likely there and the receive alone finds out. Either way libzmq processes its
+        commands, so ZMQ_FD's edge state stays current."""
+        for i in range(256):
+            if not (woken and i == 0) and not self._router.getsockopt(zmq.EVENTS) & P.POLLIN:
                 return False
-            identity, *body = P.recv_parts(self._router, zmq.NOBLOCK, copied=2)
+            try:
+                identity, *body = P.recv_parts(self._router, zmq.NOBLOCK, copied=2)
+            except zmq.Again:  # woken by something else: a peer connecting, a pipe freed
+                return False
             self._count("requests")
             try:
                 msg = P.decode(body, self.limits)
