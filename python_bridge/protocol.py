@@ -117,16 +117,18 @@ def encode(msg: Message) -> list[bytes | memoryview]:
     header = {"v": PROTOCOL_VERSION, "type": msg.type, "id": msg.id, **msg.fields}
     if not msg.blobs:
         return [msgpack.packb(header, use_bin_type=True)]
-    blobs = []
+    header["blobs"] = descs = []
+    views = []
     for b in msg.blobs:
         b = np.ascontiguousarray(b)
         if b.dtype.byteorder == ">":  # the wire is little-endian
             b = b.astype(b.dtype.newbyteorder("<"))
-        if b.dtype not in _DTYPE_NAMES:
+        name = _DTYPE_NAMES.get(b.dtype)
+        if name is None:
             raise ValueError(f"blobs must be uint8 or float32 arrays; got {b.dtype}")
-        blobs.append(b)
-    header["blobs"] = [{"dtype": _DTYPE_NAMES[b.dtype], "shape": list(b.shape)} for b in blobs]
-    return [msgpack.packb(header, use_bin_type=True), *(memoryview(b).cast("B") for b in blobs)]
+        descs.append({"dtype": name, "shape": list(b.shape)})
+        views.append(memoryview(b).cast("B"))
+    return [msgpack.packb(header, use_bin_type=True), *views]
 
 
 # Plain ints: pyzmq's flag enums cost a Python call for every `|` or `&` on them.
@@ -233,10 +235,9 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
             f"header lists {len(descs)} binary frames but {len(frames) - 1} followed it",
             rid,
         )
-    parts = zip(descs, frames[1:], strict=True)
-    blobs = [_wrap_blob(d, _frame_buffer(f), i, rid, limits) for i, (d, f) in enumerate(parts)]
-    for envelope in ("v", "type", "id"):  # what is left of the header are the fields
-        header.pop(envelope, None)
+    blobs = [_wrap_blob(d, _frame_buffer(frames[i + 1]), i, rid, limits) for i, d in enumerate(descs)]
+    del header["v"], header["type"]  # what is left of the header are the fields
+    header.pop("id", None)
     return Message(mtype, rid, header, blobs)
 
 
@@ -257,7 +258,9 @@ def _wrap_blob(desc: Any, buf: memoryview, index: int, rid: int | None, limits: 
     expected = math.prod(shape) * dtype.itemsize
     if expected > limits.max_message_bytes:
         raise ProtocolError(
-            E_LIMIT, f"binary frame {index + 1}: {expected} bytes exceeds the {limits.max_message_bytes} byte limit", rid
+            E_LIMIT,
+            f"binary frame {index + 1}: {expected} bytes exceeds the {limits.max_message_bytes} byte limit",
+            rid,
         )
     if len(buf) != expected:
         raise ProtocolError(
