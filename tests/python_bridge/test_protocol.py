@@ -46,11 +46,18 @@ def test_decode_from_zmq_frames_is_zero_copy():
         a.bind("inproc://proto-zero-copy")
         b.connect("inproc://proto-zero-copy")
         big = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
-        a.send_multipart(P.encode(P.Message(P.FRAME, 3, {}, [big])), copy=False)
-        frames = b.recv_multipart(copy=False)
+        depth = np.ones((4, 4), np.float32)
+        P.send_parts(a, P.encode(P.Message(P.FRAME, 3, {"k": 1}, [big, depth])))
+        frames = P.recv_parts(b)
+        assert len(frames) == 3 and isinstance(frames[0], bytes)  # the header copied, the blobs not
+        assert all(isinstance(f, zmq.Frame) for f in frames[1:])
         msg = P.decode(frames)
+        assert (msg.type, msg.id, msg.fields) == (P.FRAME, 3, {"k": 1})
         np.testing.assert_array_equal(msg.blobs[0], big)
+        np.testing.assert_array_equal(msg.blobs[1], depth)
         assert np.shares_memory(msg.blobs[0], np.frombuffer(frames[1].buffer, np.uint8))
+        P.send_parts(a, [b"only"])
+        assert P.recv_parts(b, copied=0)[0].bytes == b"only"
     finally:
         a.close(0)
         b.close(0)
