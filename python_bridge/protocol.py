@@ -242,31 +242,24 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
 
 
 def _wrap_blob(desc: Any, buf: memoryview, index: int, rid: int | None, limits: Limits) -> np.ndarray:
+    where = f"binary frame {index + 1}"
     name = desc.get("dtype") if isinstance(desc, dict) else None
     dtype = _DTYPES.get(name) if isinstance(name, str) else None  # a list or map as key would raise
     shape = desc.get("shape") if dtype is not None else None
     if type(shape) is not list:
         raise ProtocolError(
-            E_MALFORMED,
-            f"binary frame {index + 1}: descriptor must be {{dtype: uint8|float32, shape: [..]}}; got {desc!r}",
-            rid,
+            E_MALFORMED, f"{where}: descriptor must be {{dtype: uint8|float32, shape: [..]}}; got {desc!r}", rid
         )
     if len(shape) > 4 or not all(type(n) is int and n >= 0 for n in shape):  # exact int: no bools
-        raise ProtocolError(
-            E_MALFORMED, f"binary frame {index + 1}: shape must be up to 4 non-negative integers; got {shape}", rid
-        )
+        raise ProtocolError(E_MALFORMED, f"{where}: shape must be up to 4 non-negative integers; got {shape}", rid)
     expected = math.prod(shape) * dtype.itemsize
     if expected > limits.max_message_bytes:
         raise ProtocolError(
-            E_LIMIT,
-            f"binary frame {index + 1}: {expected} bytes exceeds the {limits.max_message_bytes} byte limit",
-            rid,
+            E_LIMIT, f"{where}: {expected} bytes exceeds the {limits.max_message_bytes} byte limit", rid
         )
     if len(buf) != expected:
         raise ProtocolError(
-            E_MALFORMED,
-            f"binary frame {index + 1}: {name} {shape} needs {expected} bytes; the frame has {len(buf)}",
-            rid,
+            E_MALFORMED, f"{where}: {name} {shape} needs {expected} bytes; the frame has {len(buf)}", rid
         )
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
 
