@@ -91,8 +91,9 @@ class SceneInfo:
 class Client:
     """A connection to one bridge server. Not thread-safe: use one client per thread.
 
-    The server expires sessions idle for ``welcome["client_timeout_ms"]``; a client that
-    may idle longer should call :meth:`ping` every ``welcome["heartbeat_ms"]``.
+    The server expires sessions idle for ``welcome["client_timeout_ms"]`` unless it holds
+    work for them; every wait of this client (a blocking request, :meth:`poll`) pings every
+    ``welcome["heartbeat_ms"]``, so only a client that stops calling it for longer idles.
 
     ``server_key``: the server's CurveZMQ public key (z85 bytes) when it runs encrypted;
     the client then makes an ephemeral key pair unless ``client_keys`` (public, secret) is given.
@@ -118,6 +119,7 @@ class Client:
         self._inbox: deque[P.Message] = deque()
         self._async: dict[int, float] = {}  # request id -> perf_counter at send
         self._lost: deque[BridgeError] = deque()  # async renders forgotten by a reconnect, for poll()
+        self._keepalive_ids: set[int] = set()  # pings sent by long waits; their pongs are dropped
         self._sock: zmq.Socket | None = None
         self._rcvtimeo_ms = -1  # ZMQ_RCVTIMEO of the socket, changed only when a wait needs another
         self.stray_replies = 0  # replies to no outstanding request (e.g. late ones after a reconnect)
@@ -150,6 +152,7 @@ class Client:
             self._sock.close(0)
         self._open_socket()
         self._inbox.clear()
+        self._keepalive_ids.clear()
         for rid in self._async:  # their replies would come to the old socket: answer them here
             self._lost.append(
                 BridgeError(
@@ -194,15 +197,42 @@ class Client:
             return None
         return P.decode(parts)  # the protocol's default limits
 
+    def _recv_alive(self, deadline: float) -> P.Message | None:
+        """The next message other than a keep-alive pong, or None at ``deadline`` (monotonic).
+
+        Waits in slices of the server's heartbeat and pings after each empty one, so a wait
+        of any length -- a slow scene build, a long :meth:`poll` -- never lets the session
+        expire. The first slice is the heartbeat itself (or the whole wait when shorter), so
+        ZMQ_RCVTIMEO rarely changes."""
+        while True:
+            remaining = deadline - time.monotonic()
+            msg = self._recv(min(remaining, self._keepalive_s))
+            if msg is not None:
+                if msg.id in self._keepalive_ids and msg.type == P.PONG:
+                    self._keepalive_ids.discard(msg.id)
+                    continue
+                return msg
+            if deadline - time.monotonic() <= 0:
+                return None
+            if self.welcome:  # a session exists to keep alive
+                ping = P.Message(P.PING, next(self._ids), {"t_client": time.time()})
+                self._keepalive_ids.add(ping.id)
+                self._send(ping)
+
+    @property
+    def _keepalive_s(self) -> float:
+        """How often a waiting client pings: every heartbeat (``welcome``; 1 s before it), and at
+        least three times per client timeout."""
+        w = self.welcome
+        return min(w.get("heartbeat_ms", 1000), w.get("client_timeout_ms", 30_000) / 3) / 1000.0
+
     def _wait(self, rid: int, timeout_s: float) -> P.Message:
         """The reply to ``rid`` (other replies go to the inbox); raises on timeout or ``error``."""
         deadline = time.monotonic() + timeout_s
-        remaining = timeout_s  # the first wait uses it as given, so ZMQ_RCVTIMEO rarely changes
         while True:
-            msg = self._recv(remaining)
+            msg = self._recv_alive(deadline)
             if msg is None:
                 raise TimeoutError(f"no reply to request {rid} within {timeout_s:g} s")
-            remaining = deadline - time.monotonic()
             if msg.id != rid:
                 self._inbox.append(msg)
                 continue
@@ -369,7 +399,7 @@ class Client:
             return self._lost.popleft()
         deadline = time.monotonic() + timeout_s
         while True:
-            msg = self._inbox.popleft() if self._inbox else self._recv(deadline - time.monotonic())
+            msg = self._inbox.popleft() if self._inbox else self._recv_alive(deadline)
             if msg is None:
                 return None
             sent = self._async.pop(msg.id, None) if msg.id is not None else None

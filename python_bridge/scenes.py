@@ -93,6 +93,16 @@ class SceneStore:
             raise ProtocolError(E_UNKNOWN_SCENE, f"no scene {scene_id!r} to close", request_id)
         return scene
 
+    def holds(self, scene: SceneState) -> bool:
+        """Whether ``scene`` is still registered (not closed, not dropped with its session)."""
+        with self._lock:
+            return self._scenes.get(scene.id) is scene
+
+    def building_owners(self) -> set[str]:
+        """Sessions with a scene whose build is running or queued."""
+        with self._lock:
+            return {s.owner for s in self._scenes.values() if s.building}
+
     def drop_owner(self, owner: str) -> list[str]:
         """Forget every scene of ``owner`` (an expired session); returns their ids."""
         with self._lock:

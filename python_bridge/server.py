@@ -141,6 +141,10 @@ class Scheduler:
         """The next job in round-robin order, or None when none is queued."""
         return self._pending.popitem(last=False)[1] if self._pending else None
 
+    def sessions(self) -> list[str]:
+        """Sessions with a queued job."""
+        return list(self._pending)
+
     def cancel(self, session: str) -> RenderJob | None:
         return self._pending.pop(session, None)
 
@@ -196,6 +200,7 @@ class Server:
         # _rendering); whichever thread holds it is the one talking to clients.
         self._lock = threading.Lock()
         self._rendering = 0  # threads inside pipeline.render, at most config.workers
+        self._running: dict[str, int] = {}  # session -> its renders inside pipeline.render
         self._next_expiry = 0.0
         self._router = self._bind()
         self._router_fd = self._router.getsockopt(zmq.FD)
@@ -278,16 +283,17 @@ class Server:
         selector.register(self._router_fd, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
         reply: list | None = None
-        rendered: str | None = None  # the message type of the render reply in hand
+        finished: tuple[RenderJob, str] | None = None  # the job rendered and its reply's message type
         woken = False  # by the ROUTER: a request is likely waiting
         try:
             while True:
-                job = self._turn(reply, rendered=rendered, can_render=True, woken=woken)
+                job = self._turn(reply, finished=finished, can_render=True, woken=woken)
                 woken = False
                 if job is not None:
                     reply, rendered = self._render_reply(job)  # outside the lock
+                    finished = job, rendered
                     continue
-                reply, rendered = None, None
+                reply, finished = None, None
                 if self._stop.is_set():
                     return
                 for key, _ in selector.select(self.config.poll_ms / 1e3):
@@ -301,21 +307,28 @@ class Server:
         finally:
             selector.close()
 
-    def _turn(self, reply: list | None = None, rendered: str | None = None, can_render: bool = False,
-              woken: bool = False) -> RenderJob | None:
-        """One turn at the ROUTER, under the I/O lock: send ``reply`` (a finished render's, whose
-        message type is ``rendered``, or a build's), read and handle the requests waiting
-        (bounded; ``woken``: the ROUTER woke this thread), expire idle sessions when due and,
-        if ``can_render`` and a render slot is free, take the next queued job.
+    def _turn(self, reply: list | Callable[[], list] | None = None, finished: tuple[RenderJob, str] | None = None,
+              can_render: bool = False, woken: bool = False) -> RenderJob | None:
+        """One turn at the ROUTER, under the I/O lock: send ``reply`` (a finished render's, with
+        ``finished`` the job and its reply's message type; or a build's, made under the lock
+        when callable), read and handle the requests waiting (bounded; ``woken``: the ROUTER
+        woke this thread), expire idle sessions when due and, if ``can_render`` and a render
+        slot is free, take the next queued job.
 
         Reading ``ZMQ_EVENTS`` (which every socket operation does) resets the edge-triggered
         ``ZMQ_FD``, so threads waiting on it would miss what this turn leaves behind: requests
         beyond the bound, or jobs this thread cannot take. The turn says so on the wake socket.
         """
         with self._lock:
-            if rendered is not None:
+            if finished is not None:
+                job, rendered = finished
                 self._rendering -= 1
+                self._running[job.session] -= 1
+                if not self._running[job.session]:
+                    del self._running[job.session]
                 self._count("frames" if rendered == P.FRAME else "errors")
+            if callable(reply):
+                reply = reply()
             if reply is not None:
                 self._send(reply)
             now = time.monotonic()
@@ -326,7 +339,9 @@ class Server:
             job = None
             if can_render and not self._stop.is_set() and self._rendering < self.config.workers:
                 job = self._scheduler.pop()
-                self._rendering += job is not None
+                if job is not None:
+                    self._rendering += 1
+                    self._running[job.session] = self._running.get(job.session, 0) + 1
             waiting_jobs = len(self._scheduler) and self._rendering < self.config.workers and not self._stop.is_set()
             if more or waiting_jobs:
                 self._wake()
@@ -556,7 +571,15 @@ class Server:
         return None
 
     def _expire_sessions(self) -> None:
-        deadline = time.monotonic() - self.config.client_timeout_s
+        """Expire sessions idle for ``client_timeout_s``. A session the server holds work for (a
+        scene building, a render queued or running) is not idle: its client is waiting on us,
+        and the timeout counts again from when that work ends."""
+        now = time.monotonic()
+        busy = {*self._running, *self._scheduler.sessions(), *self._scenes.building_owners()}
+        for sid in busy:
+            if sid in self._sessions:
+                self._sessions[sid].last_seen = now
+        deadline = now - self.config.client_timeout_s
         for sid in [s.id for s in self._sessions.values() if s.last_seen < deadline]:
             state = self._sessions.pop(sid)
             for ident in state.identities:
@@ -638,7 +661,6 @@ class Server:
                     P.E_LIMIT, f"the scene has {len(views)} views; the limit is {self.limits.max_views_per_scene}", rid
                 )
             built = self.pipeline.build(views, self.limits.max_points)
-            scene.built, scene.building = built, False
             log.info(
                 "scene %s (%s): %d views -> %d points, %d candidates in %.0f ms",
                 scene.id,
@@ -648,7 +670,7 @@ class Server:
                 len(built.candidates),
                 built.build_ms,
             )
-            reply = P.Message(
+            ready = P.Message(
                 P.SCENE_READY,
                 rid,
                 {
@@ -660,16 +682,26 @@ class Server:
                     "build_ms": built.build_ms,
                 },
             )
+
+            def reply() -> list:  # under the I/O lock: the scene may have been closed meanwhile
+                scene.building = False
+                if not self._scenes.holds(scene):
+                    error = P.error(P.E_UNKNOWN_SCENE, f"scene {scene.id} was closed while it was building", rid)
+                    return [identity, *P.encode(error)]
+                scene.built = built
+                return [identity, *P.encode(ready)]
         except Exception as exc:
             try:
                 self._scenes.close(scene.id, rid)
             except P.ProtocolError:
                 pass  # the client closed it meanwhile
+            scene.building = False
             if isinstance(exc, P.ProtocolError):
-                reply = P.error_from(exc, rid)
+                failed = P.error_from(exc, rid)
             elif isinstance(exc, (ValueError, OSError)):  # unusable views, unreadable dataset
-                reply = P.error(P.E_BAD_REQUEST, f"scene build failed: {exc}", rid)
+                failed = P.error(P.E_BAD_REQUEST, f"scene build failed: {exc}", rid)
             else:
                 log.exception("scene build failed")
-                reply = P.error(P.E_INTERNAL, f"scene build failed: {exc}", rid)
-        self._turn([identity, *P.encode(reply)])  # it also reads what came meanwhile, and wakes a renderer
+                failed = P.error(P.E_INTERNAL, f"scene build failed: {exc}", rid)
+            reply = [identity, *P.encode(failed)]
+        self._turn(reply)  # it also reads what came meanwhile, and wakes a renderer

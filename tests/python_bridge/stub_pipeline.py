@@ -23,8 +23,9 @@ class StubPipeline:
 
     frame_size = (32, 24)
 
-    def __init__(self, render_delay_s: float = 0.0, gated: bool = False) -> None:
+    def __init__(self, render_delay_s: float = 0.0, gated: bool = False, build_delay_s: float = 0.0) -> None:
         self.render_delay_s = render_delay_s
+        self.build_delay_s = build_delay_s
         self.gate = threading.Event()
         if not gated:
             self.gate.set()
@@ -36,6 +37,7 @@ class StubPipeline:
 
     def build(self, frames: list, max_points: int = 0) -> BuiltScene:
         self.built_views.append(len(frames))
+        time.sleep(self.build_delay_s)
         return BuiltScene(
             anchor=None,
             cloud=None,

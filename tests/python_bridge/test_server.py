@@ -287,6 +287,59 @@ def test_pings_keep_a_session_alive(make_server):
         assert c.render(scene, pose(0.0)).rgb.shape == (24, 32, 3)
 
 
+def test_a_session_does_not_expire_while_its_scene_builds(make_server, raw_socket):
+    """A build slower than the client timeout, waited for by a client that never pings."""
+    server = make_server(StubPipeline(build_delay_s=1.5), client_timeout_s=0.3)
+    sock = raw_socket(server.endpoint)
+    hello(sock)
+    descs, blobs = P.view_fields(make_views(2))
+    send(sock, P.OPEN_SCENE, 2, blobs, views=descs, name="slow")
+    ready = recv(sock)
+    assert ready.type == P.SCENE_READY, ready.fields
+    send(sock, P.RENDER, 3, scene=ready.fields["scene"], c2w=P.flat(pose(1.0)))
+    frame = recv(sock)
+    assert frame.type == P.FRAME, frame.fields
+
+
+def test_a_session_does_not_expire_while_its_render_runs(make_server, raw_socket):
+    server = make_server(StubPipeline(render_delay_s=1.2), client_timeout_s=0.3)
+    sock = raw_socket(server.endpoint)
+    hello(sock)
+    descs, blobs = P.view_fields(make_views(2))
+    send(sock, P.OPEN_SCENE, 2, blobs, views=descs)
+    scene = recv(sock).fields["scene"]
+    send(sock, P.RENDER, 3, scene=scene, c2w=P.flat(pose(1.0)))
+    assert recv(sock).type == P.FRAME
+    send(sock, P.RENDER, 4, scene=scene, c2w=P.flat(pose(2.0)))  # the session lives on after the render
+    assert recv(sock).type == P.FRAME
+
+
+def test_a_scene_closed_while_building_gets_no_scene_ready(make_server, raw_socket):
+    server = make_server(StubPipeline(build_delay_s=0.5))
+    sock = raw_socket(server.endpoint)
+    hello(sock)
+    descs, blobs = P.view_fields(make_views(2))
+    send(sock, P.OPEN_SCENE, 2, blobs, views=descs)
+    deadline = time.monotonic() + 5
+    while not server._scenes.building_owners() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (scene_id,) = [s.id for s in server._scenes._scenes.values()]
+    send(sock, P.CLOSE_SCENE, 3, scene=scene_id)
+    replies = {m.id: m for m in (recv(sock), recv(sock))}
+    assert replies[3].type == P.SCENE_CLOSED
+    assert replies[2].type == P.ERROR and replies[2].fields["code"] == P.E_UNKNOWN_SCENE
+    assert "closed while it was building" in replies[2].fields["message"]
+
+
+def test_a_waiting_client_keeps_its_session_alive(make_server):
+    server = make_server(client_timeout_s=0.3)
+    with Client(server.endpoint, timeout_s=2) as c:
+        scene = open_scene(c)
+        assert c.poll(1.5) is None  # nothing outstanding: the wait alone must keep the session
+        assert c.render(scene, pose(0.0)).rgb.shape == (24, 32, 3)
+        assert c.stray_replies == 0  # the keep-alive pongs were taken, not counted as strays
+
+
 def test_scheduler_is_round_robin_and_latest_wins():
     sched = Scheduler()
 
