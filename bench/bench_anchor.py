@@ -41,6 +41,7 @@ from models.anchor import (  # noqa: E402
     select_reference,
     to_device,
 )
+from models.anchor.splat import compiled_kernels_settled  # noqa: E402
 from models.cameras import K_from_hfov, look_at, project, scale_K  # noqa: E402
 
 
@@ -197,8 +198,11 @@ def main() -> None:
     n = len(sub)
     cams = [f.camera for f in frames]
     start = time.perf_counter()
-    render_cloud(compiled_cloud, cams[0].K, cams[0].c2w, 256, 256)
-    print(f"\ncompiled kernel: first render (compiles; cached on disk after) {time.perf_counter() - start:.1f} s")
+    render_cloud(compiled_cloud, cams[0].K, cams[0].c2w, 256, 256)  # eager; starts the background compile
+    first = time.perf_counter() - start
+    compiled_kernels_settled()
+    print(f"\ncompiled kernel: first render {first:.2f} s (eager while the kernel compiles in the background); "
+          f"compiled and serving after {time.perf_counter() - start:.1f} s (cached on disk for later runs)")
     print(f"render {n:,} points of the fused scene from the source cameras (cycled); eager | compiled kernel:")
     for size in (512, 256):
         poses = [(scale_K(c.K, (256, 256), (size, size)), c.c2w) for c in cams]

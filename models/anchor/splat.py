@@ -16,16 +16,18 @@ The same code runs on CPU and CUDA; keep the cloud on the device with :func:`to_
 once per scene and render many frames from it. On CPU, ``to_device(..., compiled=True)``
 renders through ``torch.compile``d kernels: the projection's dozen element-wise passes over
 the points fuse into one loop, ~3.5x faster (bench/bench_anchor.py), and so do the gap
-filling's passes over the pixels. Compiling needs a C++
-compiler and a few seconds once per process (seconds more on a cold cache), so it is for
-clouds rendered many times -- the server's -- and falls back to eager, with one warning, when
-it fails.
+filling's passes over the pixels. Compiling needs a C++ compiler and seconds once per
+process (more on a cold cache), so it runs on a background thread: renders use the eager
+kernels, with the same result, until the compiled ones are ready (the server's first frames
+never wait for the compiler), and stay eager, with one warning, if compiling fails.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -241,31 +243,80 @@ def _project(
 
 
 class _Compiled:
-    """``torch.compile(fn)``, built on first use; after any failure, ``fn`` itself for good."""
+    """``torch.compile(fn)``, compiled on a background thread so that no caller waits for it.
+
+    The first call starts the compiler on a copy of its arguments and, like every call until
+    the compiled kernel has run once, returns ``fn``'s own result: the same numbers, seconds
+    sooner (a cold compile takes 10+ s on a 2-core CPU; inductor caches its output on disk,
+    so later processes compile in a few seconds). The compiler thread runs at a lower CPU
+    priority, so on a small machine it takes the time frames leave over. After any compiler
+    failure ``fn`` serves for good, with one warning.
+    """
 
     def __init__(self, fn: Callable) -> None:
         self._eager = fn
-        self._fn: Callable | None = None
-        self._failed = False
+        self._fn: Callable | None = None  # the compiled kernel, once it has run
+        self._started = False
         self._lock = threading.Lock()
+        self.settled = threading.Event()  # set once the compiled kernel serves, or failed
 
     def __call__(self, *args):
-        if not self._failed:
-            if self._fn is None:  # per-frame calls skip the lock once built
-                with self._lock:
-                    if self._fn is None:
-                        self._fn = torch.compile(self._eager, dynamic=True)
+        fn = self._fn
+        if fn is not None:
             try:
-                return self._fn(*args)
+                return fn(*args)
             except Exception as exc:  # noqa: BLE001 -- compilers fail in many ways; every one means "use eager"
-                self._failed = True
-                log.warning("compiled splatting unavailable (%s: %s); rendering with the eager kernel",
-                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                self._fail(exc)
+        elif not self._started:
+            self._start(args)
         return self._eager(*args)
+
+    def _start(self, args: tuple) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        example = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+        threading.Thread(target=self._compile, args=(example,), name="worldfm-compile", daemon=True).start()
+
+    def _compile(self, example: tuple) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: this thread only
+        except (AttributeError, OSError):
+            pass  # elsewhere it competes at normal priority
+        t0 = time.perf_counter()
+        try:
+            fn = torch.compile(self._eager, dynamic=True)
+            fn(*example)
+            self._fn = fn
+            log.info("compiled splatting kernel %s ready after %.1f s", self._eager.__name__,
+                     time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 -- see __call__
+            self._fail(exc)
+        finally:
+            self.settled.set()
+
+    def _fail(self, exc: Exception) -> None:
+        self._fn = None
+        self._started = True  # never again
+        self.settled.set()
+        log.warning("compiled splatting unavailable (%s: %s); rendering with the eager kernel",
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
 
 _compiled_project = _Compiled(_project)
 _compiled_fill_gaps = _Compiled(_fill_gaps)
+
+
+def compiled_kernels_settled(timeout: float | None = None) -> bool:
+    """Wait up to ``timeout`` s for every compiled kernel started so far to serve (or to have
+    failed over to eager); True when none is still compiling. For benchmarks and tests."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for kernel in (_compiled_project, _compiled_fill_gaps):
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if kernel._started and not kernel.settled.wait(left):
+            return False
+    return True
 
 
 def _draw_view(
