@@ -14,7 +14,13 @@ The folder contract is /work/notes/export_contract.md (summarised in docs/traini
   (``models.autoencoder.AnchorDecoder``) also takes ``anchor`` (B, 3, H, W) in [-1, 1], the
   anchor rendering with holes filled by push-pull, and ``anchor_mask`` (B, 1, H, W).
 
-Batch is dynamic everywhere. Weights of generator graphs live in one external file
+Batch is 1 everywhere: the server renders one frame at a time, and static shapes let the
+exporter and onnx-simplifier fold away the shape arithmetic that tracing a dynamic batch
+leaves in the graph (thousands of Shape/Gather/Unsqueeze nodes, which ONNX Runtime spends
+about a millisecond each on when it creates a session: the demo model's 2-step generator
+went from 8 s to well under 1 s; :func:`optimise_graph`). Folders exported before this
+(``"batch"`` missing from the manifest) are converted in place by ``worldfm model optimise``
+(:func:`optimise_folder`). Weights of generator graphs live in one external file
 (``generator.weights``) with identical tensors stored once: a generator distilled for both
 step counts is one network, and two inline copies would double the shipped size.
 
@@ -39,8 +45,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -94,8 +103,50 @@ def example_inputs(latent_shape: tuple[int, int, int], image_size: int, steps: i
 def _onnx_export(module: nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
     torch.onnx.export(
         module.eval(), tuple(inputs.values()), str(path), input_names=list(inputs), output_names=[output],
-        dynamic_axes={**{n: {0: "batch"} for n in inputs}, output: {0: "batch"}}, opset_version=OPSET, dynamo=False,
+        opset_version=OPSET, dynamo=False,
     )
+
+
+_SIMPLIFY_MAX_BYTES = 1_900_000_000  # onnx-simplifier holds the whole model in one protobuf (< 2 GiB)
+
+
+def optimise_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same computation with batch fixed to 1 and shape arithmetic folded into constants.
+
+    Inputs and outputs get a static leading dimension of 1; onnx-simplifier then propagates
+    shapes and folds every node whose value no longer depends on the inputs. A model too big
+    for one protobuf keeps its nodes (static shapes alone let ONNX Runtime fold most of them).
+    """
+    for value in (*model.graph.input, *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = 1
+    if model.ByteSize() > _SIMPLIFY_MAX_BYTES:
+        log.info("graph of %.1f GB: too big for onnx-simplifier; batch fixed to 1 only", model.ByteSize() / 1e9)
+        return model
+    import onnxsim
+
+    with _native_output_to_devnull():  # it prints a line per node it cannot evaluate ahead of time
+        simplified, _ = onnxsim.simplify(model, check_n=0)  # faithfulness: parity_check / optimise_folder
+    return simplified
+
+
+@contextlib.contextmanager
+def _native_output_to_devnull():
+    """Silence what native code writes to file descriptors 1 and 2 (Python's own output too)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def _compact(model: onnx.ModelProto) -> None:
@@ -110,8 +161,14 @@ def _compact(model: onnx.ModelProto) -> None:
     keep = {v.name for v in graph.input} | {v.name for v in graph.output} | {t.name for t in graph.initializer}
     names: dict[str, str] = {}
 
+    fresh = (f"v{i}" for i in itertools.count() if f"v{i}" not in keep)  # kept names may look like ours
+
     def short(name: str) -> str:
-        return name if name == "" or name in keep else names.setdefault(name, f"v{len(names)}")
+        if name == "" or name in keep:
+            return name
+        if name not in names:
+            names[name] = next(fresh)
+        return names[name]
 
     nodes = []
     for node in graph.node:
@@ -184,7 +241,7 @@ def _write_manifest(folder: Path, name: str, config: dict, image_size: int, late
     manifest = {
         "format": FORMAT, "version": FORMAT_VERSION, "name": name, "config": config,
         "image_size": [image_size, image_size], "latent_shape": list(latent_shape), "steps": steps,
-        "opset": OPSET, "dtype": "fp32", "graphs": graphs, "graphs_fp16": graphs_fp16,
+        "opset": OPSET, "dtype": "fp32", "batch": 1, "graphs": graphs, "graphs_fp16": graphs_fp16,
         "sha256": {f: file_sha256(folder / f) for f in files},
         "parity": parity,
     }
@@ -245,15 +302,15 @@ def export_model(
     decoder = (LatentDecoder(autoencoder) if decoder is None else decoder).eval()
     g = torch.Generator().manual_seed(0)
     modules: dict[str, nn.Module] = {"encoder": encoder, "decoder": decoder}
-    inputs = {"encoder": {"image": torch.rand(2, 3, size, size, generator=g) * 2 - 1},
-              "decoder": {"latent": torch.randn(2, *latent_shape, generator=g)}}
+    inputs = {"encoder": {"image": torch.rand(1, 3, size, size, generator=g) * 2 - 1},
+              "decoder": {"latent": torch.randn(1, *latent_shape, generator=g)}}
     if isinstance(decoder, AnchorDecoder):
-        inputs["decoder"]["anchor"] = torch.rand(2, 3, size, size, generator=g) * 2 - 1
-        inputs["decoder"]["anchor_mask"] = (torch.rand(2, 1, size, size, generator=g) > 0.3).float()
+        inputs["decoder"]["anchor"] = torch.rand(1, 3, size, size, generator=g) * 2 - 1
+        inputs["decoder"]["anchor_mask"] = (torch.rand(1, 1, size, size, generator=g) > 0.3).float()
     graphs = {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}
     for s in steps:
         modules[f"generator_{s}"] = FewStepGenerator(generators[s].eval(), s).eval()
-        inputs[f"generator_{s}"] = example_inputs(latent_shape, size, s, batch=2, seed=s)
+        inputs[f"generator_{s}"] = example_inputs(latent_shape, size, s, seed=s)
         graphs[f"generator_{s}"] = f"generator_{s}step.onnx"
     outputs = {"encoder": "latent", "decoder": "image"}
     for graph, module in modules.items():
@@ -290,6 +347,87 @@ def _export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], output: st
     precision = torch.autocast("cpu", dtype=autocast) if autocast is not None else contextlib.nullcontext()
     with torch.no_grad(), precision:
         _onnx_export(module, inputs, output, path)
-    model_proto = onnx.load(str(path))
+    model_proto = optimise_graph(onnx.load(str(path)))
     _compact(model_proto)
     onnx.save(model_proto, str(path))
+
+
+def optimise_folder(folder: str | Path) -> dict[str, float]:
+    """Give an export written before graphs had a static batch (no ``"batch"`` in its manifest)
+    the graphs :func:`export_model` writes today, in place.
+
+    Every graph goes through :func:`optimise_graph` and :func:`_compact`; generator weights are
+    shared again through their external files. Before anything in ``folder`` is replaced, each
+    new graph runs beside its original in ONNX Runtime on the same random batch-1 inputs and
+    must agree within the export's parity bounds (``ExportError`` otherwise, the folder left
+    as it was). Returns max |new - original| per graph (fp16 graphs as ``generator_N_fp16``).
+    """
+    import onnxruntime as ort
+
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if manifest.get("batch") == 1:
+        log.info("%s already has static batch-1 graphs; nothing to do", folder)
+        return {}
+    work = folder / ".optimise"
+    if work.exists():
+        for stale in work.iterdir():
+            stale.unlink()
+    work.mkdir(exist_ok=True)
+    groups = [(manifest["graphs"], WEIGHTS_FILE, "", PARITY_ATOL, PARITY_RTOL),
+              (manifest.get("graphs_fp16", {}), FP16_WEIGHTS_FILE, "_fp16", FP16_ATOL, FP16_RTOL)]
+    written: list[str] = []
+    errors: dict[str, float] = {}
+    rng = np.random.default_rng(0)
+    for graphs, weights, suffix, atol, rtol in groups:
+        for file in graphs.values():
+            model = optimise_graph(onnx.load(str(folder / file)))
+            _compact(model)
+            onnx.save(model, str(work / file))
+            written.append(file)
+        shared = [work / f for g, f in graphs.items() if g.startswith("generator_")]
+        if shared:
+            _externalize(shared, work / weights)
+            written.append(weights)
+        for name, file in graphs.items():
+            old = ort.InferenceSession(str(folder / file), providers=["CPUExecutionProvider"])
+            new = ort.InferenceSession(str(work / file), providers=["CPUExecutionProvider"])
+            feed = _random_feed(old, name, manifest, rng)
+            want = old.run(None, feed)[0].astype(np.float32)
+            got = new.run(None, {k: v for k, v in feed.items() if k in {i.name for i in new.get_inputs()}})[0]
+            err = float(np.abs(got.astype(np.float32) - want).max())
+            errors[name + suffix] = err
+            if not err <= atol + rtol * float(np.abs(want).max()):
+                raise ExportError(f"{folder / file}: the optimised graph differs from the original by {err:.3g}; "
+                                  f"the folder was left unchanged (the new files are in {work})")
+    for file in written:
+        (work / file).replace(folder / file)
+    work.rmdir()
+    manifest["batch"] = 1
+    manifest["sha256"] = {f: file_sha256(folder / f) for f in sorted({*manifest["sha256"], *written})}
+    manifest.setdefault("parity", {})["optimise"] = {"max_abs_error": errors}
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info("optimised %s: graphs now have a static batch; max |new - old| %s", folder, errors)
+    return errors
+
+
+def _random_feed(session, graph: str, manifest: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Plausible batch-1 inputs for ``graph`` of an export folder (cameras from :func:`example_inputs`)."""
+    size = int(manifest["image_size"][0])
+    latent_shape = tuple(manifest["latent_shape"])
+    cameras = example_inputs(latent_shape, size, 1)
+    feed = {}
+    for spec in session.get_inputs():
+        shape = [1, *spec.shape[1:]]
+        dtype = np.float16 if spec.type == "tensor(float16)" else np.float32
+        if spec.name in ("ref_K", "ref_c2w", "tgt_K", "tgt_c2w"):
+            value = cameras[spec.name].numpy()
+        elif spec.name == "anchor_mask":
+            value = (rng.random(shape) > 0.3).astype(np.float32)
+        elif spec.name in ("image", "anchor"):
+            value = rng.uniform(-1, 1, shape)
+        else:  # latents and noise
+            value = rng.standard_normal(shape)
+        feed[spec.name] = value.astype(dtype)
+    return feed

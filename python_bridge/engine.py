@@ -23,6 +23,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from models.model_folder import FORMAT, FORMAT_VERSION, GRAPH_INPUTS, file_sha25
 
 log = logging.getLogger(__name__)
 
+# Present wherever the NVIDIA kernel driver is loaded (also inside containers given a GPU).
+_NVIDIA_DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia/version")
 
 
 class ModelFolderError(ValueError):
@@ -52,6 +55,7 @@ class Manifest:
     graphs: dict[str, Path]
     graphs_fp16: dict[str, Path]
     config: dict
+    static_batch: bool = False  # graphs with batch fixed to 1 (``"batch": 1``), which load in a fraction of the time
 
     @classmethod
     def load(cls, folder: str | Path, verify: bool = True) -> "Manifest":
@@ -97,6 +101,7 @@ class Manifest:
             graphs,
             graphs_fp16,
             dict(m.get("config", {})),
+            m.get("batch") == 1,
         )
 
 
@@ -114,6 +119,9 @@ def usable_providers(preference: str = "auto") -> tuple[str, ...]:
     cpu = ("CPUExecutionProvider",)
     if preference == "cpu" or "CUDAExecutionProvider" not in ort.get_available_providers():
         chosen, why = cpu, "CUDA not requested" if preference == "cpu" else "this onnxruntime has no CUDA provider"
+    elif sys.platform == "linux" and not any(os.path.exists(p) for p in _NVIDIA_DRIVER_PATHS):
+        # Loading the CUDA provider library only to see it fail costs about a second.
+        chosen, why = cpu, "no NVIDIA driver on this machine"
     else:
         ort.set_default_logger_severity(4)  # the probe's failure is expected; keep stderr clean
         try:
@@ -167,6 +175,11 @@ class Engine:
             raise ValueError(f"precision must be auto, fp16 or fp32; got {precision!r}")
         self._ort = ort
         self.manifest = Manifest.load(folder, verify=verify)
+        if not self.manifest.static_batch:
+            log.warning(
+                "%s was exported with a dynamic batch: its sessions take seconds longer to create than they need; "
+                "run `worldfm model optimise %s` once", self.manifest.folder, self.manifest.folder,
+            )
         self.providers = usable_providers(provider)
         self.provider = self.providers[0]
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
