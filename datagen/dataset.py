@@ -310,8 +310,9 @@ def read_scene(path: str | os.PathLike, allow_incomplete: bool = False) -> Scene
         raise DatasetError(f"{root} has no {TRANSFORMS}; is it a scene folder?")
     try:
         data = json.loads(manifest.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{manifest} is not valid JSON ({exc})") from exc
+    _check_layout(data, manifest)
     block = dict(data.get("worldfm", {}))
     if block and not block.get("complete", False) and not allow_incomplete:
         raise DatasetError(
@@ -341,6 +342,33 @@ def read_scene(path: str | os.PathLike, allow_incomplete: bool = False) -> Scene
     if not frames:
         raise DatasetError(f"{manifest} lists no frames")
     return Scene(name=root.name, frames=frames, meta={**block, "splits": splits})
+
+
+def _check_layout(data: object, manifest: Path) -> None:
+    """Refuse a transforms.json whose structure is not the documented one (docs/dataset.md),
+    so a hand-edited or foreign file fails with a message instead of deep in the reader."""
+
+    def bad(what: str) -> DatasetError:
+        return DatasetError(f"{manifest}: {what} (see docs/dataset.md for the format)")
+
+    if not isinstance(data, dict):
+        raise bad(f"the top level must be an object; got {type(data).__name__}")
+    frames = data.get("frames", [])
+    if not isinstance(frames, list) or not all(isinstance(e, dict) for e in frames):
+        raise bad("'frames' must be a list of objects")
+    for e in frames:
+        for key in ("file_path", "depth_file_path"):
+            if key in e and not isinstance(e[key], str):
+                raise bad(f"a frame's {key!r} must be a string; got {e[key]!r}")
+    for where in (data, *frames):
+        for key in (*_INTRINSIC_KEYS, *_DISTORTION_KEYS):
+            value = where.get(key)
+            if value is not None and (type(value) not in (int, float)):
+                raise bad(f"{key!r} must be a number; got {value!r}")
+    block = data.get("worldfm", {})
+    records = block.get("frames", {}) if isinstance(block, dict) else None
+    if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
+        raise bad("'worldfm' must be an object whose 'frames' maps frame names to objects")
 
 
 def find_scenes(root: str | os.PathLike) -> list[Path]:

@@ -132,6 +132,7 @@ class Client:
     def _open_socket(self) -> None:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IPV6, 1)  # so tcp://[::1]:PORT connects
         if self._server_key is not None:
             sock.curve_serverkey = self._server_key
             sock.curve_publickey, sock.curve_secretkey = self._client_keys

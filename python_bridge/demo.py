@@ -95,8 +95,10 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
     ``fallback`` forces the anchor + hole-filling path even when a model is present, so the
     classical baseline can be watched side by side with the model.
     """
+    from python_bridge import timeline
     from python_bridge.pipeline import FramePipeline
 
+    timeline.mark("imports")
     if fallback:
         log.info("--no-model: running the point-cloud anchor + classical hole filling, no generator")
         return FramePipeline(None)
@@ -110,7 +112,9 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
         return FramePipeline(None)
     from python_bridge.engine import Engine
 
-    return FramePipeline(Engine(folder, provider=provider, precision=precision), steps=steps)
+    pipeline = FramePipeline(Engine(folder, provider=provider, precision=precision), steps=steps)
+    timeline.mark("engine_ready")
+    return pipeline
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -39,10 +39,11 @@ OPEN_SCENE, ADD_VIEWS, VIEWS_ADDED, SCENE_READY = "open_scene", "add_views", "vi
 RENDER, FRAME, SUPERSEDED = "render", "frame", "superseded"
 CLOSE_SCENE, SCENE_CLOSED = "close_scene", "scene_closed"
 PING, PONG = "ping", "pong"
+STATS = "stats"  # the request and its reply share the name
 ERROR = "error"
 
-REQUEST_TYPES = (HELLO, OPEN_SCENE, ADD_VIEWS, RENDER, CLOSE_SCENE, PING)
-REPLY_TYPES = (WELCOME, VIEWS_ADDED, SCENE_READY, FRAME, SUPERSEDED, SCENE_CLOSED, PONG, ERROR)
+REQUEST_TYPES = (HELLO, OPEN_SCENE, ADD_VIEWS, RENDER, CLOSE_SCENE, PING, STATS)
+REPLY_TYPES = (WELCOME, VIEWS_ADDED, SCENE_READY, FRAME, SUPERSEDED, SCENE_CLOSED, PONG, STATS, ERROR)
 
 ENCODINGS = ("raw", "jpeg")
 
@@ -93,7 +94,8 @@ class Limits:
     max_points: int = 2_000_000  # the fused cloud is capped to this (coarser voxels), not refused
     max_scenes_per_client: int = 4
     max_sessions: int = 256
-    max_name_chars: int = 256
+    max_name_chars: int = 256  # client, scene and view names, server-side paths
+    max_new_sessions_per_minute: int = 8  # per connection, so one socket cannot fill max_sessions
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -177,8 +179,11 @@ def peek_id(header_bytes: Any) -> int | None:
     return rid if _valid_id(rid) else None
 
 
+MAX_ID = 1 << 63  # ids are unsigned integers below this (they fit a signed 64-bit integer)
+
+
 def _valid_id(rid: Any) -> bool:
-    return isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 1 << 63
+    return type(rid) is int and 0 <= rid < MAX_ID  # exact int: a bool is not an id
 
 
 def _unpack_header(buf: memoryview, max_bytes: int) -> Any:
@@ -198,34 +203,45 @@ def _unpack_header(buf: memoryview, max_bytes: int) -> Any:
 def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
     """Multipart frames (identity already stripped) -> Message, checking the envelope.
 
-    Checks the header is a msgpack map with ``v``, ``type`` and ``id``, that the version is
-    ours (``version_mismatch`` otherwise) and that the binary frames match ``blobs`` in
-    count, dtype and byte size. Field contents are checked per type by ``validate_*``.
+    In the order docs/protocol.md gives: the whole message within ``max_message_bytes``;
+    the header a msgpack map with string keys; ``v`` exactly the integer 1
+    (``version_mismatch`` otherwise, before anything else is looked at); ``id`` an integer
+    in [0, 2^63), absent only on an ``error`` reply; ``type`` a string; the binary frames matching ``blobs`` in count, dtype and
+    byte size. Field contents are checked per message type (``parse_*``, the server).
     """
     if not frames:
         raise ProtocolError(E_MALFORMED, "empty message; a message starts with a msgpack header frame")
+    total = sum(_frame_buffer(f).nbytes for f in frames)
+    if total > limits.max_message_bytes:
+        raise ProtocolError(
+            E_LIMIT, f"the message is {total} bytes over {len(frames)} parts; the limit is {limits.max_message_bytes}"
+        )
     try:
         header = _unpack_header(_frame_buffer(frames[0]), limits.max_header_bytes)
     except ProtocolError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise ProtocolError(E_MALFORMED, f"header frame is not valid msgpack: {exc}") from None
+        raise ProtocolError(E_MALFORMED, f"header frame is not valid msgpack: {_reason(exc)}") from None
     if not isinstance(header, dict):
         raise ProtocolError(E_MALFORMED, f"header must be a msgpack map; got {type(header).__name__}")
+    if not all(type(k) is str for k in header):
+        raise ProtocolError(E_MALFORMED, "header map keys must be msgpack strings (str), not bin or numbers")
     rid = header.get("id")
-    if rid is not None and not _valid_id(rid):
-        raise ProtocolError(E_MALFORMED, f"header 'id' must be a non-negative integer; got {rid!r}")
-    version = header.get("v")
-    if version != PROTOCOL_VERSION:
+    version = header.get("v")  # absent counts as "not 1": a client of another protocol learns which to speak
+    if type(version) is not int or version != PROTOCOL_VERSION:  # exact int: true is not version 1
         raise ProtocolError(
             E_VERSION,
             f"this server speaks protocol v{PROTOCOL_VERSION}; the message says v{version!r}. "
             "Use a client built for protocol v1 (see docs/protocol.md).",
-            rid,
+            rid if _valid_id(rid) else None,
         )
+    if rid is not None and not _valid_id(rid):
+        raise ProtocolError(E_MALFORMED, f"header 'id' must be an integer in [0, 2^63); got {rid!r}")
     mtype = header.get("type")
     if not isinstance(mtype, str):
         raise ProtocolError(E_MALFORMED, f"header 'type' must be a string; got {mtype!r}", rid)
+    if rid is None and mtype != ERROR:  # only an error about an unreadable id has none
+        raise ProtocolError(E_MALFORMED, "header has no 'id'; every request carries one (docs/protocol.md)")
     descs = header.pop("blobs", [])
     if not isinstance(descs, list):
         raise ProtocolError(E_MALFORMED, "header 'blobs' must be a list of {dtype, shape}", rid)
@@ -241,6 +257,11 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
     return Message(mtype, rid, header, blobs)
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception as a non-empty reason (some msgpack errors carry no text)."""
+    return str(exc) or type(exc).__name__
+
+
 def _wrap_blob(desc: Any, buf: memoryview, index: int, rid: int | None, limits: Limits) -> np.ndarray:
     where = f"binary frame {index + 1}"
     name = desc.get("dtype") if isinstance(desc, dict) else None
@@ -252,6 +273,10 @@ def _wrap_blob(desc: Any, buf: memoryview, index: int, rid: int | None, limits: 
         )
     if len(shape) > 4 or not all(type(n) is int and n >= 0 for n in shape):  # exact int: no bools
         raise ProtocolError(E_MALFORMED, f"{where}: shape must be up to 4 non-negative integers; got {shape}", rid)
+    if max(shape, default=0) > limits.max_message_bytes:  # even an empty array may not claim such a side
+        raise ProtocolError(
+            E_LIMIT, f"{where}: shape {shape} has a side over the {limits.max_message_bytes} limit", rid
+        )
     expected = math.prod(shape) * dtype.itemsize
     if expected > limits.max_message_bytes:
         raise ProtocolError(
@@ -261,7 +286,10 @@ def _wrap_blob(desc: Any, buf: memoryview, index: int, rid: int | None, limits: 
         raise ProtocolError(
             E_MALFORMED, f"{where}: {name} {shape} needs {expected} bytes; the frame has {len(buf)}", rid
         )
-    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+    try:
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+    except ValueError:  # an empty array whose sides multiply past what numpy can index
+        raise ProtocolError(E_MALFORMED, f"{where}: shape {shape} cannot describe an array", rid) from None
 
 
 # ----------------------------------------------------------------------------- field checks
@@ -280,6 +308,27 @@ def require(fields: dict, name: str, types: type | tuple, rid: int | None, optio
         raise ProtocolError(
             E_BAD_REQUEST, f"field '{name}' must be {_type_names(types)}; got {type(value).__name__}", rid
         )
+    return value
+
+
+def name_field(fields: dict, key: str, limits: Limits, rid: int | None, default: str, where: str = "") -> str:
+    """An optional name (client, scene, view, server-side path): a string of at most
+    ``max_name_chars`` characters (``limit_exceeded`` beyond), ``default`` when absent."""
+    value = require(fields, key, str, rid, optional=True)
+    if value is None:
+        return default
+    if len(value) > limits.max_name_chars:
+        raise ProtocolError(
+            E_LIMIT, f"'{where or key}' is {len(value)} characters; the limit is {limits.max_name_chars}", rid
+        )
+    return value
+
+
+def finite_number(fields: dict, key: str, rid: int | None) -> float | int | None:
+    """An optional finite number (``t_client``), None when absent."""
+    value = require(fields, key, (int, float), rid, optional=True)
+    if value is not None and not math.isfinite(value):
+        raise ProtocolError(E_BAD_REQUEST, f"'{key}' must be finite", rid)
     return value
 
 
@@ -387,15 +436,17 @@ def parse_views(msg: Message, limits: Limits) -> list:
             "(send the rest with add_views)",
             rid,
         )
-    expected = sum(1 + bool(v.get("depth")) if isinstance(v, dict) else 1 for v in views)
+    for i, v in enumerate(views):  # the blob count depends on each view's depth flag: check them first
+        if not isinstance(v, dict) or not all(type(k) is str for k in v):
+            raise ProtocolError(E_BAD_REQUEST, f"views[{i}] must be a map with string keys", rid)
+        require(v, "depth", bool, rid, optional=True)
+    expected = sum(1 + bool(v.get("depth")) for v in views)
     if expected != len(msg.blobs):
         raise ProtocolError(
             E_MALFORMED, f"{len(views)} views need {expected} binary frames (rgb [+ depth]); got {len(msg.blobs)}", rid
         )
     frames, blob_iter = [], iter(msg.blobs)
     for i, v in enumerate(views):
-        if not isinstance(v, dict):
-            raise ProtocolError(E_BAD_REQUEST, f"views[{i}] must be a map", rid)
         w = require(v, "width", int, rid)
         h = require(v, "height", int, rid)
         if not (0 < w <= limits.max_image_side and 0 < h <= limits.max_image_side):
@@ -404,11 +455,7 @@ def parse_views(msg: Message, limits: Limits) -> list:
                 f"views[{i}] is {w}x{h}; sides must be in 1..{limits.max_image_side}",
                 rid,
             )
-        name = v.get("name", f"view{i}")
-        if not isinstance(name, str) or len(name) > limits.max_name_chars:
-            raise ProtocolError(
-                E_BAD_REQUEST, f"views[{i}].name must be a string of <= {limits.max_name_chars} chars", rid
-            )
+        name = name_field(v, "name", limits, rid, f"view{i}", where=f"views[{i}].name")
         K = intrinsics(v.get("K"), w, h, rid)
         c2w = pose(v.get("c2w"), f"views[{i}].c2w", rid)
         rgb = next(blob_iter)
@@ -463,9 +510,7 @@ def parse_render(msg: Message, limits: Limits) -> RenderRequest:
         if wh is None:
             raise ProtocolError(E_BAD_REQUEST, "a render with 'K' must also give 'size' [width, height]", rid)
         K = intrinsics(f["K"], wh[0], wh[1], rid)
-    t_client = require(f, "t_client", (int, float), rid, optional=True)
-    if t_client is not None and not math.isfinite(t_client):
-        raise ProtocolError(E_BAD_REQUEST, "'t_client' must be finite", rid)
+    t_client = finite_number(f, "t_client", rid)
     encoding = require(f, "encoding", str, rid, optional=True) or "raw"
     if encoding not in ENCODINGS:
         raise ProtocolError(E_BAD_REQUEST, f"'encoding' must be one of {list(ENCODINGS)}; got {encoding!r}", rid)

@@ -20,13 +20,15 @@ from python_bridge.protocol import E_LIMIT, E_UNKNOWN_SCENE, ProtocolError
 @dataclass
 class BuiltScene:
     """What the pipeline renders from: ``anchor`` (models.anchor AnchorScene), the render-ready
-    ``cloud``, the reference ``candidates`` (Frames) and how long the build took."""
+    ``cloud``, the reference ``candidates`` (Frames), how long the build took and its
+    ``stages`` (name -> ms)."""
 
     anchor: Any
     cloud: Any
     candidates: list[Frame]
     points: int
     build_ms: float
+    stages: dict[str, float] = field(default_factory=dict)
     _latents: dict[int, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -29,6 +29,7 @@ same session replaced it while it was queued) or ``error``.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import ipaddress
 import logging
@@ -38,7 +39,6 @@ import selectors
 import socket
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -50,12 +50,17 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from python_bridge import protocol as P
+from python_bridge import timeline
 from python_bridge.scenes import SceneState, SceneStore
 
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "worldfm-bridge"
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+class BindError(OSError):
+    """The server could not listen on its endpoint; the message says why and what to try."""
 
 
 class InsecureBindError(ValueError):
@@ -118,6 +123,7 @@ class RenderJob:
     request: P.RenderRequest
     scene: SceneState
     received: float
+    timings: dict | None = None  # the frame's stage timings (ms), once rendered
 
 
 class Scheduler:
@@ -129,7 +135,7 @@ class Scheduler:
     """
 
     def __init__(self) -> None:
-        self._pending: OrderedDict[str, RenderJob] = OrderedDict()
+        self._pending: collections.OrderedDict[str, RenderJob] = collections.OrderedDict()
 
     def submit(self, job: RenderJob) -> RenderJob | None:
         """Queue ``job``; returns the job it superseded, if any (the caller answers it)."""
@@ -193,9 +199,14 @@ class Server:
         self._scenes = SceneStore(self.limits.max_scenes_per_client)
         self._sessions: dict[str, _Session] = {}
         self._session_of: dict[bytes, str] = {}
+        self._new_sessions: dict[bytes, collections.deque[float]] = {}  # identity -> times it started sessions
         self._builder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="worldfm-build")
+        self._model_steps = tuple(pipeline.describe().get("steps", ()))  # empty: no generator, steps ignored
         self._auth = None
         self.stats = {"requests": 0, "frames": 0, "superseded": 0, "errors": 0}  # changed under the I/O lock
+        self._started = time.monotonic()
+        self._builds: collections.deque[dict] = collections.deque(maxlen=16)  # for stats, newest last
+        self._first_frame: dict | None = None  # {"timings": ...} of the first frame sent
         # The I/O lock guards the ROUTER and all request state (sessions, scenes, scheduler,
         # _rendering); whichever thread holds it is the one talking to clients.
         self._lock = threading.Lock()
@@ -219,6 +230,7 @@ class Server:
                 "made with `worldfm serve --make-keys DIR`) or --insecure if this network is trusted"
             )
         sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.IPV6, 1)  # tcp://[::1]:PORT; IPv4 addresses bind as before
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peers raise instead of vanishing silently
         sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
         sock.setsockopt(zmq.HEARTBEAT_IVL, self.config.heartbeat_ms)
@@ -234,7 +246,12 @@ class Server:
                 domain="*", location=str(cfg.authorized_dir) if cfg.authorized_dir else zmq.auth.CURVE_ALLOW_ANY
             )
             sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
-        sock.bind(cfg.bind)
+        try:
+            sock.bind(cfg.bind)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise BindError(f"cannot listen on {cfg.bind}: {exc} (is another server on that port, or the address "
+                            "mistyped? endpoints look like tcp://127.0.0.1:5555 or tcp://[::1]:5555)") from None
         return sock
 
     def start(self) -> "Server":
@@ -272,6 +289,7 @@ class Server:
         log.info(
             "serving on %s (%s, %d worker(s))", self.endpoint, self.pipeline.describe().get("name"), self.config.workers
         )
+        timeline.mark("listening")
         try:
             self._loop()
         finally:
@@ -326,7 +344,16 @@ class Server:
                 self._running[job.session] -= 1
                 if not self._running[job.session]:
                     del self._running[job.session]
+                if rendered == P.FRAME and not self._scenes.holds(job.scene):  # closed while rendering
+                    rendered = P.ERROR
+                    closed = P.error(P.E_UNKNOWN_SCENE, f"scene {job.scene.id} was closed", job.request.id)
+                    reply = [job.identity, *P.encode(closed)]
                 self._count("frames" if rendered == P.FRAME else "errors")
+                if rendered == P.FRAME and self._first_frame is None:
+                    self._first_frame = {"timings": job.timings}
+                    at = timeline.mark("first_frame")
+                    log.info("first frame sent %.2f s after process start; stages (ms) %s", at,
+                             {k: round(v, 1) for k, v in self._first_frame["timings"].items()})
             if callable(reply):
                 reply = reply()
             if reply is not None:
@@ -423,10 +450,13 @@ class Server:
             return P.Message(
                 P.PONG,
                 rid,
-                {"t_client": msg.fields.get("t_client"), "t_server": time.time(), "queued": len(self._scheduler)},
+                {"t_client": P.finite_number(msg.fields, "t_client", rid), "t_server": time.time(),
+                 "queued": len(self._scheduler)},
             )
         if msg.type == P.HELLO:
             return self._hello(identity, msg)
+        if msg.type == P.STATS:
+            return P.Message(P.STATS, rid, self._stats())
         if msg.type not in P.REQUEST_TYPES:
             raise P.ProtocolError(
                 P.E_MALFORMED, f"unknown message type {msg.type!r}; requests are {list(P.REQUEST_TYPES)}", rid
@@ -447,19 +477,21 @@ class Server:
         return P.Message(P.SCENE_CLOSED, rid, {"scene": scene.id})
 
     def _hello(self, identity: bytes, msg: P.Message) -> P.Message:
-        client = P.require(msg.fields, "client", str, msg.id, optional=True) or "unnamed"
+        client = P.name_field(msg.fields, "client", self.limits, msg.id, "unnamed")
         session = P.require(msg.fields, "session", str, msg.id, optional=True)
         if session is not None and not _SESSION_RE.match(session):
             raise P.ProtocolError(P.E_BAD_REQUEST, "'session' must be 8-64 characters of [A-Za-z0-9_-]", msg.id)
         session = session or secrets.token_hex(16)
-        if session not in self._sessions and len(self._sessions) >= self.limits.max_sessions:
-            raise P.ProtocolError(
-                P.E_LIMIT,
-                f"the server has {len(self._sessions)} sessions (its limit); try again when idle ones have expired",
-                msg.id,
-            )
         now = time.monotonic()
-        state = self._sessions.setdefault(session, _Session(session, client[:64], now))
+        if session not in self._sessions:
+            self._count_new_session(identity, now, msg.id)
+            if len(self._sessions) >= self.limits.max_sessions:
+                raise P.ProtocolError(
+                    P.E_LIMIT,
+                    f"the server has {len(self._sessions)} sessions (its limit); try again when idle ones have expired",
+                    msg.id,
+                )
+        state = self._sessions.setdefault(session, _Session(session, client, now))
         state.last_seen = now
         state.identities.add(identity)
         self._session_of[identity] = session
@@ -480,6 +512,37 @@ class Server:
             },
         )
 
+    def _stats(self) -> dict:
+        """The ``stats`` reply's fields (docs/protocol.md): counters, start-up milestones, recent
+        builds and the first frame's stages. No scene ids: they are capabilities."""
+        return {
+            "uptime_s": round(time.monotonic() - self._started, 3),
+            "sessions": len(self._sessions),
+            "scenes": len(self._scenes),
+            "queued": len(self._scheduler),
+            "rendering": self._rendering,
+            "counters": dict(self.stats),
+            "startup_s": timeline.marks(),
+            "builds": list(self._builds),
+            "first_frame": self._first_frame,
+        }
+
+    def _count_new_session(self, identity: bytes, now: float, rid: int | None) -> None:
+        """Allow a connection at most ``max_new_sessions_per_minute`` new sessions in any 60 s;
+        a hello that resumes a session it knows costs nothing. Without this one socket
+        saying hello in a loop fills ``max_sessions`` and locks every other client out."""
+        recent = self._new_sessions.setdefault(identity, collections.deque())
+        while recent and recent[0] < now - 60.0:
+            recent.popleft()
+        if len(recent) >= self.limits.max_new_sessions_per_minute:
+            raise P.ProtocolError(
+                P.E_LIMIT,
+                f"this connection started {len(recent)} sessions in the last minute (the limit); "
+                "say hello with the session you already have",
+                rid,
+            )
+        recent.append(now)
+
     def _own_scene(self, session: str, msg: P.Message) -> SceneState:
         scene = self._scenes.get(P.require(msg.fields, "scene", str, msg.id), msg.id)
         if scene.owner != session:
@@ -488,18 +551,19 @@ class Server:
 
     def _open_scene(self, identity: bytes, session: str, msg: P.Message) -> P.Message | None:
         rid = msg.id
-        name = P.require(msg.fields, "name", str, rid, optional=True) or "scene"
+        name = P.name_field(msg.fields, "name", self.limits, rid, "scene")
         path = P.require(msg.fields, "path", str, rid, optional=True)
         if path is not None:
             if "views" in msg.fields or msg.blobs:
                 raise P.ProtocolError(P.E_BAD_REQUEST, "open_scene takes either 'path' or 'views', not both", rid)
             resolved = self._server_path(path, rid)
-            scene = self._scenes.create(session, name[: self.limits.max_name_chars], rid)
-            self._start_build(identity, scene, rid, lambda: self._load_path(resolved))
+            scene = self._scenes.create(session, name, rid)
+            self._start_build(identity, scene, rid, lambda: self._load_under_root(resolved, rid))
             return None
         views = P.parse_views(msg, self.limits)
         final = P.require(msg.fields, "final", bool, rid, optional=True)
-        scene = self._scenes.create(session, name[: self.limits.max_name_chars], rid)
+        self._check_scene_size([], views, rid)  # before the scene exists: a refused upload opens nothing
+        scene = self._scenes.create(session, name, rid)
         return self._accept_views(identity, scene, views, final is not False, rid)
 
     def _add_views(self, identity: bytes, scene: SceneState, msg: P.Message) -> P.Message | None:
@@ -511,24 +575,28 @@ class Server:
         final = P.require(msg.fields, "final", bool, msg.id, optional=True)
         return self._accept_views(identity, scene, views, final is not False, msg.id)
 
-    def _accept_views(self, identity: bytes, scene: SceneState, views: list, final: bool, rid: int | None):
-        if len(scene.views) + len(views) > self.limits.max_views_per_scene:
-            self._scenes.close(scene.id, rid)
+    def _check_scene_size(self, held: list, views: list, rid: int | None) -> None:
+        """Refuse views that would take a scene past ``max_views_per_scene`` or
+        ``max_scene_bytes``; the scene keeps the views it ``held`` (nothing is dropped)."""
+        count = len(held) + len(views)
+        if count > self.limits.max_views_per_scene:
             raise P.ProtocolError(
                 P.E_LIMIT,
-                f"scene {scene.id} would hold {len(scene.views) + len(views)} views; the limit is "
-                f"{self.limits.max_views_per_scene} (the scene was dropped)",
+                f"the scene would hold {count} views; the limit is {self.limits.max_views_per_scene} "
+                f"(these {len(views)} views were refused; the scene keeps its {len(held)})",
                 rid,
             )
-        nbytes = sum(f.rgb.nbytes + (f.depth.nbytes if f.depth is not None else 0) for f in [*scene.views, *views])
+        nbytes = sum(f.rgb.nbytes + (f.depth.nbytes if f.depth is not None else 0) for f in [*held, *views])
         if nbytes > self.limits.max_scene_bytes:
-            self._scenes.close(scene.id, rid)
             raise P.ProtocolError(
                 P.E_LIMIT,
-                f"scene {scene.id} would hold {nbytes} bytes of images; the limit is "
-                f"{self.limits.max_scene_bytes} (the scene was dropped)",
+                f"the scene would hold {nbytes} bytes of images; the limit is {self.limits.max_scene_bytes} "
+                f"(these {len(views)} views were refused; the scene keeps its {len(held)})",
                 rid,
             )
+
+    def _accept_views(self, identity: bytes, scene: SceneState, views: list, final: bool, rid: int | None):
+        self._check_scene_size(scene.views, views, rid)
         scene.views.extend(views)
         if not final:
             return P.Message(P.VIEWS_ADDED, rid, {"scene": scene.id, "views": len(scene.views)})
@@ -548,19 +616,43 @@ class Server:
                 "(start it with --data-root to allow paths)",
                 rid,
             )
-        resolved = (root / path).resolve()
-        if not resolved.is_relative_to(root.resolve()):
+        P.name_field({"path": path}, "path", self.limits, rid, "")  # at most max_name_chars
+        if "\0" in path:
+            raise P.ProtocolError(P.E_BAD_REQUEST, "'path' may not contain NUL characters", rid)
+        try:
+            resolved = (root / path).resolve()
+            inside = resolved.is_relative_to(root.resolve())
+            exists = inside and resolved.exists()
+        except (OSError, ValueError, RuntimeError) as exc:  # too long a component, a symlink loop
+            raise P.ProtocolError(P.E_BAD_REQUEST, f"path {path!r} cannot be opened ({type(exc).__name__})", rid)
+        if not inside:
             raise P.ProtocolError(P.E_NOT_ALLOWED, f"path {path!r} leaves the server's data root", rid)
-        if not resolved.exists():
+        if not exists:
             raise P.ProtocolError(P.E_BAD_REQUEST, f"no such scene under the data root: {path!r}", rid)
         return resolved
 
+    def _load_under_root(self, resolved: Path, rid: int | None) -> list:
+        """The views of a server-side scene; read errors name the scene relative to the data
+        root, so a reply never shows the server's file system layout."""
+        try:
+            return self._load_path(resolved)
+        except (ValueError, OSError) as exc:
+            root = str(self.config.data_root.resolve())
+            reason = str(exc).replace(root, "<data-root>")
+            raise P.ProtocolError(P.E_BAD_REQUEST, f"scene build failed: {reason}", rid) from None
+
     def _start_build(self, identity: bytes, scene: SceneState, rid: int | None, frames: Callable[[], list]) -> None:
+        timeline.mark("scene_uploaded")
         scene.building = True
         self._builder.submit(self._build, identity, scene, rid, frames)
 
     def _render(self, identity: bytes, session: str, msg: P.Message) -> P.Message | None:
         req = P.parse_render(msg, self.limits)
+        offered = self._model_steps
+        if req.steps is not None and offered and req.steps not in offered:
+            raise P.ProtocolError(
+                P.E_BAD_REQUEST, f"'steps' must be one of {list(offered)} (welcome.model.steps); got {req.steps}", req.id
+            )
         scene = self._scenes.get(req.scene, req.id)
         if scene.built is None:
             raise P.ProtocolError(P.E_BAD_REQUEST, f"scene {scene.id} is not built yet; wait for scene_ready", req.id)
@@ -579,6 +671,8 @@ class Server:
         for sid in busy:
             if sid in self._sessions:
                 self._sessions[sid].last_seen = now
+        for ident in [i for i, times in self._new_sessions.items() if not times or times[-1] < now - 60.0]:
+            del self._new_sessions[ident]
         deadline = now - self.config.client_timeout_s
         for sid in [s.id for s in self._sessions.values() if s.last_seen < deadline]:
             state = self._sessions.pop(sid)
@@ -627,6 +721,7 @@ class Server:
                 "image_encode_ms": (time.perf_counter() - t_enc) * 1e3,
             }
             timings["total_ms"] = (time.perf_counter() - job.received) * 1e3
+            job.timings = timings
             h, w = result.rgb.shape[:2]
             return P.Message(
                 P.FRAME,
@@ -685,6 +780,9 @@ class Server:
 
             def reply() -> list:  # under the I/O lock: the scene may have been closed meanwhile
                 scene.building = False
+                self._builds.append({"name": scene.name, "views": len(views), "points": built.points,
+                                     "build_ms": built.build_ms, "stages": dict(built.stages)})
+                timeline.mark("anchor_ready")
                 if not self._scenes.holds(scene):
                     error = P.error(P.E_UNKNOWN_SCENE, f"scene {scene.id} was closed while it was building", rid)
                     return [identity, *P.encode(error)]

@@ -16,15 +16,20 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def share_cores() -> None:
-    """Make idle OpenMP threads (torch's, which splat the anchor) sleep instead of spinning.
+def prepare_runtime() -> None:
+    """Environment for serving, set before torch is imported (explicit settings win).
 
-    The frame path alternates torch (anchor) and ONNX Runtime (model) on the same cores as
-    the I/O loop; spinning OpenMP threads starve ONNX Runtime (frames 4-6x slower on a busy
-    2-core machine). libgomp reads this when torch loads, so call it before importing torch.
-    An explicit OMP_WAIT_POLICY in the environment wins.
+    * Idle OpenMP threads (torch's, which splat the anchor) sleep instead of spinning: the
+      frame path alternates torch (anchor) and ONNX Runtime (model) on the same cores as the
+      I/O loop, and spinning OpenMP threads starve ONNX Runtime (frames 4-6x slower on a busy
+      2-core machine). libgomp reads OMP_WAIT_POLICY when torch loads.
+    * torch.compile's on-disk cache lives under the user's cache folder, not /tmp, so the
+      compiled splatting kernels survive reboots and /tmp cleaners: later runs load them in
+      seconds instead of compiling for 10+ (``$XDG_CACHE_HOME/worldfm/torchinductor``).
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "worldfm" / "torchinductor"
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    share_cores()
+    prepare_runtime()
     from python_bridge import protocol as P
     from python_bridge.demo import load_pipeline
     from python_bridge.server import InsecureBindError, Server, ServerConfig
@@ -146,6 +151,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        if secret.stat().st_mode & 0o077:
+            log.warning("%s is readable by other users; restrict it: chmod 600 %s", secret, secret)
     load_path = None
     if args.data_root is not None:
         from datagen.dataset import read_scene
@@ -177,11 +184,19 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _make_keys(folder: Path) -> int:
+    """Write CurveZMQ key pairs for the server and one client (ZeroMQ's certificate files,
+    docs/protocol.md); the secret halves are readable by their owner only (0600), and are
+    never readable by others even while being written (umask)."""
     import zmq.auth
 
-    folder.mkdir(parents=True, exist_ok=True)
-    zmq.auth.create_certificates(folder, "server")
-    zmq.auth.create_certificates(folder, "client")
+    old_umask = os.umask(0o077)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("server", "client"):
+            _, secret = zmq.auth.create_certificates(folder, name)
+            os.chmod(secret, 0o600)
+    finally:
+        os.umask(old_umask)
     print(
         f"wrote server.key / server.key_secret and client.key / client.key_secret to {folder}\n"
         f"serve with --curve-keys {folder}; give clients server.key (the public key) only"
@@ -190,7 +205,7 @@ def _make_keys(folder: Path) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    share_cores()
+    prepare_runtime()
     from python_bridge.demo import run_demo as demo
 
     if args.frames < 2 or args.views < 1 or args.size < 16:
@@ -214,7 +229,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_render_path(args: argparse.Namespace) -> int:
-    share_cores()
+    prepare_runtime()
     import imageio.v2 as imageio
     from tqdm import tqdm
 

@@ -134,6 +134,28 @@ def examples() -> list[tuple[str, P.Message]]:
         ("ping", P.Message(P.PING, 9, {"t_client": 1.5})),
         ("pong", P.Message(P.PONG, 9, {"t_client": 1.5, "t_server": 1700000001.0, "queued": 0})),
         ("error", P.error(P.E_UNKNOWN_SCENE, "no scene 's-x' on this server (closed, expired, or never opened)", 10)),
+        ("stats", P.Message(P.STATS, 11, {})),
+        (
+            "stats_reply",
+            P.Message(
+                P.STATS,
+                11,
+                {
+                    "uptime_s": 42.5,
+                    "sessions": 1,
+                    "scenes": 1,
+                    "queued": 0,
+                    "rendering": 0,
+                    "counters": {"requests": 130, "frames": 120, "superseded": 4, "errors": 1},
+                    "startup_s": {"imports": 1.7, "engine_ready": 2.9, "listening": 3.0, "scene_uploaded": 4.1,
+                                  "anchor_ready": 5.2, "first_frame": 5.6},
+                    "builds": [{"name": "room", "views": 12, "points": 580308, "build_ms": 1104.2,
+                                "stages": {"fuse_ms": 950.1, "prepare_ms": 154.1}}],
+                    "first_frame": {"timings": {"queue_ms": 0.1, "anchor_ms": 60.2, "encode_ms": 20.5,
+                                                "generate_ms": 21.0, "decode_ms": 30.1, "total_ms": 140.0}},
+                },
+            ),
+        ),
     ]
 
 

@@ -178,3 +178,29 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
 def test_serve_refuses_an_open_bind_without_keys(capsys):
     assert main(["serve", "--bind", "tcp://0.0.0.0:5599"]) == 2
     assert "--insecure" in capsys.readouterr().err
+
+
+def test_make_keys_writes_secrets_only_their_owner_can_read(tmp_path, capsys):
+    import stat
+
+    import zmq.auth
+
+    folder = tmp_path / "keys"
+    assert main(["serve", "--make-keys", str(folder)]) == 0
+    for name in ("server", "client"):
+        assert stat.S_IMODE((folder / f"{name}.key_secret").stat().st_mode) == 0o600
+        public, secret = zmq.auth.load_certificate(folder / f"{name}.key_secret")  # the documented format
+        assert len(public) == len(secret) == 40
+        assert zmq.auth.load_certificate(folder / f"{name}.key")[1] is None  # the public file holds no secret
+
+
+def test_serve_says_why_it_cannot_listen(capsys):
+    import zmq
+
+    taken = zmq.Context.instance().socket(zmq.ROUTER)
+    port = taken.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        assert main(["serve", "--no-model", "--bind", f"tcp://127.0.0.1:{port}"]) == 2
+    finally:
+        taken.close(0)
+    assert f"cannot listen on tcp://127.0.0.1:{port}" in capsys.readouterr().err

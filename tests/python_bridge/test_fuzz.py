@@ -25,8 +25,7 @@ KNOWN_CODES = {
     P.E_UNKNOWN_SCENE,
     P.E_NO_SESSION,
     P.E_NOT_ALLOWED,
-    P.E_INTERNAL,
-}
+}  # not E_INTERNAL: the doc's word for a server bug, which no input may provoke
 KEYS = [
     "v",
     "type",

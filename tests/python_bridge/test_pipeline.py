@@ -45,6 +45,20 @@ def test_model_path_uses_cached_reference_latents(model_pipeline, views):
     assert model_pipeline.render(scene, cam.c2w, steps=2, seed=5).rgb.shape == (32, 32, 3)  # model size default
     with pytest.raises(ValueError, match="3 steps"):
         model_pipeline.render(scene, cam.c2w, steps=3)
+    with pytest.raises(ValueError, match="0 steps"):  # not "the default": 0 is not a step count
+        model_pipeline.render(scene, cam.c2w, steps=0)
+
+
+def test_the_seed_picks_the_noise(model_pipeline, views):
+    """The same seed gives the same frame; another seed gives the generator other noise (the tiny
+    2-step model mixes its second noise draw into the output, so the frame changes)."""
+    scene = model_pipeline.build(views)
+    cam = views[0].camera
+    frames = [model_pipeline.render(scene, cam.c2w, steps=2, seed=s).rgb.astype(int) for s in (1, 1, 2)]
+    np.testing.assert_array_equal(frames[0], frames[1])
+    assert np.abs(frames[0] - frames[2]).max() > 0
+    unseeded = [model_pipeline.render(scene, cam.c2w, steps=2).rgb.astype(int) for _ in range(2)]
+    assert np.abs(unseeded[0] - unseeded[1]).max() > 0  # no seed: fresh noise each time
 
 
 def test_server_with_the_tiny_model_end_to_end(make_server, model_pipeline, views):

@@ -398,6 +398,13 @@ def test_curve_encryption(tmp_path, make_server):
         Client(server.endpoint, timeout_s=0.3, retries=0)  # plain-text clients get nothing
 
 
+def test_ipv6_loopback(make_server):
+    server = make_server(bind="tcp://[::1]:*")
+    assert server.endpoint.startswith("tcp://[::1]:")
+    with Client(server.endpoint, timeout_s=2) as c:
+        assert c.render(open_scene(c), pose(0.0)).rgb.shape == (24, 32, 3)
+
+
 def test_lazy_pirate_reconnects_after_a_lost_reply():
     """A fake server that loses the first ping: the client times out, reconnects, says hello, resends."""
     ctx = zmq.Context.instance()

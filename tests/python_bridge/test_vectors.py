@@ -36,3 +36,15 @@ def test_request_vectors_pass_validation():
     assert len(P.parse_views(decode("add_views"), P.Limits())) == 1
     req = P.parse_render(decode("render"), P.Limits())
     assert req.size == (2, 2) and req.seed == 42 and req.c2w[0, 3] == 0.5
+
+
+def test_the_docs_byte_example_counts_the_frame_header_right():
+    """docs/protocol.md walks through the frame example's bytes; its entry count once was wrong."""
+    import re
+
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    count, marker = re.search(r"the header map \((\d+) entries, `([0-9a-f]{2})`", doc).groups()
+    (frame,) = [v for v in VECTORS if v["name"] == "frame"]
+    header = bytes.fromhex(frame["frames_hex"][0])
+    assert header[0] == 0x80 | int(count) and marker == f"{header[0]:02x}"
+    assert frame["frames_hex"][0].endswith(re.search(r"ending with\n`([0-9a-f ]+)`", doc).group(1).replace(" ", ""))
