@@ -230,7 +230,8 @@ class Server:
                 "made with `worldfm serve --make-keys DIR`) or --insecure if this network is trusted"
             )
         sock = self._ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.IPV6, 1)  # tcp://[::1]:PORT; IPv4 addresses bind as before
+        if "://[" in cfg.bind:  # tcp://[::1]:PORT; only then, so IPv4 endpoints keep reading tcp://127.0.0.1:PORT
+            sock.setsockopt(zmq.IPV6, 1)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peers raise instead of vanishing silently
         sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
         sock.setsockopt(zmq.HEARTBEAT_IVL, self.config.heartbeat_ms)
