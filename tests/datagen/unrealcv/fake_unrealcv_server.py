@@ -97,10 +97,13 @@ class Behaviour:
 
 
 BEHAVIOURS = {
-    "5.2-linux": Behaviour("5.2-linux", "1.0.1", False, "No handler found for URI '{}'", True, 32, 1, rb"(\d{1,}):(.*)"),
-    "4.27": Behaviour("4.27", "0.3.10", False, "Can not find a handler for URI '{}'", False, None, 1, rb"(\d{1,}):(.*)"),
-    "master": Behaviour("master", "0.3.10", True, "Can not find a handler for URI '{}'", False, None, 8,
-                        rb"(\d{1,8}):(.*)"),
+    "5.2-linux": Behaviour("5.2-linux", "1.0.1", legacy=False, miss="No handler found for URI '{}'",
+                           tcp_once_then_unix=True, requests_per_tick=32, backlog=1, request_pattern=rb"(\d{1,}):(.*)"),
+    "4.27": Behaviour("4.27", "0.3.10", legacy=False, miss="Can not find a handler for URI '{}'",
+                      tcp_once_then_unix=False, requests_per_tick=None, backlog=1, request_pattern=rb"(\d{1,}):(.*)"),
+    "master": Behaviour("master", "0.3.10", legacy=True, miss="Can not find a handler for URI '{}'",
+                        tcp_once_then_unix=False, requests_per_tick=None, backlog=8,
+                        request_pattern=rb"(\d{1,8}):(.*)"),
 }
 
 
@@ -270,9 +273,10 @@ class FakeUnrealCVServer:
     ``missing``: command words (``fov``, ``size``, ``normal`` ...) whose handlers this build lacks.
     ``pose_offset_cm``: added to every location set for camera 0, as a game pushes a colliding
     player pawn; ``rotation_offset_deg``: added to every rotation set for it (pitch, yaw, roll),
-    as a pawn whose camera sits tilted on it. ``fall_cm_per_request``: camera 0 sinks this much per request, as a pawn with
-    gravity does per tick. ``plane_depth``: a master build with the ``plane_depth`` capture mode
-    enabled (ServerConfig.cpp has it commented out of SupportedModes). ``tick_s``: a frame.
+    as a pawn whose camera sits tilted on it. ``fall_cm_per_request``: camera 0 sinks this much
+    per request, as a pawn with gravity does per tick. ``plane_depth``: a master build with the
+    ``plane_depth`` capture mode enabled (ServerConfig.cpp has it commented out of
+    SupportedModes). ``tick_s``: a frame.
     """
 
     def __init__(

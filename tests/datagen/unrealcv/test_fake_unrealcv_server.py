@@ -65,7 +65,8 @@ def test_greeting_version_and_the_dispatchers_own_words(game, mode):
     server = game(behaves_like=mode)
     client = Raw(("127.0.0.1", server.port))
     assert client.greeting(2.0) == b"connected to FakeUnrealGame"
-    version, size, fov = (client.ask(c) for c in ("vget /unrealcv/version", "vget /camera/0/size", "vget /camera/0/fov"))
+    asked = ("/unrealcv/version", "/camera/0/size", "/camera/0/fov")
+    version, size, fov = (client.ask(f"vget {what}") for what in asked)
     miss, camera_miss = client.ask("vget /bogus"), client.ask("vget /camera/0/bogus npy")
     client.close()
     if mode == "5.2-linux":
@@ -91,7 +92,8 @@ def test_a_camera_the_game_lacks(game, mode):
     replies = [client.ask(f"vget /camera/7/{what}") for what in ("location", "fov", "lit png")]
     client.close()
     if mode == "master":
-        assert replies == [b"error Camera 7 can not be found.", b"error Invalid camera id 7", b"error Invalid camera id 7"]
+        assert replies == [b"error Camera 7 can not be found.", b"error Invalid camera id 7",
+                           b"error Invalid camera id 7"]
     else:  # FCameraHandler::GetCamera says so, but GetFOV/GetSize answer InvalidArgument instead
         assert replies == [b"error Invalid sensor id", b"error Argument Invalid", b"error Invalid sensor id"]
 
@@ -195,7 +197,8 @@ def test_depth_is_half_float_and_only_0_3_sees_the_landscape(game, mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.filterwarnings("ignore:The connected UnrealCV server is too old:UserWarning")
 def test_the_official_client_talks_to_the_stand_in(game, mode):
-    unrealcv = pytest.importorskip("unrealcv")
+    import unrealcv  # the [test] extra: the official client, here only to check the stand-in
+
     server = game(behaves_like=mode)
     client = unrealcv.Client(("127.0.0.1", server.port), "inet")
     assert client.connect()
