@@ -43,8 +43,11 @@ def _chunk_rays(chunks: np.ndarray, n: int) -> np.ndarray:
     return rays[rays < n]
 
 
-def _tile_order(width: int, height: int) -> np.ndarray:
-    """Flat pixel indices (H*W,) listed tile by tile (8 x 8 tiles, row-major inside each)."""
+def tile_order(width: int, height: int) -> np.ndarray:
+    """Flat pixel indices (H*W,) listed tile by tile (8 x 8 tiles, row-major inside each).
+
+    Rays handed to :meth:`Renderer.trace` in this order cull fastest (each chunk is one tile).
+    """
     i, j = np.mgrid[0:height, 0:width]
     tiles_per_row = -(-width // _TILE)
     key = ((i // _TILE) * tiles_per_row + j // _TILE) * CHUNK + (i % _TILE) * _TILE + j % _TILE
@@ -75,7 +78,7 @@ class Renderer:
         """
         key = (camera.K.tobytes(), camera.width, camera.height)
         if key not in self._rays:
-            order = _tile_order(camera.width, camera.height)
+            order = tile_order(camera.width, camera.height)
             d = pixel_rays(camera.K, camera.width, camera.height).reshape(-1, 3)[order]
             d /= np.linalg.norm(d, axis=1, keepdims=True)
             self._rays[key] = (d.astype(np.float32), d[:, 2].astype(np.float32), order)
@@ -210,12 +213,16 @@ class Renderer:
         w = np.clip(dirs[:, 2:3], 0, 1) ** 0.6
         return horizon * (1 - w) + zenith * w
 
-    def render(self, camera: Camera, name: str = "") -> Frame:
-        """The view of ``camera``: RGB uint8 (H, W, 3) and z-depth float32 (H, W), 0 for sky."""
-        dirs_cam, cos_axis, pixel = self.camera_rays(camera)
-        rot = camera.c2w[:3, :3].astype(np.float32)
-        origin = camera.c2w[:3, 3].astype(np.float32)
-        dirs = transform(dirs_cam, rot.T)  # (n, 3) world
+    def trace(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Shade rays from ``origin`` (3,) along unit world directions ``dirs`` (n, 3).
+
+        Returns display RGB uint8 (n, 3), the distance to the first hit in metres (n,; inf
+        where nothing is hit: sky) and what was hit (n,; shape index, -1 for the enclosure
+        or nothing). Consecutive rays should point alike (see :func:`tile_order`): that is
+        what makes culling fast, the results do not depend on the order.
+        """
+        origin = np.asarray(origin, np.float32)
+        dirs = np.asarray(dirs, np.float32)
         t = self.scene.enclosure.intersect(origin, dirs)
         ids = np.full(len(dirs), -1)
         self._closest(origin, dirs, t, ids)
@@ -234,9 +241,19 @@ class Renderer:
         # Exponential tone curve, then display gamma through a table indexed by sqrt(value)
         # (fine steps in the darks, no per-pixel pow).
         tone = np.sqrt(1.0 - np.exp(-_EXPOSURE * radiance))
-        rgb = np.empty((len(dirs), 3), np.uint8)
-        rgb[pixel] = _GAMMA_LUT[(tone * (len(_GAMMA_LUT) - 1) + 0.5).astype(np.intp)]  # back to raster order
-        depth = np.zeros(len(dirs), np.float32)
+        rgb = _GAMMA_LUT[(tone * (len(_GAMMA_LUT) - 1) + 0.5).astype(np.intp)]
+        return rgb, t, ids
+
+    def render(self, camera: Camera, name: str = "") -> Frame:
+        """The view of ``camera``: RGB uint8 (H, W, 3) and z-depth float32 (H, W), 0 for sky."""
+        dirs_cam, cos_axis, pixel = self.camera_rays(camera)
+        rot = camera.c2w[:3, :3].astype(np.float32)
+        origin = camera.c2w[:3, 3].astype(np.float32)
+        traced, t, _ = self.trace(origin, transform(dirs_cam, rot.T))
+        rgb = np.empty((len(t), 3), np.uint8)
+        rgb[pixel] = traced  # back to raster order
+        hit = np.flatnonzero(np.isfinite(t))
+        depth = np.zeros(len(t), np.float32)
         depth[pixel[hit]] = t[hit] * cos_axis[hit]
         shape = (camera.height, camera.width)
         return Frame(rgb=rgb.reshape(*shape, 3), depth=depth.reshape(shape), camera=camera, name=name)

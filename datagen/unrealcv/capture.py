@@ -2,17 +2,23 @@
 
 Per planned view: set the pose, read it back until the game reports it (camera 0 is the
 player pawn, which moves on the next tick, may be pushed out of collision, and clamps pitch),
-capture depth first and reject the view if it is too close to geometry (a camera in a wall
-shows as near or missing depth) or sees too little surface, then RGB (and optionally
-normals and object masks), read the pose again, check everything, write it atomically.
+capture depth first and reject the view if it has depth holes (no depth where the camera
+looks below the horizon: the ground is there, but UnrealCV 4.22+ renders depth only for mesh
+actors annotated when the level started, so Landscape and foliage are missing), is too close
+to geometry (a camera in a wall shows as near or missing depth) or sees too little surface,
+then RGB (and optionally normals and object masks), read the pose again, check everything,
+write it atomically.
 
 Failures are handled per view, so a long capture survives them:
 
 * a bad payload (corrupt PNG/npy, wrong size, all-black, NaN depth) -> capture again, up to
   ``retries`` times, then record the view as rejected;
-* a lost connection or a timeout -> reconnect (with backoff) and redo the view from its
-  pose, up to ``reconnects`` times per view;
-* a missing command or a game that stays down -> stop with an error that says what to do.
+* a lost connection or a timeout -> reconnect (with backoff; over the game's Unix socket
+  when it has moved there) and redo the view from its pose, up to ``reconnects`` times per view;
+* a transient ``error`` reply (render target not ready, pawn briefly missing) -> the
+  connection resends the command with backoff, ``error_retries`` times;
+* a missing command, a missing camera, a transient error that does not pass or a game that
+  stays down -> stop with an error that says what to do.
 
 Which views are done (written or rejected) lives in the dataset folder, so a rerun after a
 crash continues where it stopped and never writes a view twice.
@@ -33,10 +39,22 @@ from datagen.unrealcv.game import DEPTH_MODES, CameraInfo, GameCamera
 from datagen.unrealcv.payloads import PayloadError, check_view
 from datagen.unrealcv.planning import PlannedView
 from datagen.unrealcv.sink import CaptureSink
-from models.cameras import K_from_hfov, c2w_to_ue, ue_to_c2w
+from models.cameras import K_from_hfov, c2w_to_ue, pixel_rays, ue_to_c2w
 from models.scene import Camera, Frame
 
 log = logging.getLogger(__name__)
+
+# A ray at least this far below the horizon must meet the ground in any level with one.
+HORIZON_MARGIN_DEG = 2.0
+DEPTH_HOLE_ADVICE = (
+    "depth is missing where the camera looks down at the ground. UnrealCV 4.22+ (FusionCamSensor) renders "
+    "depth only for actors whose mesh components it annotated when the level started, so a Landscape, "
+    "foliage and actors spawned later are invisible to depth while the RGB shows them. In the level: "
+    "replace the Landscape with a Static Mesh actor (export it as a mesh and place that), convert foliage "
+    "instances to Static Mesh actors, and annotate actors spawned during play with "
+    "`vset /object/<name>/color R G B`; or set [capture] max_depth_holes = 1 to keep such views with their "
+    "wrong depth (docs/datagen.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,7 @@ class CaptureOptions:
     size: tuple[int, int] | None = None  # set the capture resolution (W, H); None: the game's
     hfov_deg: float | None = None  # set the horizontal FOV; None: the game's
     depth_mode: str = "auto"  # auto | plane | distance (see game.GameCamera.probe)
+    max_depth_holes: float = 0.01  # reject views with more pixels than this below the horizon and no depth
     normals: bool = False
     object_masks: bool = False
     min_clearance: float = 20.0  # cm; a view is too close when ...
@@ -65,7 +84,7 @@ class CaptureOptions:
             raise ValueError(f"size must be [width, height] in pixels; got {self.size}")
         if self.hfov_deg is not None and not 0 < self.hfov_deg < 180:
             raise ValueError(f"hfov_deg must be in (0, 180); got {self.hfov_deg}")
-        for name in ("near_fraction", "min_valid_depth"):
+        for name in ("near_fraction", "min_valid_depth", "max_depth_holes"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a fraction in [0, 1]; got {getattr(self, name)}")
         for name in ("retries", "reconnects", "min_clearance"):
@@ -83,6 +102,11 @@ class CaptureStats:
     retries: int = 0
     reconnects: int = 0
     pose_adjusted: int = 0  # views the game rendered away from the planned pose
+    timeouts: int = 0  # requests without a reply in time (each cost a reconnect)
+    stale_replies: int = 0  # replies to an earlier connection's requests, dropped
+    error_retries: int = 0  # commands resent after a transient error reply
+    transport: str = ""  # where the last connection went (tcp:host:port, unix:path)
+    plugin: str = ""  # the plugin build, as probed
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -95,7 +119,9 @@ class CaptureStats:
         return (
             f"{self.views} views in {self.seconds:.1f} s ({self.views_per_s:.2f} views/s); "
             f"{self.resumed} already done, {self.rejected} rejected{f' ({why})' if why else ''}, "
-            f"{self.retries} retries, {self.reconnects} reconnects, {self.pose_adjusted} poses moved by the game"
+            f"{self.retries} retries, {self.reconnects} reconnects ({self.timeouts} timeouts), "
+            f"{self.error_retries} commands resent after transient errors, {self.stale_replies} stale replies "
+            f"dropped, {self.pose_adjusted} poses moved by the game"
         )
 
 
@@ -148,14 +174,16 @@ class SceneCapture:
         raise AssertionError("unreachable")
 
     def prepare(self) -> CameraInfo:
-        """Connect, apply size/FOV settings, and read what the game's camera is."""
-
-        def step() -> CameraInfo:
-            self.game.configure(self.options.size, self.options.hfov_deg)
-            return self.game.probe(self.options.depth_mode)
-
-        self.info = self._with_reconnects(step)
+        """Connect, find the plugin build, apply size/FOV settings, and read what the camera is."""
+        opts = self.options
+        self.info = self._with_reconnects(lambda: self.game.probe(opts.depth_mode, opts.size, opts.hfov_deg))
+        self.stats.plugin = self.info.plugin.describe()
         return self.info
+
+    def _sync_connection_stats(self) -> None:
+        conn, stats = self.conn, self.stats
+        stats.timeouts, stats.stale_replies = conn.timeouts, conn.stale_replies
+        stats.error_retries, stats.transport = conn.error_retries, conn.transport
 
     def run(
         self,
@@ -170,6 +198,20 @@ class SceneCapture:
         view in hand (the folder stays resumable).
         """
         start = time.perf_counter()
+        try:
+            self._run(views, wanted, progress, stop)
+        finally:
+            self._sync_connection_stats()
+            self.stats.seconds = time.perf_counter() - start
+        return self.stats
+
+    def _run(
+        self,
+        views: list[PlannedView],
+        wanted: int,
+        progress: Callable[[int], None] | None,
+        stop: threading.Event | None,
+    ) -> None:
         if self.info is None:
             self.prepare()
         done = self.sink.done()  # name -> True (written) / False (rejected)
@@ -185,6 +227,8 @@ class SceneCapture:
             try:
                 captured = self._with_reconnects(lambda: self._capture_checked(view))
             except Rejected as why:
+                if why.kind == "depth holes" and "depth holes" not in self.stats.reasons:
+                    log.warning("%s: %s", view.name, DEPTH_HOLE_ADVICE)
                 self.stats.rejected += 1
                 self.stats.reasons[why.kind] = self.stats.reasons.get(why.kind, 0) + 1
                 self.sink.reject(view.name, str(why))
@@ -195,8 +239,6 @@ class SceneCapture:
             self.stats.views += 1
             if progress:
                 progress(1)
-        self.stats.seconds = time.perf_counter() - start
-        return self.stats
 
     def _capture_checked(self, view: PlannedView) -> CapturedView:
         """Capture with retries on bad payloads; raises :class:`Rejected` for unusable views."""
@@ -234,6 +276,7 @@ class SceneCapture:
         K = K_from_hfov(info.hfov_deg, info.width, info.height)
         depth = self.game.depth(info, K)
         if depth.shape == (info.height, info.width):  # a wrong size is a payload fault, below
+            self._check_depth_holes(depth, c2w, K)
             self._check_clearance(depth)
         rgb = self.game.lit()
         check_view(rgb, depth, info.width, info.height)
@@ -255,6 +298,18 @@ class SceneCapture:
                 )
         camera = Camera(K=K, c2w=c2w, width=info.width, height=info.height)
         return CapturedView(Frame(rgb=rgb, camera=camera, depth=depth, name=view.name), extras)
+
+    def _check_depth_holes(self, depth: np.ndarray, c2w: np.ndarray, K: np.ndarray) -> None:
+        """Reject a view whose depth is missing below the horizon, where the RGB shows ground."""
+        h, w = depth.shape
+        rays = pixel_rays(K, w, h) @ c2w[:3, :3].T  # (H, W, 3) in our Z-up world
+        down = rays[..., 2] < -np.sin(np.radians(HORIZON_MARGIN_DEG)) * np.linalg.norm(rays, axis=-1)
+        holes = float(np.mean(down & (depth <= 0)))
+        if holes > self.options.max_depth_holes:
+            raise Rejected(
+                "depth holes", f"{holes:.1%} of the pixels look below the horizon and have no depth "
+                f"(max_depth_holes {self.options.max_depth_holes:.1%})",
+            )
 
     def _check_clearance(self, depth: np.ndarray) -> None:
         valid = depth > 0

@@ -7,7 +7,6 @@ import logging
 import sys
 import threading
 import time
-import warnings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--port", type=int, action="append", dest="ports", metavar="PORT",
                    help="UnrealCV port of a game; repeat for several games (default 9000)")
     g.add_argument("--unix-socket", action="append", dest="unix_sockets", metavar="PATH",
-                   help="unix socket of a game (Linux: /tmp/unrealcv_<port>.socket); repeatable")
+                   help="unix socket of a game instead of a port (repeatable); --port already uses "
+                   "/tmp/unrealcv_<port>.socket when the game has one")
     g.add_argument("--timeout", type=float, dest="request_timeout", metavar="S", help="seconds per request (60)")
     g.add_argument("--connect-attempts", type=int, metavar="N", help="connection attempts before giving up (5)")
     c = p.add_argument_group("capture")
@@ -48,15 +48,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     l.add_argument("--radius", type=float, metavar="CM", help="orbit radius, Unreal cm")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def _quiet_client_disconnects(hook_args) -> None:
-    """The unrealcv client's receive thread raises ConnectionError when a game drops the
-    connection; the capture already handles that (reconnects), so log it instead of a traceback."""
-    if issubclass(hook_args.exc_type, ConnectionError) and "receive_loop" in (hook_args.thread.name or ""):
-        log.debug("unrealcv receive thread: %s", hook_args.exc_value)
-        return
-    threading.__excepthook__(hook_args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,23 +80,19 @@ def run(args: argparse.Namespace) -> int:
             bar.update(n)
 
     start = time.perf_counter()
-    previous_hook = threading.excepthook
-    threading.excepthook = _quiet_client_disconnects
-    # The client asks 1.0 servers for a command list only newer (UnrealCV+) builds have.
-    warnings.filterwarnings("ignore", message="The connected UnrealCV server is too old", category=UserWarning)
     try:
         results = capture_all(config, args.out, progress)
     except KeyboardInterrupt:
         print("interrupted after the views in hand; rerun the same command to resume", file=sys.stderr)
         return 130
     finally:
-        threading.excepthook = previous_hook
         bar.close()
     wall = time.perf_counter() - start
     views = sum(r.stats.views for r in results)
     for r in results:
         state = "complete" if r.complete else "INCOMPLETE"
-        print(f"{r.scene} [{r.endpoint.describe()}] {state}: {r.stats.summary()}")
+        where = ", ".join(filter(None, (r.stats.transport or r.endpoint.describe(), r.stats.plugin)))
+        print(f"{r.scene} [{where}] {state}: {r.stats.summary()}")
         if r.error:
             print(f"  error: {r.error}", file=sys.stderr)
     print(

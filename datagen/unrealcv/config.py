@@ -45,6 +45,9 @@ class Targets:
     host: str = "127.0.0.1"
     ports: tuple[int, ...] = (9000,)
     unix_sockets: tuple[str, ...] = ()  # used instead of ports when given
+    # Where a 1.0.x game on Linux creates unrealcv_<port>.socket; the plugin hard-codes /tmp, so
+    # change it only when /tmp is not shared with the game (containers) or for the test stand-in.
+    socket_dir: str = "/tmp"
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,14 @@ def load_config(path: str | os.PathLike | None, overrides: dict[str, dict] | Non
     for name, values in (overrides or {}).items():
         sections[name].update({k: v for k, v in values.items() if v is not None})
     conn = sections["connection"]
-    targets = build(Targets, {k: conn.pop(k) for k in ("host", "ports", "unix_sockets") if k in conn}, "connection")
+    target_keys = ("host", "ports", "unix_sockets", "socket_dir")
+    targets = build(Targets, {k: conn.pop(k) for k in target_keys if k in conn}, "connection")
     if not targets.ports and not targets.unix_sockets:
         raise ConfigError("[connection] needs at least one port or unix socket")
     settings = build(ConnectionSettings, {k: conn.pop(k) for k in list(conn) if k in _CONNECTION_KEYS}, "connection")
     if conn:
         raise ConfigError(f"[connection] has unknown keys {sorted(conn)}; allowed: "
-                          f"{sorted(_CONNECTION_KEYS | {'host', 'ports', 'unix_sockets'})}")
+                          f"{sorted(_CONNECTION_KEYS | set(target_keys))}")
     return CaptureConfig(
         targets=targets,
         connection=settings,

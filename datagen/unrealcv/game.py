@@ -1,19 +1,29 @@
 """The UnrealCV commands we use, for one camera of one game, and what their replies mean.
 
-Targets the UnrealCV plugin's ``FusionCamSensor`` command set (1.x, and the 4.22 / 4.27 /
-5.x branches of github.com/unrealcv/unrealcv), with fall-backs for the older 0.3.x builds:
+Two command sets exist (read in github.com/unrealcv/unrealcv, ``CameraHandler.cpp``):
+
+* ``FusionCamSensor`` builds -- branches ``4.22`` to ``4.27`` (VersionName ``0.3.10``) and
+  ``5.2`` (``1.0.1``): ``fov``, ``size``, ``depth`` is z-depth;
+* ``GTCaptureComponent`` builds -- branch ``master`` and releases 0.3.x (``0.3.10``): no
+  ``fov`` or ``size`` (a catch-all ``vget /camera/[uint]/[str]`` answers them with
+  ``error Unrecognized capture mode ...``), ``horizontal_fieldofview`` instead, the size only in
+  ``vget /unrealcv/status``, and ``depth`` is the distance to the camera centre
+  (unrealcv/unrealcv#84). Its ``plane_depth npy`` exists but answers an empty payload unless
+  the build enables that capture mode (commented out of ``SupportedModes`` in ServerConfig.cpp).
+
+The version string cannot tell them apart (4.27 and master both say ``0.3.10``), so
+:meth:`GameCamera.probe` asks for ``fov`` and falls back to the 0.3.x commands when it is missing.
 
 ==========================================  ===========================================
 ``vset /camera/N/location X Y Z``           cm, Unreal world; camera 0 moves the player pawn
 ``vset /camera/N/rotation P Y R``           degrees, pitch yaw roll (``FRotator`` order)
 ``vget /camera/N/location`` / ``rotation``  ``"%.3f %.3f %.3f"``, read back after every set
-``vget /camera/N/fov``                      horizontal FOV, ``"%f"`` (0.3.x:
-                                            ``horizontal_fieldofview``)
-``vget /camera/N/size``                     ``"W H"`` (older: ``Width``/``Height`` lines of
+``vget /camera/N/fov``                      horizontal FOV ``"%f"`` (0.3.x:
+                                            ``horizontal_fieldofview``, ``"%.3f"``)
+``vget /camera/N/size``                     ``"W H"`` (0.3.x: ``Width``/``Height`` lines of
                                             ``vget /unrealcv/status``)
 ``vget /camera/N/lit png``                  RGBA PNG
-``vget /camera/N/depth npy``                z-depth, cm (0.3.x: distance to the camera centre;
-                                            its ``plane_depth npy`` is z-depth)
+``vget /camera/N/depth npy``                ``'<f4'`` (H, W) cm, half-float precision
 ``vget /camera/N/normal png``               optional; RGBA PNG
 ``vget /camera/N/object_mask png``          optional; RGBA PNG, one colour per object
 ==========================================  ===========================================
@@ -28,11 +38,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from datagen.unrealcv.connection import CommandError, MissingCommandError, UnrealCVConnection
-from datagen.unrealcv.payloads import PayloadError, decode_png_rgb, depth_from_npy
+from datagen.unrealcv.payloads import PayloadError, decode_npy, decode_png_rgb, depth_from_npy
 
 log = logging.getLogger(__name__)
 
 DEPTH_MODES = ("auto", "plane", "distance")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Which UnrealCV build the game runs, as far as its replies tell."""
+
+    version: str  # VersionName of UnrealCV.uplugin (`vget /unrealcv/version`), "unknown" if missing
+    legacy: bool  # 0.3.x GTCaptureComponent commands (branch master) rather than FusionCamSensor ones
+
+    def describe(self) -> str:
+        kind = "0.3.x GTCaptureComponent commands" if self.legacy else "FusionCamSensor commands"
+        return f"UnrealCV {self.version}, {kind}"
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,7 @@ class CameraInfo:
     hfov_deg: float
     depth_command: str  # "depth" or "plane_depth"
     depth_is_distance: bool  # the depth payload is distance to the camera centre
+    plugin: PluginInfo = PluginInfo("unknown", False)
 
 
 def _floats(reply: str, count: int, command: str) -> np.ndarray:
@@ -64,37 +87,60 @@ class GameCamera:
         self.camera_id = camera_id
         self._prefix = f"/camera/{camera_id}"
 
-    def configure(self, size: tuple[int, int] | None, hfov_deg: float | None) -> None:
-        """Set the capture resolution and/or horizontal FOV (``None`` keeps the game's)."""
-        if size is not None:
-            self.conn.request_text(f"vset {self._prefix}/size {size[0]} {size[1]}")
-        if hfov_deg is not None:
-            self.conn.request_text(f"vset {self._prefix}/fov {hfov_deg:g}")
-
-    def probe(self, depth_mode: str = "auto") -> CameraInfo:
-        """Read resolution, FOV and which depth command/meaning this plugin build has."""
+    def probe(
+        self, depth_mode: str = "auto", size: tuple[int, int] | None = None, hfov_deg: float | None = None
+    ) -> CameraInfo:
+        """Find out which plugin build this is, apply ``size``/``hfov_deg`` (None: keep the
+        game's), and read resolution, FOV and which depth command to use and what it means."""
         if depth_mode not in DEPTH_MODES:
             raise ValueError(f"depth mode must be one of {DEPTH_MODES}; got {depth_mode!r}")
-        width, height = self._size()
-        hfov = self._hfov()
-        if depth_mode == "auto":
-            try:  # only 0.3.x builds have it; there `depth` is the distance to the camera centre
-                self.conn.request(f"vget {self._prefix}/plane_depth npy")
-                command = "plane_depth"
-            except MissingCommandError:
-                command = "depth"
-            log.info("depth from `%s npy` (z-depth along the optical axis)", command)
-            return CameraInfo(width, height, hfov, command, False)
-        return CameraInfo(width, height, hfov, "depth", depth_mode == "distance")
-
-    def _size(self) -> tuple[int, int]:
-        """(W, H) from ``size``, else from ``vget /unrealcv/status``, else (0, 0): unknown."""
-        command = f"vget {self._prefix}/size"
+        self.get_pose()  # a camera id the game lacks fails here, with the plugin's own words
         try:
-            w, h = _floats(self.conn.request_text(command), 2, command)
-            return int(w), int(h)
+            version = self.conn.request_text("vget /unrealcv/version").strip()
         except MissingCommandError:
-            pass
+            version = "unknown"
+        hfov, legacy = self._hfov()
+        plugin = PluginInfo(version, legacy)
+        log.info("%s", plugin.describe())
+        if hfov_deg is not None:
+            command = "horizontal_fieldofview" if legacy else "fov"
+            self.conn.request_text(f"vset {self._prefix}/{command} {hfov_deg:.6f}")
+            hfov, _ = self._hfov()
+        if size is not None:
+            if legacy:
+                raise CommandError(
+                    f"vset {self._prefix}/size", "0.3.x plugins cannot change the capture size while running: "
+                    "start the game with -UnrealCVWidth=W -UnrealCVHeight=H (or set Width/Height in unrealcv.ini) "
+                    "and drop [capture] size",
+                )
+            self.conn.request_text(f"vset {self._prefix}/size {size[0]} {size[1]}")
+        width, height = self._size(legacy)
+        if depth_mode != "auto":
+            return CameraInfo(width, height, hfov, "depth", depth_mode == "distance", plugin)
+        if legacy and self._has_plane_depth():
+            command, distance = "plane_depth", False
+        else:
+            command, distance = "depth", legacy
+        log.info("depth from `%s npy` (%s)", command, "distance to the camera centre" if distance else "z-depth")
+        return CameraInfo(width, height, hfov, command, distance, plugin)
+
+    def _has_plane_depth(self) -> bool:
+        """Whether a 0.3.x build's `plane_depth npy` returns an array (it is empty unless enabled)."""
+        try:
+            reply = self.conn.request(f"vget {self._prefix}/plane_depth npy")
+            return decode_npy(reply, "plane_depth npy").ndim >= 2
+        except (MissingCommandError, PayloadError):
+            return False
+
+    def _size(self, legacy: bool) -> tuple[int, int]:
+        """(W, H) from ``size``, else from ``vget /unrealcv/status``, else (0, 0): unknown."""
+        if not legacy:
+            command = f"vget {self._prefix}/size"
+            try:
+                w, h = _floats(self.conn.request_text(command), 2, command)
+                return int(w), int(h)
+            except MissingCommandError:
+                pass
         try:
             status = self.conn.request_text("vget /unrealcv/status")
             w = re.search(r"^Width:\s*(\d+)", status, re.M)
@@ -106,10 +152,11 @@ class GameCamera:
         log.warning("the game reports no capture size; taking it from the first image")
         return 0, 0
 
-    def _hfov(self) -> float:
-        """Horizontal FOV in degrees from ``fov`` (1.x), else ``horizontal_fieldofview`` (0.3.x)."""
+    def _hfov(self) -> tuple[float, bool]:
+        """(horizontal FOV in degrees, whether only the 0.3.x `horizontal_fieldofview` has it)."""
         missing = None
-        for command in (f"vget {self._prefix}/fov", f"vget {self._prefix}/horizontal_fieldofview"):
+        for legacy, what in ((False, "fov"), (True, "horizontal_fieldofview")):
+            command = f"vget {self._prefix}/{what}"
             try:
                 fov = float(_floats(self.conn.request_text(command), 1, command)[0])
             except MissingCommandError as exc:
@@ -117,12 +164,13 @@ class GameCamera:
                 continue
             if not 0.0 < fov < 180.0:
                 raise CommandError(command, f"horizontal FOV must be in (0, 180) degrees; got {fov}")
-            return fov
+            return fov, legacy
         raise missing
 
     def set_pose(self, location_cm: np.ndarray, rotation_pyr: np.ndarray) -> None:
         x, y, z = (float(v) for v in location_cm)
         p, yaw, r = (float(v) for v in rotation_pyr)
+        # Plain decimals: the plugin's [float] pattern is [-+]?\d*[.]?\d+ (no exponent).
         self.conn.request_text(f"vset {self._prefix}/location {x:.4f} {y:.4f} {z:.4f}")
         self.conn.request_text(f"vset {self._prefix}/rotation {p:.4f} {yaw:.4f} {r:.4f}")
 

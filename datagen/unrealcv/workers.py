@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from datagen.dataset import DatasetError
-from datagen.unrealcv.capture import CaptureStats, SceneCapture
+from datagen.unrealcv.capture import DEPTH_HOLE_ADVICE, CaptureStats, SceneCapture
 from datagen.unrealcv.config import CaptureConfig
 from datagen.unrealcv.connection import Endpoint, UnrealCVConnection, UnrealCVError
 from datagen.unrealcv.planning import plan_views
@@ -38,15 +38,18 @@ class WorkerResult:
 
 
 def endpoints_of(config: CaptureConfig) -> list[Endpoint]:
+    """One endpoint per game: a port (on this machine also its Unix socket), or a socket path."""
     t = config.targets
     if t.unix_sockets:
-        return [Endpoint(unix_socket=path) for path in t.unix_sockets]
-    return [Endpoint(host=t.host, port=port) for port in t.ports]
+        return [Endpoint.for_socket(path) for path in t.unix_sockets]
+    return [Endpoint.for_port(t.host, port, t.socket_dir) for port in t.ports]
 
 
 def scene_name(endpoint: Endpoint) -> str:
-    """Folder name of the scene captured from ``endpoint``: ``unrealcv_9000``, ``unrealcv_<socket>``."""
-    tag = Path(endpoint.unix_socket).stem if endpoint.unix_socket else str(endpoint.port)
+    """Folder of the scene captured from ``endpoint``: ``unrealcv_<port>`` whichever transport
+    serves it (a 1.0.x game on Linux moves from TCP to its socket, and a rerun must resume in
+    the same folder); ``unrealcv_<socket name>`` for a socket not named after a port."""
+    tag = str(endpoint.port) if endpoint.port is not None else Path(endpoint.unix_socket).stem
     return "unrealcv_" + re.sub(r"[^A-Za-z0-9_.-]", "_", tag)
 
 
@@ -92,6 +95,8 @@ def capture_one(
             f"({stats.rejected} rejected this run). Raise [plan] spare, lower [capture] min_clearance, "
             "or move the plan away from geometry; then rerun into a new folder"
         )
+        if stats.reasons.get("depth holes"):
+            error += f". {stats.reasons['depth holes']} views were rejected for depth holes: {DEPTH_HOLE_ADVICE}"
     return WorkerResult(endpoint, scene, stats, sink.complete, error)
 
 

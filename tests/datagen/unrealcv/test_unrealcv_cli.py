@@ -5,21 +5,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fake_unrealcv_server import FakeUnrealCVServer, orbit_overrides
 
 from datagen.dataset import find_scenes, read_scene
 from datagen.unrealcv.config import ConfigError, load_config
-from datagen.unrealcv.workers import capture_all
 from python_bridge.cli import main
-
-pytestmark = pytest.mark.filterwarnings("ignore:The connected UnrealCV server is too old:UserWarning")
 
 PLAN = """
 [connection]
 host = "127.0.0.1"
 ports = [{port}]
+socket_dir = "{socket_dir}"
 connect_attempts = 2
 retry_backoff = 0.01
 
@@ -38,17 +35,18 @@ heights = [0, 20]
 """
 
 
-def _plan_file(tmp_path, server: FakeUnrealCVServer):
+def _plan_file(tmp_path, server: FakeUnrealCVServer, views: int = 4):
     plan = orbit_overrides(server, views=4)["plan"]
     x, y, z = plan["center"]
     path = tmp_path / "orbit.toml"
-    path.write_text(PLAN.format(port=server.port, x=x, y=y, z=z))
+    text = PLAN.format(port=server.port, socket_dir=Path(server.socket_path).parent, x=x, y=y, z=z)
+    path.write_text(text.replace("views = 4", f"views = {views}"))
     return path
 
 
 def test_toml_sections_become_settings_and_flags_override_them(tmp_path):
     path = tmp_path / "plan.toml"
-    path.write_text(PLAN.format(port=9005, x=1, y=2, z=3))
+    path.write_text(PLAN.format(port=9005, socket_dir="/tmp", x=1, y=2, z=3))
     config = load_config(path, {"plan": {"views": 9, "seed": None}, "capture": {"depth_mode": "plane"}})
     assert config.targets.ports == (9005,)
     assert config.connection.connect_attempts == 2
@@ -72,24 +70,26 @@ def test_bad_configuration_names_the_key(tmp_path, text, message):
         load_config(path)
 
 
-def test_cli_captures_a_scene_and_prints_a_summary(tmp_path, capsys):
-    with FakeUnrealCVServer() as server:
-        plan = _plan_file(tmp_path, server)
-        code = main(["datagen", "unrealcv", "--plan", str(plan), "--out", str(tmp_path / "out"), "--no-progress"])
-    out = capsys.readouterr().out
+def test_cli_captures_a_scene_and_prints_only_its_summary(game, tmp_path, capfd):
+    server = game()
+    plan = _plan_file(tmp_path, server)
+    code = main(["datagen", "unrealcv", "--plan", str(plan), "--out", str(tmp_path / "out"), "--no-progress"])
+    out = capfd.readouterr().out
     assert code == 0, out
     [scene_dir] = find_scenes(tmp_path / "out")
     assert scene_dir.name == f"unrealcv_{server.port}"
     scene = read_scene(scene_dir)
     assert len(scene) == 4 and scene.meta["plan"]["seed"] == 7
     assert len(list((scene_dir / "normals").glob("*.png"))) == 4
-    assert "total: 4 views from 1 game(s)" in out and "views/s" in out and "0 retries" in out
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{scene_dir} [tcp:127.0.0.1:{server.port}, UnrealCV 1.0.1")
+    assert "total: 4 views from 1 game(s)" in lines[1] and "views/s" in out and "0 retries" in out
 
 
-def test_cli_reports_an_incomplete_capture_with_exit_code_1(tmp_path, capsys):
-    with FakeUnrealCVServer(missing=("normal",)) as server:
-        plan = _plan_file(tmp_path, server)
-        code = main(["datagen", "unrealcv", "--plan", str(plan), "--out", str(tmp_path / "out"), "--no-progress"])
+def test_cli_reports_an_incomplete_capture_with_exit_code_1(game, tmp_path, capsys):
+    server = game(missing=("normal",))
+    plan = _plan_file(tmp_path, server)
+    code = main(["datagen", "unrealcv", "--plan", str(plan), "--out", str(tmp_path / "out"), "--no-progress"])
     captured = capsys.readouterr()
     assert code == 1
     assert "INCOMPLETE" in captured.out and "does not support" in captured.err
@@ -100,16 +100,17 @@ def test_cli_refuses_a_bad_flag_value_with_exit_code_2(tmp_path, capsys):
     assert code == 2 and "views must be >= 1" in capsys.readouterr().err
 
 
-def test_capture_over_a_unix_socket(tmp_path):
-    sock = str(tmp_path / "unrealcv_9000.socket")
-    with FakeUnrealCVServer(unix_socket=sock) as server:
-        overrides = orbit_overrides(server, views=2)
-        overrides["connection"]["unix_sockets"] = [sock]
-        [result] = capture_all(load_config(None, overrides), tmp_path / "out")
-        assert result.complete, result.error
-        assert result.scene.name == "unrealcv_unrealcv_9000"
-        frame = read_scene(result.scene).frames[0]
-    assert frame.rgb.shape == (24, 32, 3) and np.any(frame.depth > 0)
+def test_tcp_and_unix_socket_runs_share_the_scene_folder(game, tmp_path, capsys):
+    server = game(behaves_like="5.2-linux")
+    plan, out = _plan_file(tmp_path, server), str(tmp_path / "out")
+    assert main(["datagen", "unrealcv", "--plan", str(plan), "--out", out, "--no-progress"]) == 0
+    code = main(["datagen", "unrealcv", "--plan", str(plan), "--unix-socket", server.socket_path, "--out", out,
+                 "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0 and server.transports == ["tcp", "unix"]
+    [scene_dir] = find_scenes(tmp_path / "out")
+    assert scene_dir.name == f"unrealcv_{server.port}"
+    assert f"[unix:{server.socket_path}, UnrealCV 1.0.1" in printed and "0 views in" in printed  # all resumed
 
 
 def test_the_documented_configuration_is_valid(tmp_path):
