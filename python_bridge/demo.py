@@ -88,18 +88,19 @@ def make_scene(seed: int, kind: str, views: int, size: int):
 
 
 def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback: bool = False,
-                  precision: str = "auto"):
+                  precision: str = "auto", anchor_style: str | None = None):
     """The frame pipeline: with the exported model at ``model`` (or the default folder) or the fallback.
 
     ``precision`` picks fp16 or fp32 graphs (:class:`python_bridge.engine.Engine`).
     ``fallback`` forces the anchor + hole-filling path even when a model is present, so the
-    classical baseline can be watched side by side with the model.
+    classical baseline can be watched side by side with the model. ``anchor_style`` overrides
+    the anchor style (default: the model's, else the best; ``models.anchor.styles``).
     """
     from python_bridge.pipeline import FramePipeline
 
     if fallback:
         log.info("--no-model: running the point-cloud anchor + classical hole filling, no generator")
-        return FramePipeline(None)
+        return FramePipeline(None, anchor_style=anchor_style)
     folder = model or (DEFAULT_MODEL if (DEFAULT_MODEL / "manifest.json").is_file() else None)
     if folder is None:
         log.warning(
@@ -107,10 +108,11 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
             "point-cloud anchor + classical hole filling, no generator",
             DEFAULT_MODEL,
         )
-        return FramePipeline(None)
+        return FramePipeline(None, anchor_style=anchor_style)
     from python_bridge.engine import Engine
 
-    return FramePipeline(Engine(folder, provider=provider, precision=precision), steps=steps)
+    return FramePipeline(Engine(folder, provider=provider, precision=precision), steps=steps,
+                         anchor_style=anchor_style)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -139,6 +141,7 @@ def run_demo(
     fps: float = 24.0,
     fallback: bool = False,
     precision: str = "auto",
+    anchor_style: str | None = None,
 ) -> DemoReport:
     """Run the demo end to end and return its measurements (see the module docstring)."""
     import imageio.v2 as imageio
@@ -150,7 +153,7 @@ def run_demo(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     renderer, source = make_scene(seed, kind, views, size)
-    pipeline = load_pipeline(model, provider, steps, fallback, precision)
+    pipeline = load_pipeline(model, provider, steps, fallback, precision, anchor_style)
     K = source[0].camera.K
     path = interpolate_poses(np.stack([f.camera.c2w for f in source]), frames)
     strip_at = set(np.linspace(0, frames - 1, STRIP_ROWS).round().astype(int).tolist())

@@ -42,7 +42,8 @@ class ModelFolderError(ValueError):
 @dataclass(frozen=True)
 class Manifest:
     """The parsed ``manifest.json``: graph files (fp32, and fp16 variants of some), image size
-    (H, W), latent shape (C, h, w), steps."""
+    (H, W), latent shape (C, h, w), steps, and the anchor style the model was trained with
+    (``anchor_style``, a ``models.anchor.styles`` name; ``None`` when the manifest names none)."""
 
     folder: Path
     name: str
@@ -52,6 +53,7 @@ class Manifest:
     graphs: dict[str, Path]
     graphs_fp16: dict[str, Path]
     config: dict
+    anchor_style: str | None = None
 
     @classmethod
     def load(cls, folder: str | Path, verify: bool = True) -> "Manifest":
@@ -97,6 +99,7 @@ class Manifest:
             graphs,
             graphs_fp16,
             dict(m.get("config", {})),
+            m.get("anchor_style"),
         )
 
 
