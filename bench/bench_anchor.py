@@ -7,6 +7,9 @@ Prints medians in milliseconds and same-run ratios. Claims measured:
   the eager and the compiled kernel (the server's),
   and the speed-up over a naive per-point NumPy z-buffer and a vectorised NumPy one;
 * build a scene from 100 views of 256x256 (target <= 5 s);
+* anchor styles side by side (issue 22): per-frame cost of each ``models.anchor.styles`` style at
+  256x256 and 512x512 from the same scene and cameras, eager, and its ratio to ``points``
+  (target: mesh <= 1.5x), plus each style's preparation time;
 * bytes per point held in memory; reference selection per frame (target < 2 ms);
   hole filling; batched vs single-view rendering.
 Scenes come from ``datagen.procedural`` (rendering the views takes ~15 s and is not timed).
@@ -154,6 +157,40 @@ def procedural_views(count: int, size: int, seed: int) -> list:
     return [renderer.render(cam, name=f"{i:03d}") for i, cam in enumerate(cameras)]
 
 
+def matmul_gflops(size: int = 512, repeats: int = 20) -> float:
+    """The machine's fp32 matmul rate now (GFLOP/s): printed beside timings, which it scales."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size**3 / median_ms(lambda: a @ b, repeats) / 1e6
+
+
+def styles_side_by_side(scene, frames: list, repeats: int) -> None:
+    """Median ms per frame of every anchor style at 256x256 and 512x512, alternating styles per
+    round so that load on a shared machine hits them alike; ratios to the points style."""
+    from models.anchor.styles import STYLES, prepare_anchor
+
+    prepared = {}
+    for name in STYLES:
+        start = time.perf_counter()
+        prepared[name] = prepare_anchor(scene, name)
+        print(f"  prepare {name}: {1e3 * (time.perf_counter() - start):.0f} ms")
+    cams = [f.camera for f in frames]
+    print(f"anchor styles, eager, source cameras cycled (fp32 matmul {matmul_gflops():.0f} GFLOP/s now; machine shared):")
+    for size in (256, 512):
+        poses = [(scale_K(c.K, (c.width, c.height), (size, size)), c.c2w) for c in cams]
+        times: dict[str, list[float]] = {name: [] for name in prepared}
+        for i in range(repeats + 2):
+            K, c2w = poses[i % len(poses)]
+            for name, anchor in prepared.items():
+                start = time.perf_counter()
+                anchor.render(K, c2w, size, size)
+                if i >= 2:  # warm-up rounds
+                    times[name].append(time.perf_counter() - start)
+        base = statistics.median(times["points"])
+        print(f"  {size}x{size}: " + " | ".join(
+            f"{name} {1e3 * statistics.median(t):6.2f} ms ({statistics.median(t) / base:.2f}x points)"
+            for name, t in times.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
@@ -183,6 +220,7 @@ def main() -> None:
         f"\nbuild_scene: {len(frames)} views -> {len(cloud):,} points (voxel {scene.voxel_size * 1000:.2f} mm): "
         f"median {statistics.median(build_s):.2f} s of {[round(s, 2) for s in build_s]} (target <= 5 s)"
     )
+    styles_side_by_side(scene, frames, args.repeats)
     layout = to_device(cloud)
     device_bytes = layout.xyz_t.nbytes + layout.rgba.nbytes
     print(

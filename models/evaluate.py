@@ -49,8 +49,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.anchor import build_scene, fill_holes, render_cloud, select_reference, to_device
+from models.anchor import AnchorScene, build_scene, fill_holes, select_reference
 from models.anchor.cloud import unproject_depth
+from models.anchor.styles import STYLES, prepare_anchor
 from models.cameras import project
 from models.scene import Frame, Scene
 
@@ -88,11 +89,12 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def warp_error(frame_a: np.ndarray, frame_b: np.ndarray, view_a: Frame, view_b: Frame,
-               tolerance: float = COVIS_TOLERANCE) -> float:
+               tolerance: float = COVIS_TOLERANCE, only: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """Mean |a(warp(p)) - b(p)| (RGB, [0, 255]) over b's pixels p co-visible in a.
 
     ``frame_a``/``frame_b``: uint8 (H, W, 3) images at ``view_a``/``view_b`` (whose ground-truth
-    depth and cameras define the warp). Returns NaN when no pixel is co-visible.
+    depth and cameras define the warp). ``only``: bool (H, W) masks of a and b; then only pixels
+    p with ``only[1][p]`` and ``only[0][warp(p)]`` count. Returns NaN when no pixel is co-visible.
     """
     h, w = frame_b.shape[:2]
     depth_b = view_b.depth
@@ -103,6 +105,8 @@ def warp_error(frame_a: np.ndarray, frame_b: np.ndarray, view_a: Frame, view_b: 
     col, row = np.clip(col, 0, w - 1), np.clip(row, 0, h - 1)
     depth_a = view_a.depth[row, col]
     covis = inside & (depth_a > 0) & (np.abs(depth_a - z) <= tolerance * np.maximum(z, 1e-6))
+    if only is not None:
+        covis &= only[1].reshape(-1) & only[0][row, col]
     if not covis.any():
         return math.nan
     a = frame_a[row[covis], col[covis]].astype(np.float64)
@@ -122,22 +126,116 @@ class Target:
     anchor_mask: np.ndarray  # bool (H, W)
 
 
-def evaluation_targets(scene: Scene, window: int = 4, stride: int = 1) -> list[Target]:
-    """The targets of one held-out scene (see the module docstring); every ``stride``-th view."""
+def held_out_windows(scene: Scene, window: int = 4, stride: int = 1) -> list[tuple[int, AnchorScene, list[Frame]]]:
+    """(window index, anchor built without the window, every ``stride``-th view of it) per window."""
     views = scene.frames
     out = []
     for w0 in range(0, len(views), window):
         inside = list(range(w0, min(w0 + window, len(views))))
         kept = [views[i] for i in range(len(views)) if i not in inside]
-        anchor = build_scene(kept)
-        cloud = to_device(anchor.cloud)
-        for i in inside[::stride]:
-            f = views[i]
-            cam = f.camera
-            r = render_cloud(cloud, cam.K, cam.c2w, cam.width, cam.height)
-            ref = anchor.frames[select_reference(anchor, cam.K, cam.c2w, cam.width, cam.height)]
-            out.append(Target(scene.name, w0 // window, f, ref, r.rgb.numpy(), r.mask.numpy()))
+        out.append((w0 // window, build_scene(kept), [views[i] for i in inside[::stride]]))
     return out
+
+
+def evaluation_targets(scene: Scene, window: int = 4, stride: int = 1, anchor_style: str | None = None) -> list[Target]:
+    """The targets of one held-out scene (see the module docstring); every ``stride``-th view.
+    Anchors are rendered in ``anchor_style`` (default: ``models.anchor.styles.DEFAULT_STYLE``)."""
+    out = []
+    for index, anchor, targets in held_out_windows(scene, window, stride):
+        prepared = prepare_anchor(anchor, anchor_style)
+        for f in targets:
+            cam = f.camera
+            r = prepared.render(cam.K, cam.c2w, cam.width, cam.height)
+            ref = anchor.frames[select_reference(anchor, cam.K, cam.c2w, cam.width, cam.height)]
+            out.append(Target(scene.name, index, f, ref, r.rgb.numpy(), r.mask.numpy()))
+    return out
+
+
+def covered_psnr(anchor: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR in dB of uint8 (H, W, 3) ``anchor`` against ``truth`` on the pixels ``mask`` covers (NaN if none)."""
+    if not mask.any():
+        return math.nan
+    return psnr(anchor[mask][None], truth[mask][None])
+
+
+@dataclass
+class AnchorReport:
+    """The raw anchor of each style on each set of held-out scenes.
+
+    ``rows[set][style]``: ``covered_psnr`` (dB, mean over targets of the PSNR on the pixels
+    the anchor covers), ``coverage`` (mean share of covered pixels), ``consistency`` (warp
+    error of the raw anchor between consecutive targets over the ground truth's, on pixels
+    covered in both; see :func:`warp_error`), ``render_ms`` (median per frame on this
+    machine, a busy one included), ``targets``.
+    """
+
+    rows: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def markdown(self) -> str:
+        sets = list(self.rows)
+        styles = list(dict.fromkeys(style for per_set in self.rows.values() for style in per_set))
+        head = "| anchor style | " + " | ".join(f"{s}: covered PSNR (dB) | coverage | consistency (x GT)"
+                                              for s in sets) + " |"
+        lines = [head, "|---|" + "---:|---:|---:|" * len(sets)]
+        for style in styles:
+            cells = []
+            for s in sets:
+                m = self.rows[s].get(style)
+                cells.append(f"{m['covered_psnr']:.2f} | {m['coverage']:.3f} | {m['consistency']:.2f}" if m
+                             else "- | - | -")
+            lines.append(f"| {style} | " + " | ".join(cells) + " |")
+        counts = ", ".join(f"{s}: {next(iter(self.rows[s].values()))['targets']:.0f} targets"
+                           for s in sets if self.rows[s])
+        lines.append(f"\nRaw anchors of held-out views ({counts}); covered PSNR counts only the pixels each "
+                     "style covers.")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows}
+
+
+def anchor_report(sets: Mapping[str, Sequence[Scene]], styles: Sequence[str] | None = None, window: int = 4,
+                  stride: int = 1, progress: bool = True) -> AnchorReport:
+    """Score the raw anchor of every style in ``styles`` (default: all registered) on each named
+    set of held-out scenes (e.g. ``{"in family": [...], "out of family": [...]}``), with the
+    evaluation protocol of the module docstring. Each window's scene is built once and
+    rendered in every style."""
+    import time
+
+    from tqdm import tqdm
+
+    styles = list(styles or STYLES)
+    report = AnchorReport()
+    for set_name, scenes in sets.items():
+        scores: dict[str, list[tuple[float, float]]] = {s: [] for s in styles}
+        times: dict[str, list[float]] = {s: [] for s in styles}
+        images: dict[str, dict[tuple[str, int], list[tuple[Frame, np.ndarray, np.ndarray]]]] = {s: {} for s in styles}
+        truth: dict[tuple[str, int], list[tuple[Frame, np.ndarray]]] = {}
+        for scene in tqdm(scenes, desc=f"anchors ({set_name})", unit="scene", disable=not progress):
+            for index, anchor, targets in held_out_windows(scene, window, stride):
+                for f in targets:
+                    truth.setdefault((scene.name, index), []).append((f, f.rgb))
+                for style in styles:
+                    prepared = prepare_anchor(anchor, style)
+                    for f in targets:
+                        cam = f.camera
+                        start = time.perf_counter()
+                        out = prepared.render(cam.K, cam.c2w, cam.width, cam.height)
+                        times[style].append(time.perf_counter() - start)
+                        rgb, mask = out.rgb.numpy(), out.mask.numpy()
+                        scores[style].append((covered_psnr(rgb, f.rgb, mask), float(mask.mean())))
+                        images[style].setdefault((scene.name, index), []).append((f, rgb, mask))
+        report.rows[set_name] = {}
+        for style in styles:
+            arr = np.array(scores[style], dtype=np.float64).reshape(-1, 2)
+            report.rows[set_name][style] = {
+                "covered_psnr": float(np.nanmean(arr[:, 0])) if len(arr) else math.nan,
+                "coverage": float(arr[:, 1].mean()) if len(arr) else math.nan,
+                "consistency": _covered_consistency(images[style], truth),
+                "render_ms": 1e3 * float(np.median(times[style])) if times[style] else math.nan,
+                "targets": float(len(arr)),
+            }
+    return report
 
 
 class OnnxRunner:
@@ -246,10 +344,12 @@ def evaluate(
     progress: bool = True,
     ablations: Mapping[str, torch.nn.Module] | None = None,
     latent_decoder: torch.nn.Module | None = None,
+    anchor_style: str | None = None,
 ) -> EvalResult:
     """Score every method on the held-out ``scenes``; optionally write an image strip
     (reference | anchor | 1 step | ground truth per row) to ``strip``. ``ablations``
-    (name -> teacher) need ``latent_decoder`` (scaled latent -> image in [-1, 1])."""
+    (name -> teacher) need ``latent_decoder`` (scaled latent -> image in [-1, 1]). ``anchor_style``:
+    how anchors are rendered (``models.anchor.styles``; default its ``DEFAULT_STYLE``)."""
     from tqdm import tqdm
 
     from models.sampling import Condition, generate
@@ -263,7 +363,7 @@ def evaluate(
     scores: dict[str, list[tuple[float, float]]] = {}
     images: dict[str, dict[tuple[str, int], list[tuple[Frame, np.ndarray]]]] = {}
     strip_images = []
-    targets = [t for s in scenes for t in evaluation_targets(s, window, stride)]
+    targets = [t for s in scenes for t in evaluation_targets(s, window, stride, anchor_style)]
     for t in tqdm(targets, desc="eval", unit="frame", disable=not progress):
         gt = t.frame.rgb
         x = target_inputs(runner, t)
@@ -319,6 +419,22 @@ def evaluate(
         strip.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid).save(strip)
     return result
+
+
+def _covered_consistency(anchors: dict[tuple[str, int], list[tuple[Frame, np.ndarray, np.ndarray]]],
+                         truth: dict[tuple[str, int], list[tuple[Frame, np.ndarray]]]) -> float:
+    """Warp error of raw anchors over the ground truth's, both on the pixels the anchor covers in
+    both frames of each consecutive pair: texture shimmer and misregistration, not coverage
+    changes (a hole next to a covered pixel would count as a 100-level flicker otherwise)."""
+    ours, theirs = [], []
+    for key, seq in anchors.items():
+        for (a, a_img, a_mask), (b, b_img, b_mask), (_, a_gt), (_, b_gt) in zip(seq, seq[1:], truth[key],
+                                                                                 truth[key][1:]):
+            mine = warp_error(a_img, b_img, a, b, only=(a_mask, b_mask))
+            if math.isfinite(mine):
+                ours.append(mine)
+                theirs.append(warp_error(a_gt, b_gt, a, b, only=(a_mask, b_mask)))
+    return float(np.mean(ours) / np.mean(theirs)) if ours else math.nan
 
 
 def _sequence_error(windows: dict[tuple[str, int], list[tuple[Frame, np.ndarray]]]) -> float:

@@ -41,8 +41,9 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from models.anchor import build_scene, render_cloud, to_device
+from models.anchor import build_scene
 from models.anchor.reference import reference_scores
+from models.anchor.styles import DEFAULT_STYLE, prepare_anchor
 from models.cameras import crop_K, mirror_camera
 from models.scene import Scene
 
@@ -60,7 +61,8 @@ class PairConfig:
     ``ref_choices``: the reference is drawn among this many best-covering cloud views.
     ``crop_prob`` / ``min_crop``: chance of cropping a target, smallest crop side as a
     fraction of the image. ``flip_prob``: chance a scene is mirrored. ``splat_radius``:
-    anchor splat radius in pixels (as the server renders).
+    anchor splat radius in pixels (as the server renders). ``anchor_style``: how anchors are
+    rendered (``models.anchor.styles``; the server renders the style the model's manifest names).
     """
 
     image_size: int = 256
@@ -72,6 +74,7 @@ class PairConfig:
     flip_prob: float = 0.5
     splat_radius: int = 0
     seed: int = 0
+    anchor_style: str = DEFAULT_STYLE
 
 
 def _to_image(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -139,7 +142,7 @@ def build_scene_samples(scene: Scene, scene_index: int, encoder: nn.Module, conf
             if not kept:
                 raise ValueError(f"scene {scene.name!r} has {len(views)} views; it needs more than window={config.window}")
             anchor_scene = build_scene([views[i] for i in kept], seed=config.seed)
-            cloud = to_device(anchor_scene.cloud)
+            prepared = prepare_anchor(anchor_scene, config.anchor_style, splat_radius=config.splat_radius)
             for t in window:
                 frame = views[t]
                 K = frame.camera.K
@@ -148,7 +151,7 @@ def build_scene_samples(scene: Scene, scene_index: int, encoder: nn.Module, conf
                     side = int(round(size * rng.uniform(config.min_crop, 1.0)))
                     box = (int(rng.integers(0, size - side + 1)), int(rng.integers(0, size - side + 1)), side, side)
                     K = crop_K(K, box, size)
-                render = render_cloud(cloud, K, frame.camera.c2w, size, size, splat_radius=config.splat_radius)
+                render = prepared.render(K, frame.camera.c2w, size, size)
                 scores = reference_scores(anchor_scene.references, K, frame.camera.c2w, size, size)
                 order = [kept[j] for j in np.argsort(-scores, kind="stable")[: config.ref_choices]]
                 refs.append(order + [-1] * (config.ref_choices - len(order)))

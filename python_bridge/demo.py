@@ -88,12 +88,13 @@ def make_scene(seed: int, kind: str, views: int, size: int):
 
 
 def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback: bool = False,
-                  precision: str = "auto"):
+                  precision: str = "auto", anchor_style: str | None = None):
     """The frame pipeline: with the exported model at ``model`` (or the default folder) or the fallback.
 
     ``precision`` picks fp16 or fp32 graphs (:class:`python_bridge.engine.Engine`).
     ``fallback`` forces the anchor + hole-filling path even when a model is present, so the
-    classical baseline can be watched side by side with the model.
+    classical baseline can be watched side by side with the model. ``anchor_style`` overrides
+    the anchor style (default: the model's, else the best; ``models.anchor.styles``).
     """
     from python_bridge import timeline
     from python_bridge.pipeline import FramePipeline
@@ -101,7 +102,7 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
     timeline.mark("imports")
     if fallback:
         log.info("--no-model: running the point-cloud anchor + classical hole filling, no generator")
-        return FramePipeline(None)
+        return FramePipeline(None, anchor_style=anchor_style)
     folder = model or (DEFAULT_MODEL if (DEFAULT_MODEL / "manifest.json").is_file() else None)
     if folder is None:
         log.warning(
@@ -109,10 +110,11 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
             "point-cloud anchor + classical hole filling, no generator",
             DEFAULT_MODEL,
         )
-        return FramePipeline(None)
+        return FramePipeline(None, anchor_style=anchor_style)
     from python_bridge.engine import Engine
 
-    pipeline = FramePipeline(Engine(folder, provider=provider, precision=precision), steps=steps)
+    pipeline = FramePipeline(Engine(folder, provider=provider, precision=precision), steps=steps,
+                             anchor_style=anchor_style)
     timeline.mark("engine_ready")
     return pipeline
 
@@ -143,6 +145,7 @@ def run_demo(
     fps: float = 24.0,
     fallback: bool = False,
     precision: str = "auto",
+    anchor_style: str | None = None,
 ) -> DemoReport:
     """Run the demo end to end and return its measurements (see the module docstring)."""
     import imageio.v2 as imageio
@@ -154,7 +157,7 @@ def run_demo(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     renderer, source = make_scene(seed, kind, views, size)
-    pipeline = load_pipeline(model, provider, steps, fallback, precision)
+    pipeline = load_pipeline(model, provider, steps, fallback, precision, anchor_style)
     K = source[0].camera.K
     path = interpolate_poses(np.stack([f.camera.c2w for f in source]), frames)
     strip_at = set(np.linspace(0, frames - 1, STRIP_ROWS).round().astype(int).tolist())

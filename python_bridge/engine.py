@@ -45,7 +45,8 @@ class ModelFolderError(ValueError):
 @dataclass(frozen=True)
 class Manifest:
     """The parsed ``manifest.json``: graph files (fp32, and fp16 variants of some), image size
-    (H, W), latent shape (C, h, w), steps."""
+    (H, W), latent shape (C, h, w), steps, and the anchor style the model was trained with
+    (``anchor_style``, a ``models.anchor.styles`` name; ``None`` when the manifest names none)."""
 
     folder: Path
     name: str
@@ -56,6 +57,7 @@ class Manifest:
     graphs_fp16: dict[str, Path]
     config: dict
     static_batch: bool = False  # graphs with batch fixed to 1 (``"batch": 1``), which load in a fraction of the time
+    anchor_style: str | None = None
 
     @classmethod
     def load(cls, folder: str | Path, verify: bool = True) -> "Manifest":
@@ -102,6 +104,7 @@ class Manifest:
             graphs_fp16,
             dict(m.get("config", {})),
             m.get("batch") == 1,
+            m.get("anchor_style"),
         )
 
 

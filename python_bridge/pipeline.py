@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from models.anchor import build_scene, fill_holes, render_cloud, select_reference, to_device
+from models.anchor import build_scene, fill_holes, select_reference
 from models.anchor.cloud import DEFAULT_MAX_POINTS
+from models.anchor.styles import DEFAULT_STYLE, get_style, prepare_anchor
 from models.cameras import scale_K
 from models.scene import Frame
 from python_bridge.scenes import BuiltScene
@@ -64,11 +65,16 @@ class FramePipeline:
     ``splat_radius`` (pixels) grows each point to a square when rendering the anchor: 0 keeps
     renders at the source resolution exact; 1 closes pinholes when the camera flies closer
     than the source views were taken, at the price of a one-pixel dilation.
+    ``anchor_style`` (a ``models.anchor.styles`` name) renders the anchor; default: the one the
+    model's manifest names (what it was trained on), else ``models.anchor.styles.DEFAULT_STYLE``.
     """
 
-    def __init__(self, engine=None, steps: int | None = None, splat_radius: int = 0) -> None:
+    def __init__(self, engine=None, steps: int | None = None, splat_radius: int = 0,
+                 anchor_style: str | None = None) -> None:
         self.engine = engine
         self.splat_radius = splat_radius
+        manifest_style = getattr(getattr(engine, "manifest", None), "anchor_style", None)
+        self.anchor_style = get_style(anchor_style or manifest_style or DEFAULT_STYLE).name
         if engine is None:
             log.warning("no model loaded: frames are the point-cloud anchor with hole filling (fallback mode)")
             self.steps = None
@@ -97,18 +103,18 @@ class FramePipeline:
         """Offline stage: fuse the views into the anchor cloud (at most ``max_points``) and keep
         them as reference candidates.
 
-        The cloud renders through the compiled splatting kernels once they are ready; one
-        render here, off the render path, starts their background compile (first scene of a
-        process only) and pays the eager kernels' first-call costs, so the first frame waits
-        for neither. ``stages``: ``fuse_ms`` (views -> cloud), ``prepare_ms`` (device layout,
-        that first render).
+        The anchor renders in ``anchor_style`` with compiled kernels where the style has them,
+        once they are ready; one render here, off the render path, starts their background
+        compile (first scene of a process only) and pays the eager kernels' first-call costs,
+        so the first frame waits for neither. ``stages``: ``fuse_ms`` (views -> cloud),
+        ``prepare_ms`` (the style's device layout, that first render).
         """
         clock = _Stopwatch()
         anchor = build_scene(frames, max_points=max_points)
         clock.lap("fuse_ms")
-        cloud = to_device(anchor.cloud, "cpu", compiled=True)
+        cloud = prepare_anchor(anchor, self.anchor_style, "cpu", compiled=True, splat_radius=self.splat_radius)
         cam = anchor.frames[0].camera
-        render_cloud(cloud, cam.K, cam.c2w, cam.width, cam.height, splat_radius=self.splat_radius)
+        cloud.render(cam.K, cam.c2w, cam.width, cam.height)
         clock.lap("prepare_ms")
         return BuiltScene(
             anchor=anchor,
@@ -142,7 +148,7 @@ class FramePipeline:
         K = self.default_K(scene, size) if K is None else K
         clock = _Stopwatch()
         if self.engine is None:
-            anchor = render_cloud(scene.cloud, K, c2w, size[0], size[1], splat_radius=self.splat_radius)
+            anchor = scene.cloud.render(K, c2w, size[0], size[1])
             clock.lap("anchor_ms")
             index = int(select_reference(scene.anchor, K, c2w, size[0], size[1]))  # reported, not used
             clock.lap("reference_ms")
@@ -157,7 +163,7 @@ class FramePipeline:
             raise ValueError(f"this model has {list(engine.steps)}-step generators; {steps} steps was asked")
         h, w = engine.image_size
         K_model = scale_K(K, size, (w, h))
-        anchor = render_cloud(scene.cloud, K_model, c2w, w, h, splat_radius=self.splat_radius)
+        anchor = scene.cloud.render(K_model, c2w, w, h)
         anchor_rgb, mask = anchor.rgb.numpy(), anchor.mask.numpy()
         clock.lap("anchor_ms")
         index = int(select_reference(scene.anchor, K_model, c2w, w, h))

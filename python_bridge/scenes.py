@@ -20,8 +20,8 @@ from python_bridge.protocol import E_LIMIT, E_UNKNOWN_SCENE, ProtocolError
 @dataclass
 class BuiltScene:
     """What the pipeline renders from: ``anchor`` (models.anchor AnchorScene), the render-ready
-    ``cloud``, the reference ``candidates`` (Frames), how long the build took and its
-    ``stages`` (name -> ms)."""
+    ``cloud`` (a ``models.anchor.styles.PreparedAnchor``), the reference ``candidates`` (Frames),
+    how long the build took and its ``stages`` (name -> ms)."""
 
     anchor: Any
     cloud: Any

@@ -15,7 +15,7 @@ from models.anchor.cloud import (
     AnchorInputError,
     PointCloud,
     frame_points,
-    fuse_points,
+    fuse_indices,
 )
 from models.anchor.reference import ReferenceIndex
 from models.scene import Frame
@@ -36,12 +36,16 @@ class AnchorScene:
     reference candidates (their RGB and cameras; index = candidate id). ``references``:
     what :func:`models.anchor.select_reference` needs per candidate. ``voxel_size``: the
     fusion voxel edge in metres actually used (grown if the cloud had to be capped).
+    ``sources``: int32 [N, 2], for every cloud point the frame it was unprojected from and
+    its row-major pixel index there (what the ``mesh`` anchor style resamples); ``None``
+    for a scene made from a bare cloud.
     """
 
     cloud: PointCloud
     frames: list[Frame]
     references: ReferenceIndex
     voxel_size: float
+    sources: np.ndarray | None = None
 
 
 def build_scene(
@@ -67,11 +71,11 @@ def build_scene(
     if points_per_candidate < 1:
         raise AnchorInputError(f"points_per_candidate must be >= 1; got {points_per_candidate}")
     generator = torch.Generator().manual_seed(seed)
-    xyzs, rgbs, depths, footprints = [], [], [], []
+    xyzs, rgbs, depths, footprints, sources = [], [], [], [], []
     samples = np.empty((len(frames), points_per_candidate, 3), dtype=np.float32)
     median_depths = np.empty(len(frames))
     for i, frame in enumerate(frames):
-        xyz, rgb, depth = frame_points(frame, max_depth, max_slope)
+        xyz, rgb, depth, pixel = frame_points(frame, max_depth, max_slope)
         if xyz.shape[0] == 0:
             raise AnchorInputError(
                 f"frame {i} ({frame.name!r}) keeps no reliable depth sample after filtering "
@@ -85,8 +89,12 @@ def build_scene(
         xyzs.append(xyz)
         rgbs.append(rgb)
         depths.append(depth)
+        sources.append(torch.stack([torch.full_like(pixel, i), pixel], 1))
     if voxel_size is None:
         voxel_size = VOXEL_FOOTPRINT_FRACTION * float(np.median(footprints))
-    cloud, used = fuse_points(torch.cat(xyzs), torch.cat(rgbs), torch.cat(depths), voxel_size, max_points)
+    xyz = torch.cat(xyzs)
+    keep, used = fuse_indices(xyz, torch.cat(depths), voxel_size, max_points)
+    cloud = PointCloud(xyz[keep].numpy(), torch.cat(rgbs)[keep].numpy())
     references = ReferenceIndex.from_views([f.camera for f in frames], samples, median_depths)
-    return AnchorScene(cloud=cloud, frames=list(frames), references=references, voxel_size=used)
+    return AnchorScene(cloud=cloud, frames=list(frames), references=references, voxel_size=used,
+                       sources=torch.cat(sources)[keep].to(torch.int32).numpy())

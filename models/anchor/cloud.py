@@ -26,6 +26,7 @@ __all__ = [
     "reliable_depth_mask",
     "frame_points",
     "fuse_points",
+    "fuse_indices",
     "save_ply",
     "load_ply",
 ]
@@ -134,8 +135,9 @@ def frame_points(
     frame: Frame,
     max_depth: float = DEFAULT_MAX_DEPTH,
     max_slope: float = DEFAULT_MAX_SLOPE,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Reliable points of one RGB-D frame: world xyz [M, 3] float32, rgb [M, 3] uint8, depth [M].
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reliable points of one RGB-D frame: world xyz [M, 3] float32, rgb [M, 3] uint8, depth [M]
+    and the row-major pixel index [M] int64 each point was unprojected from.
 
     Raises :class:`AnchorInputError` when the frame has no depth or no valid depth sample.
     """
@@ -150,7 +152,7 @@ def frame_points(
     keep = reliable_depth_mask(depth, float(min(cam.K[0, 0], cam.K[1, 1])), max_depth, max_slope)
     xyz = unproject_depth(depth, cam.K, cam.c2w)[keep]
     rgb = _writable_tensor(frame.rgb, np.uint8)[keep]
-    return xyz, rgb, depth[keep]
+    return xyz, rgb, depth[keep], torch.nonzero(keep.view(-1))[:, 0]
 
 
 def fuse_points(
@@ -168,13 +170,24 @@ def fuse_points(
     If more than ``max_points`` voxels are occupied, the voxel size grows until they fit.
     The cloud comes out in :func:`spatial_order`, which lets the renderer cull it in chunks.
     """
+    keep, voxel_size = fuse_indices(xyz, priority, voxel_size, max_points)
+    return PointCloud(xyz[keep].numpy(), rgb[keep].numpy()), voxel_size
+
+
+def fuse_indices(
+    xyz: torch.Tensor, priority: torch.Tensor, voxel_size: float, max_points: int = DEFAULT_MAX_POINTS
+) -> tuple[torch.Tensor, float]:
+    """:func:`fuse_points` as indices: (kept samples [M] int64 in spatial order, voxel size used).
+
+    The build keeps them to know which view and pixel every fused point came from.
+    """
     if voxel_size <= 0 or not math.isfinite(voxel_size):
         raise AnchorInputError(f"voxel size must be a positive number of metres; got {voxel_size}")
     if max_points < 1:
         raise AnchorInputError(f"max_points must be >= 1; got {max_points}")
     n = xyz.shape[0]
     if n == 0:
-        return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)), voxel_size
+        return torch.zeros(0, dtype=torch.int64), voxel_size
     if n >= 2**31:
         raise AnchorInputError(f"too many samples to fuse at once ({n}); build from fewer views")
     lo = xyz.min(dim=0).values
@@ -197,8 +210,7 @@ def fuse_points(
     best = torch.full((ids.numel(),), torch.iinfo(torch.int64).max, dtype=torch.int64)
     best.scatter_reduce_(0, inverse, tag, "amin")
     keep = best & 0xFFFFFFFF
-    keep = keep[spatial_order(xyz[keep])]
-    return PointCloud(xyz[keep].numpy(), rgb[keep].numpy()), voxel_size
+    return keep[spatial_order(xyz[keep])], voxel_size
 
 
 def _spread_bits(v: torch.Tensor) -> torch.Tensor:
@@ -225,8 +237,13 @@ def spatial_order(xyz: torch.Tensor) -> torch.Tensor:
     return torch.sort(code, stable=True).indices
 
 
-def save_ply(cloud: PointCloud, path: str | Path) -> None:
-    """Write ``cloud`` as a binary little-endian PLY (``x y z`` float, ``red green blue`` uchar)."""
+def save_ply(cloud: PointCloud, path: str | Path, faces: np.ndarray | None = None) -> None:
+    """Write ``cloud`` as a binary little-endian PLY (``x y z`` float, ``red green blue`` uchar).
+
+    ``faces`` int [F, 3] (vertex indices, counter-clockwise seen from the side that was
+    observed) adds a ``face`` element (``vertex_indices``): a mesh MeshLab and Blender open as
+    such; :func:`load_ply` reads its vertices as a cloud.
+    """
     from plyfile import PlyData, PlyElement
 
     vertex = np.empty(
@@ -237,7 +254,16 @@ def save_ply(cloud: PointCloud, path: str | Path) -> None:
         vertex[name] = cloud.xyz[:, axis]
     for channel, name in enumerate(("red", "green", "blue")):
         vertex[name] = cloud.rgb[:, channel]
-    PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(path))
+    elements = [PlyElement.describe(vertex, "vertex")]
+    if faces is not None:
+        faces = np.asarray(faces)
+        if faces.ndim != 2 or faces.shape[1] != 3 or (faces.size and (faces.min() < 0 or faces.max() >= len(cloud))):
+            raise AnchorInputError(f"faces must be [F, 3] indices of the {len(cloud)} vertices; got {faces.shape}")
+        face = np.empty(len(faces), dtype=[("vertex_indices", "i4", (3,))])
+        face["vertex_indices"] = faces
+        elements.append(PlyElement.describe(face, "face", len_types={"vertex_indices": "u1"},
+                                            val_types={"vertex_indices": "i4"}))
+    PlyData(elements, text=False, byte_order="<").write(str(path))
 
 
 def load_ply(path: str | Path) -> PointCloud:

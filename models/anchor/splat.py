@@ -37,12 +37,15 @@ import torch
 from models.anchor.cloud import AnchorInputError, PointCloud
 from models.cameras import c2w_to_w2c, validate_c2w, validate_K
 
-__all__ = ["DeviceCloud", "RenderOutput", "to_device", "projection_matrices", "render_views", "render_cloud"]
+__all__ = [
+    "DeviceCloud", "RenderOutput", "to_device", "projection_matrices", "render_keys", "render_views", "render_cloud",
+    "key_depth", "EMPTY_KEY",
+]
 
 DEFAULT_NEAR = 1e-3  # metres; nearer points would divide by ~0
 DEFAULT_CHUNK = 4096  # consecutive points per frustum-culling box
 GAP_TOLERANCE = 0.03  # relative depth step that separates a nearer surface from the pixel's own
-_EMPTY = torch.iinfo(torch.int64).max
+EMPTY_KEY = torch.iinfo(torch.int64).max  # a pixel no point reached
 _LOW32 = 0xFFFFFFFF
 _FLOAT_EXACT = 2**24  # float32 holds every integer below this: pixel indices are computed in float
 
@@ -176,7 +179,7 @@ def _min_filter(keys: torch.Tensor, radius: int) -> torch.Tensor:
     return out
 
 
-def _key_depth(keys: torch.Tensor) -> torch.Tensor:
+def key_depth(keys: torch.Tensor) -> torch.Tensor:
     """Depth in metres (float32) stored in the high half of keys; garbage for empty keys."""
     return (keys >> 32).to(torch.int32).view(torch.float32)
 
@@ -191,11 +194,11 @@ def _fill_gaps(keys: torch.Tensor) -> torch.Tensor:
     without growing silhouettes, which have nearer neighbours on one side only.
     Written as shifted views of padded images, so the compiled kernel fuses it into one loop.
     """
-    depth = torch.where(keys != _EMPTY, _key_depth(keys), torch.inf)
+    depth = torch.where(keys != EMPTY_KEY, key_depth(keys), torch.inf)
     height, width = depth.shape[-2:]
     padded_depth = torch.nn.functional.pad(depth, (1, 1, 1, 1), value=torch.inf)
     # (not F.pad: its fill value goes through a float, and int64 max comes back as int64 min)
-    padded_keys = keys.new_full((*keys.shape[:-2], height + 2, width + 2), _EMPTY)
+    padded_keys = keys.new_full((*keys.shape[:-2], height + 2, width + 2), EMPTY_KEY)
     padded_keys[..., 1:-1, 1:-1] = keys
 
     def shifted(padded: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -335,6 +338,40 @@ def _draw_view(
     flat.scatter_reduce_(0, pix, key, "amin")
 
 
+def render_keys(
+    cloud: DeviceCloud,
+    K: np.ndarray,
+    c2w: np.ndarray,
+    width: int,
+    height: int,
+    splat_radius: int = 0,
+    fill_gaps: bool = True,
+    near: float = DEFAULT_NEAR,
+) -> torch.Tensor:
+    """The z-buffer of :func:`render_views`: int64 keys [B, H, W], ``EMPTY_KEY`` where no point lands.
+
+    A key packs the winner's depth (float32 bits, high half; :func:`key_depth` decodes it)
+    over its point index (low half, ``key & 0xFFFFFFFF``). Other anchor styles start from it.
+    """
+    if width <= 0 or height <= 0:
+        raise AnchorInputError(f"image size must be positive; got {width}x{height}")
+    if splat_radius < 0:
+        raise AnchorInputError(f"splat radius must be >= 0 pixels; got {splat_radius}")
+    proj = torch.as_tensor(projection_matrices(K, c2w, width, height), dtype=torch.float32, device=cloud.device)
+    views, hw = proj.shape[0], height * width
+    if hw >= _FLOAT_EXACT:
+        raise AnchorInputError(f"a {width}x{height} view exceeds {_FLOAT_EXACT} pixels; render smaller views")
+    flat = torch.full((views * hw + 1,), EMPTY_KEY, dtype=torch.int64, device=cloud.device)
+    for view in range(views):  # one view at a time: each culls its own chunks
+        _draw_view(cloud, proj[view], width, height, near, flat, view * hw)
+    keys = flat[:-1].view(views, height, width)
+    if fill_gaps:
+        keys = (_compiled_fill_gaps if cloud.compiled else _fill_gaps)(keys)
+    if splat_radius:
+        keys = _min_filter(keys, splat_radius)
+    return keys
+
+
 def render_views(
     cloud: DeviceCloud,
     K: np.ndarray,
@@ -354,27 +391,13 @@ def render_views(
     grows). ``splat_radius`` r > 0 finally lets each point cover the pixels up to r away
     (a square), nearest still winning. Returns :class:`RenderOutput` with a leading B axis.
     """
-    if width <= 0 or height <= 0:
-        raise AnchorInputError(f"image size must be positive; got {width}x{height}")
-    if splat_radius < 0:
-        raise AnchorInputError(f"splat radius must be >= 0 pixels; got {splat_radius}")
-    proj = torch.as_tensor(projection_matrices(K, c2w, width, height), dtype=torch.float32, device=cloud.device)
-    views, hw = proj.shape[0], height * width
-    if hw >= _FLOAT_EXACT:
-        raise AnchorInputError(f"a {width}x{height} view exceeds {_FLOAT_EXACT} pixels; render smaller views")
-    flat = torch.full((views * hw + 1,), _EMPTY, dtype=torch.int64, device=cloud.device)
-    for view in range(views):  # one view at a time: each culls its own chunks
-        _draw_view(cloud, proj[view], width, height, near, flat, view * hw)
-    keys = flat[:-1].view(views, height, width)
-    if fill_gaps:
-        keys = (_compiled_fill_gaps if cloud.compiled else _fill_gaps)(keys)
-    if splat_radius:
-        keys = _min_filter(keys, splat_radius)
-    mask = keys != _EMPTY
+    keys = render_keys(cloud, K, c2w, width, height, splat_radius, fill_gaps, near)
+    views = keys.shape[0]
+    mask = keys != EMPTY_KEY
     # Empty pixels read the black sentinel colour stored after the last point.
     index = torch.where(mask, keys & _LOW32, len(cloud)).view(-1)
     rgb = cloud.rgba.index_select(0, index).view(torch.uint8).view(views, height, width, 4)[..., :3].contiguous()
-    depth = torch.where(mask, _key_depth(keys), 0.0)
+    depth = torch.where(mask, key_depth(keys), 0.0)
     return RenderOutput(rgb=rgb, mask=mask, depth=depth)
 
 

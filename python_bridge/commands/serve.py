@@ -59,6 +59,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         help="generator graphs: fp16 ones (from `worldfm export --fp16`) or fp32 (default auto: fp16 on CUDA when "
         "the model has them, fp32 otherwise)",
     )
+    # (Checked against models.anchor.styles when the pipeline loads: importing it here would load torch.)
+    parser.add_argument("--anchor", default=None, metavar="STYLE",
+                        help="anchor style: mesh, points, ... (default: the model manifest's, else mesh; docs/anchor.md)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -171,7 +174,7 @@ def run_serve(args: argparse.Namespace) -> int:
         limits=P.Limits(),
     )
     try:
-        pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model, args.precision)
+        pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model, args.precision, args.anchor)
         server = Server(pipeline, config, load_path=load_path)
     except (InsecureBindError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -223,6 +226,7 @@ def run_demo(args: argparse.Namespace) -> int:
         kind=args.kind,
         provider=args.provider,
         precision=args.precision,
+        anchor_style=args.anchor,
     )
     print(report.summary())
     return 0
@@ -246,7 +250,7 @@ def run_render_path(args: argparse.Namespace) -> int:
         return 2
     size = tuple(args.size) if args.size else path.size
     K = scale_K(path.K, path.size, size)
-    pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model, args.precision)
+    pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model, args.precision, args.anchor)
     built = pipeline.build(scene.frames)
     log.info("scene %s: %d views -> %d points in %.0f ms", scene.name, len(scene.frames), built.points, built.build_ms)
     args.out.mkdir(parents=True, exist_ok=True)

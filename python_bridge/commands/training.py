@@ -84,7 +84,7 @@ def _pair_datasets(args: argparse.Namespace, encoder, image_size: int):
 
     from models.pairs import PairConfig, PairDataset
 
-    config = PairConfig(image_size=image_size, seed=args.seed)
+    config = PairConfig(image_size=image_size, seed=args.seed, anchor_style=args.anchor)
     cache = args.cache or Path(args.out) / "latent_cache"
     train = PairDataset(load_scenes(args.data), encoder, config, cache, progress=True)
     val = None
@@ -183,9 +183,19 @@ def run_eval(args: argparse.Namespace) -> int:
     import json
 
     from models.checkpoints import load_model
-    from models.evaluate import OnnxRunner, evaluate
+    from models.evaluate import OnnxRunner, anchor_report, evaluate
 
     _set_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sets = {"in family": load_scenes(args.data, limit=args.scenes)}
+    if args.ood_data:
+        sets["out of family"] = load_scenes(args.ood_data, limit=args.scenes)
+    anchors = anchor_report(sets, args.anchor_styles, window=args.window, stride=args.stride)
+    (args.out / "anchors.md").write_text(anchors.markdown() + "\n")
+    (args.out / "anchors.json").write_text(json.dumps(anchors.to_json(), indent=2) + "\n")
+    print(anchors.markdown())
+    if args.model is None:
+        return 0
     ablations, latent_decoder = {}, None
     for spec in args.ablation:
         name, sep, path = spec.partition("=")
@@ -200,11 +210,10 @@ def run_eval(args: argparse.Namespace) -> int:
         latent_decoder = load_codec(args.autoencoder)[1]
     runner = OnnxRunner(args.model, threads=args.threads)
     teacher = load_model(args.teacher) if args.teacher else None
-    scenes = load_scenes(args.data, limit=args.scenes)
-    args.out.mkdir(parents=True, exist_ok=True)
-    result = evaluate(runner, scenes, teacher=teacher, teacher_steps=args.teacher_steps, window=args.window,
-                      stride=args.stride, seed=args.seed, strip=args.out / "strip.png", ablations=ablations,
-                      latent_decoder=latent_decoder)
+    result = evaluate(runner, sets["in family"], teacher=teacher, teacher_steps=args.teacher_steps,
+                      window=args.window, stride=args.stride, seed=args.seed, strip=args.out / "strip.png",
+                      ablations=ablations, latent_decoder=latent_decoder,
+                      anchor_style=args.anchor or runner.manifest.get("anchor_style"))
     table = result.markdown()
     (args.out / "eval.md").write_text(table + "\n")
     (args.out / "eval.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
@@ -224,6 +233,9 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default torch's choice; 1 is fastest on a busy machine)")
+    parser.add_argument("--anchor", default="mesh", metavar="STYLE",
+                        help="anchor style of the training pairs: mesh, points, ... (default mesh; docs/anchor.md); "
+                             "export the model with the same --anchor-style")
 
 
 def _add_crop_training_args(parser: argparse.ArgumentParser, steps: int, batch_size: int, crop: int, lr: float,
@@ -325,8 +337,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                description="PSNR/SSIM vs ground truth for the generator, teacher, baselines and "
                                            "ablations, plus multi-view consistency; writes eval.md/eval.json/"
                                            "strip.png.")
-    ev.add_argument("--model", type=Path, required=True, help="exported model folder (manifest.json)")
-    ev.add_argument("--data", type=Path, nargs="+", required=True, help="held-out dataset folders")
+    ev.add_argument("--model", type=Path, default=None,
+                    help="exported model folder (manifest.json); without it only the anchor styles are scored")
+    ev.add_argument("--data", type=Path, nargs="+", required=True, help="held-out dataset folders (in family)")
+    ev.add_argument("--ood-data", type=Path, nargs="*", default=None,
+                    help="held-out scenes of a family no training stage saw; anchors are scored on both sets")
+    ev.add_argument("--anchor", default=None, metavar="STYLE",
+                    help="anchor style the model is run with (default: its manifest's, else mesh; docs/anchor.md)")
+    ev.add_argument("--anchor-styles", nargs="+", default=None, metavar="STYLE",
+                    help="anchor styles whose raw anchors are scored (default: every registered style)")
     ev.add_argument("--teacher", type=Path, default=None, help="teacher.safetensors to score the multi-step teacher")
     ev.add_argument("--teacher-steps", type=int, default=10, help="teacher DPM-Solver++ steps (default 10)")
     ev.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT",

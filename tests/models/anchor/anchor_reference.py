@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from models.cameras import project
 
@@ -22,6 +23,27 @@ def reference_render(
     gap_tolerance: float = 0.03,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Point by point z-buffer: (rgb uint8 [H, W, 3], mask bool [H, W], depth float64 [H, W]).
+
+    The rules are those of :func:`reference_zbuffer`.
+    """
+    best, owner = reference_zbuffer(xyz, K, c2w, width, height, splat_radius, fill_gaps, near, gap_tolerance)
+    mask = owner >= 0
+    out_rgb = np.where(mask[..., None], rgb[np.maximum(owner, 0)] if len(xyz) else 0, 0).astype(np.uint8)
+    return out_rgb, mask, np.where(mask, best, 0.0)
+
+
+def reference_zbuffer(
+    xyz: np.ndarray,
+    K: np.ndarray,
+    c2w: np.ndarray,
+    width: int,
+    height: int,
+    splat_radius: int = 0,
+    fill_gaps: bool = False,
+    near: float = 1e-3,
+    gap_tolerance: float = 0.03,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Point by point z-buffer: (winner's depth float64 [H, W] (inf where empty), winner int [H, W] (-1)).
 
     1. A point with depth > near whose projection lies in pixel (row, col) of the image
        competes for that pixel; the nearest wins, of equal depths the one that came first.
@@ -69,6 +91,91 @@ def reference_render(
         grown = [[nearest_around(r, c, splat_radius) for c in range(width)] for r in range(height)]
         best = np.array([[d for d, _ in row] for row in grown]).reshape(height, width)
         owner = np.array([[i for _, i in row] for row in grown]).reshape(height, width)
-    mask = owner >= 0
-    out_rgb = np.where(mask[..., None], rgb[np.maximum(owner, 0)] if len(xyz) else 0, 0).astype(np.uint8)
-    return out_rgb, mask, np.where(mask, best, 0.0)
+    return best, owner
+
+
+def reference_mesh_render(
+    scene, K: np.ndarray, c2w: np.ndarray, width: int, height: int, extra_views: int,
+    continuity: float = 0.03, consistency: float = 0.03, margin: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``mesh`` anchor style pixel by pixel in float64: (rgb uint8 [H, W, 3], mask bool [H, W],
+    borderline bool [H, W]).
+
+    For each pixel the point z-buffer (with gap filling) names the visible fused point; the ray
+    through the pixel centre at that depth gives a world point X. Candidate source views: the
+    winner's own view, then the ``extra_views`` best by ``reference_scores`` (score > 0), the own
+    view counted once. In a candidate, X projects to (u, v); the four samples around it (centres
+    at +0.5) must lie in the image, be reliable (``reliable_depth_mask``), agree within
+    ``continuity`` of the smallest, and their bilinear depth must match X's within
+    ``consistency``. Matching candidates are averaged bilinearly with weight
+    min(1, (target footprint / source footprint)^2). With none, the pixel keeps the winner's
+    colour, unless every reliable one of the own view's four samples around (u, v) lies farther
+    than X by more than ``consistency``: then it is empty. ``borderline`` marks pixels where some test is within
+    ``margin`` (relative) of its threshold, where float32 and float64 may decide differently.
+    """
+    from models.anchor.cloud import reliable_depth_mask
+    from models.anchor.reference import reference_scores
+
+    cloud = scene.cloud
+    best, owner = reference_zbuffer(cloud.xyz.astype(np.float64), K, c2w, width, height, fill_gaps=True)
+    reliable = []
+    for f in scene.frames:
+        d = np.where(np.isfinite(f.depth) & (f.depth > 0), f.depth, 0).astype(np.float32)
+        keep = reliable_depth_mask(torch.from_numpy(d), float(min(f.camera.K[0, 0], f.camera.K[1, 1]))).numpy()
+        reliable.append(np.where(keep, d, 0.0).astype(np.float64))
+    extra = []
+    if extra_views:
+        scores = reference_scores(scene.references, K, c2w, width, height)
+        extra = [int(v) for v in np.argsort(-scores, kind="stable")[:extra_views] if scores[v] > 0]
+    rgb = np.zeros((height, width, 3), np.uint8)
+    mask = np.zeros((height, width), bool)
+    border = np.zeros((height, width), bool)
+    focal_t = min(K[0, 0], K[1, 1])
+    for i in range(height):
+        for j in range(width):
+            if owner[i, j] < 0:
+                continue
+            z = best[i, j]
+            ray = np.linalg.solve(K, [j + 0.5, i + 0.5, 1.0]) * z
+            x_world = c2w[:3, :3] @ ray + c2w[:3, 3]
+            own = int(scene.sources[owner[i, j], 0])
+            total, weight, sees_past, edge = np.zeros(3), 0.0, False, False
+            for n, v in enumerate([own] + [v for v in extra if v != own]):
+                f = scene.frames[v]
+                depth = reliable[v]
+                uv, zs = project(x_world[None], f.camera.K, f.camera.c2w)
+                if not zs[0] > 0:
+                    continue
+                x, y = uv[0, 0] - 0.5, uv[0, 1] - 0.5
+                x0, y0 = math.floor(x), math.floor(y)
+                fx, fy = x - x0, y - y0
+                edge |= min(fx, 1 - fx, fy, 1 - fy, abs(fx - 0.5), abs(fy - 0.5)) < margin
+                if not (0 <= x0 < f.camera.width - 1 and 0 <= y0 < f.camera.height - 1):
+                    continue
+                corners = depth[y0 : y0 + 2, x0 : x0 + 2]
+                if n == 0 and (corners > 0).any():
+                    near_d = corners[corners > 0].min()
+                    sees_past = near_d > zs[0] * (1 + consistency)
+                    edge |= abs(near_d - zs[0] * (1 + consistency)) < margin * zs[0]
+                lo, hi = corners.min(), corners.max()
+                edge |= abs(hi - lo * (1 + continuity)) < margin * hi
+                if not (lo > 0 and hi <= lo * (1 + continuity)):
+                    continue
+                wts = np.array([[(1 - fx) * (1 - fy), fx * (1 - fy)], [(1 - fx) * fy, fx * fy]])
+                surface = (wts * corners).sum()
+                edge |= abs(abs(zs[0] - surface) - consistency * zs[0]) < margin * zs[0]
+                if abs(zs[0] - surface) > consistency * zs[0]:
+                    continue
+                colour = (wts[..., None] * f.rgb[y0 : y0 + 2, x0 : x0 + 2].astype(np.float64)).sum((0, 1))
+                focal_v = min(f.camera.K[0, 0], f.camera.K[1, 1])
+                w = min(1.0, ((z / focal_t) / (zs[0] / focal_v)) ** 2)
+                total += w * colour
+                weight += w
+            border[i, j] = edge
+            if weight > 0:
+                rgb[i, j] = np.clip(np.round(total / weight), 0, 255)
+                mask[i, j] = True
+            elif not sees_past:
+                rgb[i, j] = cloud.rgb[owner[i, j]]
+                mask[i, j] = True
+    return rgb, mask, border

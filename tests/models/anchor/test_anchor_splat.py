@@ -202,6 +202,9 @@ def test_compiled_projection_falls_back_to_eager_once(monkeypatch, caplog):
 
         return run
 
+    # an earlier test's kernels may still be compiling in the background: let them finish with
+    # the real compiler before it is replaced here
+    assert splat.compiled_kernels_settled(timeout=600)
     monkeypatch.setattr(torch, "compile", broken_compile)
     # fresh kernels, so the failure does not leak into other tests' compiled renders
     monkeypatch.setattr(splat, "_compiled_project", splat._Compiled(splat._project))

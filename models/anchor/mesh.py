@@ -1,0 +1,276 @@
+"""The ``mesh`` anchor style: every source view's depth map as a continuous surface, resampled per pixel.
+
+The point splatter gives each target pixel the colour of one fused sample that landed
+*somewhere* in it: up to half a pixel off, which on detailed textures is most of the error
+(docs/anchor.md, known limits). This style keeps the splatter for what it is good at --
+which surface is visible, from the whole fused cloud -- and takes the colour from the
+source views themselves:
+
+* Each source view's reliable depth samples are the vertices of a grid mesh; a 2 x 2 block of
+  samples whose depths agree within ``CONTINUITY`` (relative) is one bilinear patch, a block
+  spanning a depth discontinuity or an unreliable sample is no patch (a hole, never a
+  stretched skin).
+* Per target pixel, the ray through its centre is cut at the splatted depth; that world
+  point is projected into candidate source views: the view the winning fused point came
+  from (the observation nearest its own camera, which fusion keeps) and the ``extra_views``
+  views :func:`models.anchor.reference_scores` ranks best for this frame. A candidate
+  counts where the point lies on one of its patches (inside the image, continuous block,
+  depth agreeing within ``CONSISTENCY``); its colour is the bilinear sample of its image
+  there -- exact sub-pixel registration instead of the nearest sample.
+* Candidates that count are blended with weight ``(target footprint / source footprint)^2``
+  clamped to at most 1: views that saw the surface at least as finely as the target weigh
+  equally (averaging their interpolation errors), coarser ones less.
+* A pixel no candidate explains keeps the splatted colour, unless the winner's own view
+  sees *past* the point there (all its reliable samples around the projection are farther
+  by more than ``CONSISTENCY``): then the pixel centre looks past a foreground silhouette that
+  samples spilled over, and the pixel is left uncovered. Silhouettes stay tight.
+
+Plain vectorised torch (gathers and element-wise arithmetic over the covered pixels), fast
+eagerly: no compile step stands between a scene build and its first frame. The visibility
+splat may use the compiled kernel (``compiled=True``) and renders the same image either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.anchor.build import AnchorScene
+from models.anchor.cloud import AnchorInputError, _depth_tensor, reliable_depth_mask
+from models.anchor.reference import reference_scores
+from models.anchor.splat import EMPTY_KEY, DeviceCloud, RenderOutput, key_depth, render_keys, to_device
+from models.cameras import validate_c2w
+
+__all__ = ["SourceViews", "prepare_mesh", "render_mesh", "mesh_faces", "patches", "CONTINUITY", "CONSISTENCY", "DEFAULT_EXTRA_VIEWS"]
+
+CONTINUITY = 0.03  # relative depth spread above which a 2 x 2 block of samples is a discontinuity, not a patch
+CONSISTENCY = 0.03  # relative depth disagreement above which a source view does not see the point
+DEFAULT_EXTRA_VIEWS = 1  # views blended beside the winner's (chosen by measurement, docs/anchor.md)
+_LOW32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class SourceViews:
+    """Everything the ``mesh`` style renders from, on one device.
+
+    ``cloud``: the fused cloud for visibility; ``point_view`` int64 [N + 1]: the source view of
+    each cloud point (the extra entry serves empty pixels). The V source views' pixels lie
+    in flat buffers, view v from ``offset[v]`` (int64 [V]) row by row: ``rgba`` int32 packed
+    colours (bytes R, G, B, 0), ``depth`` float32 z-depth in metres (0 = unreliable), ``patch``
+    bool: the 2 x 2 block whose top-left sample this is forms a patch (all four reliable and
+    continuous). ``width``/``height``: int64 [V]; ``size``: (W, H) when every view shares it
+    (then per-pixel look-ups of the size are skipped), else ``None``. ``focal`` float32 [V]: the
+    smaller focal length (pixels). ``K`` [V, 3, 3], ``c2w`` [V, 4, 4]: float64 NumPy (per-frame
+    maps are composed in float64). ``scene``: the built scene (reference ranking).
+    ``extra_views``, ``splat_radius``: render options fixed at preparation.
+    """
+
+    cloud: DeviceCloud
+    point_view: torch.Tensor
+    offset: torch.Tensor
+    width: torch.Tensor
+    height: torch.Tensor
+    size: tuple[int, int] | None
+    rgba: torch.Tensor
+    depth: torch.Tensor
+    patch: torch.Tensor
+    focal: torch.Tensor
+    K: np.ndarray
+    c2w: np.ndarray
+    scene: AnchorScene
+    extra_views: int = DEFAULT_EXTRA_VIEWS
+    splat_radius: int = 0
+
+
+def patches(depth: torch.Tensor) -> torch.Tensor:
+    """bool [H, W] from z-depth [H, W] (0 = unreliable): the 2 x 2 block with its top-left
+    sample at (i, j) has four reliable samples within ``CONTINUITY`` of each other (False on
+    the last row and column, which start no block)."""
+    out = torch.zeros(depth.shape, dtype=torch.bool)
+    if min(depth.shape) < 2:
+        return out
+    corners = torch.stack([depth[:-1, :-1], depth[:-1, 1:], depth[1:, :-1], depth[1:, 1:]])
+    lo, hi = corners.amin(0), corners.amax(0)
+    out[:-1, :-1] = (lo > 0) & (hi <= lo * (1 + CONTINUITY))
+    return out
+
+
+def prepare_mesh(
+    scene: AnchorScene,
+    device: str | torch.device = "cpu",
+    compiled: bool = False,
+    extra_views: int = DEFAULT_EXTRA_VIEWS,
+    splat_radius: int = 0,
+) -> SourceViews:
+    """Lay ``scene`` (built by :func:`models.anchor.build_scene`) out for :func:`render_mesh`.
+
+    ``compiled`` renders the visibility splat with the compiled kernel (the image is the
+    same); ``extra_views`` source views are blended beside each pixel's own; ``splat_radius``
+    grows the visibility splat as the point style does (close-ups of sparse clouds).
+    """
+    if scene.sources is None:
+        raise AnchorInputError(
+            "the mesh anchor style needs the source views the cloud was built from; build the scene "
+            "with models.anchor.build_scene (a bare point cloud, e.g. a PLY, renders with the points style)"
+        )
+    if extra_views < 0:
+        raise AnchorInputError(f"extra_views must be >= 0; got {extra_views}")
+    rgba, depth, patch, sizes = [], [], [], []
+    for i, frame in enumerate(scene.frames):
+        cam = frame.camera
+        d = _depth_tensor(frame.depth, f"frame {i} ({frame.name!r})")
+        # The samples the cloud was built from (build_scene's defaults); the rest are holes.
+        d = torch.where(reliable_depth_mask(d, float(min(cam.K[0, 0], cam.K[1, 1]))), d, 0.0)
+        depth.append(d.reshape(-1))
+        patch.append(patches(d).reshape(-1))
+        packed = np.pad(np.ascontiguousarray(frame.rgb, np.uint8).reshape(-1, 3), ((0, 0), (0, 1)))
+        rgba.append(torch.from_numpy(packed.view(np.int32)[:, 0]))
+        sizes.append((cam.width, cam.height))
+    sizes_t = torch.tensor(sizes, dtype=torch.int64).reshape(-1, 2)
+    counts = sizes_t[:, 0] * sizes_t[:, 1]
+    point_view = torch.from_numpy(np.append(scene.sources[:, 0], 0).astype(np.int64))
+    return SourceViews(
+        cloud=to_device(scene.cloud, device, compiled=compiled),
+        point_view=point_view.to(device),
+        offset=(torch.cumsum(counts, 0) - counts).to(device),
+        width=sizes_t[:, 0].to(device),
+        height=sizes_t[:, 1].to(device),
+        size=sizes[0] if len(set(sizes)) == 1 else None,
+        rgba=torch.cat(rgba).to(device),
+        depth=torch.cat(depth).to(device),
+        patch=torch.cat(patch).to(device),
+        focal=torch.tensor([min(f.camera.K[0, 0], f.camera.K[1, 1]) for f in scene.frames], dtype=torch.float32,
+                           device=device),
+        K=np.stack([f.camera.K for f in scene.frames]).astype(np.float64),
+        c2w=np.stack([f.camera.c2w for f in scene.frames]).astype(np.float64),
+        scene=scene,
+        extra_views=extra_views,
+        splat_radius=splat_radius,
+    )
+
+
+def _source_maps(views: SourceViews, K: np.ndarray, c2w: np.ndarray) -> torch.Tensor:
+    """float32 [V, 12]: per source view, the 3 x 4 map (row-major) from a target point
+    ``[u z, v z, z, 1]`` (pixel ``(u, v)`` at target z-depth ``z``) to its source homogeneous
+    pixel ``[u' z', v' z', z']``: ``K_v w2c_v c2w_t diag(K_t^-1, 1)``, composed in float64."""
+    target = np.eye(4)
+    target[:3, :3] = np.linalg.inv(K)
+    w2c = np.linalg.inv(views.c2w)[:, :3, :]  # [V, 3, 4]
+    maps = views.K @ w2c @ (c2w @ target)
+    return torch.as_tensor(maps.reshape(-1, 12), dtype=torch.float32, device=views.rgba.device)
+
+
+@dataclass
+class _Lookup:
+    """A target pixel's point looked up in one source view (per pixel, [P] each)."""
+
+    colour: torch.Tensor  # float32 [P, 3] bilinear colour (garbage where not on_patch)
+    on_patch: torch.Tensor  # bool: the point lies on one of the view's patches
+    z: torch.Tensor  # float32: the point's z-depth in the source camera
+    nearest: torch.Tensor  # float32: nearest reliable depth of the four samples around it (inf = none/outside)
+
+
+def _look_up(views: SourceViews, view: torch.Tensor | int, m: torch.Tensor, q: tuple[torch.Tensor, ...]) -> _Lookup:
+    """Project target points ``q = (u z, v z, z)`` [P] each into source ``view`` ([P] per pixel, or
+    one int) through maps ``m`` ([12, P] per pixel, or [12]) and sample it there."""
+    uz, vz, z = q
+
+    def row(k: int) -> torch.Tensor:  # m[4k:4k+4] . (uz, vz, z, 1), in place on fresh tensors
+        return torch.addcmul(torch.addcmul(m[4 * k + 2] * z, m[4 * k], uz), m[4 * k + 1], vz).add_(m[4 * k + 3])
+
+    src_z = row(2)
+    x = row(0).div_(src_z).sub_(0.5)  # pixel-centre coordinates: sample (i, j) sits at (j, i)
+    y = row(1).div_(src_z).sub_(0.5)
+    if views.size is not None:
+        width, height = views.size
+    else:
+        width, height = views.width[view], views.height[view]
+    x0, y0 = torch.floor(x), torch.floor(y)
+    fx, fy = x.sub_(x0), y.sub_(y0)
+    # NaN (behind the source camera's plane) fails every comparison: not inside.
+    inside = (src_z > 0) & (x0 >= 0) & (y0 >= 0) & (x0 < width - 1) & (y0 < height - 1)
+    base = torch.where(inside, y0 * width + x0, 0).to(torch.int64)
+    base += views.offset[view]
+    index = torch.cat([base, base + 1, base + width, base + width + 1])  # the four corners, [4 P]
+    corner = views.depth.index_select(0, index).view(4, -1)
+    # Bilinear: along x on the top and bottom rows, then along y.
+    surface = torch.lerp(torch.lerp(corner[0], corner[1], fx), torch.lerp(corner[2], corner[3], fx), fy)
+    on_patch = views.patch.index_select(0, base).logical_and_(inside)
+    on_patch &= (src_z - surface).abs_() <= CONSISTENCY * src_z
+    rgb = views.rgba.index_select(0, index).view(torch.uint8).view(4, -1, 4)[..., :3].to(torch.float32)
+    wx, wy = fx[:, None], fy[:, None]
+    colour = torch.lerp(torch.lerp(rgb[0], rgb[1], wx), torch.lerp(rgb[2], rgb[3], wx), wy)
+    # The nearest reliable sample of the four (inf where none is, or the point is outside).
+    nearest = torch.where(corner > 0, corner, torch.inf).amin(0)
+    nearest = torch.where(inside, nearest, torch.inf)
+    return _Lookup(colour, on_patch, src_z, nearest)
+
+
+def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> RenderOutput:
+    """Render one view of a prepared scene: K [3, 3] pixels, c2w [4, 4] metres -> rgb [H, W, 3]
+    uint8, mask [H, W] bool, depth [H, W] float32 (metres, 0 where empty). See the module doc."""
+    c2w = validate_c2w(c2w)
+    keys = render_keys(views.cloud, K, c2w, width, height, views.splat_radius)[0].view(-1)
+    device = keys.device
+    covered = keys != EMPTY_KEY
+    winner = torch.where(covered, keys & _LOW32, len(views.cloud))
+    z = torch.where(covered, key_depth(keys), 0.0)
+    pixel = torch.arange(height * width, device=device)
+    q = (((pixel % width).to(torch.float32) + 0.5) * z, ((pixel // width).to(torch.float32) + 0.5) * z, z)
+    maps = _source_maps(views, np.asarray(K, np.float64), c2w)
+    own = views.point_view.index_select(0, winner)
+    footprint = z / float(min(K[0, 0], K[1, 1]))  # target pixel footprint (metres) at the point
+    first = _look_up(views, own, maps.T.contiguous().index_select(1, own), q)
+    candidates = [(own, first)]
+    if views.extra_views:
+        scores = reference_scores(views.scene.references, K, c2w, width, height)
+        for v in np.argsort(-scores, kind="stable")[: views.extra_views]:
+            if scores[v] > 0:
+                candidates.append((int(v), _look_up(views, int(v), maps[int(v)], q)))
+    total = torch.zeros(height * width, 3, device=device)
+    weight = torch.zeros(height * width, device=device)
+    for i, (view, found) in enumerate(candidates):
+        on_patch = found.on_patch if i == 0 else found.on_patch & (own != view)  # the winner's view counts once
+        # (target footprint / source footprint)^2, at most 1: finer views than the target weigh alike.
+        w = torch.where(on_patch, (footprint * views.focal[view] / found.z).square_().clamp_(max=1.0), 0.0)
+        total += w[:, None] * found.colour
+        weight += w
+    blended = weight > 0
+    splat = views.cloud.rgba.index_select(0, winner).view(torch.uint8).view(-1, 4)[:, :3].to(torch.float32)
+    colour = torch.where(blended[:, None], total / weight.clamp(min=1e-12)[:, None], splat)
+    sees_past = torch.isfinite(first.nearest) & (first.nearest > first.z * (1 + CONSISTENCY))
+    mask = covered & (blended | ~sees_past)
+    rgb = torch.where(mask[:, None], colour.round_().clamp_(0, 255), 0.0).to(torch.uint8)
+    return RenderOutput(rgb=rgb.view(height, width, 3), mask=mask.view(height, width),
+                        depth=torch.where(mask, z, 0.0).view(height, width))
+
+
+def mesh_faces(scene: AnchorScene) -> np.ndarray:
+    """Triangles int32 [F, 3] over the cloud's points: the patches of the source views, for export.
+
+    Each patch (see :func:`patches`) whose corners all survived fusion as points of its own view
+    gives two triangles, counter-clockwise as its camera saw them (front faces towards the
+    observed side). Where fusion kept another view's samples, the surface stays points only:
+    a mesh of the fused cloud, not of every view (which would repeat each surface per view).
+    """
+    if scene.sources is None:
+        raise AnchorInputError("mesh faces need the source views the cloud was built from (models.anchor.build_scene)")
+    faces = []
+    for v, frame in enumerate(scene.frames):
+        cam = frame.camera
+        own = np.flatnonzero(scene.sources[:, 0] == v)
+        if own.size == 0:
+            continue
+        vertex = np.full(cam.width * cam.height, -1, np.int64)
+        vertex[scene.sources[own, 1]] = own
+        d = _depth_tensor(frame.depth, f"frame {v} ({frame.name!r})")
+        d = torch.where(reliable_depth_mask(d, float(min(cam.K[0, 0], cam.K[1, 1]))), d, 0.0)
+        top_left = np.flatnonzero(patches(d).numpy().reshape(-1))
+        tl, tr = vertex[top_left], vertex[top_left + 1]
+        bl, br = vertex[top_left + cam.width], vertex[top_left + cam.width + 1]
+        whole = (tl >= 0) & (tr >= 0) & (bl >= 0) & (br >= 0)
+        # Image axes point right and down: tl -> bl -> br turns counter-clockwise on screen.
+        faces += [np.stack([tl, bl, br], 1)[whole], np.stack([tl, br, tr], 1)[whole]]
+    return np.concatenate(faces).astype(np.int32) if faces else np.zeros((0, 3), np.int32)
