@@ -12,6 +12,7 @@ server runs its fallback (point-cloud anchor + hole filling) and says so.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class DemoReport:
     psnr_generated: float | None = None
     psnr_anchor: float | None = None
     outputs: list[Path] = field(default_factory=list)
+    startup_s: dict[str, float] = field(default_factory=dict)  # milestones, s since process start (timeline)
 
     def summary(self) -> str:
         lines = [
@@ -59,8 +61,19 @@ class DemoReport:
                 f"PSNR vs ground truth on the strip frames: generated {self.psnr_generated:.2f} dB, "
                 f"anchor {self.psnr_anchor:.2f} dB"
             )
+        if self.startup_s:
+            lines.append("start-up, seconds since the process started: "
+                         + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in self.startup_s.items()))
         lines += [f"wrote {p}" for p in self.outputs]
         return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        """Everything measured, for scripts (written as ``report.json`` beside the video)."""
+        stats = {k: dict(zip(("p50", "p95", "p99"), np.percentile(v, [50, 95, 99]).round(2).tolist()))
+                 for k, v in {"client_latency_ms": self.latency_ms, **self.stages}.items()}
+        return {"frames": self.frames, "fps": round(self.fps, 2), "mode": self.mode, "model": self.model,
+                "provider": self.provider, "psnr_generated": self.psnr_generated, "psnr_anchor": self.psnr_anchor,
+                "startup_s": self.startup_s, "latency": stats, "outputs": [str(p) for p in self.outputs]}
 
 
 def make_scene(seed: int, kind: str, views: int, size: int):
@@ -146,24 +159,29 @@ def run_demo(
     fallback: bool = False,
     precision: str = "auto",
     anchor_style: str | None = None,
+    client_timeout_s: float = 30.0,
 ) -> DemoReport:
-    """Run the demo end to end and return its measurements (see the module docstring)."""
+    """Run the demo end to end and return its measurements (see the module docstring).
+
+    ``client_timeout_s`` is the server's session timeout (``worldfm serve --client-timeout``)."""
     import imageio.v2 as imageio
 
     from models.scene import Camera
     from python_bridge.camera_path import interpolate_poses
+    from python_bridge import timeline
     from python_bridge.client import Client
     from python_bridge.server import Server, ServerConfig
 
     out_dir.mkdir(parents=True, exist_ok=True)
     renderer, source = make_scene(seed, kind, views, size)
+    timeline.mark("scene_rendered")
     pipeline = load_pipeline(model, provider, steps, fallback, precision, anchor_style)
     K = source[0].camera.K
     path = interpolate_poses(np.stack([f.camera.c2w for f in source]), frames)
     strip_at = set(np.linspace(0, frames - 1, STRIP_ROWS).round().astype(int).tolist())
     generated, strip, latency, stages = [], [], [], {}
     with (
-        Server(pipeline, ServerConfig(bind="tcp://127.0.0.1:*")).start() as server,
+        Server(pipeline, ServerConfig(bind="tcp://127.0.0.1:*", client_timeout_s=client_timeout_s)).start() as server,
         Client(server.endpoint, timeout_s=60, name="worldfm-demo") as client,
     ):
         log.info("uploading %d views and building the anchor (the offline stage; seconds on a CPU)", len(source))
@@ -180,6 +198,7 @@ def run_demo(
             reply = client.render(
                 info.scene, c2w, K=K, size=(size, size), seed=seed * 100_003 + i, anchor=i in strip_at
             )
+            timeline.mark("first_frame_received")
             generated.append(np.array(reply.rgb))
             latency.append(reply.latency_ms)
             for stage, ms in reply.timings.items():
@@ -189,7 +208,8 @@ def run_demo(
         elapsed = time.perf_counter() - start
         describe = client.welcome["model"]
     report = DemoReport(
-        frames, frames / elapsed, reply.mode, describe.get("name", "?"), describe.get("provider", "?"), latency, stages
+        frames, frames / elapsed, reply.mode, describe.get("name", "?"), describe.get("provider", "?"), latency, stages,
+        startup_s=timeline.marks(),
     )
     video = out_dir / "flythrough.mp4"
     imageio.mimwrite(video, generated, fps=fps, quality=8, macro_block_size=1)
@@ -214,5 +234,6 @@ def run_demo(
     strip_path = out_dir / "strip.png"
     imageio.imwrite(strip_path, np.concatenate(rows, 0))
     report.psnr_generated, report.psnr_anchor = float(np.mean(ps_gen)), float(np.mean(ps_anchor))
-    report.outputs = [video, strip_path]
+    report.outputs = [video, strip_path, out_dir / "report.json"]
+    (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
     return report

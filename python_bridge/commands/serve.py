@@ -117,6 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--size", type=int, default=256, help="frame size in pixels (default 256)")
     demo.add_argument("--seed", type=int, default=0, help="procedural scene seed (default 0)")
     demo.add_argument("--kind", choices=["indoor", "outdoor"], default="indoor", help="scene kind (default indoor)")
+    demo.add_argument("--client-timeout", type=float, default=30.0,
+                      help="seconds before the in-process server expires an idle session (default 30)")
     demo.set_defaults(func=run_demo)
 
     path = subparsers.add_parser(
@@ -227,6 +229,7 @@ def run_demo(args: argparse.Namespace) -> int:
         provider=args.provider,
         precision=args.precision,
         anchor_style=args.anchor,
+        client_timeout_s=args.client_timeout,
     )
     print(report.summary())
     return 0

@@ -204,3 +204,30 @@ def test_serve_says_why_it_cannot_listen(capsys):
     finally:
         taken.close(0)
     assert f"cannot listen on tcp://127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_demo_succeeds_beside_four_busy_processes(tmp_path):
+    """The README's main command on a busy machine: four processes spin beside it, and the demo's
+    server expires idle sessions after 2 s, far less than a scene build takes under such load.
+    The demo used to fail there with no_session (its session expired during its own build)."""
+    import json
+    import subprocess
+    import sys
+
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+    try:
+        out = tmp_path / "demo"
+        done = subprocess.run(
+            [sys.executable, "-m", "python_bridge.cli", "demo", "--frames", "4", "--views", "6",
+             "--client-timeout", "2", "--out", str(out)],
+            capture_output=True, text=True, timeout=900,
+        )
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] == 4 and report["mode"] == "model"
+    startup = report["startup_s"]
+    assert startup["imports"] < startup["engine_ready"] < startup["anchor_ready"] < startup["first_frame_received"]
