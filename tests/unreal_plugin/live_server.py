@@ -41,11 +41,11 @@ def _config(args: argparse.Namespace, **overrides: object) -> ServerConfig:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bind", default="tcp://127.0.0.1:*", help="main server's endpoint; port * picks a free one")
+    parser.add_argument("--bind", default="tcp://127.0.0.1:*", help="main server's endpoint; * picks a free port")
     parser.add_argument("--heartbeat-ms", type=int, default=200, help="heartbeat interval advertised in welcome")
-    parser.add_argument("--client-timeout-s", type=float, default=30.0, help="main server: idle sessions expire after this")
-    parser.add_argument("--expiring-timeout-s", type=float, help="also serve 'expiring', whose sessions expire after this")
-    parser.add_argument("--curve-dir", type=Path, help="also serve 'curve': CurveZMQ keys made in this folder, required")
+    parser.add_argument("--client-timeout-s", type=float, default=30.0, help="main server: sessions expire after this")
+    parser.add_argument("--expiring-timeout-s", type=float, help="also serve 'expiring': sessions expire after this")
+    parser.add_argument("--curve-dir", type=Path, help="also serve 'curve': CurveZMQ keys made in this folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="live_server %(levelname)s %(name)s: %(message)s")
 
