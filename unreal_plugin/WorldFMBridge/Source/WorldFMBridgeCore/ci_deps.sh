@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Install what the WorldFM client core needs to build and test with CMake (Debian/Ubuntu).
-# libzmq + cppzmq + msgpack-cxx for the core; doctest + nlohmann-json for its tests.
+# Install what CI needs to build the plugin's third-party libraries and the WorldFM client
+# core the way Unreal links them on Linux (Debian/Ubuntu): clang + libc++ (Unreal's Linux
+# toolchain links libc++, not libstdc++) and cmake; doctest + nlohmann-json for the tests.
+# libzmq, cppzmq and msgpack-cxx come from ../ThirdParty/WorldFMThirdParty/build_thirdparty.sh,
+# which tests/unreal_plugin/test_cpp_core.py runs.
 set -euo pipefail
 
-PACKAGES=(cmake g++ libzmq3-dev cppzmq-dev libmsgpack-cxx-dev doctest-dev nlohmann-json3-dev)
+PACKAGES=(cmake clang libc++-dev libc++abi-dev doctest-dev nlohmann-json3-dev)
 
 if dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
     echo "ci_deps.sh: ${PACKAGES[*]} already installed"

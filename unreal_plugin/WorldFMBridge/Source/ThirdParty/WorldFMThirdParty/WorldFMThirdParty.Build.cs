@@ -1,9 +1,12 @@
-// The client core's third-party libraries, prebuilt per platform (docs/unreal.md, "Building
-// the third-party libraries"):
-//   include/   zmq.h, zmq.hpp, zmq_addon.hpp (libzmq 4.3 + cppzmq >= 4.7), msgpack.hpp + msgpack/ (msgpack-cxx >= 4.1)
+// The client core's third-party libraries, prebuilt per platform by build_thirdparty.sh (Linux,
+// Mac) and build_thirdparty.ps1 (Win64) beside this file (docs/unreal.md, section 2):
+//   include/   zmq.h, zmq.hpp, zmq_addon.hpp (libzmq 4.3.4, cppzmq 4.9.0), msgpack.hpp + msgpack/ (msgpack-cxx 4.1.3)
 //   lib/Win64/libzmq.lib                           static, /MD, built with ZMQ_STATIC
-//   lib/Linux/x86_64-unknown-linux-gnu/libzmq.a    static, built with the engine's clang and libc++
-//   lib/Mac/libzmq.a                               static, universal (arm64 + x86_64)
+//   lib/Linux/x86_64-unknown-linux-gnu/libzmq.a    static, PIC, hidden visibility, the engine's clang and libc++
+//   lib/Mac/libzmq.a                               static, hidden visibility, universal (arm64 + x86_64)
+// Only WorldFMBridgeCore depends on this module, so libzmq is linked into that module alone and,
+// hidden, exports nothing from it. Licences: LICENSES/ (libzmq LGPL-3.0 with its static-linking
+// exception, cppzmq MIT, msgpack-cxx BSL-1.0); ship that folder with the plugin.
 using System.IO;
 using UnrealBuildTool;
 

@@ -1,5 +1,6 @@
 #include "WorldFMBridgeSubsystem.h"
 
+#include "Async/Async.h"
 #include "Engine/Engine.h"
 #include "Engine/Texture2D.h"
 #include "Engine/World.h"
@@ -8,10 +9,14 @@
 #include "Modules/ModuleManager.h"
 #include "RHICommandList.h"
 #include "RenderingThread.h"
+#include "Tasks/Task.h"
 #include "TextureResource.h"
+#include "UObject/Package.h"
+#include "UObject/UObjectGlobals.h"
 #include "WorldFMBridgeConnection.h"
 #include "WorldFMBridgeLog.h"
 #include "WorldFMBridgeSettings.h"
+#include "WorldFMBridgeUserSettings.h"
 #include "WorldFMConversions.h"
 #include "WorldFMSceneSeeder.h"
 
@@ -28,6 +33,7 @@ UWorldFMBridgeSubsystem* UWorldFMBridgeSubsystem::Get()
 void UWorldFMBridgeSubsystem::Initialize(FSubsystemCollectionBase& Collection)
 {
 	Super::Initialize(Collection);
+	ImageWrapper = &FModuleManager::LoadModuleChecked<IImageWrapperModule>(TEXT("ImageWrapper"));
 	bInitialized = true;
 }
 
@@ -44,10 +50,20 @@ void UWorldFMBridgeSubsystem::Connect()
 	ConnectTo(Settings->ServerEndpoint, Settings->ServerPublicKey);
 }
 
-void UWorldFMBridgeSubsystem::ConnectTo(const FString& Endpoint, const FString& ServerPublicKey)
+void UWorldFMBridgeSubsystem::ConnectTo(const FString& Endpoint, const FString& ServerPublicKey,
+                                        const FString& ClientPublicKey, const FString& ClientSecretKey)
 {
 	StopWorker();
-	StartWorker(Endpoint, ServerPublicKey);
+	if (ClientPublicKey.IsEmpty() && ClientSecretKey.IsEmpty())
+	{
+		// Per user, never packaged: empty in a packaged game, where a fresh pair is made.
+		const UWorldFMBridgeUserSettings* User = GetDefault<UWorldFMBridgeUserSettings>();
+		StartWorker(Endpoint, ServerPublicKey, User->ClientPublicKey, User->ClientSecretKey);
+	}
+	else
+	{
+		StartWorker(Endpoint, ServerPublicKey, ClientPublicKey, ClientSecretKey);
+	}
 	SetState(EWorldFMConnectionState::Connecting, FString::Printf(TEXT("connecting to %s"), *Endpoint));
 	Connection->Worker.Connect();
 }
@@ -58,7 +74,8 @@ void UWorldFMBridgeSubsystem::Disconnect()
 	SetState(EWorldFMConnectionState::Disconnected, TEXT("disconnected"));
 }
 
-void UWorldFMBridgeSubsystem::StartWorker(const FString& Endpoint, const FString& ServerPublicKey)
+void UWorldFMBridgeSubsystem::StartWorker(const FString& Endpoint, const FString& ServerPublicKey,
+                                          const FString& ClientPublicKey, const FString& ClientSecretKey)
 {
 	const UWorldFMBridgeSettings* Settings = GetDefault<UWorldFMBridgeSettings>();
 	WorldFM::FClientConfig Config;
@@ -67,17 +84,21 @@ void UWorldFMBridgeSubsystem::StartWorker(const FString& Endpoint, const FString
 	Config.RequestTimeoutMs = Settings->RequestTimeoutMs;
 	Config.BuildTimeoutMs = Settings->BuildTimeoutSeconds * 1000;
 	Config.CurveServerKey = TCHAR_TO_UTF8(*ServerPublicKey.TrimStartAndEnd());
-	Config.CurvePublicKey = TCHAR_TO_UTF8(*Settings->ClientPublicKey.TrimStartAndEnd());
-	Config.CurveSecretKey = TCHAR_TO_UTF8(*Settings->ClientSecretKey.TrimStartAndEnd());
+	Config.CurvePublicKey = TCHAR_TO_UTF8(*ClientPublicKey.TrimStartAndEnd());
+	Config.CurveSecretKey = TCHAR_TO_UTF8(*ClientSecretKey.TrimStartAndEnd());
 
 	Connection = MakeShared<FWorldFMBridgeConnection>(Config);
+	++ConnectionGeneration;
 	Stats = FWorldFMStats();
+	LastError.Reset();
 	LastFrameSeconds = 0.0;
 }
 
 void UWorldFMBridgeSubsystem::StopWorker()
 {
 	Connection.Reset();  // stops and joins the worker thread
+	++ConnectionGeneration;  // a frame still decoding belongs to the old connection
+	bDecoding = false;
 	bHasScene = false;
 }
 
@@ -133,7 +154,7 @@ void UWorldFMBridgeSubsystem::CloseScene()
 	bHasScene = false;
 }
 
-void UWorldFMBridgeSubsystem::SubmitCameraPose(FVector Location, FRotator Rotation, float HorizontalFovDeg)
+void UWorldFMBridgeSubsystem::SubmitCameraPose(FVector Location, FRotator Rotation, float HorizontalFovDeg, float AspectRatio)
 {
 	check(IsInGameThread());  // the pose slot has one producer: the game thread
 	if (!Connection)
@@ -143,7 +164,8 @@ void UWorldFMBridgeSubsystem::SubmitCameraPose(FVector Location, FRotator Rotati
 	const UWorldFMBridgeSettings* Settings = GetDefault<UWorldFMBridgeSettings>();
 	WorldFM::FRenderRequest Request;
 	FString Error;
-	if (!WorldFMConversions::MakeRenderRequest(Location, Rotation, HorizontalFovDeg, Settings->Resolution, Settings->Steps,
+	const FIntPoint Resolution = WorldFMConversions::ResolutionForAspect(Settings->Resolution, AspectRatio);
+	if (!WorldFMConversions::MakeRenderRequest(Location, Rotation, HorizontalFovDeg, Resolution, Settings->Steps,
 	                                           Settings->bRequestJpeg, Request, Error))
 	{
 		ReportError(TEXT("bad_pose"), Error);
@@ -159,7 +181,7 @@ void UWorldFMBridgeSubsystem::Tick(float DeltaTime)
 		return;
 	}
 	DrainEvents();
-	ConsumeFrame(FPlatformTime::Seconds());
+	ConsumeFrame();
 
 	const WorldFM::FClientStats Core = Connection->Worker.Stats();
 	Stats.FramesReceived = int64(Core.FramesReceived);
@@ -195,6 +217,7 @@ void UWorldFMBridgeSubsystem::DrainEvents()
 		{
 			case WorldFM::FClientEvent::EKind::Connected:
 				UE_LOG(LogWorldFMBridge, Log, TEXT("%s"), *Message);
+				LastError.Reset();
 				SetState(EWorldFMConnectionState::Connected, Message);
 				break;
 			case WorldFM::FClientEvent::EKind::Disconnected:
@@ -218,101 +241,137 @@ void UWorldFMBridgeSubsystem::DrainEvents()
 	}
 }
 
-void UWorldFMBridgeSubsystem::ConsumeFrame(double Now)
+void UWorldFMBridgeSubsystem::ConsumeFrame()
 {
-	if (!Connection->Worker.AcquireFrame())
+	// One frame decodes at a time; newer ones wait in the worker's slot and the newest wins.
+	if (bDecoding || !Connection->Worker.AcquireFrame())
 	{
 		return;
 	}
 	const WorldFM::FFrame& Frame = Connection->Worker.Frame();
-	if (!UploadFrame(Frame.Width, Frame.Height, Frame.Jpeg, Frame.Pixels.data(), int64(Frame.Pixels.size())))
+	FDecodedFrame Pending;
+	Pending.Generation = ConnectionGeneration;
+	Pending.bJpeg = Frame.Jpeg;
+	Pending.Info.RequestId = int64(Frame.RequestId);
+	Pending.Info.Size = FIntPoint(Frame.Width, Frame.Height);  // checked by the core against the request
+	Pending.Info.LatencyMs = float(Frame.LatencyMs);
+	Pending.Info.Mode = ToFString(Frame.Mode);
+	Pending.Info.Reference = Frame.Reference;
+	for (const auto& [Stage, Ms] : Frame.TimingsMs)
 	{
+		if (Stage == "total_ms")
+		{
+			Pending.Info.ServerTotalMs = float(Ms);
+		}
+	}
+	// A copy: the worker reuses this slot once the next frame is acquired.
+	Pending.Bytes.Append(Frame.Pixels.data(), int32(Frame.Pixels.size()));
+	bDecoding = true;
+
+	IImageWrapperModule* Wrapper = ImageWrapper;
+	UE::Tasks::Launch(UE_SOURCE_LOCATION,
+		[WeakThis = TWeakObjectPtr<UWorldFMBridgeSubsystem>(this), Wrapper, Pending = MoveTemp(Pending)]() mutable
+		{
+			Decode(*Wrapper, Pending);
+			AsyncTask(ENamedThreads::GameThread, [WeakThis, Pending = MoveTemp(Pending)]() mutable
+			{
+				if (UWorldFMBridgeSubsystem* This = WeakThis.Get())
+				{
+					This->ApplyFrame(MoveTemp(Pending));
+				}
+			});
+		});
+}
+
+void UWorldFMBridgeSubsystem::Decode(IImageWrapperModule& Wrapper, FDecodedFrame& Frame)
+{
+	const int32 Width = Frame.Info.Size.X;
+	const int32 Height = Frame.Info.Size.Y;
+	TArray<uint8> Bgra;
+	if (Frame.bJpeg)
+	{
+		TSharedPtr<IImageWrapper> Jpeg = Wrapper.CreateImageWrapper(EImageFormat::JPEG);
+		if (!Jpeg || !Jpeg->SetCompressed(Frame.Bytes.GetData(), Frame.Bytes.Num()) ||
+		    !Jpeg->GetRaw(ERGBFormat::BGRA, 8, Bgra) || Jpeg->GetWidth() != Width || Jpeg->GetHeight() != Height)
+		{
+			Frame.Error = FString::Printf(TEXT("a JPEG frame from the server could not be decoded as %dx%d"), Width, Height);
+			return;
+		}
+	}
+	else
+	{
+		const int64 Pixels = int64(Width) * Height;
+		if (Frame.Bytes.Num() != Pixels * 3)
+		{
+			Frame.Error = FString::Printf(TEXT("a raw frame of %d bytes is not %dx%d RGB"), Frame.Bytes.Num(), Width, Height);
+			return;
+		}
+		Bgra.SetNumUninitialized(int32(Pixels * 4));
+		const uint8* Rgb = Frame.Bytes.GetData();
+		uint8* Out = Bgra.GetData();
+		for (int64 I = 0; I < Pixels; ++I, Rgb += 3, Out += 4)
+		{
+			Out[0] = Rgb[2];
+			Out[1] = Rgb[1];
+			Out[2] = Rgb[0];
+			Out[3] = 255;
+		}
+	}
+	Frame.Bytes = MoveTemp(Bgra);
+}
+
+void UWorldFMBridgeSubsystem::ApplyFrame(FDecodedFrame&& Frame)
+{
+	if (Frame.Generation != ConnectionGeneration)
+	{
+		return;  // decoded for a connection that has since been replaced or closed
+	}
+	bDecoding = false;
+	if (!Frame.Error.IsEmpty())
+	{
+		ReportError(TEXT("malformed"), Frame.Error);
 		return;
 	}
+	const int32 Width = Frame.Info.Size.X;
+	const int32 Height = Frame.Info.Size.Y;
+	if (!FrameTexture || FrameTexture->GetSizeX() != Width || FrameTexture->GetSizeY() != Height)
+	{
+		// A new object under a new name: whoever still shows the old texture keeps a valid one
+		// until it picks up this one (a fixed name would replace the live object in place).
+		const FName Name = MakeUniqueObjectName(GetTransientPackage(), UTexture2D::StaticClass(), TEXT("WorldFMFrame"));
+		UTexture2D* Texture = UTexture2D::CreateTransient(Width, Height, PF_B8G8R8A8, Name);
+		if (!Texture)
+		{
+			ReportError(TEXT("texture"), FString::Printf(TEXT("could not create a %dx%d frame texture"), Width, Height));
+			return;
+		}
+		Texture->SRGB = true;
+		Texture->Filter = TF_Bilinear;
+		Texture->UpdateResource();
+		FrameTexture = Texture;
+	}
+
+	ENQUEUE_RENDER_COMMAND(WorldFMUpdateFrame)(
+		[Resource = FrameTexture->GetResource(), Width, Height, Pixels = MoveTemp(Frame.Bytes)](
+			FRHICommandListImmediate& RHICmdList)
+		{
+			if (!Resource || !Resource->GetTexture2DRHI())
+			{
+				return;  // -nullrhi, or a texture released meanwhile
+			}
+			const FUpdateTextureRegion2D Region(0, 0, 0, 0, uint32(Width), uint32(Height));
+			RHICmdList.UpdateTexture2D(Resource->GetTexture2DRHI(), 0, Region, uint32(Width) * 4, Pixels.GetData());
+		});
+
+	const double Now = FPlatformTime::Seconds();
 	if (LastFrameSeconds > 0.0)
 	{
 		const float Instant = float(1.0 / FMath::Max(Now - LastFrameSeconds, 1e-3));
 		Stats.FramesPerSecond = Stats.FramesPerSecond > 0.0f ? FMath::Lerp(Stats.FramesPerSecond, Instant, 0.1f) : Instant;
 	}
 	LastFrameSeconds = Now;
-	Stats.LatencyMs = Stats.LatencyMs > 0.0f ? FMath::Lerp(Stats.LatencyMs, float(Frame.LatencyMs), 0.1f)
-	                                         : float(Frame.LatencyMs);
-
-	FWorldFMFrameInfo Info;
-	Info.RequestId = int64(Frame.RequestId);
-	Info.Size = FIntPoint(Frame.Width, Frame.Height);
-	Info.LatencyMs = float(Frame.LatencyMs);
-	Info.Mode = ToFString(Frame.Mode);
-	Info.Reference = Frame.Reference;
-	for (const auto& [Stage, Ms] : Frame.TimingsMs)
-	{
-		if (Stage == "total_ms")
-		{
-			Info.ServerTotalMs = float(Ms);
-		}
-	}
-	OnFrame.Broadcast(FrameTexture, Info);
-}
-
-bool UWorldFMBridgeSubsystem::UploadFrame(int32 Width, int32 Height, bool bJpeg, const uint8* Data, int64 Size)
-{
-	// The frame slot is reused by the worker once we acquire again, so the render command
-	// gets its own copy: BGRA for the texture, expanded from RGB on the render thread.
-	TArray<uint8> Pixels;
-	bool bAlreadyBgra = false;
-	if (bJpeg)
-	{
-		IImageWrapperModule& ImageWrapper = FModuleManager::LoadModuleChecked<IImageWrapperModule>(TEXT("ImageWrapper"));
-		TSharedPtr<IImageWrapper> Jpeg = ImageWrapper.CreateImageWrapper(EImageFormat::JPEG);
-		if (!Jpeg || !Jpeg->SetCompressed(Data, Size) ||
-		    !Jpeg->GetRaw(ERGBFormat::BGRA, 8, Pixels) || Jpeg->GetWidth() != Width || Jpeg->GetHeight() != Height)
-		{
-			ReportError(TEXT("malformed"), TEXT("a JPEG frame from the server could not be decoded"));
-			return false;
-		}
-		bAlreadyBgra = true;
-	}
-	else
-	{
-		Pixels.SetNumUninitialized(int32(Size));
-		FMemory::Memcpy(Pixels.GetData(), Data, Size);
-	}
-
-	if (!FrameTexture || FrameTexture->GetSizeX() != Width || FrameTexture->GetSizeY() != Height)
-	{
-		FrameTexture = UTexture2D::CreateTransient(Width, Height, PF_B8G8R8A8, TEXT("WorldFMFrame"));
-		FrameTexture->SRGB = true;
-		FrameTexture->Filter = TF_Bilinear;
-		FrameTexture->UpdateResource();
-	}
-
-	ENQUEUE_RENDER_COMMAND(WorldFMUpdateFrame)(
-		[Resource = FrameTexture->GetResource(), Width, Height, bAlreadyBgra, Pixels = MoveTemp(Pixels)](
-			FRHICommandListImmediate& RHICmdList) mutable
-		{
-			if (!Resource || !Resource->GetTexture2DRHI())
-			{
-				return;
-			}
-			if (!bAlreadyBgra)
-			{
-				TArray<uint8> Bgra;
-				Bgra.SetNumUninitialized(Width * Height * 4);
-				const uint8* Rgb = Pixels.GetData();
-				uint8* Out = Bgra.GetData();
-				for (int64 I = 0, N = int64(Width) * Height; I < N; ++I, Rgb += 3, Out += 4)
-				{
-					Out[0] = Rgb[2];
-					Out[1] = Rgb[1];
-					Out[2] = Rgb[0];
-					Out[3] = 255;
-				}
-				Pixels = MoveTemp(Bgra);
-			}
-			const FUpdateTextureRegion2D Region(0, 0, 0, 0, uint32(Width), uint32(Height));
-			RHICmdList.UpdateTexture2D(Resource->GetTexture2DRHI(), 0, Region, uint32(Width) * 4, Pixels.GetData());
-		});
-	return true;
+	Stats.LatencyMs = Stats.LatencyMs > 0.0f ? FMath::Lerp(Stats.LatencyMs, Frame.Info.LatencyMs, 0.1f) : Frame.Info.LatencyMs;
+	OnFrame.Broadcast(FrameTexture, Frame.Info);
 }
 
 void UWorldFMBridgeSubsystem::SetState(EWorldFMConnectionState NewState, const FString& Message)
@@ -328,6 +387,7 @@ void UWorldFMBridgeSubsystem::SetState(EWorldFMConnectionState NewState, const F
 void UWorldFMBridgeSubsystem::ReportError(const FString& Code, const FString& Message)
 {
 	UE_LOG(LogWorldFMBridge, Warning, TEXT("[%s] %s"), *Code, *Message);
+	LastError = FString::Printf(TEXT("[%s] %s"), *Code, *Message);
 	OnError.Broadcast(Code, Message);
 }
 

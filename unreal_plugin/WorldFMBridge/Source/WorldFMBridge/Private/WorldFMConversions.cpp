@@ -4,6 +4,17 @@
 
 namespace WorldFMConversions
 {
+FIntPoint ResolutionForAspect(const FIntPoint& Resolution, float AspectRatio)
+{
+	if (AspectRatio <= 0.0f || !FMath::IsFinite(AspectRatio) || Resolution.X <= 0 || Resolution.Y <= 0)
+	{
+		return Resolution;
+	}
+	// The horizontal FOV spans the width; the height follows the view, so the frame shows
+	// exactly what the view shows (a square frame would show more above and below).
+	return FIntPoint(Resolution.X, FMath::Clamp(FMath::RoundToInt(Resolution.X / AspectRatio), 16, 2048));
+}
+
 bool MakeRenderRequest(const FVector& Location, const FRotator& Rotation, float HorizontalFovDeg,
                        const FIntPoint& Resolution, int32 Steps, bool bJpeg, WorldFM::FRenderRequest& Out, FString& OutError)
 {

@@ -8,6 +8,13 @@
 
 namespace WorldFMConversions
 {
+/**
+ * The frame size for a view of AspectRatio (width / height): Resolution's width, and the
+ * height that keeps the view's aspect (at least 16 pixels, at most 2048). Resolution as it is
+ * when AspectRatio <= 0 or Resolution is 0 x 0 (the server's default size).
+ */
+FIntPoint ResolutionForAspect(const FIntPoint& Resolution, float AspectRatio);
+
 /** Unreal camera -> render request at Resolution (0 x 0: the server's default size). */
 bool MakeRenderRequest(const FVector& Location, const FRotator& Rotation, float HorizontalFovDeg,
                        const FIntPoint& Resolution, int32 Steps, bool bJpeg, WorldFM::FRenderRequest& Out, FString& OutError);

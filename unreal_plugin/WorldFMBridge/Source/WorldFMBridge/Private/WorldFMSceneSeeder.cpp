@@ -33,9 +33,13 @@ bool CaptureViews(UWorld* World, const FVector& Location, const UWorldFMBridgeSe
 	const TArray<float> Pitches = Settings.SeedPitchesDeg.Num() > 0 ? Settings.SeedPitchesDeg : TArray<float>{0.0f};
 	const int32 YawCount = FMath::Max(1, Settings.SeedYawCount);
 
-	// sRGB colour as a photo would store it; depth as raw float centimetres.
+	// sRGB colour as a photo would store it; depth as float centimetres in R of a 32-bit float
+	// RGBA target: the format FLinearColor read-back converts on every RHI. (PF_R32_FLOAT
+	// through ReadLinearColorPixels hits check(0) in older D3D12 RHIs; PF_FloatRGBA, which
+	// UnrealCV's depth sensor reads with ReadFloat16Pixels, is half precision: 1 cm steps
+	// from 10 m, 4 cm from 41 m, nothing beyond 655 m.)
 	UTextureRenderTarget2D* ColorTarget = MakeTarget(Size, PF_B8G8R8A8, false);
-	UTextureRenderTarget2D* DepthTarget = MakeTarget(Size, PF_R32_FLOAT, true);
+	UTextureRenderTarget2D* DepthTarget = MakeTarget(Size, PF_A32B32G32R32F, true);
 
 	FActorSpawnParameters Params;
 	Params.ObjectFlags = RF_Transient;

@@ -3,8 +3,10 @@
 #include "Camera/CameraComponent.h"
 #include "Camera/PlayerCameraManager.h"
 #include "Engine/Canvas.h"
+#include "Engine/GameViewportClient.h"
 #include "Engine/Texture2D.h"
 #include "Engine/TextureRenderTarget2D.h"
+#include "Engine/World.h"
 #include "GameFramework/Actor.h"
 #include "GameFramework/Pawn.h"
 #include "GameFramework/PlayerController.h"
@@ -61,7 +63,26 @@ void UWorldFMViewComponent::TickComponent(float DeltaTime, ELevelTick TickType, 
 	FRotator Rotation;
 	float Fov;
 	GetCameraView(Location, Rotation, Fov);
-	Bridge->SubmitCameraPose(Location, Rotation, Fov);
+	// Every tick: the core skips a pose that did not move, so a resting camera costs nothing.
+	Bridge->SubmitCameraPose(Location, Rotation, Fov, GetViewAspectRatio());
+}
+
+float UWorldFMViewComponent::GetViewAspectRatio() const
+{
+	const AActor* Owner = GetOwner();
+	const UCameraComponent* Camera = Owner ? Owner->FindComponentByClass<UCameraComponent>() : nullptr;
+	if (Camera && Camera->bConstrainAspectRatio && Camera->AspectRatio > 0.0f)
+	{
+		return Camera->AspectRatio;
+	}
+	const UWorld* World = GetWorld();
+	const UGameViewportClient* Viewport = World ? World->GetGameViewport() : nullptr;
+	FVector2D Size = FVector2D::ZeroVector;
+	if (Viewport)
+	{
+		Viewport->GetViewportSize(Size);
+	}
+	return Size.X > 0.0 && Size.Y > 0.0 ? float(Size.X / Size.Y) : 0.0f;
 }
 
 void UWorldFMViewComponent::GetCameraView(FVector& Location, FRotator& Rotation, float& HorizontalFovDeg) const

@@ -1,4 +1,6 @@
 // Project Settings > Plugins > WorldFM Bridge: where the server is and what to ask it for.
+// Shared with the team (DefaultGame.ini): nothing secret lives here; the client's CurveZMQ
+// key pair is per user (WorldFMBridgeUserSettings.h).
 #pragma once
 
 #include "CoreMinimal.h"
@@ -26,13 +28,6 @@ public:
 	 */
 	UPROPERTY(Config, EditAnywhere, Category = "Server")
 	FString ServerPublicKey;
-
-	/** Optional fixed client key pair (Z85); empty = a fresh pair per connection. */
-	UPROPERTY(Config, EditAnywhere, Category = "Server", AdvancedDisplay)
-	FString ClientPublicKey;
-
-	UPROPERTY(Config, EditAnywhere, Category = "Server", AdvancedDisplay)
-	FString ClientSecretKey;
 
 	/** Handshake and small requests give up after this long (then the client retries). */
 	UPROPERTY(Config, EditAnywhere, Category = "Server", AdvancedDisplay, meta = (ClampMin = "100", Units = "ms"))
@@ -77,4 +72,11 @@ public:
 	/** Editor preview: send the active level viewport's camera while the preview tab is open. */
 	UPROPERTY(Config, EditAnywhere, Category = "Editor Preview")
 	bool bFollowEditorViewport = true;
+
+	/**
+	 * Editor preview: the engine's own view beside the generated frame is captured at most this
+	 * often, and only when the camera moved (each capture renders the scene once more).
+	 */
+	UPROPERTY(Config, EditAnywhere, Category = "Editor Preview", meta = (ClampMin = "1", ClampMax = "60", Units = "Hz"))
+	float EngineViewMaxRate = 10.0f;
 };

@@ -3,8 +3,10 @@
 // One connection per engine, shared by the editor preview tab and by UWorldFMViewComponent
 // in a running game. Network I/O runs on a worker thread (FRunnable around the core's
 // FClientWorker); the game thread only hands over the newest pose and picks up the newest
-// frame, both lock-free, and the frame is copied into a texture on the render thread.
-// Events (connection, scene, errors) are broadcast on the game thread.
+// frame, both lock-free. Decoding a frame (JPEG, or RGB to BGRA) runs on a background task,
+// one at a time (latest wins: newer frames wait in the worker's slot), and the texture is
+// updated on the render thread. Events (connection, scene, errors) are broadcast on the game
+// thread.
 #pragma once
 
 #include "CoreMinimal.h"
@@ -14,6 +16,7 @@
 #include "WorldFMBridgeSubsystem.generated.h"
 
 class FWorldFMBridgeConnection;
+class IImageWrapperModule;
 class UTexture2D;
 
 UCLASS()
@@ -28,13 +31,21 @@ public:
 	virtual void Initialize(FSubsystemCollectionBase& Collection) override;
 	virtual void Deinitialize() override;
 
-	/** Connect to the server named in Project Settings > Plugins > WorldFM Bridge. */
+	/**
+	 * Connect to the server named in Project Settings > Plugins > WorldFM Bridge, with the
+	 * client key pair of Editor Preferences > Plugins > WorldFM Bridge (if any).
+	 */
 	UFUNCTION(BlueprintCallable, Category = "WorldFM")
 	void Connect();
 
-	/** Connect to Endpoint (tcp://host:port); ServerPublicKey is the CurveZMQ key or empty. */
-	UFUNCTION(BlueprintCallable, Category = "WorldFM")
-	void ConnectTo(const FString& Endpoint, const FString& ServerPublicKey);
+	/**
+	 * Connect to Endpoint (tcp://host:port); ServerPublicKey is the CurveZMQ key or empty. A
+	 * client key pair (Z85) is needed only by a server started with --authorized-keys; empty:
+	 * the per-user settings' pair, else a fresh one.
+	 */
+	UFUNCTION(BlueprintCallable, Category = "WorldFM", meta = (AdvancedDisplay = "ClientPublicKey,ClientSecretKey"))
+	void ConnectTo(const FString& Endpoint, const FString& ServerPublicKey, const FString& ClientPublicKey = TEXT(""),
+	               const FString& ClientSecretKey = TEXT(""));
 
 	/** Close the connection and stop the worker thread. */
 	UFUNCTION(BlueprintCallable, Category = "WorldFM")
@@ -58,10 +69,13 @@ public:
 
 	/**
 	 * The camera to render next (latest wins: poses sent faster than the server renders are
-	 * skipped, never queued). Game thread only. FOV is horizontal, degrees.
+	 * skipped, never queued; a pose that did not move is not rendered again). Game thread
+	 * only. FOV is horizontal, degrees. AspectRatio (width / height of the view being
+	 * matched, e.g. the viewport's) sets the frame's height from the configured width, so the
+	 * frame shows what that view shows; 0 keeps the configured Resolution as it is.
 	 */
-	UFUNCTION(BlueprintCallable, Category = "WorldFM")
-	void SubmitCameraPose(FVector Location, FRotator Rotation, float HorizontalFovDeg);
+	UFUNCTION(BlueprintCallable, Category = "WorldFM", meta = (AdvancedDisplay = "AspectRatio"))
+	void SubmitCameraPose(FVector Location, FRotator Rotation, float HorizontalFovDeg, float AspectRatio = 0.0f);
 
 	UFUNCTION(BlueprintPure, Category = "WorldFM")
 	EWorldFMConnectionState GetConnectionState() const { return State; }
@@ -72,9 +86,13 @@ public:
 	UFUNCTION(BlueprintPure, Category = "WorldFM")
 	FWorldFMStats GetStats() const { return Stats; }
 
-	/** The newest generated frame (recreated when the frame size changes), or nullptr. */
+	/** The newest generated frame (a new texture when the frame size changes), or nullptr. */
 	UFUNCTION(BlueprintPure, Category = "WorldFM")
 	UTexture2D* GetFrameTexture() const { return FrameTexture; }
+
+	/** The last error reported (OnError), cleared when a connection succeeds; empty if none. */
+	UFUNCTION(BlueprintPure, Category = "WorldFM")
+	FString GetLastError() const { return LastError; }
 
 	UPROPERTY(BlueprintAssignable, Category = "WorldFM")
 	FWorldFMFrameEvent OnFrame;
@@ -97,13 +115,28 @@ public:
 	virtual bool IsTickableWhenPaused() const override { return true; }
 
 private:
-	void StartWorker(const FString& Endpoint, const FString& ServerPublicKey);
+	/** A frame on its way from the worker's slot to the texture (see ConsumeFrame). */
+	struct FDecodedFrame
+	{
+		uint64 Generation = 0;  // the connection it came from; frames of an older one are dropped
+		FWorldFMFrameInfo Info;
+		bool bJpeg = false;
+		TArray<uint8> Bytes;  // as received; BGRA8 (Width x Height) once decoded
+		FString Error;        // set when decoding failed
+	};
+
+	void StartWorker(const FString& Endpoint, const FString& ServerPublicKey, const FString& ClientPublicKey,
+	                 const FString& ClientSecretKey);
 	void StopWorker();
 	void SetState(EWorldFMConnectionState NewState, const FString& Message);
 	void ReportError(const FString& Code, const FString& Message);
 	void DrainEvents();
-	void ConsumeFrame(double Now);
-	bool UploadFrame(int32 Width, int32 Height, bool bJpeg, const uint8* Data, int64 Size);
+	/** Takes the newest frame (unless one is still decoding) and decodes it on a background task. */
+	void ConsumeFrame();
+	/** Background task: JPEG or RGB8 -> BGRA8. */
+	static void Decode(IImageWrapperModule& Wrapper, FDecodedFrame& Frame);
+	/** Game thread, after Decode: the texture, the stats, OnFrame. */
+	void ApplyFrame(FDecodedFrame&& Frame);
 
 	/** The worker thread and its client; null while disconnected. A shared pointer because
 	 *  UHT's generated constructors then need no complete type for it. */
@@ -112,9 +145,15 @@ private:
 	UPROPERTY(Transient)
 	TObjectPtr<UTexture2D> FrameTexture;
 
+	/** Loaded on the game thread in Initialize: decoding tasks may not load modules. */
+	IImageWrapperModule* ImageWrapper = nullptr;
+
 	EWorldFMConnectionState State = EWorldFMConnectionState::Disconnected;
 	FWorldFMStats Stats;
+	FString LastError;
 	bool bHasScene = false;
 	bool bInitialized = false;
+	bool bDecoding = false;         // a frame is on a background task
+	uint64 ConnectionGeneration = 0;  // bumped by every StartWorker/StopWorker
 	double LastFrameSeconds = 0.0;
 };

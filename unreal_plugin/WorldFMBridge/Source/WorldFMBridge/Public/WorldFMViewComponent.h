@@ -50,6 +50,14 @@ public:
 	UFUNCTION(BlueprintPure, Category = "WorldFM")
 	void GetCameraView(FVector& Location, FRotator& Rotation, float& HorizontalFovDeg) const;
 
+	/**
+	 * Width / height of the view the frames should match: the camera's constrained aspect
+	 * ratio, else the game viewport's; 0 when neither is known (the configured Resolution is
+	 * used as it is).
+	 */
+	UFUNCTION(BlueprintPure, Category = "WorldFM")
+	float GetViewAspectRatio() const;
+
 	virtual void BeginPlay() override;
 	virtual void EndPlay(const EEndPlayReason::Type EndPlayReason) override;
 	virtual void TickComponent(float DeltaTime, ELevelTick TickType, FActorComponentTickFunction* ThisTickFunction) override;

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <cstring>
 #include <iterator>
 #include <optional>
@@ -49,10 +51,25 @@ std::string RandomSession()
 	return Session;
 }
 
+/**
+ * Whole milliseconds to Deadline, rounded up: rounded down, the last fraction of a millisecond
+ * before a deadline reads 0 and every poll loop waiting for it spins (an idle worker pumping
+ * 2 ms slices burnt a quarter of a core that way).
+ */
 int RemainingMs(FClock::time_point Deadline)
 {
-	const auto Left = std::chrono::duration_cast<FMilliseconds>(Deadline - FClock::now()).count();
-	return static_cast<int>(std::max<int64_t>(0, Left));
+	const auto Left = std::chrono::ceil<FMilliseconds>(Deadline - FClock::now()).count();
+	return static_cast<int>(std::clamp<int64_t>(Left, 0, std::numeric_limits<int>::max()));
+}
+
+double MaxAbsDifference(const double* A, const double* B, size_t Count, double Scale = 1.0)
+{
+	double Worst = 0.0;
+	for (size_t I = 0; I < Count; ++I)
+	{
+		Worst = std::max(Worst, std::abs(A[I] - B[I]) / Scale);
+	}
+	return Worst;
 }
 }  // namespace
 
@@ -79,6 +96,7 @@ struct FClient::FImpl
 
 	// Latest wins: one render in flight, one pending (the newest pose not yet sent).
 	std::optional<FRenderRequest> PendingPose;
+	std::optional<FRenderRequest> LastRequested;  // the newest pose SetPose accepted (unchanged ones are skipped)
 	uint64_t InFlightId = 0;
 	FRenderRequest InFlightPose;
 	FClock::time_point InFlightSent;
@@ -91,6 +109,7 @@ struct FClient::FImpl
 
 	// Heartbeats and reconnection.
 	FClock::time_point LastHeard = FClock::now();
+	FClock::time_point LastSent = FClock::now();
 	uint64_t PingId = 0;
 	FClock::time_point PingSent;
 	FClock::time_point NextReconnect = FClock::now();
@@ -182,6 +201,7 @@ struct FClient::FImpl
 			Socket->send(zmq::const_buffer(Message.Blobs[I].first, Message.Blobs[I].second),
 			             Last ? zmq::send_flags::none : zmq::send_flags::sndmore);
 		}
+		LastSent = FClock::now();
 		return true;
 	}
 
@@ -252,7 +272,7 @@ struct FClient::FImpl
 				Dispatch(*Reply);
 			}
 			// A long wait (a scene build) must not let the server expire the session.
-			PingIfSilent();
+			PingIfDue();
 			if (Left == 0)
 			{
 				return FStatus::Error("no reply from " + Config.Endpoint + " within " + std::to_string(TimeoutMs) + " ms",
@@ -403,7 +423,18 @@ struct FClient::FImpl
 			case EReplyType::Frame:
 				if (Id != 0 && Id == InFlightId)
 				{
-					Deliver(Reply);
+					const FStatus Size = CheckFrameSize(Reply.Frame.Width, Reply.Frame.Height, WelcomeInfo, InFlightPose.Size);
+					if (Size)
+					{
+						Deliver(Reply);
+					}
+					else
+					{
+						InFlightId = 0;
+						LastRequested.reset();  // the same pose may be asked for again
+						++Statistics.FramesRefused;
+						Emit(FClientEvent::EKind::Error, Size.Message, Size.Code);
+					}
 				}
 				else
 				{
@@ -454,6 +485,7 @@ struct FClient::FImpl
 			return;
 		}
 		++Statistics.RenderErrors;
+		LastRequested.reset();  // submitting the same pose again retries it
 		Emit(FClientEvent::EKind::Error, "render failed: " + Reply.ErrorMessage, Reply.ErrorCode);
 	}
 
@@ -515,14 +547,18 @@ struct FClient::FImpl
 			Reconnect();
 			return;
 		}
-		PingIfSilent();
+		PingIfDue();
 	}
 
-	/** Ping when the server has been silent for a heartbeat (pings keep the session alive). */
-	void PingIfSilent()
+	/**
+	 * Ping when this client has sent nothing for a heartbeat: the server expires sessions that
+	 * send nothing for client_timeout_ms (docs/protocol.md, "Sessions"), so the cadence is
+	 * kept whether or not the previous ping was answered yet. Only the newest ping's pong
+	 * measures the round trip.
+	 */
+	void PingIfDue()
 	{
-		if (ConnectionState != EConnectionState::Connected || PingId != 0 ||
-		    MillisecondsSince(LastHeard) <= WelcomeInfo.HeartbeatMs)
+		if (ConnectionState != EConnectionState::Connected || MillisecondsSince(LastSent) < WelcomeInfo.HeartbeatMs)
 		{
 			return;
 		}
@@ -590,6 +626,7 @@ TExpected<FSceneInfo> FClient::OpenScene(const std::string& Name, std::shared_pt
 		if (Info)
 		{
 			Impl->Scene = Info->Scene;
+			Impl->LastRequested.reset();  // a new scene renders even the pose of the old one
 			Impl->SceneName = Name;
 			Impl->SceneViews = std::move(Views);
 			Impl->Emit(FClientEvent::EKind::SceneReady, "scene '" + Name + "' ready as " + Info->Scene);
@@ -612,6 +649,7 @@ FStatus FClient::CloseScene()
 	Impl->Scene.clear();
 	Impl->SceneViews.reset();
 	Impl->PendingPose.reset();
+	Impl->LastRequested.reset();
 	try
 	{
 		const uint64_t Id = Impl->NextId++;
@@ -648,7 +686,45 @@ TExpected<double> FClient::Ping()
 	}
 }
 
-void FClient::SetPose(const FRenderRequest& Request) { Impl->PendingPose = Request; }
+void FClient::SetPose(const FRenderRequest& Request)
+{
+	FImpl& I = *Impl;
+	if (I.LastRequested &&
+	    IsSameView(*I.LastRequested, Request, I.Config.PoseEpsilonMetres, I.Config.PoseEpsilonDegrees))
+	{
+		++I.Statistics.UnchangedPosesSkipped;
+		return;
+	}
+	I.PendingPose = Request;
+	I.LastRequested = Request;
+}
+
+bool IsSameView(const FRenderRequest& A, const FRenderRequest& B, double EpsilonMetres, double EpsilonDegrees)
+{
+	if (A.Size != B.Size || A.Steps != B.Steps || A.Seed != B.Seed || A.Jpeg != B.Jpeg || A.K.has_value() != B.K.has_value())
+	{
+		return false;
+	}
+	if (A.K && MaxAbsDifference(A.K->data(), B.K->data(), 9, std::max(1.0, std::abs((*A.K)[0]))) > 1e-9)
+	{
+		return false;
+	}
+	const FMat4& P = A.CameraToWorld;
+	const FMat4& Q = B.CameraToWorld;
+	const double Moved = std::sqrt((P[3] - Q[3]) * (P[3] - Q[3]) + (P[7] - Q[7]) * (P[7] - Q[7]) +
+	                               (P[11] - Q[11]) * (P[11] - Q[11]));
+	// The angle of the relative rotation R_P^T R_Q: cos = (trace - 1) / 2.
+	double Trace = 0.0;
+	for (int Row = 0; Row < 3; ++Row)
+	{
+		for (int Col = 0; Col < 3; ++Col)
+		{
+			Trace += P[4 * Row + Col] * Q[4 * Row + Col];
+		}
+	}
+	const double Turned = std::acos(std::clamp((Trace - 1.0) / 2.0, -1.0, 1.0)) * 180.0 / 3.14159265358979323846;
+	return Moved <= EpsilonMetres && Turned <= EpsilonDegrees;
+}
 
 bool FClient::Pump(int TimeoutMs, FFrame& Out)
 {

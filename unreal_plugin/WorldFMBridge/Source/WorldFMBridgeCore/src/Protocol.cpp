@@ -6,8 +6,10 @@
 #endif
 #include <msgpack.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <sstream>
 #include <string_view>
 
@@ -196,14 +198,29 @@ public:
 
 	std::pair<int, int> Size(std::string_view Name) const
 	{
+		// msgpack's POSITIVE_INTEGER includes 0: an image side must be at least 1 (and fit an int).
+		const auto IsSide = [](const msgpack::object& Side) {
+			return Side.type == msgpack::type::POSITIVE_INTEGER && Side.via.u64 >= 1 && Side.via.u64 <= MaxSide;
+		};
 		const msgpack::object& Value = Required(Name);
-		if (Value.type != msgpack::type::ARRAY || Value.via.array.size != 2 ||
-		    Value.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
-		    Value.via.array.ptr[1].type != msgpack::type::POSITIVE_INTEGER)
+		if (Value.type != msgpack::type::ARRAY || Value.via.array.size != 2 || !IsSide(Value.via.array.ptr[0]) ||
+		    !IsSide(Value.via.array.ptr[1]))
 		{
-			Fail(Where + " field '" + std::string(Name) + "' must be [width, height] positive integers");
+			Fail(Where + " field '" + std::string(Name) + "' must be [width, height], integers from 1 to " +
+			     std::to_string(MaxSide));
 		}
 		return {static_cast<int>(Value.via.array.ptr[0].via.u64), static_cast<int>(Value.via.array.ptr[1].via.u64)};
+	}
+
+	/** An integer that must be at least 1 when present (limits, intervals). */
+	int PositiveInteger(std::string_view Name, int Default) const
+	{
+		const int64_t Value = Integer(Name, false, Default);
+		if (Value < 1 || Value > std::numeric_limits<int>::max())
+		{
+			Fail(Where + " field '" + std::string(Name) + "' must be a positive integer; got " + std::to_string(Value));
+		}
+		return static_cast<int>(Value);
 	}
 
 	FFields Map_(std::string_view Name) const
@@ -217,6 +234,9 @@ public:
 	}
 
 private:
+	// Far above any image a server sends (max_image_side is 4096), far below int overflow.
+	static constexpr uint64_t MaxSide = 1 << 15;
+
 	static const msgpack::object& EmptyMap()
 	{
 		static const msgpack::object Empty = [] {
@@ -254,11 +274,11 @@ bool ReplyTypeFromName(std::string_view Name, EReplyType& Out)
 
 std::vector<FBlobView> DecodeBlobs(const msgpack::object* Descriptors, const FWireFrame* Frames, size_t Count)
 {
-	const size_t Declared = Descriptors ? Descriptors->via.array.size : 0;
 	if (Descriptors && Descriptors->type != msgpack::type::ARRAY)
 	{
 		Fail("header 'blobs' must be a list of {dtype, shape}");
 	}
+	const size_t Declared = Descriptors ? Descriptors->via.array.size : 0;
 	if (Declared != Count - 1)
 	{
 		Fail("header lists " + std::to_string(Declared) + " binary frames but " + std::to_string(Count - 1) + " followed it");
@@ -320,11 +340,11 @@ void DecodeFields(const FFields& Fields, FReply& Reply)
 			W.Session = Fields.String("session");
 			W.ModelName = Fields.Map_("model").String("name", false);
 			std::tie(W.FrameWidth, W.FrameHeight) = Fields.Size("frame_size");
-			W.HeartbeatMs = static_cast<int>(Fields.Integer("heartbeat_ms", false, W.HeartbeatMs));
-			W.ClientTimeoutMs = static_cast<int>(Fields.Integer("client_timeout_ms", false, W.ClientTimeoutMs));
+			W.HeartbeatMs = Fields.PositiveInteger("heartbeat_ms", W.HeartbeatMs);
+			W.ClientTimeoutMs = Fields.PositiveInteger("client_timeout_ms", W.ClientTimeoutMs);
 			const FFields Limits = Fields.Map_("limits");
-			W.MaxViewsPerMessage = static_cast<int>(Limits.Integer("max_views_per_message", false, W.MaxViewsPerMessage));
-			W.MaxRenderSide = static_cast<int>(Limits.Integer("max_render_side", false, W.MaxRenderSide));
+			W.MaxViewsPerMessage = Limits.PositiveInteger("max_views_per_message", W.MaxViewsPerMessage);
+			W.MaxRenderSide = Limits.PositiveInteger("max_render_side", W.MaxRenderSide);
 			break;
 		}
 		case EReplyType::SceneReady:
@@ -556,6 +576,26 @@ FEncodedMessage EncodeCloseScene(uint64_t Id, const std::string& Scene)
 	Packer.pack(std::string_view("scene"));
 	Packer.pack(Scene);
 	return Finish(Buffer);
+}
+
+FStatus CheckFrameSize(int Width, int Height, const FWelcome& Welcome, const std::optional<std::pair<int, int>>& Requested)
+{
+	const std::string Got = std::to_string(Width) + "x" + std::to_string(Height);
+	const int Limit = std::max({Welcome.MaxRenderSide, Welcome.FrameWidth, Welcome.FrameHeight});
+	if (Width < 1 || Height < 1 || Width > Limit || Height > Limit)
+	{
+		return FStatus::Error("refused a " + Got + " frame: sides must be 1 to " + std::to_string(Limit) +
+		                          " pixels (the server's max_render_side / frame_size)",
+		                      "malformed");
+	}
+	const std::pair<int, int> Expected = Requested.value_or(std::make_pair(Welcome.FrameWidth, Welcome.FrameHeight));
+	if (Width != Expected.first || Height != Expected.second)
+	{
+		return FStatus::Error("refused a " + Got + " frame: the render asked for " + std::to_string(Expected.first) + "x" +
+		                          std::to_string(Expected.second),
+		                      "malformed");
+	}
+	return FStatus::Ok();
 }
 
 TExpected<FReply> DecodeReply(const FWireFrame* Frames, size_t Count)

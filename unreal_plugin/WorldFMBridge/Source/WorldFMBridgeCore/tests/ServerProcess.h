@@ -1,5 +1,9 @@
-// Starts the real Python bridge server (tests/unreal_plugin/live_server.py) as a child
+// Starts the real Python bridge servers (tests/unreal_plugin/live_server.py) as a child
 // process for the live tests, and stops or kills it. POSIX only, like the CI that runs it.
+//
+// Starting Python and importing the pipeline takes seconds, tens of seconds on a loaded
+// machine, so a test binary starts one process serving every configuration it needs, and
+// waits for it by readiness (its READY line, or its exit), not by a fixed budget.
 #pragma once
 
 #include "TestPaths.h"
@@ -9,10 +13,13 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <arpa/inet.h>
+#include <map>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sstream>
 #include <sys/socket.h>
 #include <string>
 #include <sys/wait.h>
@@ -37,15 +44,32 @@ inline std::string FreeEndpoint()
 	return "tcp://127.0.0.1:" + std::to_string(ntohs(Address.sin_port));
 }
 
+/**
+ * A hang guard, not a budget: how long a wait for the server may take before the test
+ * gives up ($WORLDFM_TEST_PATIENCE_S, default 600 s). Waits end as soon as what they wait
+ * for happens; this only stops a test that would otherwise never end.
+ */
+inline std::chrono::seconds Patience()
+{
+	const char* FromEnv = std::getenv("WORLDFM_TEST_PATIENCE_S");
+	const long Seconds = FromEnv && *FromEnv ? std::strtol(FromEnv, nullptr, 10) : 600;
+	return std::chrono::seconds(Seconds > 0 ? Seconds : 600);
+}
+
+struct FServerAddress
+{
+	std::string Endpoint;   // "tcp://127.0.0.1:PORT"
+	std::string PublicKey;  // Z85 CurveZMQ key of an encrypted server; empty otherwise
+};
+
 class FServerProcess
 {
 public:
 	/**
-	 * Start a server bound to Bind ("tcp://127.0.0.1:*" picks a free port) and wait for
-	 * READY. ExtraArgs go to live_server.py (e.g. {"--curve-dir", Dir} for an encrypted
-	 * server, {"--client-timeout-s", "1"} for quickly expiring sessions).
+	 * Start live_server.py with Args (e.g. {"--bind", Endpoint}, {"--expiring-timeout-s", "1.5"},
+	 * {"--curve-dir", Dir}) and wait until it prints READY.
 	 */
-	explicit FServerProcess(const std::string& Bind = "tcp://127.0.0.1:*", const std::vector<std::string>& ExtraArgs = {})
+	explicit FServerProcess(const std::vector<std::string>& Args = {})
 	{
 		int Pipe[2];
 		REQUIRE(pipe(Pipe) == 0);
@@ -58,29 +82,39 @@ public:
 			dup2(Pipe[1], STDOUT_FILENO);
 			close(Pipe[0]);
 			close(Pipe[1]);
-			std::vector<const char*> Args = {Python.c_str(), Script.c_str(), "--bind", Bind.c_str(), "--heartbeat-ms", "200"};
-			for (const std::string& Arg : ExtraArgs)
+			std::vector<const char*> Argv = {Python.c_str(), Script.c_str(), "--heartbeat-ms", "200"};
+			for (const std::string& Arg : Args)
 			{
-				Args.push_back(Arg.c_str());
+				Argv.push_back(Arg.c_str());
 			}
-			Args.push_back(nullptr);
-			execvp(Python.c_str(), const_cast<char* const*>(Args.data()));
+			Argv.push_back(nullptr);
+			execvp(Python.c_str(), const_cast<char* const*>(Argv.data()));
 			std::fprintf(stderr, "cannot run %s: %s (set WORLDFM_PYTHON)\n", Python.c_str(), std::strerror(errno));
 			_exit(127);
 		}
 		close(Pipe[1]);
 		Output = Pipe[0];
-		Endpoint = ReadReady(std::chrono::seconds(120));
-		if (const size_t Space = Endpoint.find(' '); Space != std::string::npos)
-		{
-			ServerPublicKey = Endpoint.substr(Space + 1);
-			Endpoint.resize(Space);
-		}
-		REQUIRE_MESSAGE(!Endpoint.empty(), "the Python server did not print READY; python: " << Python
-		                                       << " (set WORLDFM_PYTHON to the project's interpreter)");
+		const auto Started = std::chrono::steady_clock::now();
+		const bool Ready = ReadUntilReady();
+		const double Seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - Started).count();
+		REQUIRE_MESSAGE(Ready, "the Python server did not print READY (it exited, or " << Patience().count()
+		                           << " s passed); python: " << Python
+		                           << " (set WORLDFM_PYTHON to the project's interpreter)");
+		MESSAGE("live_server.py ready after " << Seconds << " s");
 	}
 
 	~FServerProcess() { Stop(SIGTERM); }
+
+	FServerProcess(const FServerProcess&) = delete;
+	FServerProcess& operator=(const FServerProcess&) = delete;
+
+	/** The server called Name ("main", "expiring", "curve"; see live_server.py). */
+	const FServerAddress& Server(const std::string& Name = "main") const
+	{
+		const auto Found = Servers.find(Name);
+		REQUIRE_MESSAGE(Found != Servers.end(), "live_server.py serves no '" << Name << "' server with these arguments");
+		return Found->second;
+	}
 
 	/** SIGTERM (graceful) or SIGKILL (a crash), then reap the process. */
 	void Stop(int Signal)
@@ -90,7 +124,7 @@ public:
 			return;
 		}
 		kill(Pid, Signal);
-		const auto Deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+		const auto Deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
 		int Status = 0;
 		while (waitpid(Pid, &Status, WNOHANG) == 0)
 		{
@@ -106,15 +140,11 @@ public:
 		close(Output);
 	}
 
-	/** "tcp://127.0.0.1:PORT" */
-	std::string Endpoint;
-	/** Z85 CurveZMQ public key of an encrypted server; empty otherwise. */
-	std::string ServerPublicKey;
-
 private:
-	std::string ReadReady(std::chrono::seconds Timeout)
+	/** Collect the SERVER lines until READY; false when the child exits first (or never says it). */
+	bool ReadUntilReady()
 	{
-		const auto Deadline = std::chrono::steady_clock::now() + Timeout;
+		const auto Deadline = std::chrono::steady_clock::now() + Patience();
 		std::string Line;
 		while (std::chrono::steady_clock::now() < Deadline)
 		{
@@ -126,23 +156,32 @@ private:
 			char C;
 			if (read(Output, &C, 1) != 1)
 			{
-				return {};  // the child exited
+				return false;  // the child exited
 			}
 			if (C != '\n')
 			{
 				Line += C;
 				continue;
 			}
-			if (Line.rfind("READY ", 0) == 0)
+			if (Line == "READY")
 			{
-				return Line.substr(6);
+				return !Servers.empty();
+			}
+			std::istringstream Words(Line);
+			std::string Tag, Name;
+			FServerAddress Address;
+			if (Words >> Tag >> Name >> Address.Endpoint && Tag == "SERVER")
+			{
+				Words >> Address.PublicKey;
+				Servers[Name] = Address;
 			}
 			Line.clear();
 		}
-		return {};
+		return false;
 	}
 
 	pid_t Pid = -1;
 	int Output = -1;
+	std::map<std::string, FServerAddress> Servers;
 };
 }  // namespace WorldFMTest

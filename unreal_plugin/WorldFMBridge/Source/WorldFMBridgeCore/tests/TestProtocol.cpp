@@ -7,7 +7,9 @@
 #include <msgpack.hpp>
 
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace
@@ -260,4 +262,87 @@ TEST_CASE("an error reply without a request id still decodes")
 	REQUIRE(Reply.IsOk());
 	CHECK_FALSE(Reply->Id.has_value());
 	CHECK(Reply->ErrorCode == "malformed");
+}
+
+TEST_CASE("a frame of zero width or height is refused by the decoder")
+{
+	const std::vector<uint8_t> Nothing;
+	for (const std::pair<int, int>& Size : {std::pair{0, 0}, std::pair{4, 0}, std::pair{0, 3}})
+	{
+		const int Width = Size.first, Height = Size.second;
+		// The descriptor agrees with the header, so only the size rule can refuse it.
+		const std::string Header = FrameHeader(Width, Height, 1, {Height, Width, 3});
+		const FWireFrame Frames[] = {{Header.data(), Header.size()}, {Nothing.data(), 0}};
+		const auto Reply = WorldFM::DecodeReply(Frames, 2);
+		INFO("size [" << Width << ", " << Height << "]");
+		REQUIRE_FALSE(Reply.IsOk());
+		CHECK(Reply.Status().Code == "malformed");
+		CHECK(Reply.ErrorMessage().find("'size'") != std::string::npos);
+	}
+}
+
+TEST_CASE("frame sizes are checked against the welcome's limits and the size requested")
+{
+	WorldFM::FWelcome Welcome;
+	Welcome.FrameWidth = 256;
+	Welcome.FrameHeight = 256;
+	Welcome.MaxRenderSide = 2048;
+	const std::optional<std::pair<int, int>> Default;
+	const std::optional<std::pair<int, int>> Asked = std::make_pair(640, 360);
+
+	CHECK(WorldFM::CheckFrameSize(256, 256, Welcome, Default).IsOk());
+	CHECK(WorldFM::CheckFrameSize(640, 360, Welcome, Asked).IsOk());
+	CHECK(WorldFM::CheckFrameSize(2048, 2048, Welcome, std::make_pair(2048, 2048)).IsOk());
+
+	// Beyond max_render_side, even when that is what the render asked for (70000x1 was accepted once).
+	const WorldFM::FStatus Huge = WorldFM::CheckFrameSize(70000, 1, Welcome, std::make_pair(70000, 1));
+	CHECK_FALSE(Huge.IsOk());
+	CHECK(Huge.Code == "malformed");
+	CHECK(Huge.Message.find("2048") != std::string::npos);
+	CHECK_FALSE(WorldFM::CheckFrameSize(2049, 16, Welcome, std::make_pair(2049, 16)).IsOk());
+	CHECK_FALSE(WorldFM::CheckFrameSize(0, 0, Welcome, Default).IsOk());
+	CHECK_FALSE(WorldFM::CheckFrameSize(-4, 8, Welcome, std::make_pair(-4, 8)).IsOk());
+
+	// Another size than asked for: transposed, or the default when a size was given.
+	CHECK_FALSE(WorldFM::CheckFrameSize(360, 640, Welcome, Asked).IsOk());
+	CHECK_FALSE(WorldFM::CheckFrameSize(256, 256, Welcome, Asked).IsOk());
+	CHECK_FALSE(WorldFM::CheckFrameSize(640, 360, Welcome, Default).IsOk());
+
+	// A model whose native frame is larger than max_render_side still gets its default frames.
+	Welcome.FrameWidth = Welcome.FrameHeight = 4096;
+	CHECK(WorldFM::CheckFrameSize(4096, 4096, Welcome, Default).IsOk());
+}
+
+TEST_CASE("a welcome with a zero frame size or non-positive limits is refused")
+{
+	const auto Welcome = [](std::vector<int> FrameSize, int HeartbeatMs, int MaxRenderSide) {
+		std::map<std::string, int> Limits{{"max_render_side", MaxRenderSide}, {"max_views_per_message", 64}};
+		return FReplyBuilder("welcome", 1, 6)
+		    .Field("server", std::string("worldfm-bridge"))
+		    .Field("protocol", 1)
+		    .Field("session", std::string("0123456789abcdef"))
+		    .Field("frame_size", FrameSize)
+		    .Field("heartbeat_ms", HeartbeatMs)
+		    .Field("limits", Limits)
+		    .Bytes();
+	};
+	const auto Decode = [](const std::string& Header) {
+		const FWireFrame Frames[] = {{Header.data(), Header.size()}};
+		return WorldFM::DecodeReply(Frames, 1);
+	};
+	const auto Good = Decode(Welcome({256, 256}, 1000, 2048));
+	REQUIRE_MESSAGE(Good.IsOk(), Good.ErrorMessage());
+	CHECK(Good->Welcome.MaxRenderSide == 2048);
+	CHECK_FALSE(Decode(Welcome({0, 0}, 1000, 2048)).IsOk());
+	CHECK_FALSE(Decode(Welcome({256, 256}, 0, 2048)).IsOk());
+	CHECK_FALSE(Decode(Welcome({256, 256}, 1000, 0)).IsOk());
+}
+
+TEST_CASE("a 'blobs' entry that is not a list is refused, not read as one")
+{
+	const std::string Header = FReplyBuilder("pong", 9, 2).Field("t_client", 1.5).Field("blobs", 42).Bytes();
+	const FWireFrame Frames[] = {{Header.data(), Header.size()}};
+	const auto Reply = WorldFM::DecodeReply(Frames, 1);
+	REQUIRE_FALSE(Reply.IsOk());
+	CHECK(Reply.ErrorMessage().find("'blobs' must be a list") != std::string::npos);
 }

@@ -1,5 +1,6 @@
 // The C++ Unreal conversion against the vectors models.cameras writes
 // (tests/data/camera_vectors.json): both sides of the boundary must agree to 1e-9.
+#include "WorldFMCore/Client.h"
 #include "WorldFMCore/UnrealCamera.h"
 
 #include "TestPaths.h"
@@ -105,4 +106,40 @@ TEST_CASE("invalid Unreal input is refused with a reason")
 	CHECK_FALSE(WorldFM::IntrinsicsFromHorizontalFov(180.0, 256, 256).IsOk());
 	CHECK_FALSE(WorldFM::IntrinsicsFromHorizontalFov(0.0, 256, 256).IsOk());
 	CHECK_FALSE(WorldFM::IntrinsicsFromHorizontalFov(90.0, 0, 256).IsOk());
+}
+
+TEST_CASE("IsSameView: an Unreal camera that moved less than the epsilons is the same view")
+{
+	const auto Request = [](double XCm, double YawDeg, double FovDeg = 90.0) {
+		WorldFM::FRenderRequest Out;
+		Out.CameraToWorld = *WorldFM::UnrealToCameraToWorld({XCm, 20.0, 150.0}, {-10.0, YawDeg, 0.0});
+		Out.K = *WorldFM::IntrinsicsFromHorizontalFov(FovDeg, 64, 48);
+		Out.Size = std::make_pair(64, 48);
+		return Out;
+	};
+	constexpr double Metres = 1e-4, Degrees = 1e-2;  // FClientConfig's defaults
+	const WorldFM::FRenderRequest Base = Request(100.0, 30.0);
+	CHECK(WorldFM::IsSameView(Base, Base, Metres, Degrees));
+	CHECK(WorldFM::IsSameView(Base, Request(100.005, 30.0), Metres, Degrees));   // 0.05 mm
+	CHECK_FALSE(WorldFM::IsSameView(Base, Request(100.1, 30.0), Metres, Degrees));  // 1 mm
+	CHECK(WorldFM::IsSameView(Base, Request(100.0, 30.005), Metres, Degrees));   // 0.005 degrees
+	CHECK_FALSE(WorldFM::IsSameView(Base, Request(100.0, 30.05), Metres, Degrees));  // 0.05 degrees
+	CHECK_FALSE(WorldFM::IsSameView(Base, Request(100.0, 210.0), Metres, Degrees));  // turned around
+	CHECK_FALSE(WorldFM::IsSameView(Base, Request(100.0, 30.0, 60.0), Metres, Degrees));  // zoomed
+
+	WorldFM::FRenderRequest Other = Base;
+	Other.Size = std::make_pair(48, 64);
+	CHECK_FALSE(WorldFM::IsSameView(Base, Other, Metres, Degrees));
+	Other = Base;
+	Other.Steps = 2;
+	CHECK_FALSE(WorldFM::IsSameView(Base, Other, Metres, Degrees));
+	Other = Base;
+	Other.Jpeg = true;
+	CHECK_FALSE(WorldFM::IsSameView(Base, Other, Metres, Degrees));
+	Other = Base;
+	Other.Seed = 7;
+	CHECK_FALSE(WorldFM::IsSameView(Base, Other, Metres, Degrees));
+	Other = Base;
+	Other.ClientTimestamp = 99.0;  // when it was asked for does not change the view
+	CHECK(WorldFM::IsSameView(Base, Other, Metres, Degrees));
 }

@@ -1,10 +1,10 @@
 #include "SWorldFMPreview.h"
 
-#include "Components/SceneCaptureComponent2D.h"
 #include "Editor.h"
 #include "Engine/Texture2D.h"
 #include "Engine/TextureRenderTarget2D.h"
 #include "LevelEditorViewport.h"
+#include "UnrealClient.h"
 #include "Widgets/Images/SImage.h"
 #include "Widgets/Input/SButton.h"
 #include "Widgets/Input/SCheckBox.h"
@@ -13,15 +13,18 @@
 #include "Widgets/Text/STextBlock.h"
 #include "WorldFMBridgeSettings.h"
 #include "WorldFMBridgeSubsystem.h"
+#include "WorldFMEngineViewCapture.h"
 
 #define LOCTEXT_NAMESPACE "SWorldFMPreview"
 
 namespace
 {
-FIntPoint PreviewSize()
+/** The engine view's size: the frames' width, at the viewport's aspect. */
+FIntPoint EngineViewSize(float AspectRatio)
 {
 	const FIntPoint Resolution = GetDefault<UWorldFMBridgeSettings>()->Resolution;
-	return Resolution.X > 0 && Resolution.Y > 0 ? Resolution : FIntPoint(512, 512);
+	const int32 Width = Resolution.X > 0 ? Resolution.X : 512;
+	return FIntPoint(Width, AspectRatio > 0.0f ? FMath::Clamp(FMath::RoundToInt(Width / AspectRatio), 16, 2048) : Width);
 }
 
 TSharedRef<SWidget> ImagePane(const FSlateBrush* Brush, const FText& Caption)
@@ -46,6 +49,7 @@ TSharedRef<SWidget> Toggle(bool& Value, const FText& Label)
 void SWorldFMPreview::Construct(const FArguments& InArgs)
 {
 	bFollowViewport = GetDefault<UWorldFMBridgeSettings>()->bFollowEditorViewport;
+	EngineView = MakeUnique<FWorldFMEngineViewCapture>();
 	GeneratedBrush.DrawAs = ESlateBrushDrawType::Image;
 	EngineBrush.DrawAs = ESlateBrushDrawType::Image;
 
@@ -74,7 +78,15 @@ void SWorldFMPreview::Construct(const FArguments& InArgs)
 		]
 		+ SVerticalBox::Slot().AutoHeight().Padding(6.0f, 2.0f)
 		[
-			SNew(STextBlock).Text(this, &SWorldFMPreview::GetStatusText)
+			SNew(STextBlock).Text(this, &SWorldFMPreview::GetStatusText).ColorAndOpacity(this, &SWorldFMPreview::GetStatusColor)
+		]
+		+ SVerticalBox::Slot().AutoHeight().Padding(6.0f, 0.0f, 6.0f, 2.0f)
+		[
+			SNew(STextBlock)
+			.Text(this, &SWorldFMPreview::GetErrorText)
+			.Visibility(this, &SWorldFMPreview::GetErrorVisibility)
+			.ColorAndOpacity(FLinearColor(0.9f, 0.25f, 0.2f))
+			.AutoWrapText(true)
 		]
 		+ SVerticalBox::Slot().FillHeight(1.0f).Padding(4.0f)
 		[
@@ -89,7 +101,7 @@ void SWorldFMPreview::Construct(const FArguments& InArgs)
 	];
 }
 
-SWorldFMPreview::~SWorldFMPreview() { ReleaseEngineCapture(); }
+SWorldFMPreview::~SWorldFMPreview() = default;
 
 void SWorldFMPreview::Tick(const FGeometry& AllottedGeometry, const double InCurrentTime, const float InDeltaTime)
 {
@@ -99,8 +111,9 @@ void SWorldFMPreview::Tick(const FGeometry& AllottedGeometry, const double InCur
 	{
 		return;
 	}
-	if (UTexture2D* Frame = Bridge->GetFrameTexture(); Frame && GeneratedBrush.GetResourceObject() != Frame)
+	if (UTexture2D* Frame = Bridge->GetFrameTexture(); Frame && ShownFrame.Get() != Frame)
 	{
+		ShownFrame.Reset(Frame);
 		GeneratedBrush.SetResourceObject(Frame);
 		GeneratedBrush.ImageSize = FVector2D(Frame->GetSizeX(), Frame->GetSizeY());
 	}
@@ -108,21 +121,35 @@ void SWorldFMPreview::Tick(const FGeometry& AllottedGeometry, const double InCur
 	FVector Location;
 	FRotator Rotation;
 	float Fov;
-	if (!bFollowViewport || !GetViewportCamera(Location, Rotation, Fov))
+	float Aspect;
+	if (!bFollowViewport || !GetViewportCamera(Location, Rotation, Fov, Aspect))
 	{
 		return;
 	}
 	if (Bridge->HasScene())
 	{
-		Bridge->SubmitCameraPose(Location, Rotation, Fov);
+		// Every tick: the core skips a pose that did not move.
+		Bridge->SubmitCameraPose(Location, Rotation, Fov, Aspect);
 	}
-	if (bShowEngineView)
+	if (bShowEngineView && GEditor)
 	{
-		CaptureEngineView(Location, Rotation, Fov);
+		UTextureRenderTarget2D* Target =
+			EngineView->Update(GEditor->GetEditorWorldContext().World(), Location, Rotation, Fov, EngineViewSize(Aspect),
+			                   GetDefault<UWorldFMBridgeSettings>()->EngineViewMaxRate, InCurrentTime);
+		if (Target && EngineBrush.GetResourceObject() != Target)
+		{
+			EngineBrush.SetResourceObject(Target);
+			EngineBrush.ImageSize = FVector2D(Target->SizeX, Target->SizeY);
+		}
+	}
+	else
+	{
+		EngineView->Release();  // hidden: no scene renders on the editor's behalf
 	}
 }
 
-bool SWorldFMPreview::GetViewportCamera(FVector& Location, FRotator& Rotation, float& HorizontalFovDeg) const
+bool SWorldFMPreview::GetViewportCamera(FVector& Location, FRotator& Rotation, float& HorizontalFovDeg,
+                                        float& AspectRatio) const
 {
 	if (!GEditor || GEditor->PlayWorld)  // while playing, UWorldFMViewComponent drives the camera
 	{
@@ -148,54 +175,9 @@ bool SWorldFMPreview::GetViewportCamera(FVector& Location, FRotator& Rotation, f
 	Location = Client->GetViewLocation();
 	Rotation = Client->GetViewRotation();
 	HorizontalFovDeg = Client->ViewFOV;
+	const FIntPoint Size = Client->Viewport ? Client->Viewport->GetSizeXY() : FIntPoint::ZeroValue;
+	AspectRatio = Size.X > 0 && Size.Y > 0 ? float(Size.X) / float(Size.Y) : 0.0f;
 	return true;
-}
-
-void SWorldFMPreview::CaptureEngineView(const FVector& Location, const FRotator& Rotation, float HorizontalFovDeg)
-{
-	UWorld* World = GEditor->GetEditorWorldContext().World();
-	if (!World)
-	{
-		return;
-	}
-	const FIntPoint Size = PreviewSize();
-	if (!EngineTarget.IsValid() || EngineTarget->SizeX != Size.X || EngineTarget->SizeY != Size.Y)
-	{
-		UTextureRenderTarget2D* Target = NewObject<UTextureRenderTarget2D>(GetTransientPackage(), NAME_None, RF_Transient);
-		Target->InitCustomFormat(Size.X, Size.Y, PF_B8G8R8A8, false);
-		EngineTarget.Reset(Target);
-		EngineBrush.SetResourceObject(Target);
-		EngineBrush.ImageSize = FVector2D(Size.X, Size.Y);
-		ReleaseEngineCapture();
-	}
-	if (!EngineCapture.IsValid() || CaptureWorld.Get() != World)
-	{
-		ReleaseEngineCapture();
-		// An ownerless component registered with the editor world, like a preview scene's:
-		// no actor is added to the level, so nothing is dirtied or saved.
-		USceneCaptureComponent2D* Capture =
-			NewObject<USceneCaptureComponent2D>(GetTransientPackage(), NAME_None, RF_Transient);
-		Capture->bCaptureEveryFrame = false;
-		Capture->bCaptureOnMovement = false;
-		Capture->CaptureSource = ESceneCaptureSource::SCS_FinalColorLDR;
-		Capture->TextureTarget = EngineTarget.Get();
-		Capture->RegisterComponentWithWorld(World);
-		EngineCapture.Reset(Capture);
-		CaptureWorld = World;
-	}
-	EngineCapture->FOVAngle = HorizontalFovDeg;
-	EngineCapture->SetWorldLocationAndRotation(Location, Rotation);
-	EngineCapture->CaptureScene();
-}
-
-void SWorldFMPreview::ReleaseEngineCapture()
-{
-	if (EngineCapture.IsValid() && EngineCapture->IsRegistered())
-	{
-		EngineCapture->UnregisterComponent();
-	}
-	EngineCapture.Reset();
-	CaptureWorld.Reset();
 }
 
 FReply SWorldFMPreview::OnConnectClicked()
@@ -213,7 +195,8 @@ FReply SWorldFMPreview::OnSeedClicked()
 	FVector Location;
 	FRotator Rotation;
 	float Fov;
-	if (Bridge && GEditor && GetViewportCamera(Location, Rotation, Fov))
+	float Aspect;
+	if (Bridge && GEditor && GetViewportCamera(Location, Rotation, Fov, Aspect))
 	{
 		UWorld* World = GEditor->GetEditorWorldContext().World();
 		Bridge->OpenSceneFromLevel(World, Location, World ? World->GetMapName() : TEXT("level"));
@@ -243,6 +226,30 @@ FText SWorldFMPreview::GetStatusText() const
 		TEXT("%s%s   |   %.1f fps   |   latency %.0f ms   |   ping %.1f ms   |   frames %lld (late %lld)   |   reconnects %lld"),
 		*State, Bridge->HasScene() ? TEXT(", scene open") : TEXT(", no scene"), Stats.FramesPerSecond, Stats.LatencyMs,
 		Stats.RoundTripMs, Stats.FramesReceived, Stats.LateFramesDropped, Stats.Reconnects));
+}
+
+FSlateColor SWorldFMPreview::GetStatusColor() const
+{
+	const UWorldFMBridgeSubsystem* Bridge = UWorldFMBridgeSubsystem::Get();
+	switch (Bridge ? Bridge->GetConnectionState() : EWorldFMConnectionState::Disconnected)
+	{
+		case EWorldFMConnectionState::Connected: return FSlateColor(FLinearColor(0.3f, 0.85f, 0.3f));
+		case EWorldFMConnectionState::Connecting: return FSlateColor(FLinearColor(0.95f, 0.75f, 0.2f));
+		case EWorldFMConnectionState::Refused: return FSlateColor(FLinearColor(0.9f, 0.25f, 0.2f));
+		default: return FSlateColor::UseForeground();
+	}
+}
+
+FText SWorldFMPreview::GetErrorText() const
+{
+	const UWorldFMBridgeSubsystem* Bridge = UWorldFMBridgeSubsystem::Get();
+	return Bridge ? FText::FromString(Bridge->GetLastError()) : FText::GetEmpty();
+}
+
+EVisibility SWorldFMPreview::GetErrorVisibility() const
+{
+	const UWorldFMBridgeSubsystem* Bridge = UWorldFMBridgeSubsystem::Get();
+	return Bridge && !Bridge->GetLastError().IsEmpty() ? EVisibility::Visible : EVisibility::Collapsed;
 }
 
 #undef LOCTEXT_NAMESPACE

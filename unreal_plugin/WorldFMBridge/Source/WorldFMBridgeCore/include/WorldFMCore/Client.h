@@ -7,9 +7,15 @@
 //  * Latest wins: SetPose() replaces the pending pose; at most one render is in flight, and
 //    the newest pending pose is sent as soon as the previous one is answered. A frame whose
 //    id is not the one in flight (late, after a resend or reconnect) is dropped.
-//  * Heartbeats: when the server has been silent for heartbeat_ms (from welcome) Pump()
-//    pings; after three silent heartbeats it reconnects with the same session, so scenes
-//    survive a network blip. If the server restarted (the scene is unknown), the client
+//  * Unchanged poses are not sent again: a pose within PoseEpsilonMetres / PoseEpsilonDegrees
+//    of the last one requested (with the same intrinsics, size and options) is skipped, so a
+//    camera at rest leaves the server idle.
+//  * Frames are checked against the welcome: a frame larger than the server's limits or of
+//    another size than requested is refused (an error event), never handed to the engine.
+//  * Heartbeats: when the client has sent nothing for heartbeat_ms (from welcome) Pump()
+//    pings, whether or not the last ping was answered, so the server never expires a live
+//    session (docs/protocol.md, "Sessions"); after three heartbeats without a word from the
+//    server it reconnects with the same session, so scenes survive a network blip. If the server restarted (the scene is unknown), the client
 //    uploads the scene's views again and carries on.
 #pragma once
 
@@ -53,6 +59,13 @@ struct FClientConfig
 	std::string CurveSecretKey;
 	/** The protocol version announced in hello; change it only to test the server's refusal. */
 	int AnnouncedVersion = ProtocolVersion;
+	/**
+	 * A pose closer than this to the last one requested (camera position in metres, rotation
+	 * angle in degrees) is the same view and is not rendered again: sensor-level jitter of a
+	 * camera at rest must not keep the server busy.
+	 */
+	double PoseEpsilonMetres = 1e-4;
+	double PoseEpsilonDegrees = 1e-2;
 };
 
 enum class EConnectionState
@@ -104,8 +117,18 @@ struct FClientStats
 	uint64_t RenderErrors = 0;
 	uint64_t Reconnects = 0;
 	uint64_t SceneReopens = 0;
-	double LastRoundTripMs = 0.0;  // latest ping round trip
+	uint64_t UnchangedPosesSkipped = 0;  // SetPose calls that matched the last pose requested
+	uint64_t FramesRefused = 0;          // frames whose size broke the welcome's limits or the request
+	double LastRoundTripMs = 0.0;        // latest ping round trip
 };
+
+/**
+ * True when B asks for the same view as A: camera positions within EpsilonMetres, rotations
+ * within EpsilonDegrees of each other (the angle of R_A^T R_B), and the same intrinsics (to
+ * 1e-9 relative), size, steps, seed and encoding.
+ */
+WORLDFM_CORE_API bool IsSameView(const FRenderRequest& A, const FRenderRequest& B, double EpsilonMetres,
+                                 double EpsilonDegrees);
 
 class WORLDFM_CORE_API FClient
 {
@@ -134,7 +157,10 @@ public:
 	/** Round trip of a ping in milliseconds. */
 	TExpected<double> Ping();
 
-	/** The newest pose to render (latest wins); sent by Pump() when nothing is in flight. */
+	/**
+	 * The newest pose to render (latest wins); sent by Pump() when nothing is in flight.
+	 * Skipped when IsSameView() as the last pose requested for this scene.
+	 */
 	void SetPose(const FRenderRequest& Request);
 
 	/**

@@ -157,6 +157,16 @@ struct FReply
 };
 
 /**
+ * Whether a frame of Width x Height answers a render that asked for Requested (width, height;
+ * none: the server's default): both sides at least 1, no side beyond what the welcome allows
+ * (max_render_side, or frame_size when that is larger), and the size asked for (the welcome's
+ * frame_size when the render gave none; docs/protocol.md, render "size"). A frame that fails
+ * this is refused before any buffer is sized from it.
+ */
+WORLDFM_CORE_API FStatus CheckFrameSize(int Width, int Height, const FWelcome& Welcome,
+                                        const std::optional<std::pair<int, int>>& Requested);
+
+/**
  * Decode a reply. Checks the header is a msgpack map of protocol v1 with a known reply
  * type, that the binary frames match header["blobs"] in count and size, and that the
  * fields of the type are present and well-typed. Blob views point into Frames.
