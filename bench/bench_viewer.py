@@ -14,7 +14,7 @@ Targets: page >= 90 % of the demo's frames/s; the gateway (its event-loop thread
 tab's link thread, CPU time measured per thread) <= 10 % of a core. The fp32 matmul rate
 printed before and after says how busy the machine was.
 
-Usage: python bench/bench_viewer.py [--rounds 3 --seconds 10 --frames 48 --model DIR]
+Usage: python bench/bench_viewer.py [--rounds 5 --seconds 8 --frames 48 --model DIR]
 """
 
 from __future__ import annotations
@@ -118,8 +118,8 @@ def page_arm(url: str, seconds: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=10, help="page flight per round (s)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=8, help="page flight per round (s)")
     parser.add_argument("--frames", type=int, default=48, help="demo frames per round")
     parser.add_argument("--views", type=int, default=12)
     parser.add_argument("--model", type=Path, default=None, help="exported model (default models/weights/demo-256)")

@@ -130,10 +130,17 @@ async def _serve(args: argparse.Namespace, catalog, first: str, endpoint: str) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    def built(scene, error: str | None) -> None:
+        if error:
+            log.warning("%s", error)
+
     # The first scene builds while the browser starts; the page shows its progress.
-    gateway.host.open(first, lambda *_: None, lambda scene, error: error and log.warning("%s", error))
-    print(f"worldfm view: open {url}  (model {gateway.model.get('name', '?')}, server {endpoint}; Ctrl+C to stop)",
-          flush=True)
+    gateway.host.open(first, lambda *_: None, built)
+    print(
+        f"worldfm view: open {url}  (model {gateway.model.get('name', '?')}, server {endpoint}; Ctrl+C to stop)",
+        flush=True,
+    )
     if not args.no_browser:
         webbrowser.open(url)
     await stop.wait()

@@ -368,14 +368,18 @@ class Gateway:
 
     # ---------------------------------------------------------------- HTTP
 
-    def _allowed_hosts(self) -> set[str]:
+    def _host_ok(self, host: str) -> bool:
+        """Whether a ``Host`` header names this gateway: a page that DNS rebinding brought here
+        carries its own site's name. A wildcard bind (``--insecure``) cannot know its names."""
+        if self.bind_host in ("0.0.0.0", "::", ""):
+            return True
         names = {"127.0.0.1", "localhost", "[::1]"} if is_loopback(f"tcp://{self.bind_host}:0") else set()
         names.add(f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host)
-        return {f"{name}:{self.port}" for name in names}
+        return host in {f"{name}:{self.port}" for name in names}
 
     def _check(self, request: web.Request) -> None:
         """Host header (DNS rebinding) and token; raises 403 with what to do."""
-        if request.host not in self._allowed_hosts():
+        if not self._host_ok(request.host):
             raise web.HTTPForbidden(text=f"unexpected Host {request.host!r}; open the URL `worldfm view` printed")
         if not secrets.compare_digest(request.query.get("token", ""), self.token):
             raise web.HTTPForbidden(
@@ -411,8 +415,10 @@ class Gateway:
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         self._check(request)
         origin = request.headers.get("Origin", "")
-        if origin.removeprefix("http://") not in self._allowed_hosts():
-            raise web.HTTPForbidden(text=f"WebSocket from origin {origin!r} refused: only the viewer's own page may connect")
+        if origin != f"http://{request.host}":  # the page's own origin (the Host is checked above)
+            raise web.HTTPForbidden(
+                text=f"WebSocket from origin {origin!r} refused: only the viewer's own page may connect"
+            )
         ws = web.WebSocketResponse(max_msg_size=self.limits.max_header_bytes, compress=False, heartbeat=10.0)
         await ws.prepare(request)
         conn = Connection(self, ws)

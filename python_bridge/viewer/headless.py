@@ -45,13 +45,13 @@ def launch_viewer(args: list[str], timeout_s: float = 300.0, log: Path | None = 
     Its output goes to ``log`` (or is discarded); a start that prints no URL within
     ``timeout_s`` raises RuntimeError with the end of that output.
     """
-    out = open(log or os.devnull, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "python_bridge.cli", "view", "--no-browser", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=out,
-        text=True,
-    )
+    with open(log or os.devnull, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "python_bridge.cli", "view", "--no-browser", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
+        )
     lines: queue.SimpleQueue[str] = queue.SimpleQueue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     try:
@@ -74,7 +74,6 @@ def launch_viewer(args: list[str], timeout_s: float = 300.0, log: Path | None = 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        out.close()
 
 
 @contextmanager

@@ -95,9 +95,7 @@ class SceneHost(threading.Thread):
     ``open`` may be called from any thread; its callbacks run on this thread.
     """
 
-    def __init__(
-        self, endpoint: str, catalog: Catalog, views: int, client_options: dict | None = None
-    ) -> None:
+    def __init__(self, endpoint: str, catalog: Catalog, views: int, client_options: dict | None = None) -> None:
         super().__init__(name="viewer-scenes", daemon=True)
         self.endpoint, self.catalog, self.views = endpoint, catalog, views
         self.client_options = client_options or {}

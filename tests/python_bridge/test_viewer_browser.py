@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
@@ -24,7 +23,6 @@ from python_bridge.camera_path import load_camera_path
 from python_bridge.cli import main
 from python_bridge.demo import make_scene
 from python_bridge.viewer import headless
-
 
 
 def _require_browser() -> None:
@@ -60,7 +58,10 @@ def test_fly_through_a_scene_in_the_browser(tmp_path):
         headless.launch_viewer(["--data-root", str(root)], log=tmp_path / "view.log") as url,
         headless.browser_page(url, downloads=downloads) as page,
     ):
-        wait = lambda expr, what, t=300: headless.wait_for(page, expr, t, what)  # noqa: E731
+
+        def wait(expression: str, what: str, timeout_s: float = 300):
+            return headless.wait_for(page, expression, timeout_s, what)
+
         wait("window.worldfm && window.worldfm.snapshot().frames > 0", "the first frame")
         first = headless.snapshot(page)
         assert first["scene"] == "data:room" and first["frame"]["mode"] == "model"
@@ -113,7 +114,7 @@ def test_fly_through_a_scene_in_the_browser(tmp_path):
         hud = {el.get_attribute("data-hud"): el.inner_text() for el in page.locator("[data-hud]").all()}
         for name in ("fps", "latency_p50", "latency_p95", "anchor_ms", "encode_ms", "generate_ms", "decode_ms"):
             assert float(hud[name]) >= 0, (name, hud)
-        assert hud["model"] == "demo-256" and hud["steps"] == "2" and hud["connection"].startswith("open")
+        assert hud["model"] == "demo-256" and hud["steps"] == "2" and hud["connection"].startswith("connected")
 
         page.check('input[name="view"][value="side"]')
         wait("window.worldfm.snapshot().view === 'side'", "the side-by-side view", 10)

@@ -14,8 +14,8 @@ import time
 import aiohttp
 import numpy as np
 import pytest
-
 from bridge_views import make_views
+
 from datagen.dataset import write_scene
 from models.cameras import look_at
 from models.scene import Camera, Frame, Scene
@@ -175,7 +175,7 @@ def test_open_render_and_latest_wins_toward_a_page_that_does_not_ack(make_server
             assert progress["name"] == "data:wall" and progress["stage"] in ("read", "upload", "build")
             scene = await page.next("scene")
             assert scene["views"] == 3 and scene["size"] == [32, 24]
-            thumb, parts = await page.next("thumbnail")
+            _, parts = await page.next("thumbnail")
             assert parts[0][:2] == b"\xff\xd8"  # JPEG
             start = np.asarray(scene["start"]).reshape(4, 4)
             # 20 poses, each rendered by the server (we wait for its render to start before the

@@ -89,7 +89,7 @@
     ws.binaryType = "arraybuffer";
     state.ws = ws;
     setConnection("connecting");
-    ws.onopen = () => { state.backoff = 500; setConnection("open"); };
+    ws.onopen = () => { state.backoff = 500; setConnection("connected"); };
     ws.onmessage = (ev) => (typeof ev.data === "string" ? onControl(JSON.parse(ev.data)) : onBinary(ev.data));
     ws.onclose = () => {
       state.ws = null;
@@ -113,16 +113,16 @@
       case "opening": return showProgress(`opening ${m.name}`, null);
       case "progress": return onProgress(m);
       case "scene": return onScene(m);
-      case "open_failed": hideProgress(); return say(m.message);
+      case "open_failed": hideProgress(); return say(m.message, true);
       case "server":
         state.server = m.state === "connected" ? "" : `server ${m.state}`;
-        if (m.state !== "connected") say(m.message || "the bridge server is unavailable; retrying");
+        if (m.state !== "connected") say(m.message || "the bridge server is unavailable; retrying", true);
         return;
       case "recording": return onRecording(m.on);
       case "recorded": return onRecorded(m);
       case "video_progress": return onVideoProgress(m);
       case "video_ready": return onVideoReady(m);
-      case "error": return say(m.message);
+      case "error": return say(m.message, true);
     }
   }
 
@@ -220,7 +220,7 @@
       if (sentAt !== undefined) pushWindow(state.latencies, now - sentAt, 60);
       for (const [k, v] of Object.entries(header.timings || {})) pushWindow(state.stages[k] || (state.stages[k] = []), v, 30);
       draw();
-    }, () => { send({ type: "ack" }); say("a frame could not be decoded"); });
+    }, () => { send({ type: "ack" }); say("a frame could not be decoded", true); });
   }
 
   function pushWindow(list, value, size) { list.push(value); if (list.length > size) list.shift(); }
@@ -238,7 +238,7 @@
       $("frame").style.setProperty("--aspect", `${cw} / ${h}`);
     }
     if (state.view === "anchor" && anchor) ctx.drawImage(anchor, 0, 0);
-    else if (side) { ctx.drawImage(gen, 0, 0); ctx.drawImage(anchor, w, 0); label("generated", 4); label("anchor", w + 4); }
+    else if (side) { ctx.drawImage(gen, 0, 0); ctx.drawImage(anchor, w, 0); label("generated", 4, h); label("anchor", w + 4, h); }
     else if (state.view === "wipe" && anchor) {
       const split = Math.round((w * Number($("wipe").value)) / 100);
       ctx.drawImage(gen, 0, 0);
@@ -258,12 +258,12 @@
     } else figure.hidden = true;
   }
 
-  function label(text, x) {
-    ctx.font = "12px system-ui, sans-serif";
+  function label(text, x, h) { // bottom-left of a half, clear of the HUD
+    ctx.font = "11px system-ui, sans-serif";
     ctx.fillStyle = "#000a";
-    ctx.fillRect(x - 2, 2, ctx.measureText(text).width + 6, 16);
+    ctx.fillRect(x - 2, h - 18, ctx.measureText(text).width + 6, 16);
     ctx.fillStyle = "#fff";
-    ctx.fillText(text, x + 1, 14);
+    ctx.fillText(text, x + 1, h - 6);
   }
 
   // ------------------------------------------------------------------ HUD
@@ -396,7 +396,10 @@
     link.click(); // start the download at once
   }
 
-  function say(text) { $("message").textContent = text || ""; }
+  function say(text, error = false) {
+    $("message").textContent = text || "";
+    $("message").classList.toggle("error", error);
+  }
 
   // ------------------------------------------------------------------ loop
   let last = performance.now();
