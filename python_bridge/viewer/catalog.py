@@ -24,6 +24,8 @@ PROCEDURAL_PRESETS = ("procedural:0", "procedural:1", "procedural:2", "procedura
 _PROCEDURAL = re.compile(r"procedural:(\d{1,9})(?::(indoor|outdoor))?")
 THUMBNAIL_WIDTH = 160
 MAX_NAME_CHARS = 256
+LEVEL_TOL = 0.05  # |x . up| below this: a camera without roll (about 3 degrees)
+YAW_SPREAD = 0.02  # second eigenvalue of mean(x x^T) above this: the x axes fix up (views ~8+ degrees apart)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -114,24 +116,29 @@ class StartView:
 def start_view(frames: Sequence[Frame], size: tuple[int, int]) -> StartView:
     """The :class:`StartView` of a scene's views for frames of ``size`` (W, H).
 
-    "Up" is what the views agree is vertical, whichever way the dataset's world is turned,
-    so mouse-look yaws about the scene's vertical: cameras without roll have horizontal x
-    axes, so up lies in the directions (nearly) perpendicular to every x axis; of those,
-    the one closest to the views' mean up axis (-y in our convention). Pitched cameras
-    do not tilt it, and views that all face one way (one x axis) still give the mean up
-    axis made perpendicular to it. The speed covers a quarter of the median scene depth per
-    second (1 m/s without depth).
+    "Up" is what the views agree is vertical, so mouse-look yaws about the scene's vertical:
+    cameras without roll have horizontal x axes. When every x axis is perpendicular to the
+    world's Z, up is Z (our convention's up, docs/conventions.md: procedural and Unreal
+    scenes). Otherwise (a dataset in another world) it is the direction most perpendicular to
+    all x axes when they spread enough in yaw to fix it, else the views' mean up axis (-y)
+    made perpendicular to their mean x axis; its sign follows the mean up axis. The speed
+    covers a quarter of the median scene depth per second (1 m/s without depth).
     """
     first = frames[0].camera
     rights = np.stack([f.camera.c2w[:3, 0] for f in frames])  # (N, 3)
     mean_up = -np.stack([f.camera.c2w[:3, 1] for f in frames]).mean(axis=0)
+    z = np.array([0.0, 0.0, 1.0])
     values, vectors = np.linalg.eigh(rights.T @ rights / len(frames))  # ascending
-    null = vectors[:, values < 0.05]  # directions every x axis is (nearly) perpendicular to
-    if null.shape[1] == 0:  # rolled views: the direction they are most perpendicular to
-        null = vectors[:, :1]
-    up = null @ (null.T @ mean_up)
-    norm = np.linalg.norm(up)
-    up = up / norm if norm > 1e-6 else -first.c2w[:3, 1]
+    if np.abs(rights @ z).max() < LEVEL_TOL:
+        up = z
+    elif values[1] > YAW_SPREAD:
+        up = vectors[:, 0]
+    else:
+        mean_right = rights.mean(axis=0) / np.linalg.norm(rights.mean(axis=0))
+        up = mean_up - (mean_up @ mean_right) * mean_right
+    up = up / np.linalg.norm(up)
+    if up @ mean_up < 0:
+        up = -up
     depths = [np.median(f.depth[np.isfinite(f.depth) & (f.depth > 0)]) for f in frames if f.depth is not None]
     depths = [d for d in depths if np.isfinite(d)]
     speed = 0.25 * float(np.median(depths)) if depths else 1.0

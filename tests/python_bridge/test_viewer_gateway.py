@@ -272,6 +272,19 @@ def test_start_view_finds_up_in_a_turned_world():
     np.testing.assert_allclose(view.K, [[40, 0, 32], [0, 40, 24], [0, 0, 1]])
 
 
+def test_start_view_keeps_z_up_for_pitched_views_facing_one_way():
+    """A few views looking down at one spot from nearly one direction: the x axes alone
+    cannot tell up, but they are all level in Z, so up is Z (not tilted by the pitch)."""
+    frames = []
+    for k in range(4):
+        c2w = look_at(np.array([0.05 * k, -3.0, 2.0]), np.array([0.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
+        cam = Camera(K=np.array([[20.0, 0, 16], [0, 20, 12], [0, 0, 1]]), c2w=c2w, width=32, height=24)
+        frames.append(Frame(np.zeros((24, 32, 3), np.uint8), cam))
+    view = start_view(frames, (32, 24))
+    np.testing.assert_allclose(view.up, [0, 0, 1])
+    assert view.speed == 1.0  # no depth: 1 m/s
+
+
 def test_parse_pose_accepts_a_rigid_pose():
     pose = look_at([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
     request = parse_pose({"type": "pose", "n": 5, "c2w": pose.ravel().tolist(), "steps": 2, "anchor": True}, [1, 2])
