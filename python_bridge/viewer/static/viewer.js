@@ -139,6 +139,7 @@
     else if (header.type === "thumbnail") {
       if (state.thumbnails[header.index]) URL.revokeObjectURL(state.thumbnails[header.index]);
       state.thumbnails[header.index] = URL.createObjectURL(parts[0]);
+      $("reference-img").dataset.index = ""; // show the new picture at the next frame
     }
   }
 
