@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import secrets
+import shlex
 import shutil
 import tempfile
 import threading
@@ -79,6 +80,11 @@ class Recording:
     def video_file(self) -> Path:
         return self.folder / "path.mp4"
 
+    def download_name(self, suffix: str) -> str:
+        """The file name a download gets: ``worldfm-SCENE-ID.json`` / ``.mp4``."""
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", self.scene.name).strip("-")
+        return f"worldfm-{stem}-{self.id}.{suffix}"
+
 
 def parse_pose(data: dict, steps_allowed: list[int]) -> PoseRequest:
     """A ``pose`` message from the page -> :class:`PoseRequest`; ValueError says what is wrong."""
@@ -119,7 +125,6 @@ class Connection:
         self._frame: bytes | None = None
         self._unacked = 0
         self._wake = asyncio.Event()
-        self.frames_sent = self.frames_replaced = 0
         self.wanted: str | None = None  # the scene the page asked for last
         self.scene: ViewerScene | None = None
         self.pose: np.ndarray | None = None  # the newest pose the page sent (what a recording samples)
@@ -140,9 +145,7 @@ class Connection:
         self.loop.call_soon_threadsafe(self._on_link_event, event)
 
     def _offer_frame(self, payload: bytes) -> None:
-        if self._frame is not None:
-            self.frames_replaced += 1  # the page has not taken the previous one: latest wins
-        self._frame = payload
+        self._frame = payload  # replacing any the page has not taken yet: latest wins
         self._wake.set()
 
     def _on_link_event(self, event: dict) -> None:
@@ -168,7 +171,6 @@ class Connection:
             if self._frame is not None and self._unacked < FRAME_WINDOW:
                 frame, self._frame = self._frame, None
                 self._unacked += 1
-                self.frames_sent += 1
                 await self.ws.send_bytes(frame)
 
     # ---------------------------------------------------------------- inbound
@@ -192,7 +194,10 @@ class Connection:
         elif kind == "record":
             if not isinstance(data.get("on"), bool):
                 raise ValueError("record: 'on' must be true or false")
-            self.start_recording() if data["on"] else self.stop_recording()
+            if data["on"]:
+                self.start_recording()
+            else:
+                self.stop_recording()
         elif kind == "render_video":
             self.gateway.start_video(self, data.get("rec"))
         else:
@@ -201,7 +206,7 @@ class Connection:
     def open(self, name: str) -> None:
         """Switch to scene ``name``: stop rendering the current one, build or fetch the new one."""
         self.stop_recording()
-        self.wanted, self.scene = name, None
+        self.wanted, self.scene, self._frame = name, None, None  # no frame of the old scene goes out
         self.link.show(None)
         self.send({"type": "opening", "name": name})
 
@@ -267,7 +272,7 @@ class Connection:
                 "frames": len(rec.path),
                 "seconds": round(len(rec.path) / RECORD_FPS, 2),
                 "json": self.gateway.download_url(rec, "path.json"),
-                "command": f"worldfm render-path SCENE_FOLDER --path path.json --out render{self.gateway.steps_arg}",
+                "command": self.gateway.render_command(rec),
             }
         )
 
@@ -404,10 +409,18 @@ class Gateway:
             raise web.HTTPNotFound(text="no such recording (recordings last until `worldfm view` stops)")
         if name == "path.mp4" and rec.video_state != "ready":
             raise web.HTTPNotFound(text="the video is not rendered yet: press 'Render MP4' first")
-        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", rec.scene.name).strip("-")
-        suffix = name.rsplit(".", 1)[1]
-        headers = {**HEADERS, "Content-Disposition": f'attachment; filename="worldfm-{stem}-{rec.id}.{suffix}"'}
+        disposition = f'attachment; filename="{rec.download_name(name.rsplit(".", 1)[1])}"'
+        headers = {**HEADERS, "Content-Disposition": disposition}
         return web.FileResponse(rec.folder / name, headers=headers)
+
+    def render_command(self, rec: Recording) -> str:
+        """The ``worldfm render-path`` line that renders a recording's JSON offline, as the MP4 export does."""
+        try:
+            folder = self.catalog.resolve(rec.scene.name).folder
+        except SceneNameError:  # the folder left the data root meanwhile
+            folder = None
+        scene = shlex.quote(str(folder)) if folder else "SCENE_FOLDER"  # procedural scenes have no folder
+        return f"worldfm render-path {scene} --path {rec.download_name('json')} --out render{self.steps_arg}"
 
     def download_url(self, rec: Recording, name: str) -> str:
         return f"/recordings/{rec.id}/{name}?token={self.token}"

@@ -136,6 +136,8 @@ def test_fly_through_a_scene_in_the_browser(tmp_path):
             page.click("#download-json")
         path_file = tmp_path / "path.json"
         info.value.save_as(path_file)
+        json_name = info.value.suggested_filename
+        assert json_name.startswith("worldfm-data-room-") and json_name.endswith(".json")
         path = load_camera_path(path_file)
         assert 12 <= len(path) <= 60 and path.size == (256, 256) and path.fps == 24
         travelled = np.linalg.norm(path.poses[-1][:3, 3] - path.poses[0][:3, 3])
@@ -152,7 +154,8 @@ def test_fly_through_a_scene_in_the_browser(tmp_path):
 
     # The JSON is a camera path `worldfm render-path` takes; at the page's quality (its
     # command says which steps) it renders the frames the MP4 holds.
-    assert "--steps 2" in command
+    assert command.startswith(f"worldfm render-path {scene_dir.resolve()} --path {json_name} --out render")
+    assert command.endswith("--steps 2")
     out = tmp_path / "render"
     args = ["render-path", str(scene_dir), "--path", str(path_file), "--out", str(out), "--steps", "2"]
     assert main(args) == 0
