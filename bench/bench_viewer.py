@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the worldfm commands do (commands/serve.py share_cores)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the worldfm commands do (commands/serve.py prepare_runtime)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
