@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -91,6 +92,35 @@ def save_camera_path(path: str | Path, camera_path: CameraPath) -> None:
             indent=1,
         )
     )
+
+
+def render_path(
+    path: CameraPath,
+    render: Callable[[np.ndarray, int], np.ndarray],
+    video: str | Path,
+    seed: int = 0,
+    frames_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Render every pose of ``path`` and stream the frames into the MP4 ``video``; returns the frame count.
+
+    ``render(c2w, seed)`` returns the RGB uint8 (H, W, 3) frame at pose ``c2w``; pose i gets
+    seed ``seed + i``, so a run is frame-accurate and repeatable, whichever renders it
+    (``worldfm render-path`` through an in-process pipeline, ``worldfm view`` through the
+    server). With ``frames_dir`` each frame is also written as ``frame_00000.png`` ....
+    ``progress(done, total)`` is called after each frame. Frames are not kept in memory.
+    """
+    import imageio.v2 as imageio
+
+    with imageio.get_writer(video, fps=path.fps, quality=8, macro_block_size=1) as writer:
+        for i, c2w in enumerate(path.poses):
+            rgb = render(c2w, seed + i)
+            if frames_dir is not None:
+                imageio.imwrite(Path(frames_dir) / f"frame_{i:05d}.png", rgb)
+            writer.append_data(rgb)
+            if progress is not None:
+                progress(i + 1, len(path))
+    return len(path)
 
 
 def interpolate_poses(keyframes: np.ndarray, n: int) -> np.ndarray:

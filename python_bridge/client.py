@@ -13,13 +13,14 @@ pose per session and answers older ones ``superseded``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -67,6 +68,9 @@ class FrameReply:
     t_client: float | None
     latency_ms: float
     anchor_rgb: np.ndarray | None = None  # the anchor rendering, when the render asked for it
+    # The image parts as received when the encoding is JPEG (frame, then anchor): what a
+    # gateway forwards to a browser without encoding the frame a second time.
+    encoded: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -178,6 +182,13 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def socket(self) -> zmq.Socket | None:
+        """The current DEALER socket, for a caller that waits on it together with its own
+        sockets (``zmq.select``) and then calls :meth:`poll`; never read or write it directly.
+        A reconnect replaces it, so fetch it again before every wait."""
+        return self._sock
+
     # ------------------------------------------------------------------ messaging
 
     def _send(self, msg: P.Message) -> None:
@@ -248,13 +259,18 @@ class Client:
         blobs: Sequence[np.ndarray] = (),
         retry: bool = True,
         timeout_s: float | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> P.Message:
-        """Send one request and wait for its reply, reconnecting and resending on timeouts."""
+        """Send one request and wait for its reply, reconnecting and resending on timeouts.
+
+        ``on_sent`` is called after each send, before the wait (upload progress)."""
         timeout_s = timeout_s or self.timeout_s
         attempts = 1 + (self.retries if retry else 0)
         for attempt in range(attempts):
             msg = P.Message(mtype, next(self._ids), fields, list(blobs))
             self._send(msg)
+            if on_sent is not None:
+                on_sent()
             try:
                 return self._wait(msg.id, timeout_s)
             except TimeoutError:
@@ -285,9 +301,17 @@ class Client:
         return (time.perf_counter() - t0) * 1e3
 
     def open_scene(
-        self, frames: Sequence[Frame], name: str = "scene", batch: int = 16, build_timeout_s: float = 300.0
+        self,
+        frames: Sequence[Frame],
+        name: str = "scene",
+        batch: int = 16,
+        build_timeout_s: float = 300.0,
+        progress: Callable[[int, int], None] | None = None,
     ) -> SceneInfo:
-        """Upload posed views (``models.scene.Frame``, depth recommended) in batches; wait for the build."""
+        """Upload posed views (``models.scene.Frame``, depth recommended) in batches; wait for the build.
+
+        ``progress(sent, total)`` is called as each batch goes out (views sent so far); after
+        the last one the server builds the scene, so a user interface can show both stages."""
         if not frames:
             raise ValueError("open_scene needs at least one view")
         batch = max(1, min(batch, int(self.welcome.get("limits", {}).get("max_views_per_message", batch))))
@@ -303,9 +327,15 @@ class Client:
             else:
                 fields["scene"] = scene
                 mtype = P.ADD_VIEWS
+            sent = min((i + 1) * batch, len(frames))
             # Uploads are not resent on timeout: a resend could open the scene twice.
             reply = self._request(
-                mtype, fields, blobs, retry=False, timeout_s=build_timeout_s if final else max(self.timeout_s, 30.0)
+                mtype,
+                fields,
+                blobs,
+                retry=False,
+                timeout_s=build_timeout_s if final else max(self.timeout_s, 30.0),
+                on_sent=None if progress is None else functools.partial(progress, sent, len(frames)),
             )
             scene = reply.fields["scene"]
         return _scene_info(reply)
@@ -438,6 +468,7 @@ def _frame(msg: P.Message, latency_ms: float) -> FrameReply:
         f.get("t_client"),
         latency_ms,
         images[1] if len(images) == 2 else None,
+        list(msg.blobs) if f.get("encoding") == "jpeg" else [],
     )
 
 

@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -76,8 +77,10 @@ class DemoReport:
                 "startup_s": self.startup_s, "latency": stats, "outputs": [str(p) for p in self.outputs]}
 
 
-def make_scene(seed: int, kind: str, views: int, size: int):
-    """Procedural scene, its renderer and ``views`` posed RGB-D source frames (size x size)."""
+def make_scene(seed: int, kind: str, views: int, size: int, progress: Callable[[int, int], None] | None = None):
+    """Procedural scene, its renderer and ``views`` posed RGB-D source frames (size x size).
+
+    ``progress(done, total)`` is called after each view (``worldfm view`` shows it in the page)."""
     from datagen.procedural.renderer import Renderer
     from datagen.procedural.scenes import generate_scene
     from datagen.procedural.trajectories import plan_cameras
@@ -85,10 +88,11 @@ def make_scene(seed: int, kind: str, views: int, size: int):
     scene = generate_scene(seed, kind)
     cameras, info = plan_cameras(scene, views, size, size)
     renderer = Renderer(scene)
-    frames = [
-        renderer.render(cam, name=f"view_{i:03d}")
-        for i, cam in enumerate(tqdm(cameras, desc="source views", unit="view", leave=False))
-    ]
+    frames = []
+    for i, cam in enumerate(tqdm(cameras, desc="source views", unit="view", leave=False)):
+        frames.append(renderer.render(cam, name=f"view_{i:03d}"))
+        if progress is not None:
+            progress(i + 1, len(cameras))
     log.info(
         "procedural %s scene (seed %d): %d views along a %s path, baseline %.2f m",
         kind,

@@ -237,12 +237,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_render_path(args: argparse.Namespace) -> int:
     prepare_runtime()
-    import imageio.v2 as imageio
     from tqdm import tqdm
 
     from datagen.dataset import DatasetError, read_scene
     from models.cameras import scale_K
-    from python_bridge.camera_path import CameraPathError, load_camera_path
+    from python_bridge.camera_path import CameraPathError, load_camera_path, render_path
     from python_bridge.demo import load_pipeline
 
     try:
@@ -257,12 +256,15 @@ def run_render_path(args: argparse.Namespace) -> int:
     built = pipeline.build(scene.frames)
     log.info("scene %s: %d views -> %d points in %.0f ms", scene.name, len(scene.frames), built.points, built.build_ms)
     args.out.mkdir(parents=True, exist_ok=True)
-    frames = []
-    for i, c2w in enumerate(tqdm(path.poses, desc="render-path", unit="frame")):
-        rgb = pipeline.render(built, c2w, K, size, steps=args.steps, seed=args.seed + i).rgb
-        imageio.imwrite(args.out / f"frame_{i:05d}.png", rgb)
-        frames.append(rgb)
     video = args.out / "path.mp4"
-    imageio.mimwrite(video, frames, fps=path.fps, quality=8, macro_block_size=1)
-    print(f"{len(frames)} frames -> {args.out}/frame_*.png and {video}")
+    with tqdm(total=len(path), desc="render-path", unit="frame") as bar:
+        count = render_path(
+            path,
+            lambda c2w, seed: pipeline.render(built, c2w, K, size, steps=args.steps, seed=seed).rgb,
+            video,
+            seed=args.seed,
+            frames_dir=args.out,
+            progress=lambda done, total: bar.update(1),
+        )
+    print(f"{count} frames -> {args.out}/frame_*.png and {video}")
     return 0
