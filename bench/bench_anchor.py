@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from datagen.procedural.renderer import Renderer  # noqa: E402
+from machine import machine_line  # noqa: E402
 from datagen.procedural.scenes import generate_scene  # noqa: E402
 from datagen.procedural.trajectories import plan_cameras  # noqa: E402
 from models.anchor import (  # noqa: E402
@@ -157,12 +158,6 @@ def procedural_views(count: int, size: int, seed: int) -> list:
     return [renderer.render(cam, name=f"{i:03d}") for i, cam in enumerate(cameras)]
 
 
-def matmul_gflops(size: int = 512, repeats: int = 20) -> float:
-    """The machine's fp32 matmul rate now (GFLOP/s): printed beside timings, which it scales."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size**3 / median_ms(lambda: a @ b, repeats) / 1e6
-
-
 def styles_side_by_side(scene, frames: list, repeats: int) -> None:
     """Median ms per frame of every anchor style at 256x256 and 512x512, alternating styles per
     round so that load on a shared machine hits them alike; ratios to the points style."""
@@ -174,7 +169,8 @@ def styles_side_by_side(scene, frames: list, repeats: int) -> None:
         prepared[name] = prepare_anchor(scene, name)
         print(f"  prepare {name}: {1e3 * (time.perf_counter() - start):.0f} ms")
     cams = [f.camera for f in frames]
-    print(f"anchor styles, eager, source cameras cycled (fp32 matmul {matmul_gflops():.0f} GFLOP/s now; machine shared):")
+    print(machine_line())
+    print("anchor styles, eager, source cameras cycled:")
     for size in (256, 512):
         poses = [(scale_K(c.K, (c.width, c.height), (size, size)), c.c2w) for c in cams]
         times: dict[str, list[float]] = {name: [] for name in prepared}

@@ -15,23 +15,14 @@ import tempfile
 import time
 import warnings
 
-import numpy as np
 
 sys.path.insert(0, "tests/datagen/unrealcv")
 warnings.simplefilter("ignore")
 from fake_unrealcv_server import FakeUnrealCVServer, orbit_overrides  # noqa: E402
 
 from datagen.unrealcv.config import load_config  # noqa: E402
+from machine import machine_line  # noqa: E402
 from datagen.unrealcv.workers import capture_all  # noqa: E402
-
-
-def matmul_gflops(n: int = 512, repeats: int = 10) -> float:
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ a
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def run(label: str, size: tuple[int, int], views: int, behaviours: list[str], warm_tcp: bool = False) -> float:
@@ -64,7 +55,7 @@ def run(label: str, size: tuple[int, int], views: int, behaviours: list[str], wa
     return n / wall
 
 
-print(f"machine: numpy fp32 matmul {matmul_gflops():.1f} GFLOP/s (512x512); shared machine, compare ratios")
+print(machine_line())
 tcp = run("TCP (4.27)", (256, 192), 24, ["4.27"])
 unix = run("Unix socket (5.2-linux)", (256, 192), 24, ["5.2-linux"], warm_tcp=True)
 print(f"{'':30s} Unix socket / TCP views/s: {unix / tcp:.2f}")

@@ -30,26 +30,15 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the worldfm commands do (commands/serve.py prepare_runtime)
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from python_bridge.demo import load_pipeline, run_demo  # noqa: E402
+from machine import machine_line  # noqa: E402
 from python_bridge.server import Server, ServerConfig  # noqa: E402
 from python_bridge.viewer.catalog import Catalog  # noqa: E402
 from python_bridge.viewer.gateway import Gateway  # noqa: E402
 from python_bridge.viewer.headless import browser_page, snapshot, wait_for  # noqa: E402
 
 GATEWAY_THREADS = ("viewer-loop", "viewer-link")
-
-
-def matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:
-    """fp32 matmul rate of this machine now (GFLOP/s, torch's default threads)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    count, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - t0) / 1e9
 
 
 def thread_cpu_s(names: tuple[str, ...]) -> float:
@@ -124,7 +113,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=12)
     parser.add_argument("--model", type=Path, default=None, help="exported model (default models/weights/demo-256)")
     args = parser.parse_args()
-    print(f"host: {os.cpu_count()} CPU(s), shared with other work; fp32 matmul {matmul_gflops():.1f} GFLOP/s")
+    print(machine_line())
     viewer = InProcessViewer(args.model, args.views)
     print(f"viewer at {viewer.url.split('?')[0]} (model {viewer.gateway.model.get('name')})")
     demo_fps, page = [], []
@@ -151,7 +140,7 @@ def main() -> None:
         f"page/demo {np.median(ratios):.2f} (target >= 0.90), gateway {100 * np.median(share):.1f} % of a core "
         f"(target <= 10 %)"
     )
-    print(f"fp32 matmul after: {matmul_gflops():.1f} GFLOP/s")
+    print(machine_line())
 
 
 if __name__ == "__main__":
