@@ -222,3 +222,40 @@ def test_cli_output_does_not_depend_on_worker_count(tmp_path):
     for name in ("scene_00000", "scene_00001"):
         one = (tmp_path / "one" / name / "transforms.json").read_text()
         assert one == (tmp_path / "two" / name / "transforms.json").read_text()  # same poses, same file hashes
+
+
+def _render_digest(kind: str, index: int, views: int, size: int, base_seed: int) -> str:
+    """SHA-256 of the pixels (RGB uint8, depth as the stored uint16 millimetres) that
+    ``worldfm datagen procedural`` renders for scene ``index`` of a run: the decoded arrays,
+    not the PNG bytes, so an encoder change elsewhere does not move it."""
+    import hashlib
+
+    from datagen.dataset import encode_depth
+    from datagen.procedural.cli import scene_seed
+
+    scene = generate_scene(scene_seed(base_seed, index), kind)
+    cameras, _ = plan_cameras(scene, views, size, size)
+    renderer, digest = Renderer(scene), hashlib.sha256()
+    for camera in cameras:
+        frame = renderer.render(camera)
+        digest.update(frame.rgb.tobytes())
+        digest.update(encode_depth(frame.depth).tobytes())
+    return digest.hexdigest()
+
+
+# The model card's figures (models/weights/demo-256/MODEL_CARD.md) are measured on data this
+# renderer makes. A change that moves any of these digests changes the card's data: regenerate
+# it with the card's datagen commands, rerun the card's commands, update the card, then these.
+PINNED_RENDERS = {
+    ("indoor", 0): "a3208b65a6490e234c65c3239f5d12d0354d0d32745186fb36f96b60e08ce19b",
+    ("outdoor", 1): "93a583e3241ba4094ef2cf741065ad8863a0251b6931b5f906b5ef8d8a07f108",
+}
+
+
+@pytest.mark.parametrize(("kind", "index"), sorted(PINNED_RENDERS))
+def test_renderer_output_is_pinned(kind, index):
+    digest = _render_digest(kind, index, views=3, size=48, base_seed=100000)
+    assert digest == PINNED_RENDERS[kind, index], (
+        f"the procedural renderer's output changed ({kind} scene {index}: {digest}); regenerate the model card's "
+        "data and figures with its commands (models/weights/demo-256/MODEL_CARD.md), then update PINNED_RENDERS"
+    )
