@@ -249,6 +249,8 @@ def _render_digest(kind: str, index: int, views: int, size: int, base_seed: int)
 PINNED_RENDERS = {
     ("indoor", 0): "a3208b65a6490e234c65c3239f5d12d0354d0d32745186fb36f96b60e08ce19b",
     ("outdoor", 1): "93a583e3241ba4094ef2cf741065ad8863a0251b6931b5f906b5ef8d8a07f108",
+    ("room", 2): "e560c461908b9080efddb75afc680353900a199fdf55363334ec79b43d855eec",
+    ("hall", 3): "11350f0059ed91e74b68caec57de109ea589a883749e29ab420ae17ef24f164c",
 }
 
 
@@ -259,3 +261,71 @@ def test_renderer_output_is_pinned(kind, index):
         f"the procedural renderer's output changed ({kind} scene {index}: {digest}); regenerate the model card's "
         "data and figures with its commands (models/weights/demo-256/MODEL_CARD.md), then update PINNED_RENDERS"
     )
+
+
+# ----------------------------------------------------------------------------- richer families
+
+NEW_FAMILIES = ("room", "courtyard", "hall", "street")
+
+
+@pytest.mark.parametrize("kind", NEW_FAMILIES)
+def test_new_families_keep_cameras_free_and_draw_only_their_texture_set(kind):
+    from datagen.procedural.families import HELD_OUT_FAMILIES, HELD_OUT_TEXTURES, TRAIN_TEXTURES, texture_set
+
+    expected = HELD_OUT_TEXTURES if kind in HELD_OUT_FAMILIES else TRAIN_TEXTURES
+    assert texture_set(kind) is expected
+    photos, patterns = set(), set()
+    for seed in range(5):
+        scene = generate_scene(seed, kind)
+        assert scene == generate_scene(seed, kind)  # deterministic
+        cameras, _ = plan_cameras(scene, 10, 32, 32)
+        assert scene.camera_ok(np.array([c.c2w[:3, 3] for c in cameras]), CLEARANCE).all()
+        photos |= {m.image for m in scene.materials if m.image}
+        patterns |= {m.pattern for m in scene.materials if not m.image}
+    assert photos and photos <= set(expected.photos)
+    # Held-out families may use the legacy patterns only for lamp glass and leaves ("solid", "noise").
+    assert (patterns - {"solid", "noise"}) <= set(expected.patterns)
+
+
+def test_held_out_textures_are_disjoint_from_training_ones():
+    from datagen.procedural.families import HELD_OUT_TEXTURES, TRAIN_TEXTURES
+
+    assert not set(HELD_OUT_TEXTURES.photos) & set(TRAIN_TEXTURES.photos)
+    assert not set(HELD_OUT_TEXTURES.patterns) & set(TRAIN_TEXTURES.patterns)
+
+
+def test_photo_mip_mapping_matches_texels_up_close_and_the_mean_far_away():
+    from datagen.procedural.textures import photo_albedo, photo_pyramid
+
+    level0 = photo_pyramid("brick")[0]
+    h, w = level0.shape[:2]
+    scale = 2.0  # metres per tile along the longer side
+    texel = scale / max(h, w)
+    rows, cols = np.array([3, 100, h - 2]), np.array([5, 77, w - 3])
+    uv = np.stack([(cols + 0.5) * texel, (rows + 0.5) * texel], 1).astype(np.float32)
+    near = photo_albedo("brick", uv, scale, np.full(3, texel * 0.5, np.float32))
+    assert np.allclose(near, level0[rows, cols], atol=1e-5)  # at texel centres: the texel itself
+    far = photo_albedo("brick", uv, scale, np.full(3, scale * 100, np.float32))
+    assert np.allclose(far, level0.mean((0, 1)), rtol=0.05)  # a pixel covering many tiles: the average
+    # Mirrored tiling: no seam where one tile meets the next.
+    edge = np.float32([[w * texel - 1e-4, 10.5 * texel], [w * texel + 1e-4, 10.5 * texel]])
+    a, b = photo_albedo("brick", edge, scale, np.full(2, texel * 0.5, np.float32))
+    assert np.allclose(a, b, atol=1e-3)
+
+
+def test_cli_records_family_texture_set_and_photo_sources(tmp_path):
+    from datagen.procedural.textures import HELD_OUT_PHOTOS, PHOTOS
+
+    out = tmp_path / "ood"
+    assert main(["datagen", "procedural", "--kind", "held-out", "--scenes", "2", "--views", "2", "--size", "32",
+                 "--out", str(out), "--workers", "1"]) == 0
+    families = []
+    for path in find_scenes(out):
+        generator = read_scene(path).meta["generator"]
+        families.append(generator["kind"])
+        assert generator["texture_set"] == "held-out"
+        assert generator["photos"]
+        for photo in generator["photos"]:
+            assert photo["name"] in HELD_OUT_PHOTOS and photo["licence"] == PHOTOS[photo["name"]].licence
+            assert photo["package"] == "scikit-image" and len(photo["sha256"]) == 64
+    assert families == ["hall", "street"]
