@@ -183,7 +183,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import json
 
     from models.checkpoints import load_model
-    from models.evaluate import OnnxRunner, anchor_report, evaluate
+    from models.evaluate import OnnxRunner, anchor_report, evaluate, side_by_side
 
     _set_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -210,13 +210,20 @@ def run_eval(args: argparse.Namespace) -> int:
         latent_decoder = load_codec(args.autoencoder)[1]
     runner = OnnxRunner(args.model, threads=args.threads)
     teacher = load_model(args.teacher) if args.teacher else None
-    result = evaluate(runner, sets["in family"], teacher=teacher, teacher_steps=args.teacher_steps,
-                      window=args.window, stride=args.stride, seed=args.seed, strip=args.out / "strip.png",
-                      ablations=ablations, latent_decoder=latent_decoder,
-                      anchor_style=args.anchor or runner.manifest.get("anchor_style"))
-    table = result.markdown()
+    style = args.anchor or runner.manifest.get("anchor_style")
+    # Out of family first: it is the figure that says whether the model generalises.
+    results = {}
+    for name in sorted(sets, key=lambda n: n != "out of family"):
+        strip = args.out / ("strip.png" if len(sets) == 1 else f"strip_{name.replace(' ', '_')}.png")
+        results[name] = evaluate(runner, sets[name], teacher=teacher, teacher_steps=args.teacher_steps,
+                                 window=args.window, stride=args.stride, seed=args.seed, strip=strip,
+                                 ablations=ablations, latent_decoder=latent_decoder, anchor_style=style)
+    if len(results) > 1:
+        table, report = side_by_side(results), {name: r.to_json() for name, r in results.items()}
+    else:
+        table, report = results["in family"].markdown(), results["in family"].to_json()
     (args.out / "eval.md").write_text(table + "\n")
-    (args.out / "eval.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    (args.out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table)
     return 0
 
@@ -340,8 +347,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", type=Path, default=None,
                     help="exported model folder (manifest.json); without it only the anchor styles are scored")
     ev.add_argument("--data", type=Path, nargs="+", required=True, help="held-out dataset folders (in family)")
-    ev.add_argument("--ood-data", type=Path, nargs="*", default=None,
-                    help="held-out scenes of a family no training stage saw; anchors are scored on both sets")
+    ev.add_argument("--out-of-family", "--ood-data", dest="ood_data", type=Path, nargs="*", default=None,
+                    help="held-out scenes of families no training stage saw (`worldfm datagen procedural --kind "
+                         "held-out`): anchors and the model are scored on both sets, these columns first")
     ev.add_argument("--anchor", default=None, metavar="STYLE",
                     help="anchor style the model is run with (default: its manifest's, else mesh; docs/anchor.md)")
     ev.add_argument("--anchor-styles", nargs="+", default=None, metavar="STYLE",
