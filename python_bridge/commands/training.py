@@ -48,7 +48,7 @@ def run_train_autoencoder(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     scenes = load_scenes(args.data)
     images = [f.rgb for s in scenes for f in s.frames]
-    config = AutoencoderTrainConfig(kind=args.kind, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+    config = AutoencoderTrainConfig(kind=args.kind, latent_channels=args.latent_channels, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
                                     lr=args.lr, seed=args.seed, save_every=args.save_every)
     vae = train_autoencoder(images, args.out, config, device=args.device)
     if args.val_data:
@@ -269,6 +269,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ae.add_argument("--out", type=Path, required=True, help="run folder (state.safetensors, autoencoder/)")
     # models.autoencoder.DEMO_KINDS, spelled out so `worldfm --help` does not import torch
     ae.add_argument("--kind", choices=["tiny16", "tiny", "kl"], default="kl", help="architecture (default kl)")
+    ae.add_argument("--latent-channels", type=int, default=8,
+                    help="channels per 16x16-pixel latent cell (default 8); the DiT then needs "
+                         "--model-overrides '{\"latent_channels\": N}'")
     _add_crop_training_args(ae, steps=2000, batch_size=16, crop=64, lr=1e-3)
     ae.set_defaults(func=run_train_autoencoder)
 
