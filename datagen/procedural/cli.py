@@ -83,7 +83,7 @@ def _plan(args: argparse.Namespace, index: int):
     return scene, cameras, {"seed": seed, "generator": generator}
 
 
-_worker_scene: dict = {}  # per process: the scene being rendered, {index: (renderer, cameras)}
+_worker_scene: dict = {}  # per process: the scene being rendered, {(run settings, index): (renderer, cameras)}
 
 
 def _render_view(job: tuple[argparse.Namespace, int, int]):
@@ -93,11 +93,14 @@ def _render_view(job: tuple[argparse.Namespace, int, int]):
     from datagen.procedural.renderer import Renderer
 
     args, index, view = job
-    if index not in _worker_scene:
+    # Keyed by everything the scene and its cameras depend on: without a pool this process
+    # renders, and a later run in it (another seed, size or family) must not reuse them.
+    key = (args.seed, args.kind, args.views, args.size, args.trajectory, index)
+    if key not in _worker_scene:
         scene, cameras, _ = _plan(args, index)
         _worker_scene.clear()
-        _worker_scene[index] = (Renderer(scene), cameras)
-    renderer, cameras = _worker_scene[index]
+        _worker_scene[key] = (Renderer(scene), cameras)
+    renderer, cameras = _worker_scene[key]
     return index, view, renderer.render(cameras[view], name=frame_stem(view))
 
 

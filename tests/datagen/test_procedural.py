@@ -329,3 +329,13 @@ def test_cli_records_family_texture_set_and_photo_sources(tmp_path):
             assert photo["name"] in HELD_OUT_PHOTOS and photo["licence"] == PHOTOS[photo["name"]].licence
             assert photo["package"] == "scikit-image" and len(photo["sha256"]) == 64
     assert families == ["hall", "street"]
+
+
+def test_cli_runs_in_one_process_do_not_share_scenes(tmp_path):
+    # Without worker processes the command renders in this process; a second run with other
+    # settings must not reuse the first run's scene or cameras.
+    base = ["datagen", "procedural", "--scenes", "1", "--views", "2", "--workers", "1"]
+    assert main([*base, "--size", "24", "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--size", "16", "--kind", "outdoor", "--out", str(tmp_path / "b")]) == 0
+    scene = read_scene(tmp_path / "b" / "scene_00000")
+    assert scene.frames[0].rgb.shape == (16, 16, 3) and scene.meta["generator"]["kind"] == "outdoor"
