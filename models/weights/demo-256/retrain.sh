@@ -10,13 +10,15 @@
 # the exports and the evaluation run again). Settings by
 # environment: THREADS (torch threads, default 1: fastest on a shared CPU), OUT (run folder,
 # default runs/demo-256), MODEL (exported folder, default models/weights/demo-256; a smoke
-# run writes into $OUT/model instead), LATENT_CHANNELS (default 8), GAN_WEIGHT (default 0).
+# run writes into $OUT/model instead), AE_KIND (autoencoder architecture, default tiny16),
+# LATENT_CHANNELS (default 32), GAN_WEIGHT (default 0).
 set -euo pipefail
 
 SMOKE=${SMOKE:-0}
 THREADS=${THREADS:-1}
 OUT=${OUT:-runs/demo-256}
-C=${LATENT_CHANNELS:-8}
+AE_KIND=${AE_KIND:-tiny16}
+C=${LATENT_CHANNELS:-32}
 GAN=${GAN_WEIGHT:-0}
 if [ "$SMOKE" = 1 ]; then
     MODEL=${MODEL:-$OUT/model}
@@ -40,7 +42,7 @@ worldfm datagen procedural --kind varied --scenes "$SCENES" --views "$VIEWS" --o
 worldfm datagen procedural --kind varied --scenes "$HELD" --views "$VIEWS" --out "$TEST" --seed 100000
 worldfm datagen procedural --kind held-out --scenes "$HELD" --views "$VIEWS" --out "$OOD" --seed 200000
 
-worldfm train-autoencoder --data "$TRAIN" --val-data "$TEST" --out "$OUT/ae" --latent-channels "$C" \
+worldfm train-autoencoder --data "$TRAIN" --val-data "$TEST" --out "$OUT/ae" --kind "$AE_KIND" --latent-channels "$C" \
     --steps "$AE_STEPS" --batch-size 16 --crop 64 --lr 2e-3 --save-every 50 --seed 0 --threads "$THREADS"
 worldfm train "${COMMON[@]}" --out "$OUT/teacher" --model demo --model-overrides "$DIT" \
     --steps "$TEACHER_STEPS" --batch-size 8 --lr 5e-4 --ema-decay 0.99 --save-every 50 --val-every 200
