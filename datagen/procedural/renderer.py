@@ -222,8 +222,12 @@ class Renderer:
         w = np.clip(dirs[:, 2:3], 0, 1) ** 0.6
         return horizon * (1 - w) + zenith * w
 
-    def trace(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def trace(self, origin: np.ndarray, dirs: np.ndarray, pixel_angle: float = 0.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Shade rays from ``origin`` (3,) along unit world directions ``dirs`` (n, 3).
+
+        ``pixel_angle``: the angle one pixel spans (radians, 1 / focal length in pixels), to
+        which photographic textures are filtered; 0 samples them at full resolution.
 
         Returns display RGB uint8 (n, 3), the distance to the first hit in metres (n,; inf
         where nothing is hit: sky) and what was hit (n,; shape index, -1 for the enclosure
@@ -243,9 +247,9 @@ class Renderer:
         facing = np.einsum("ij,ij->i", normal, view) > 0
         normal[facing] *= -1
         radiance = np.zeros((len(dirs), 3), np.float32)
-        # A pixel's size on the surface: its angular size (1 / focal length) at this distance,
+        # A pixel's size on the surface: its angular size at this distance,
         # stretched at grazing angles; photographs are filtered to it (no aliasing).
-        footprint = t[hit] / np.float32(camera.K[0, 0]) / np.maximum(-np.einsum("ij,ij->i", normal, view), 0.2)
+        footprint = t[hit] * np.float32(pixel_angle) / np.maximum(-np.einsum("ij,ij->i", normal, view), 0.2)
         radiance[hit] = self._shade(points, view, normal, mat, self._albedo(uv, mat, footprint))
         if len(hit) < len(dirs):
             miss = np.flatnonzero(~np.isfinite(t))
@@ -261,7 +265,7 @@ class Renderer:
         dirs_cam, cos_axis, pixel = self.camera_rays(camera)
         rot = camera.c2w[:3, :3].astype(np.float32)
         origin = camera.c2w[:3, 3].astype(np.float32)
-        traced, t, _ = self.trace(origin, transform(dirs_cam, rot.T))
+        traced, t, _ = self.trace(origin, transform(dirs_cam, rot.T), 1.0 / float(camera.K[0, 0]))
         rgb = np.empty((len(t), 3), np.uint8)
         rgb[pixel] = traced  # back to raster order
         hit = np.flatnonzero(np.isfinite(t))
