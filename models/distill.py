@@ -6,9 +6,11 @@ Three networks (shapes and inputs as ``models.dit.WorldFMDiT``):
 * the **generator** G, initialised from the teacher, sampled exactly as the published
   distilled sampler runs (``models.sampling.FewStepGenerator``): from z at t=999,
   ``x = sqrt(abar) z - sqrt(1 - abar) out``; for 2 steps re-noise x to t=200 and repeat.
-  That formula reads ``out`` as v; the teacher predicts noise, so G starts as the teacher
-  returning v computed from its noise prediction (``generator_from_teacher``): its first
-  step is the teacher's x0 estimate, not ``~ -z``;
+  That formula reads ``out`` as v; a plain copy of a noise-predicting teacher starts at
+  ``~ -z``. ``init_from_teacher_x0`` starts G instead as the teacher returning v from its
+  noise prediction (``generator_from_teacher``): its first step is the teacher's x0
+  estimate -- measured far worse than ``-z`` for our teachers (docs/training.md), so off by
+  default;
 * the **critic** ("fake score"), initialised from the teacher, trained by the ordinary
   denoising loss on generator samples, so it scores the generator's distribution.
 
@@ -101,7 +103,7 @@ class DistillConfig:
     hole_weight: float = 0.0
     gan_weight: float = 0.0
     gan_critic_weight: float = 1e-2
-    init_from_teacher_x0: bool = True
+    init_from_teacher_x0: bool = False
     pool_size: int = 256
     teacher_steps: int = 10
     grad_clip: float = 1.0

@@ -153,7 +153,7 @@ def run_distill(args: argparse.Namespace) -> int:
                            regression_weight=args.regression_weight,
                            data_regression_weight=args.data_regression_weight, hole_weight=args.hole_weight,
                            gan_weight=args.gan_weight, gan_critic_weight=args.gan_critic_weight,
-                           init_from_teacher_x0=not args.legacy_init,
+                           init_from_teacher_x0=args.init_from_teacher_x0,
                            pool_size=args.pool_size,
                            teacher_steps=args.teacher_steps, seed=args.seed, save_every=args.save_every,
                            workers=args.workers)
@@ -346,9 +346,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "default 0 = off)")
     di.add_argument("--gan-critic-weight", type=float, default=1e-2,
                     help="weight of the classifier loss in the critic's loss when --gan-weight > 0 (default 0.01)")
-    di.add_argument("--legacy-init", action="store_true",
-                    help="start the generator as a plain copy of the teacher (first step ~ -z) instead of at the "
-                         "teacher's x0 estimate (docs/training.md)")
+    di.add_argument("--init-from-teacher-x0", action="store_true",
+                    help="start the generator at the teacher's x0 estimate (v from eps) instead of a plain copy "
+                         "(first step ~ -z); measured to diverge at the default learning rates (docs/training.md)")
     di.add_argument("--pool-size", type=int, default=256, help="teacher ODE pairs (default 256)")
     di.add_argument("--teacher-steps", type=int, default=10, help="DPM-Solver++ steps of the teacher (default 10)")
     di.set_defaults(func=run_distill)
