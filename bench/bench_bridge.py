@@ -38,6 +38,8 @@ from python_bridge.pipeline import RenderResult  # noqa: E402
 from python_bridge.scenes import BuiltScene  # noqa: E402
 from python_bridge.server import Server, ServerConfig  # noqa: E402
 
+from machine import machine_line  # noqa: E402  (bench/machine.py, beside this script)
+
 SIZE = 512
 
 
@@ -321,6 +323,7 @@ def bench_model(model: Path, frames: int, size: int) -> None:
             fps = frames / (time.perf_counter() - t0)
         server.stop()
         print(f"{steps} step(s): {fps:.1f} frames/s sustained; client latency {percentiles(latency)}")
+        print(f"    {machine_line()}")
         for k, v in stages.items():
             print(f"    {k:<16} {percentiles(v)}")
 

@@ -28,6 +28,8 @@ from models.autoencoder import DEMO_KINDS, LatentDecoder, LatentEncoder, demo_au
 from models.dit import DiTConfig, build_model, example_inputs, flops_per_step, get_config
 from models.sampling import FewStepGenerator
 
+from machine import machine_line  # bench/machine.py, beside this script
+
 GENERATOR_INPUTS = ["noise", "anchor_latent", "anchor_mask", "ref_latent", "ref_K", "ref_c2w", "tgt_K", "tgt_c2w"]
 
 
@@ -145,7 +147,7 @@ def main() -> None:
             candidates[f"ae-{kind} decode onnxruntime"] = ort_runner(tmp / f"dec-{kind}.onnx", ["latent"], (latent,), args.threads)
 
     medians = time_round_robin(candidates, args.rounds)
-    print(f"\nmedian ms per call, {args.rounds} interleaved rounds, {args.threads} threads")
+    print(f"\nmedian ms per call, {args.rounds} interleaved rounds, {args.threads} threads; {machine_line()}")
     for name, ms in medians.items():
         print(f"  {name:30s} {ms:8.1f}")
     for backend in ("torch",) + (() if args.no_onnx else ("onnxruntime",)):

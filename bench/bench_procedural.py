@@ -23,6 +23,8 @@ from datagen.procedural.scenes import generate_scene
 from datagen.procedural.trajectories import plan_cameras
 from python_bridge.cli import main as worldfm
 
+from machine import machine_line  # bench/machine.py, beside this script
+
 
 def bench_render(scenes: int, views: int, size: int) -> tuple[float, float]:
     """(views/s wall, CPU ms/view) of Renderer.render alone, scenes alternating indoor/outdoor."""
@@ -70,6 +72,7 @@ def main() -> None:
     two_vps, two_ms = bench_cli(args.scenes, args.views, args.size, workers=2)
     print(f"command, 2 workers: {two_vps:5.1f} views/s  ({two_ms:5.1f} CPU ms/view in the writing process)")
     print(f"ratios: command 1 proc / render {one_vps / render_vps:.2f}, 2 workers / 1 proc {two_vps / one_vps:.2f}")
+    print(machine_line())
 
 
 if __name__ == "__main__":

@@ -5,7 +5,12 @@ Three networks (shapes and inputs as ``models.dit.WorldFMDiT``):
 * the **teacher** (frozen; the stage-2 EMA model, noise prediction);
 * the **generator** G, initialised from the teacher, sampled exactly as the published
   distilled sampler runs (``models.sampling.FewStepGenerator``): from z at t=999,
-  ``x = sqrt(abar) z - sqrt(1 - abar) out``; for 2 steps re-noise x to t=200 and repeat;
+  ``x = sqrt(abar) z - sqrt(1 - abar) out``; for 2 steps re-noise x to t=200 and repeat.
+  That formula reads ``out`` as v; a plain copy of a noise-predicting teacher starts at
+  ``~ -z``. ``init_from_teacher_x0`` starts G instead as the teacher returning v from its
+  noise prediction (``generator_from_teacher``): its first step is the teacher's x0
+  estimate -- measured far worse than ``-z`` for our teachers (docs/training.md), so off by
+  default;
 * the **critic** ("fake score"), initialised from the teacher, trained by the ordinary
   denoising loss on generator samples, so it scores the generator's distribution.
 
@@ -22,6 +27,12 @@ Losses (docs/training.md has the derivation):
   pairs (noise z, the teacher's DPM-Solver sample from z under the same condition). On a
   small compute budget it gives the generator its mapping quickly; DMD then sharpens it.
 
+* ``gan`` (optional, DMD2's GAN term): a classifier head (``GANHead``) on the critic's
+  features of noised latents tells ground-truth latents from generator samples; the
+  critic (trunk and head) minimises ``softplus(-D(real)) + softplus(D(fake))`` (weight
+  ``gan_critic_weight``), the generator ``softplus(-D(fake))`` (weight ``gan_weight``).
+  It rewards samples the critic cannot tell from real latents: detail, where the
+  regressions pull toward the blurred mean.
 * ``data regression`` (optional, ours, off by default): ``|| x - x0 ||^2`` between the
   generator's sample and the ground-truth target latent of the same condition. Not part
   of DMD: a supervised anchor for tiny compute budgets, where the teacher itself is weak.
@@ -41,18 +52,19 @@ import copy
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
 from models.checkpoints import save_model
-from models.dit import WorldFMDiT
+from models.dit import WorldFMDiT, build_model
 from models.pairs import pair_loader
 from models.sampling import (
     DISTILLED_MID_T,
@@ -89,6 +101,9 @@ class DistillConfig:
     regression_weight: float = 1.0
     data_regression_weight: float = 0.0
     hole_weight: float = 0.0
+    gan_weight: float = 0.0
+    gan_critic_weight: float = 1e-2
+    init_from_teacher_x0: bool = False
     pool_size: int = 256
     teacher_steps: int = 10
     grad_clip: float = 1.0
@@ -96,6 +111,52 @@ class DistillConfig:
     save_every: int = 100
     log_every: int = 10
     workers: int = 0
+
+
+def generator_from_teacher(teacher: WorldFMDiT, from_x0: bool = True) -> WorldFMDiT:
+    """The generator's starting point: the teacher's weights.
+
+    The published sampler reads the network's output as v (``x0 = a_t z - s_t out``). A
+    noise-predicting teacher copied as is would start at ``a z - s eps ~ -z`` at t = 999 (its
+    eps is nearly z there), far from any image. With ``from_x0`` the copy returns v computed
+    from its eps (``DiTConfig.v_from_eps``), so the first step of the fresh generator is the
+    teacher's own x0 estimate ``(z - s eps) / a``, and distillation starts from it.
+    """
+    if not from_x0 or teacher.config.v_from_eps:
+        return copy.deepcopy(teacher)
+    generator = build_model(replace(teacher.config, v_from_eps=True)).to(next(teacher.parameters()).device)
+    generator.load_state_dict(teacher.state_dict())
+    return generator
+
+
+class GANHead(nn.Module):
+    """DMD2's classifier on the fake-score network: real/fake logits per target token (B, n)
+    from the critic's features of a noised latent (``WorldFMDiT.target_features``). Trained
+    with the critic (it shares the critic's trunk); the generator is trained to fool it."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, hidden_size), nn.SiLU(),
+                                 nn.Linear(hidden_size, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features).squeeze(-1)
+
+
+def gan_logits(critic: WorldFMDiT, head: GANHead, x: torch.Tensor, cond: Condition, t: torch.Tensor,
+               noise: torch.Tensor) -> torch.Tensor:
+    """Logits (B, n) of latents ``x`` (B, C, h, w) noised to timesteps ``t`` (B,)."""
+    return head(critic.target_features(add_noise(x, noise, t), t.float(), *cond.model_args()))
+
+
+def gan_critic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating classifier loss: ground-truth latents real, generator samples fake."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The generator's side: make its samples classified real."""
+    return F.softplus(-fake_logits).mean()
 
 
 def generator_output(model: nn.Module, z: torch.Tensor, t: int, cond: Condition) -> torch.Tensor:
@@ -224,11 +285,16 @@ def distill(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     teacher = teacher.to(device).eval().requires_grad_(False)
-    generator = copy.deepcopy(teacher).train().requires_grad_(True)
+    generator = generator_from_teacher(teacher, config.init_from_teacher_x0).train().requires_grad_(True)
     critic = copy.deepcopy(teacher).train().requires_grad_(True)
+    modules = {"generator": generator, "critic": critic}
+    head = None
+    if config.gan_weight > 0:
+        head = modules["gan_head"] = GANHead(critic.config.hidden_size).to(device)
     g_opt = torch.optim.AdamW(generator.parameters(), lr=config.generator_lr, weight_decay=0.0)
-    c_opt = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr, weight_decay=0.0)
-    resumed = load_state(out, {"generator": generator, "critic": critic}, {"generator": g_opt, "critic": c_opt})
+    critic_params = [*critic.parameters(), *(head.parameters() if head is not None else [])]
+    c_opt = torch.optim.AdamW(critic_params, lr=config.critic_lr, weight_decay=0.0)
+    resumed = load_state(out, modules, {"generator": g_opt, "critic": c_opt})
     start = 0 if resumed is None else resumed[0]
     pool = _pool(out, teacher, dataset, config)
     torch.manual_seed(config.seed + 1 + start)
@@ -254,9 +320,14 @@ def distill(
                 fake = simulate(generator, torch.randn_like(x0), k, cond, torch.randn_like(x0))
             t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (b,), device=device)
             loss_c = denoising_loss(critic, {**batch, "target_latent": fake}, t, torch.randn_like(x0))
+            if head is not None:  # the classifier sees ground truth and samples at the same noise levels
+                t_gan = torch.randint(config.min_t, config.max_t + 1, (b,), device=device)
+                loss_cls = gan_critic_loss(gan_logits(critic, head, x0, cond, t_gan, torch.randn_like(x0)),
+                                           gan_logits(critic, head, fake, cond, t_gan, torch.randn_like(x0)))
+                loss_c = loss_c + config.gan_critic_weight * loss_cls
             c_opt.zero_grad(set_to_none=True)
             loss_c.backward()
-            torch.nn.utils.clip_grad_norm_(critic.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(critic_params, config.grad_clip)
             c_opt.step()
             critic_losses.append(loss_c.item())
         # generator: distribution matching (+ regression on teacher pairs)
@@ -265,6 +336,15 @@ def distill(
         loss_dmd = dmd_loss(x, teacher, critic, cond, t, torch.randn_like(x0), config.guidance_scale)
         loss_data = data_regression_loss(x, x0, cond.anchor_mask, config.hole_weight)
         loss_g = loss_dmd + config.data_regression_weight * loss_data
+        loss_gan = torch.zeros(())
+        if head is not None:  # through the critic, whose own weights this update leaves alone
+            critic.requires_grad_(False)
+            head.requires_grad_(False)
+            t_gan = torch.randint(config.min_t, config.max_t + 1, (b,), device=device)
+            loss_gan = gan_generator_loss(gan_logits(critic, head, x, cond, t_gan, torch.randn_like(x0)))
+            loss_g = loss_g + config.gan_weight * loss_gan
+            critic.requires_grad_(True)
+            head.requires_grad_(True)
         loss_reg = torch.zeros(())
         if pool_batches is not None:
             pb = to_device(next(pool_batches), device)
@@ -276,20 +356,20 @@ def distill(
         torch.nn.utils.clip_grad_norm_(generator.parameters(), config.grad_clip)
         g_opt.step()
         seen += b
-        window.append((loss_dmd.item(), loss_reg.item(), float(np.mean(critic_losses)), loss_data.item()))
+        window.append((loss_dmd.item(), loss_reg.item(), float(np.mean(critic_losses)), loss_data.item(),
+                       loss_gan.item()))
         bar.set_postfix(dmd=f"{loss_dmd.item():.4f}", reg=f"{loss_reg.item():.4f}", critic=f"{critic_losses[-1]:.4f}",
                         samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
-            d, r, c, x0_err = np.mean(window, axis=0)
+            d, r, c, x0_err, gan = np.mean(window, axis=0)
             with open(out / LOG_FILE, "a") as fh:
                 fh.write(json.dumps({"step": done, "dmd": float(d), "regression": float(r), "critic": float(c),
-                                     "x0_mse": float(x0_err),
+                                     "x0_mse": float(x0_err), "gan_generator": float(gan),
                                      "samples_per_s": seen / (time.perf_counter() - t0)}) + "\n")
             window = []
         if done % config.save_every == 0 or done == config.steps:
-            save_state(out, done, {"generator": generator, "critic": critic}, {"generator": g_opt, "critic": c_opt},
-                       {"config": asdict(config)})
+            save_state(out, done, modules, {"generator": g_opt, "critic": c_opt}, {"config": asdict(config)})
             for s in config.generator_steps:
                 save_model(generator, out / f"generator_{s}step.safetensors")
     generator.eval()

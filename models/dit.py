@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.prope import PRoPETransforms, full_precision, prepare_prope, rigid_inverse
+from models.sampling import ALPHAS_CUMPROD
 
 NUM_VIEWS = 3  # target, anchor, reference -- in this order along the width
 REFERENCE = 2  # index of the reference view
@@ -67,6 +68,10 @@ class DiTConfig:
     mask) and/or ``"reference"`` (reference latent) are zeroed inside every forward, in
     training, sampling and export alike, as condition dropout zeroes them. The tokens stay,
     so shapes, cost and the camera path are unchanged; only their content is gone.
+    ``v_from_eps``: the network predicts noise, and the model returns the matching v
+    (``_sampler_output``), the output the published distilled sampler reads. A generator
+    distilled from a noise-predicting teacher starts as the teacher with this set, so its
+    first step is the teacher's x0 estimate (``models.distill.generator_from_teacher``).
     """
 
     name: str
@@ -87,6 +92,7 @@ class DiTConfig:
     pe_interpolation: float = 1.0
     pose_scale_m: float = 1.0
     ablate: tuple[str, ...] = ()
+    v_from_eps: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ablate", tuple(self.ablate))  # JSON metadata gives a list
@@ -383,6 +389,8 @@ class WorldFMDiT(nn.Module):
         self.final_layer = FinalLayer(d, config.patch_size, config.out_channels)
         grid = config.latent_size // config.patch_size
         self.register_buffer("pos_embed", self._pos_embed(grid, grid), persistent=False)
+        if config.v_from_eps:
+            self.register_buffer("alphas_cumprod", ALPHAS_CUMPROD.float(), persistent=False)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -434,9 +442,36 @@ class WorldFMDiT(nn.Module):
         ``tgt_c2w``: (B, 4, 4) metres. Returns (B, C_out, h, w); C_out = 2C with learned
         sigma (the first C channels are the prediction the samplers use).
         """
+        x, t_emb = self._hidden(z_t, t, anchor_latent, anchor_mask, ref_latent, ref_K, ref_c2w, tgt_K, tgt_c2w)
+        return self._sampler_output(self._target_output(x, t_emb, *self._grid(z_t)), z_t, t)
+
+    def target_features(
+        self,
+        z_t: torch.Tensor,
+        t: torch.Tensor,
+        anchor_latent: torch.Tensor,
+        anchor_mask: torch.Tensor,
+        ref_latent: torch.Tensor,
+        ref_K: torch.Tensor,
+        ref_c2w: torch.Tensor,
+        tgt_K: torch.Tensor,
+        tgt_c2w: torch.Tensor,
+    ) -> torch.Tensor:
+        """The target's tokens after the last block, (B, n, D), inputs as ``forward``: the
+        features a classifier head reads (DMD2's GAN term, ``models.distill.GANHead``)."""
+        x, _ = self._hidden(z_t, t, anchor_latent, anchor_mask, ref_latent, ref_K, ref_c2w, tgt_K, tgt_c2w)
+        grid_h, grid_w = self._grid(z_t)
+        return x[:, : grid_h * grid_w]
+
+    def _hidden(
+        self, z_t: torch.Tensor, t: torch.Tensor, anchor_latent: torch.Tensor, anchor_mask: torch.Tensor,
+        ref_latent: torch.Tensor, ref_K: torch.Tensor, ref_c2w: torch.Tensor, tgt_K: torch.Tensor,
+        tgt_c2w: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens after the last block (B, V n, D), target first, and ``t_emb`` (B, D)."""
         if self.config.ref_isolated:  # the reference first, on its own; then target + anchor (each ablates its own)
             keys, values = self.reference_kv(ref_latent, ref_K, t)
-            return self.forward_with_reference_kv(
+            return self._hidden_with_reference_kv(
                 z_t, t, anchor_latent, anchor_mask, keys, values, ref_K, ref_c2w, tgt_K, tgt_c2w
             )
         anchor_latent, anchor_mask = self._unless_ablated("anchor", anchor_latent, anchor_mask)
@@ -448,7 +483,7 @@ class WorldFMDiT(nn.Module):
         t_emb, t6 = self._timestep(t, x.dtype)
         for block in self.blocks:
             x, _, _ = block(x, t6, prope)
-        return self._target_output(x, t_emb, *self._grid(z_t))
+        return x, t_emb
 
     def reference_kv(self, ref_latent: torch.Tensor, ref_K: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-layer keys and values of the reference's tokens, each (depth, B, heads, n, head_dim).
@@ -486,6 +521,17 @@ class WorldFMDiT(nn.Module):
     ) -> torch.Tensor:
         """``forward`` of a ``ref_isolated`` model with the reference's keys/values from
         ``reference_kv`` (same ``t``): only target and anchor tokens are computed, 2/3 of them."""
+        x, t_emb = self._hidden_with_reference_kv(z_t, t, anchor_latent, anchor_mask, ref_keys, ref_values, ref_K,
+                                                  ref_c2w, tgt_K, tgt_c2w)
+        return self._sampler_output(self._target_output(x, t_emb, *self._grid(z_t)), z_t, t)
+
+    def _hidden_with_reference_kv(
+        self, z_t: torch.Tensor, t: torch.Tensor, anchor_latent: torch.Tensor, anchor_mask: torch.Tensor,
+        ref_keys: torch.Tensor, ref_values: torch.Tensor, ref_K: torch.Tensor, ref_c2w: torch.Tensor,
+        tgt_K: torch.Tensor, tgt_c2w: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target and anchor tokens after the last block (B, 2n, D) and ``t_emb``, the
+        reference's keys/values given."""
         anchor_latent, anchor_mask = self._unless_ablated("anchor", anchor_latent, anchor_mask)
         views = [self._mask_channel(z_t, None), self._mask_channel(anchor_latent, anchor_mask)]
         c2w = normalise_cameras(ref_c2w, tgt_c2w, self.config.pose_scale_m)[:, :REFERENCE]
@@ -494,7 +540,7 @@ class WorldFMDiT(nn.Module):
         t_emb, t6 = self._timestep(t, x.dtype)
         for block, k, v in zip(self.blocks, ref_keys, ref_values):
             x, _, _ = block(x, t6, prope, (k, v))
-        return self._target_output(x, t_emb, *self._grid(z_t))
+        return x, t_emb
 
     def _unless_ablated(self, name: str, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``inputs`` as given, or zeroed if the config ablates ``name``."""
@@ -536,6 +582,17 @@ class WorldFMDiT(nn.Module):
         """``t_emb`` (B, D) and the shared adaLN-single modulation ``t_block(t_emb)`` (B, 6D)."""
         t_emb = self.t_embedder(t).to(dtype)
         return t_emb, self.t_block(t_emb)
+
+    def _sampler_output(self, out: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``out`` as predicted, or with ``v_from_eps`` its first C channels (an epsilon
+        prediction) turned into ``v = (eps - s_t z_t) / a_t``, for which the published
+        distilled sampler's ``a_t z_t - s_t v`` is the epsilon model's own x0 estimate."""
+        if not self.config.v_from_eps:
+            return out
+        c = z_t.shape[1]
+        abar = self.alphas_cumprod[t.long()].to(out.dtype).reshape(-1, 1, 1, 1)
+        v = (out[:, :c] - (1 - abar).sqrt() * z_t) / abar.sqrt()
+        return torch.cat([v, out[:, c:]], dim=1)
 
     def _target_output(self, x: torch.Tensor, t_emb: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
         """Final layer on the target's tokens (the first view) -> (B, C_out, h, w)."""

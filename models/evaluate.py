@@ -27,7 +27,10 @@ scored against the ground-truth frame:
   not with the shipped rows.
 
 Metrics: PSNR (dB, on [0, 1] RGB) and SSIM (Gaussian window 11, sigma 1.5, per channel,
-averaged). Consistency: for consecutive targets (a, b) of a window, b's pixels are lifted
+averaged); holes PSNR, pooled over the pixels the cloud leaves empty (where a generator must
+invent content), and PSNR per scene. ``side_by_side`` sets several evaluations beside each
+other -- ``worldfm eval --out-of-family`` puts scene families no training stage saw first,
+then the held-out scenes of the training families. Consistency: for consecutive targets (a, b) of a window, b's pixels are lifted
 with b's ground-truth depth, projected into a, and where a's ground-truth depth agrees
 (co-visible, within ``covis_tolerance`` relative depth) the mean absolute RGB difference
 between the two *generated* frames is taken; the score is that divided by the same number
@@ -311,24 +314,65 @@ CEILING = "ground-truth latent (ceiling)"
 
 @dataclass
 class EvalResult:
-    """Per-method mean metrics, consistency ratios and the per-target images of the strip."""
+    """Per-method mean metrics, consistency ratios and per-scene PSNR of one set of scenes.
+
+    ``rows[method]``: ``psnr`` and ``ssim`` (means over targets) and ``holes_psnr``, the PSNR
+    of all pixels the point cloud leaves empty, pooled over the set (NaN without holes): the
+    pixels where the anchor has nothing to say and a generator must invent content.
+    ``per_scene[scene][method]``: mean PSNR over that scene's targets.
+    """
 
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
     consistency: dict[str, float] = field(default_factory=dict)
+    per_scene: dict[str, dict[str, float]] = field(default_factory=dict)
     targets: int = 0
     scenes: int = 0
 
     def markdown(self) -> str:
-        lines = ["| method | PSNR (dB) | SSIM | consistency (x GT) |", "|---|---:|---:|---:|"]
+        lines = ["| method | PSNR (dB) | SSIM | holes PSNR (dB) | consistency (x GT) |", "|---|---:|---:|---:|---:|"]
         for name, m in self.rows.items():
-            cons = self.consistency.get(name)
-            c = f"{cons:.2f}" if cons is not None and math.isfinite(cons) else "-"
-            lines.append(f"| {name} | {m['psnr']:.2f} | {m['ssim']:.3f} | {c} |")
+            lines.append(f"| {name} | {m['psnr']:.2f} | {m['ssim']:.3f} | {_fmt(m.get('holes_psnr'))} | "
+                         f"{_fmt(self.consistency.get(name))} |")
         lines.append(f"\n{self.targets} targets from {self.scenes} held-out scenes.")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"rows": self.rows, "consistency": self.consistency, "targets": self.targets, "scenes": self.scenes}
+        return {"rows": self.rows, "consistency": self.consistency, "per_scene": self.per_scene,
+                "targets": self.targets, "scenes": self.scenes}
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else "-"
+
+
+GENERATOR_ROW, FILL_ROW = "generator 1 step", "anchor + hole filling"
+
+
+def side_by_side(sets: Mapping[str, EvalResult]) -> str:
+    """One markdown table of several evaluation sets (e.g. out-of-family, then in-family), their
+    columns side by side in the given order, and per set the 1-step generator's margin over
+    anchor + hole filling scene by scene (a model that generalises beats it on every scene)."""
+    names = list(sets)
+    methods = list(dict.fromkeys(m for r in sets.values() for m in r.rows))
+    head = "| method | " + " | ".join(f"{n}: PSNR | SSIM | holes | cons." for n in names) + " |"
+    lines = [head, "|---|" + "---:|---:|---:|---:|" * len(names)]
+    for method in methods:
+        cells = []
+        for r in sets.values():
+            m = r.rows.get(method)
+            cells += (["-"] * 4 if m is None else
+                      [_fmt(m["psnr"]), _fmt(m["ssim"], 3), _fmt(m.get("holes_psnr")), _fmt(r.consistency.get(method))])
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for name, r in sets.items():
+        lines.append(f"{name}: {r.targets} targets from {r.scenes} scenes.")
+        margins = {scene: m[GENERATOR_ROW] - m[FILL_ROW] for scene, m in r.per_scene.items()
+                   if GENERATOR_ROW in m and FILL_ROW in m}
+        if margins:
+            lines.append(f"  1 step minus anchor + hole filling, per scene (dB): "
+                         + ", ".join(f"{scene} {v:+.2f}" for scene, v in margins.items())
+                         + f"; below it on {sum(v < 0 for v in margins.values())} of {len(margins)}.")
+    return "\n".join(lines)
 
 
 def evaluate(
@@ -361,6 +405,8 @@ def evaluate(
     rng = np.random.default_rng(seed)
     c, h, w = runner.manifest["latent_shape"]
     scores: dict[str, list[tuple[float, float]]] = {}
+    holes: dict[str, list[float]] = {}  # method -> [squared error summed over hole pixels, pixel count]
+    by_scene: dict[str, dict[str, list[float]]] = {}
     images: dict[str, dict[tuple[str, int], list[tuple[Frame, np.ndarray]]]] = {}
     strip_images = []
     targets = [t for s in scenes for t in evaluation_targets(s, window, stride, anchor_style)]
@@ -396,9 +442,15 @@ def evaluate(
             for name, ablate in ABLATIONS.items():
                 out[name] = decode(runner.generate(1, noise[:, :1], ablate(x)), blank=name == "1 step, no anchor")
         out["ground truth"] = gt
+        empty = ~t.anchor_mask
         for name, img in out.items():
             if name != "ground truth":
-                scores.setdefault(name, []).append((psnr(img, gt), ssim(img, gt)))
+                value = psnr(img, gt)
+                scores.setdefault(name, []).append((value, ssim(img, gt)))
+                by_scene.setdefault(t.scene, {}).setdefault(name, []).append(value)
+                err = holes.setdefault(name, [0.0, 0])
+                err[0] += float(np.square(img[empty].astype(np.float64) - gt[empty]).sum()) / 255.0**2
+                err[1] += int(empty.sum()) * 3
             images.setdefault(name, {}).setdefault((t.scene, t.window), []).append((t.frame, img))
         if strip is not None and len(strip_images) < strip_rows:
             gen = out.get("generator 1 step", next(iter(out.values())))
@@ -407,7 +459,11 @@ def evaluate(
     for name, values in scores.items():
         arr = np.array(values)
         finite = arr[np.isfinite(arr[:, 0])]
-        result.rows[name] = {"psnr": float(finite[:, 0].mean()), "ssim": float(arr[:, 1].mean())}
+        se, n = holes[name]
+        hole_psnr = math.nan if n == 0 else (math.inf if se == 0 else 10.0 * math.log10(n / se))
+        result.rows[name] = {"psnr": float(finite[:, 0].mean()), "ssim": float(arr[:, 1].mean()), "holes_psnr": hole_psnr}
+    result.per_scene = {scene: {name: float(np.mean([v for v in vals if math.isfinite(v)] or [math.nan]))
+                                for name, vals in methods.items()} for scene, methods in by_scene.items()}
     gt_err = _sequence_error(images["ground truth"])
     for name in result.rows:
         if name.startswith(("generator", "teacher", "raw anchor", "anchor +")):

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from models.autoencoder import (
+    DEMO_LATENT_CHANNELS,
     AnchorDecoder,
     FastDecoder,
     LatentDecoder,
@@ -59,6 +60,7 @@ class AutoencoderTrainConfig:
     """Hyper-parameters of :func:`train_autoencoder` (stored with the checkpoint)."""
 
     kind: str = "kl"
+    latent_channels: int = DEMO_LATENT_CHANNELS
     steps: int = 2000
     batch_size: int = 16
     crop: int = 64
@@ -192,7 +194,7 @@ def train_autoencoder(
     out = Path(out)
     torch.manual_seed(config.seed)
     data = images_to_tensor(images)
-    vae = demo_autoencoder(config.kind).to(device)
+    vae = demo_autoencoder(config.kind, config.latent_channels).to(device)
 
     def batch_loss(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return autoencoder_loss(vae, random_crops(data, config.batch_size, config.crop, generator).to(device),

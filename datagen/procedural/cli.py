@@ -14,7 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-KIND_CHOICES = ("indoor", "outdoor", "mixed")
+# Mixes cycle through families by scene index. "mixed" is the original indoor/outdoor pair;
+# "varied" adds the richer training families; "held-out" holds the families no training
+# stage may see (layouts and textures), for `worldfm eval --out-of-family`.
+MIXES = {
+    "mixed": ("indoor", "outdoor"),
+    "varied": ("room", "courtyard", "indoor", "outdoor"),
+    "held-out": ("hall", "street"),
+}
+KIND_CHOICES = ("indoor", "outdoor", "room", "courtyard", "hall", "street", *MIXES)
 
 
 def scene_seed(base_seed: int, index: int) -> int:
@@ -25,10 +33,10 @@ def scene_seed(base_seed: int, index: int) -> int:
 
 
 def scene_kind(kind: str, index: int) -> str:
-    """"mixed" alternates indoor (even index) and outdoor (odd index) scenes."""
-    if kind != "mixed":
-        return kind
-    return "indoor" if index % 2 == 0 else "outdoor"
+    """The family of scene ``index``: ``kind`` itself, or for a mix (``MIXES``) its families in
+    turn ("mixed": indoor at even indices, outdoor at odd ones)."""
+    families = MIXES.get(kind, (kind,))
+    return families[index % len(families)]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, default=256, help="square image size in pixels (default 256)")
     parser.add_argument("--out", type=Path, default=Path("data/procedural"), help="output folder (default data/procedural)")
     parser.add_argument("--seed", type=int, default=0, help="base seed; same seed, same dataset (default 0)")
-    parser.add_argument("--kind", choices=KIND_CHOICES, default="mixed", help="scene kind (default mixed: alternate)")
+    parser.add_argument(
+        "--kind", choices=KIND_CHOICES, default="mixed",
+        help="scene family, or a mix of them: mixed = indoor/outdoor, varied = room/courtyard/indoor/outdoor "
+             "(training), held-out = hall/street (layouts and textures kept out of training; docs/datagen.md) "
+             "(default mixed)",
+    )
     parser.add_argument("--trajectory", choices=TRAJECTORIES, default=None, help="force one camera path kind (default: drawn per scene)")
     parser.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -55,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _plan(args: argparse.Namespace, index: int):
     """Scene ``index`` of a run, its cameras, and the metadata its folder records."""
+    from datagen.procedural.families import texture_set, texture_sources
     from datagen.procedural.scenes import GENERATOR_VERSION, generate_scene
     from datagen.procedural.trajectories import plan_cameras
 
@@ -62,10 +76,14 @@ def _plan(args: argparse.Namespace, index: int):
     scene = generate_scene(seed, kind)
     cameras, path_info = plan_cameras(scene, args.views, args.size, args.size, args.trajectory)
     generator = {"name": "datagen.procedural", "version": GENERATOR_VERSION, "kind": kind, **path_info}
+    textures = texture_set(kind)
+    if textures is not None:  # the richer families say what their surfaces are made of
+        generator["texture_set"] = textures.name
+        generator["photos"] = texture_sources(scene)
     return scene, cameras, {"seed": seed, "generator": generator}
 
 
-_worker_scene: dict = {}  # per process: the scene being rendered, {index: (renderer, cameras)}
+_worker_scene: dict = {}  # per process: the scene being rendered, {(run settings, index): (renderer, cameras)}
 
 
 def _render_view(job: tuple[argparse.Namespace, int, int]):
@@ -75,11 +93,14 @@ def _render_view(job: tuple[argparse.Namespace, int, int]):
     from datagen.procedural.renderer import Renderer
 
     args, index, view = job
-    if index not in _worker_scene:
+    # Keyed by everything the scene and its cameras depend on: without a pool this process
+    # renders, and a later run in it (another seed, size or family) must not reuse them.
+    key = (args.seed, args.kind, args.views, args.size, args.trajectory, index)
+    if key not in _worker_scene:
         scene, cameras, _ = _plan(args, index)
         _worker_scene.clear()
-        _worker_scene[index] = (Renderer(scene), cameras)
-    renderer, cameras = _worker_scene[index]
+        _worker_scene[key] = (Renderer(scene), cameras)
+    renderer, cameras = _worker_scene[key]
     return index, view, renderer.render(cameras[view], name=frame_stem(view))
 
 

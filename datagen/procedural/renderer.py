@@ -17,7 +17,7 @@ import numpy as np
 
 from datagen.procedural.scenes import PointLight, ProceduralScene
 from datagen.procedural.shapes import transform
-from datagen.procedural.textures import pattern_weight
+from datagen.procedural.textures import pattern_weight, photo_albedo, value_noise
 from models.cameras import pixel_rays
 from models.scene import Camera, Frame
 
@@ -157,14 +157,23 @@ class Renderer:
             normal[sel], uv[sel], mat[sel] = shape.surface(points[sel])
         return normal, uv, mat
 
-    def _albedo(self, uv: np.ndarray, mat: np.ndarray) -> np.ndarray:
-        """Linear-RGB albedo (n, 3) from each point's material pattern."""
+    def _albedo(self, uv: np.ndarray, mat: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+        """Linear-RGB albedo (n, 3) from each point's material: its pattern, or its photograph
+        (filtered to ``footprint`` (n,), each pixel's size on the surface in metres)."""
         out = np.empty((len(uv), 3), np.float32)
         for m in np.flatnonzero(np.bincount(mat)):
             sel = np.flatnonzero(mat == m)
             material = self.scene.materials[m]
-            w = pattern_weight(material.pattern, uv[sel], material.scale, material.salt)[:, None]
-            out[sel] = self._color_a[m] * (1 - w) + self._color_b[m] * w
+            if material.image:
+                shift = np.float32(material.scale / 1024) * np.float32([material.salt & 1023, (material.salt >> 10) & 1023])
+                out[sel] = np.minimum(photo_albedo(material.image, uv[sel] + shift, material.scale, footprint[sel])
+                                      * self._color_a[m], 1.0)
+            else:
+                w = pattern_weight(material.pattern, uv[sel], material.scale, material.salt)[:, None]
+                out[sel] = self._color_a[m] * (1 - w) + self._color_b[m] * w
+            if material.macro:
+                stain = value_noise(uv[sel], 2.5, material.salt + 11, octaves=2)
+                out[sel] *= (1.0 + material.macro * (2.0 * stain - 1.0))[:, None]
         return out
 
     def _shade(self, points: np.ndarray, view: np.ndarray, normal: np.ndarray, mat: np.ndarray, albedo: np.ndarray) -> np.ndarray:
@@ -213,8 +222,12 @@ class Renderer:
         w = np.clip(dirs[:, 2:3], 0, 1) ** 0.6
         return horizon * (1 - w) + zenith * w
 
-    def trace(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def trace(self, origin: np.ndarray, dirs: np.ndarray, pixel_angle: float = 0.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Shade rays from ``origin`` (3,) along unit world directions ``dirs`` (n, 3).
+
+        ``pixel_angle``: the angle one pixel spans (radians, 1 / focal length in pixels), to
+        which photographic textures are filtered; 0 samples them at full resolution.
 
         Returns display RGB uint8 (n, 3), the distance to the first hit in metres (n,; inf
         where nothing is hit: sky) and what was hit (n,; shape index, -1 for the enclosure
@@ -234,7 +247,10 @@ class Renderer:
         facing = np.einsum("ij,ij->i", normal, view) > 0
         normal[facing] *= -1
         radiance = np.zeros((len(dirs), 3), np.float32)
-        radiance[hit] = self._shade(points, view, normal, mat, self._albedo(uv, mat))
+        # A pixel's size on the surface: its angular size at this distance,
+        # stretched at grazing angles; photographs are filtered to it (no aliasing).
+        footprint = t[hit] * np.float32(pixel_angle) / np.maximum(-np.einsum("ij,ij->i", normal, view), 0.2)
+        radiance[hit] = self._shade(points, view, normal, mat, self._albedo(uv, mat, footprint))
         if len(hit) < len(dirs):
             miss = np.flatnonzero(~np.isfinite(t))
             radiance[miss] = self._sky(dirs[miss])
@@ -249,7 +265,7 @@ class Renderer:
         dirs_cam, cos_axis, pixel = self.camera_rays(camera)
         rot = camera.c2w[:3, :3].astype(np.float32)
         origin = camera.c2w[:3, 3].astype(np.float32)
-        traced, t, _ = self.trace(origin, transform(dirs_cam, rot.T))
+        traced, t, _ = self.trace(origin, transform(dirs_cam, rot.T), 1.0 / float(camera.K[0, 0]))
         rgb = np.empty((len(t), 3), np.uint8)
         rgb[pixel] = traced  # back to raster order
         hit = np.flatnonzero(np.isfinite(t))

@@ -16,7 +16,10 @@ import numpy as np
 from datagen.procedural.shapes import Box, Cylinder, Enclosure, Ground, Room, Shape, Sphere
 
 GENERATOR_VERSION = 1  # bump when the same seed would give a different scene
-KINDS = ("indoor", "outdoor")
+# Scene families. The first two are the original ones (their images are pinned by the tests);
+# the rest are in ``families``: "room" and "courtyard" train, "hall" and "street" are held out
+# of every training stage (other layouts, other textures) for the out-of-family evaluation.
+KINDS = ("indoor", "outdoor", "room", "courtyard", "hall", "street")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class Material:
 
     ``scale``: pattern cell size in metres. ``specular``: Blinn-Phong highlight strength in
     [0, 1]; ``shininess``: its exponent. ``salt`` decorrelates the noise of materials.
+    ``image``: a photograph (``textures.PHOTOS``) instead of the colours, pattern "photo",
+    tiled every ``scale`` metres and tinted by ``color_a``. ``macro``: strength of a
+    brightness variation a few metres wide (stains, uneven light), 0 = none.
     """
 
     color_a: tuple[float, float, float]
@@ -34,6 +40,8 @@ class Material:
     specular: float
     shininess: float
     salt: int
+    image: str = ""
+    macro: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -272,8 +280,14 @@ def _outdoor(rng: np.random.Generator, seed: int) -> ProceduralScene:
 
 
 def generate_scene(seed: int, kind: str = "indoor") -> ProceduralScene:
-    """The scene of ``seed`` and ``kind`` ("indoor" room or "outdoor" courtyard); deterministic."""
+    """The scene of ``seed`` and ``kind`` (one of ``KINDS``); deterministic."""
     if kind not in KINDS:
         raise ValueError(f"scene kind must be one of {KINDS}; got {kind!r}")
     rng = np.random.default_rng([GENERATOR_VERSION, seed, KINDS.index(kind)])
-    return _indoor(rng, seed) if kind == "indoor" else _outdoor(rng, seed)
+    if kind == "indoor":
+        return _indoor(rng, seed)
+    if kind == "outdoor":
+        return _outdoor(rng, seed)
+    from datagen.procedural import families  # it builds on this module's types
+
+    return families.BUILDERS[kind](rng, seed)

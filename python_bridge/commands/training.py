@@ -48,7 +48,7 @@ def run_train_autoencoder(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     scenes = load_scenes(args.data)
     images = [f.rgb for s in scenes for f in s.frames]
-    config = AutoencoderTrainConfig(kind=args.kind, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+    config = AutoencoderTrainConfig(kind=args.kind, latent_channels=args.latent_channels, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
                                     lr=args.lr, seed=args.seed, save_every=args.save_every)
     vae = train_autoencoder(images, args.out, config, device=args.device)
     if args.val_data:
@@ -152,6 +152,8 @@ def run_distill(args: argparse.Namespace) -> int:
                            generator_steps=tuple(args.generator_steps), guidance_scale=args.guidance_scale,
                            regression_weight=args.regression_weight,
                            data_regression_weight=args.data_regression_weight, hole_weight=args.hole_weight,
+                           gan_weight=args.gan_weight, gan_critic_weight=args.gan_critic_weight,
+                           init_from_teacher_x0=args.init_from_teacher_x0,
                            pool_size=args.pool_size,
                            teacher_steps=args.teacher_steps, seed=args.seed, save_every=args.save_every,
                            workers=args.workers)
@@ -183,7 +185,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import json
 
     from models.checkpoints import load_model
-    from models.evaluate import OnnxRunner, anchor_report, evaluate
+    from models.evaluate import OnnxRunner, anchor_report, evaluate, side_by_side
 
     _set_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -210,13 +212,20 @@ def run_eval(args: argparse.Namespace) -> int:
         latent_decoder = load_codec(args.autoencoder)[1]
     runner = OnnxRunner(args.model, threads=args.threads)
     teacher = load_model(args.teacher) if args.teacher else None
-    result = evaluate(runner, sets["in family"], teacher=teacher, teacher_steps=args.teacher_steps,
-                      window=args.window, stride=args.stride, seed=args.seed, strip=args.out / "strip.png",
-                      ablations=ablations, latent_decoder=latent_decoder,
-                      anchor_style=args.anchor or runner.manifest.get("anchor_style"))
-    table = result.markdown()
+    style = args.anchor or runner.manifest.get("anchor_style")
+    # Out of family first: it is the figure that says whether the model generalises.
+    results = {}
+    for name in sorted(sets, key=lambda n: n != "out of family"):
+        strip = args.out / ("strip.png" if len(sets) == 1 else f"strip_{name.replace(' ', '_')}.png")
+        results[name] = evaluate(runner, sets[name], teacher=teacher, teacher_steps=args.teacher_steps,
+                                 window=args.window, stride=args.stride, seed=args.seed, strip=strip,
+                                 ablations=ablations, latent_decoder=latent_decoder, anchor_style=style)
+    if len(results) > 1:
+        table, report = side_by_side(results), {name: r.to_json() for name, r in results.items()}
+    else:
+        table, report = results["in family"].markdown(), results["in family"].to_json()
     (args.out / "eval.md").write_text(table + "\n")
-    (args.out / "eval.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    (args.out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table)
     return 0
 
@@ -260,6 +269,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ae.add_argument("--out", type=Path, required=True, help="run folder (state.safetensors, autoencoder/)")
     # models.autoencoder.DEMO_KINDS, spelled out so `worldfm --help` does not import torch
     ae.add_argument("--kind", choices=["tiny16", "tiny", "kl"], default="kl", help="architecture (default kl)")
+    ae.add_argument("--latent-channels", type=int, default=8,
+                    help="channels per 16x16-pixel latent cell (default 8); the DiT then needs "
+                         "--model-overrides '{\"latent_channels\": N}'")
     _add_crop_training_args(ae, steps=2000, batch_size=16, crop=64, lr=1e-3)
     ae.set_defaults(func=run_train_autoencoder)
 
@@ -329,6 +341,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     di.add_argument("--hole-weight", type=float, default=0.0,
                     help="extra weight of the data regression in latent cells the cloud leaves empty, "
                          "per unit of empty share (default 0 = uniform)")
+    di.add_argument("--gan-weight", type=float, default=0.0,
+                    help="weight of DMD2's GAN term in the generator loss (classifier head on the critic; "
+                         "default 0 = off)")
+    di.add_argument("--gan-critic-weight", type=float, default=1e-2,
+                    help="weight of the classifier loss in the critic's loss when --gan-weight > 0 (default 0.01)")
+    di.add_argument("--init-from-teacher-x0", action="store_true",
+                    help="start the generator at the teacher's x0 estimate (v from eps) instead of a plain copy "
+                         "(first step ~ -z); measured to diverge at the default learning rates (docs/training.md)")
     di.add_argument("--pool-size", type=int, default=256, help="teacher ODE pairs (default 256)")
     di.add_argument("--teacher-steps", type=int, default=10, help="DPM-Solver++ steps of the teacher (default 10)")
     di.set_defaults(func=run_distill)
@@ -340,8 +360,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", type=Path, default=None,
                     help="exported model folder (manifest.json); without it only the anchor styles are scored")
     ev.add_argument("--data", type=Path, nargs="+", required=True, help="held-out dataset folders (in family)")
-    ev.add_argument("--ood-data", type=Path, nargs="*", default=None,
-                    help="held-out scenes of a family no training stage saw; anchors are scored on both sets")
+    ev.add_argument("--out-of-family", "--ood-data", dest="ood_data", type=Path, nargs="*", default=None,
+                    help="held-out scenes of families no training stage saw (`worldfm datagen procedural --kind "
+                         "held-out`): anchors and the model are scored on both sets, these columns first")
     ev.add_argument("--anchor", default=None, metavar="STYLE",
                     help="anchor style the model is run with (default: its manifest's, else mesh; docs/anchor.md)")
     ev.add_argument("--anchor-styles", nargs="+", default=None, metavar="STYLE",

@@ -222,3 +222,120 @@ def test_cli_output_does_not_depend_on_worker_count(tmp_path):
     for name in ("scene_00000", "scene_00001"):
         one = (tmp_path / "one" / name / "transforms.json").read_text()
         assert one == (tmp_path / "two" / name / "transforms.json").read_text()  # same poses, same file hashes
+
+
+def _render_digest(kind: str, index: int, views: int, size: int, base_seed: int) -> str:
+    """SHA-256 of the pixels (RGB uint8, depth as the stored uint16 millimetres) that
+    ``worldfm datagen procedural`` renders for scene ``index`` of a run: the decoded arrays,
+    not the PNG bytes, so an encoder change elsewhere does not move it."""
+    import hashlib
+
+    from datagen.dataset import encode_depth
+    from datagen.procedural.cli import scene_seed
+
+    scene = generate_scene(scene_seed(base_seed, index), kind)
+    cameras, _ = plan_cameras(scene, views, size, size)
+    renderer, digest = Renderer(scene), hashlib.sha256()
+    for camera in cameras:
+        frame = renderer.render(camera)
+        digest.update(frame.rgb.tobytes())
+        digest.update(encode_depth(frame.depth).tobytes())
+    return digest.hexdigest()
+
+
+# The model card's figures (models/weights/demo-256/MODEL_CARD.md) are measured on data this
+# renderer makes. A change that moves any of these digests changes the card's data: regenerate
+# it with the card's datagen commands, rerun the card's commands, update the card, then these.
+PINNED_RENDERS = {
+    ("indoor", 0): "a3208b65a6490e234c65c3239f5d12d0354d0d32745186fb36f96b60e08ce19b",
+    ("outdoor", 1): "93a583e3241ba4094ef2cf741065ad8863a0251b6931b5f906b5ef8d8a07f108",
+    ("room", 2): "e560c461908b9080efddb75afc680353900a199fdf55363334ec79b43d855eec",
+    ("hall", 3): "11350f0059ed91e74b68caec57de109ea589a883749e29ab420ae17ef24f164c",
+}
+
+
+@pytest.mark.parametrize(("kind", "index"), sorted(PINNED_RENDERS))
+def test_renderer_output_is_pinned(kind, index):
+    digest = _render_digest(kind, index, views=3, size=48, base_seed=100000)
+    assert digest == PINNED_RENDERS[kind, index], (
+        f"the procedural renderer's output changed ({kind} scene {index}: {digest}); regenerate the model card's "
+        "data and figures with its commands (models/weights/demo-256/MODEL_CARD.md), then update PINNED_RENDERS"
+    )
+
+
+# ----------------------------------------------------------------------------- richer families
+
+NEW_FAMILIES = ("room", "courtyard", "hall", "street")
+
+
+@pytest.mark.parametrize("kind", NEW_FAMILIES)
+def test_new_families_keep_cameras_free_and_draw_only_their_texture_set(kind):
+    from datagen.procedural.families import HELD_OUT_FAMILIES, HELD_OUT_TEXTURES, TRAIN_TEXTURES, texture_set
+
+    expected = HELD_OUT_TEXTURES if kind in HELD_OUT_FAMILIES else TRAIN_TEXTURES
+    assert texture_set(kind) is expected
+    photos, patterns = set(), set()
+    for seed in range(5):
+        scene = generate_scene(seed, kind)
+        assert scene == generate_scene(seed, kind)  # deterministic
+        cameras, _ = plan_cameras(scene, 10, 32, 32)
+        assert scene.camera_ok(np.array([c.c2w[:3, 3] for c in cameras]), CLEARANCE).all()
+        photos |= {m.image for m in scene.materials if m.image}
+        patterns |= {m.pattern for m in scene.materials if not m.image}
+    assert photos and photos <= set(expected.photos)
+    # Held-out families may use the legacy patterns only for lamp glass and leaves ("solid", "noise").
+    assert (patterns - {"solid", "noise"}) <= set(expected.patterns)
+
+
+def test_held_out_textures_are_disjoint_from_training_ones():
+    from datagen.procedural.families import HELD_OUT_TEXTURES, TRAIN_TEXTURES
+
+    assert not set(HELD_OUT_TEXTURES.photos) & set(TRAIN_TEXTURES.photos)
+    assert not set(HELD_OUT_TEXTURES.patterns) & set(TRAIN_TEXTURES.patterns)
+
+
+def test_photo_mip_mapping_matches_texels_up_close_and_the_mean_far_away():
+    from datagen.procedural.textures import photo_albedo, photo_pyramid
+
+    level0 = photo_pyramid("brick")[0]
+    h, w = level0.shape[:2]
+    scale = 2.0  # metres per tile along the longer side
+    texel = scale / max(h, w)
+    rows, cols = np.array([3, 100, h - 2]), np.array([5, 77, w - 3])
+    uv = np.stack([(cols + 0.5) * texel, (rows + 0.5) * texel], 1).astype(np.float32)
+    near = photo_albedo("brick", uv, scale, np.full(3, texel * 0.5, np.float32))
+    assert np.allclose(near, level0[rows, cols], atol=1e-5)  # at texel centres: the texel itself
+    far = photo_albedo("brick", uv, scale, np.full(3, scale * 100, np.float32))
+    assert np.allclose(far, level0.mean((0, 1)), rtol=0.05)  # a pixel covering many tiles: the average
+    # Mirrored tiling: no seam where one tile meets the next.
+    edge = np.float32([[w * texel - 1e-4, 10.5 * texel], [w * texel + 1e-4, 10.5 * texel]])
+    a, b = photo_albedo("brick", edge, scale, np.full(2, texel * 0.5, np.float32))
+    assert np.allclose(a, b, atol=1e-3)
+
+
+def test_cli_records_family_texture_set_and_photo_sources(tmp_path):
+    from datagen.procedural.textures import HELD_OUT_PHOTOS, PHOTOS
+
+    out = tmp_path / "ood"
+    assert main(["datagen", "procedural", "--kind", "held-out", "--scenes", "2", "--views", "2", "--size", "32",
+                 "--out", str(out), "--workers", "1"]) == 0
+    families = []
+    for path in find_scenes(out):
+        generator = read_scene(path).meta["generator"]
+        families.append(generator["kind"])
+        assert generator["texture_set"] == "held-out"
+        assert generator["photos"]
+        for photo in generator["photos"]:
+            assert photo["name"] in HELD_OUT_PHOTOS and photo["licence"] == PHOTOS[photo["name"]].licence
+            assert photo["package"] == "scikit-image" and len(photo["sha256"]) == 64
+    assert families == ["hall", "street"]
+
+
+def test_cli_runs_in_one_process_do_not_share_scenes(tmp_path):
+    # Without worker processes the command renders in this process; a second run with other
+    # settings must not reuse the first run's scene or cameras.
+    base = ["datagen", "procedural", "--scenes", "1", "--views", "2", "--workers", "1"]
+    assert main([*base, "--size", "24", "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--size", "16", "--kind", "outdoor", "--out", str(tmp_path / "b")]) == 0
+    scene = read_scene(tmp_path / "b" / "scene_00000")
+    assert scene.frames[0].rgb.shape == (16, 16, 3) and scene.meta["generator"]["kind"] == "outdoor"

@@ -33,6 +33,15 @@ def test_demo_autoencoder_matches_demo_model_latent(kind):
         assert LatentDecoder(vae)(latent).shape == image.shape
 
 
+@pytest.mark.parametrize("kind", DEMO_KINDS)
+def test_demo_autoencoder_takes_other_latent_widths(kind):
+    vae = demo_autoencoder(kind, latent_channels=32).eval()
+    with torch.no_grad():
+        latent = LatentEncoder(vae)(torch.zeros(1, 3, 64, 64))
+        assert latent.shape == (1, 32, 4, 4)
+        assert LatentDecoder(vae)(latent).shape == (1, 3, 64, 64)
+
+
 def small_kl():
     from diffusers import AutoencoderKL
 

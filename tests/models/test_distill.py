@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from models.checkpoints import load_model
@@ -93,3 +96,55 @@ def test_data_regression_loss_weights_the_holes():
     assert torch.isclose(data_regression_loss(x, x0, covered, 3.0), plain)  # no holes: uniform
     # weights 4, 1, 1, 1 normalised to mean 1: the hole cell's error counts 4 / 1.75
     assert torch.isclose(data_regression_loss(x, x0, hole_top_left, 3.0), plain * 4 / 1.75)
+
+
+@pytest.mark.parametrize("ref_isolated", [False, True])
+def test_fresh_generator_starts_at_the_teachers_x0(val_batch, ref_isolated):
+    from dataclasses import replace
+
+    from models.distill import generator_from_teacher
+    from models.sampling import generate
+
+    torch.manual_seed(4)
+    teacher = build_model(replace(build_model("tiny").config, ref_isolated=ref_isolated))
+    for p in teacher.final_layer.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    teacher.eval()
+    cond = batch_condition(val_batch)
+    z = torch.randn_like(val_batch["target_latent"])
+    t = torch.full((z.shape[0],), 999)
+    with torch.no_grad():
+        want = x0_from_eps(z, teacher(z, t.float(), *cond.model_args())[:, :4], t)  # (z - s eps) / a
+        got = generate(generator_from_teacher(teacher), cond, steps=1, noise=z[:, None])  # the exported sampler
+        plain = generate(generator_from_teacher(teacher, from_x0=False), cond, steps=1, noise=z[:, None])
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # The teacher copied as is starts at a z - s eps instead: not its x0 estimate.
+    assert (plain - want).abs().mean() > 10 * (got - want).abs().mean() + 0.1
+
+
+def test_gan_losses_reward_separating_real_from_fake():
+    from models.distill import gan_critic_loss, gan_generator_loss
+
+    zero, sure = torch.zeros(2, 3), torch.full((2, 3), 6.0)
+    assert torch.isclose(gan_critic_loss(zero, zero), torch.tensor(2 * math.log(2)))
+    assert gan_critic_loss(sure, -sure) < 0.01 < gan_critic_loss(-sure, sure)  # right vs wrong classifier
+    assert gan_generator_loss(sure) < 0.01 < gan_generator_loss(-sure)  # fooled vs not
+
+
+def test_gan_term_trains_a_head_on_the_critic_and_resumes(teacher_run, pair_dataset, tmp_path):
+    from dataclasses import replace
+
+    from safetensors import safe_open
+
+    from models.distill import DistillConfig, distill
+
+    config = DistillConfig(steps=4, batch_size=4, critic_updates=1, regression_weight=0.0, gan_weight=0.1,
+                           gan_critic_weight=0.1, save_every=2, log_every=2, generator_steps=(1,))
+    teacher = load_model(teacher_run / "teacher.safetensors")
+    distill(teacher, pair_dataset, tmp_path, replace(config, steps=2), progress=False)
+    distill(teacher, pair_dataset, tmp_path, config, progress=False)  # resumes at step 2
+    records = read_log(tmp_path)
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(math.isfinite(r["gan_generator"]) and r["gan_generator"] > 0 for r in records)
+    with safe_open(str(tmp_path / "state.safetensors"), framework="pt") as f:
+        assert any(k.startswith("gan_head") for k in f.keys())

@@ -82,6 +82,50 @@ def test_evaluate_the_tiny_export(export_dir, teacher_run, tmp_path):
     assert set(result.consistency) == {"raw anchor", "anchor + hole filling", "generator 1 step", "generator 2 steps",
                                       "teacher (3 steps)"}
     assert "| generator 1 step |" in result.markdown()
+    # In the holes the raw anchor is black: filling them is what moves the holes-only figure.
+    holes = {k: v["holes_psnr"] for k, v in result.rows.items()}
+    assert holes["anchor + hole filling"] > holes["raw anchor"]
+    assert set(result.per_scene) == {scenes[0].name} and set(result.per_scene[scenes[0].name]) == expected
+    assert result.per_scene[scenes[0].name]["raw anchor"] == pytest.approx(result.rows["raw anchor"]["psnr"])
     # same weights and noise: only the anchor the ablated model no longer sees tells the rows apart
     assert result.rows["ablation: no anchor"] != result.rows["ablation: full"]
     assert (tmp_path / "strip.png").is_file()
+
+
+def test_side_by_side_puts_sets_in_order_and_counts_scenes_below_the_fill():
+    from models.evaluate import EvalResult, side_by_side
+
+    def result(gen: dict[str, float], fill: dict[str, float]) -> EvalResult:
+        rows = {"anchor + hole filling": {"psnr": np.mean(list(fill.values())), "ssim": 0.9, "holes_psnr": 20.0},
+                "generator 1 step": {"psnr": np.mean(list(gen.values())), "ssim": 0.8, "holes_psnr": float("nan")}}
+        per_scene = {s: {"generator 1 step": gen[s], "anchor + hole filling": fill[s]} for s in gen}
+        return EvalResult(rows=rows, consistency={"generator 1 step": 1.25}, per_scene=per_scene, targets=4,
+                          scenes=len(gen))
+
+    ood = result({"a": 25.0, "b": 27.0}, {"a": 26.0, "b": 26.5})
+    ind = result({"c": 31.0}, {"c": 29.0})
+    table = side_by_side({"out-of-family": ood, "in-family": ind})
+    lines = table.splitlines()
+    assert lines[0].index("out-of-family") < lines[0].index("in-family")
+    assert "| generator 1 step | 26.00 | 0.800 | - | 1.25 | 31.00 | 0.800 | - | 1.25 |" in lines
+    assert "a -1.00, b +0.50; below it on 1 of 2." in table
+    assert "c +2.00; below it on 0 of 1." in table
+
+
+def test_eval_command_scores_out_of_family_beside_in_family(export_dir, tmp_path):
+    import json
+
+    from python_bridge.cli import main
+
+    size = json.loads((export_dir / "manifest.json").read_text())["image_size"][0]
+    common = ["--scenes", "1", "--views", "8", "--size", str(size), "--workers", "1"]
+    assert main(["datagen", "procedural", *common, "--kind", "indoor", "--out", str(tmp_path / "in")]) == 0
+    assert main(["datagen", "procedural", *common, "--kind", "held-out", "--out", str(tmp_path / "ood")]) == 0
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(export_dir), "--data", str(tmp_path / "in"), "--out-of-family",
+                 str(tmp_path / "ood"), "--stride", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert list(report) == ["out of family", "in family"]
+    assert report["out of family"]["scenes"] == report["in family"]["scenes"] == 1
+    assert (out / "eval.md").read_text().startswith("| method | out of family: PSNR")
+    assert (out / "strip_out_of_family.png").is_file() and (out / "strip_in_family.png").is_file()
