@@ -36,11 +36,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from models.anchor.build import AnchorScene
 from models.anchor.cloud import AnchorInputError, PointCloud
-from models.anchor.splat import DeviceCloud, RenderOutput
+from models.anchor.splat import DeviceCloud, RenderOutput, to_device
 from models.cameras import c2w_to_w2c, validate_c2w, validate_K
 
-__all__ = ["render_release", "anchor_agreement"]
+__all__ = ["prepare_release", "render_release", "anchor_agreement"]
 
 NEAR_M = float(np.float16(1e-3))  # the release compares half-precision depths with this
 DEPTH_TIE_M = 1e-4  # points this close to the nearest depth of a pixel all write their colour
@@ -65,6 +66,18 @@ def _points(cloud: PointCloud | DeviceCloud) -> tuple[torch.Tensor, torch.Tensor
         rgb = cloud.rgba[:-1].view(torch.uint8).view(-1, 4)[:, :3]  # the last entry is the empty-pixel colour
         return cloud.xyz_t.T, rgb
     return torch.from_numpy(cloud.xyz), torch.from_numpy(cloud.rgb)
+
+
+def prepare_release(scene: AnchorScene, device: str | torch.device = "cpu", compiled: bool = False,
+                    splat_radius: int = 0) -> DeviceCloud:
+    """Once per scene: the fused cloud on ``device``, what :func:`render_release` draws from.
+
+    The signature of an anchor style's ``prepare``; ``compiled`` changes nothing here (the
+    release style has no compiled kernel), and points are one pixel, as in the release.
+    """
+    if splat_radius:
+        raise AnchorInputError(f"the release anchor style draws one-pixel points; got splat_radius {splat_radius}")
+    return to_device(scene.cloud, device)
 
 
 def render_release(cloud: PointCloud | DeviceCloud, K: np.ndarray, c2w: np.ndarray, width: int,
