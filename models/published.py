@@ -36,8 +36,11 @@ GB = 1024**3
 
 # Calibration of the estimates (bench/bench_published.py, docs/published.md): peak memory is
 # the networks held in fp32 plus this many more fp32 copies of one network during the export
-# (tracer constants, the serialised graph, ONNX Runtime's session in the parity check) ...
+# (tracer constants, the serialised graph, ONNX Runtime's session in the parity check), plus
+# the autoencoder's activations at full resolution: bytes per pixel and channel of its widest
+# block (measured 1.9 GB for the published VAE at 512 px) ...
 EXPORT_COPIES = 3.0
+VAE_BYTES_PER_PIXEL_CHANNEL = 14.5
 # ... and the time is FLOPs at this fraction of the measured matmul rate, plus the bytes
 # written and hashed at DISK_BYTES_PER_S.
 FLOP_EFFICIENCY = 0.5
@@ -157,7 +160,8 @@ def plan_import(checkpoints: dict[int, Path], vae_folder: Path, out: Path, fp16:
     network_bytes = 4 * parameters
     graph_count = networks * (2 if fp16 else 1)
     disk = networks * network_bytes * (1.5 if fp16 else 1.0) + 4 * vae_parameters + network_bytes  # + one scratch graph
-    memory = (networks + EXPORT_COPIES) * network_bytes + 2 * 4 * vae_parameters
+    activations = VAE_BYTES_PER_PIXEL_CHANNEL * image_size**2 * max(vae.config.block_out_channels)
+    memory = (networks + EXPORT_COPIES) * network_bytes + 2 * 4 * vae_parameters + activations
     gflops = matmul_gflops()
     # Forwards of the network: traced once per step, run per step in PyTorch and ONNX Runtime
     # in the parity check (batch 1); the VAE: each graph traced, run twice.
@@ -201,6 +205,7 @@ def check_resources(plan: ImportPlan) -> None:
 
 def import_published(plan: ImportPlan, name: str | None = None) -> dict[str, float]:
     """Load the planned checkpoints strictly and export the model folder; returns the parity errors.
+    Consumes ``plan.weights``.
 
     Each checkpoint becomes the generator for its own step count; the VAE gives the
     encoder and decoder; the manifest records the sources and ``anchor_style: release``.
@@ -209,12 +214,15 @@ def import_published(plan: ImportPlan, name: str | None = None) -> dict[str, flo
     from models.export import export_model
     from models.model_folder import file_sha256
 
-    generators = {}
-    for s, weights in plan.weights.items():
+    generators, entries = {}, {}
+    for s in sorted(plan.weights):
+        weights = plan.weights.pop(s)  # released once copied: its tensors map the checkpoint file
         generators[s] = published_model(weights, plan.config, str(plan.sources[s]))
+        entries[s] = weights.entry or "."
+        del weights
     info = {
         "source": "published InSpatio-WorldFM weights (github.com/inspatio/worldfm), via worldfm import-published",
-        "checkpoints": {str(s): {"file": p.name, "sha256": file_sha256(p), "weights": plan.weights[s].entry or "."}
+        "checkpoints": {str(s): {"file": p.name, "sha256": file_sha256(p), "weights": entries[s]}
                         for s, p in plan.sources.items()},
         "autoencoder_sha256": autoencoder_sha256(plan.vae_folder),
     }
