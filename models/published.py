@@ -27,23 +27,23 @@ from pathlib import Path
 import torch
 
 from models.checkpoints import CheckpointError, PublishedWeights, published_config, published_model, read_published_weights
-from models.dit import DiTConfig, flops_per_step
+from models.dit import DiTConfig, build_model, flops_per_step
 
 log = logging.getLogger(__name__)
 
 ANCHOR_STYLE = "release"
 GB = 1024**3
 
-# Calibration of the estimates (bench/bench_published.py, docs/published.md): peak memory is
-# the networks held in fp32 plus this many more fp32 copies of one network during the export
-# (tracer constants, the serialised graph, ONNX Runtime's session in the parity check), plus
-# the autoencoder's activations at full resolution: bytes per pixel and channel of its widest
-# block (measured 1.9 GB for the published VAE at 512 px) ...
+# Calibration of the estimates (bench/bench_published.py at depth 2 and 28, docs/published.md).
+# Peak memory: the networks held in fp32, plus this many fp32 copies of the part of one
+# network the graphs run (tracer constants, the serialised graph, ONNX Runtime's session in
+# the parity check), plus the autoencoder's activations at full resolution: bytes per pixel
+# and channel of its widest block (~2 GB for the published VAE at 512 px).
 EXPORT_COPIES = 3.0
-VAE_BYTES_PER_PIXEL_CHANNEL = 14.5
-# ... and the time is FLOPs at this fraction of the measured matmul rate, plus the bytes
-# written and hashed at DISK_BYTES_PER_S.
-FLOP_EFFICIENCY = 0.5
+VAE_BYTES_PER_PIXEL_CHANNEL = 15.0
+# Time: FLOPs at the measured matmul rate (ONNX Runtime and PyTorch ran the XL forward at
+# about that rate), plus the bytes written and hashed at DISK_BYTES_PER_S.
+FLOP_EFFICIENCY = 1.0
 DISK_BYTES_PER_S = 200e6
 SAFETY = 1.1  # refuse unless the disk and memory exceed the estimate by this factor
 
@@ -112,6 +112,7 @@ class ImportPlan:
     config: DiTConfig
     fp16: bool
     parameters: int  # per network
+    run_parameters: int  # per network, those the graphs hold (:func:`parameters_run`)
     disk_bytes: int
     memory_bytes: int
     seconds: float
@@ -122,7 +123,8 @@ class ImportPlan:
         steps = ", ".join(f"{s}-step <- {p.name}" for s, p in sorted(self.sources.items()))
         return "\n".join([
             f"network     {c.name} depth {c.depth}, width {c.hidden_size}, {self.parameters / 1e6:.1f} M parameters "
-            f"each; {c.image_size}x{c.image_size} px, latent {c.latent_channels}x{c.latent_size}x{c.latent_size}",
+            f"each ({self.run_parameters / 1e6:.1f} M run at inference); {c.image_size}x{c.image_size} px, "
+            f"latent {c.latent_channels}x{c.latent_size}x{c.latent_size}",
             f"generators  {steps}{' (+ fp16 graphs for CUDA)' if self.fp16 else ''}",
             f"needs       ~{_size(self.disk_bytes)} of disk in {self.out}, ~{_size(self.memory_bytes)} of memory, "
             f"~{_minutes(self.seconds)} on this machine (matmul {self.gflops:.0f} GFLOP/s now)",
@@ -135,6 +137,18 @@ def _size(count: float) -> str:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def parameters_run(config: DiTConfig) -> int:
+    """Parameters of ``config``'s network that inference runs, so its exported graphs hold.
+
+    The published network also stores a caption embedder and per-block cross-attention
+    (run on zero captions, disabled by the release) and a Plücker projector it does not
+    use; tracing leaves them out of the graphs (~25 % of the XL's parameters).
+    """
+    skipped = ("y_embedder.",) + (() if config.plucker else ("plucker_proj.",))
+    model = build_model(config, device="meta")
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith(skipped) and ".cross_attn." not in n)
 
 
 def plan_import(checkpoints: dict[int, Path], vae_folder: Path, out: Path, fp16: bool = False,
@@ -155,22 +169,23 @@ def plan_import(checkpoints: dict[int, Path], vae_folder: Path, out: Path, fp16:
         raise CheckpointError("the checkpoints hold different networks: " + "; ".join(
             f"{checkpoints[s].name}: depth {c.depth}, width {c.hidden_size}" for s, c in configs.items()))
     parameters = weights[min(weights)].parameters
+    run_parameters = parameters_run(config)
     networks = len(weights)
     vae_parameters = sum(p.numel() for p in vae.parameters())
-    network_bytes = 4 * parameters
+    graph_bytes = 4 * run_parameters
     graph_count = networks * (2 if fp16 else 1)
-    disk = networks * network_bytes * (1.5 if fp16 else 1.0) + 4 * vae_parameters + network_bytes  # + one scratch graph
+    disk = networks * graph_bytes * (1.5 if fp16 else 1.0) + 4 * vae_parameters + graph_bytes  # + one scratch graph
     activations = VAE_BYTES_PER_PIXEL_CHANNEL * image_size**2 * max(vae.config.block_out_channels)
-    memory = (networks + EXPORT_COPIES) * network_bytes + 2 * 4 * vae_parameters + activations
+    memory = networks * 4 * parameters + EXPORT_COPIES * graph_bytes + 2 * 4 * vae_parameters + activations
     gflops = matmul_gflops()
     # Forwards of the network: traced once per step, run per step in PyTorch and ONNX Runtime
     # in the parity check (batch 1); the VAE: each graph traced, run twice.
     forwards = sum(3 * s for s in checkpoints) * (2 if fp16 else 1)
     flops = forwards * flops_per_step(config) + 3 * _vae_flops(vae, config.image_size)
-    io = (disk + 2 * networks * network_bytes * (1.5 if fp16 else 1.0)) / DISK_BYTES_PER_S  # written, hashed twice
+    io = (disk + 2 * networks * graph_bytes * (1.5 if fp16 else 1.0)) / DISK_BYTES_PER_S  # written, hashed twice
     seconds = flops / (FLOP_EFFICIENCY * gflops * 1e9) + io + 5 * graph_count
-    return ImportPlan(weights, dict(checkpoints), vae, Path(vae_folder), out, config, fp16, parameters, int(disk), int(memory),
-                      seconds, gflops)
+    return ImportPlan(weights, dict(checkpoints), vae, Path(vae_folder), out, config, fp16, parameters, run_parameters,
+                      int(disk), int(memory), seconds, gflops)
 
 
 def _vae_flops(vae: torch.nn.Module, size: int) -> int:
