@@ -243,7 +243,7 @@ def import_published(plan: ImportPlan, name: str | None = None) -> dict[str, flo
     }
     started = time.perf_counter()
     errors = export_model(generators, plan.vae, plan.out, name or plan.out.name, info=info, fp16=plan.fp16,
-                          parity_batch=1, anchor_style=ANCHOR_STYLE)
+                          anchor_style=ANCHOR_STYLE)
     log.info("import took %.0f s (estimated %.0f s)", time.perf_counter() - started, plan.seconds)
     return errors
 
