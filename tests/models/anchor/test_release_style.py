@@ -89,6 +89,24 @@ def test_pixels_are_rounded_half_a_pixel_off_our_convention():
     assert release.rgb[5, 11].tolist() == [0, 127, 255] and ours.rgb[5, 10].tolist() == [1, 128, 255]
 
 
+
+def test_prepared_scene_renders_like_its_cloud():
+    """``prepare_release`` is the style's once-per-scene step (the anchor-style registry's
+    ``prepare``): the scene's fused cloud on the device, one-pixel points only."""
+    from anchor_views import orbit_views
+
+    from models.anchor import AnchorInputError, build_scene
+    from models.anchor.release_style import prepare_release
+
+    scene = build_scene(orbit_views(4))
+    cam = scene.frames[1].camera
+    prepared = render_release(prepare_release(scene), cam.K, cam.c2w, cam.width, cam.height)
+    direct = render_release(scene.cloud, cam.K, cam.c2w, cam.width, cam.height)
+    assert prepared.mask.any()
+    np.testing.assert_array_equal(prepared.rgb.numpy(), direct.rgb.numpy())
+    with pytest.raises(AnchorInputError, match="one-pixel points"):
+        prepare_release(scene, splat_radius=1)
+
 # ----------------------------------------------------------------------------- the figure in docs/anchor.md
 
 FIGURE_SIZE, FIGURE_VIEWS = 128, 12  # per scene; the cloud is built from the even views, rendered at the odd ones
