@@ -44,6 +44,7 @@ VAE_BYTES_PER_PIXEL_CHANNEL = 15.0
 # Time: FLOPs at the measured matmul rate (ONNX Runtime and PyTorch ran the XL forward at
 # about that rate), plus the bytes written and hashed at DISK_BYTES_PER_S.
 FLOP_EFFICIENCY = 1.0
+FP16_COST = 1.5  # tracing under autocast and ONNX Runtime's fp16 kernels on a CPU, against fp32
 DISK_BYTES_PER_S = 200e6
 SAFETY = 1.1  # refuse unless the disk and memory exceed the estimate by this factor
 
@@ -179,8 +180,9 @@ def plan_import(checkpoints: dict[int, Path], vae_folder: Path, out: Path, fp16:
     memory = networks * 4 * parameters + EXPORT_COPIES * graph_bytes + 2 * 4 * vae_parameters + activations
     gflops = matmul_gflops()
     # Forwards of the network: traced once per step, run per step in PyTorch and ONNX Runtime
-    # in the parity check (batch 1); the VAE: each graph traced, run twice.
-    forwards = sum(3 * s for s in checkpoints) * (2 if fp16 else 1)
+    # in the parity check (batch 1), the fp16 graphs' at FP16_COST times the fp32 ones'; the
+    # VAE: each graph traced, run twice.
+    forwards = sum(3 * s for s in checkpoints) * (1 + FP16_COST if fp16 else 1)
     flops = forwards * flops_per_step(config) + 3 * _vae_flops(vae, config.image_size)
     io = (disk + 2 * networks * graph_bytes * (1.5 if fp16 else 1.0)) / DISK_BYTES_PER_S  # written, hashed twice
     seconds = flops / (FLOP_EFFICIENCY * gflops * 1e9) + io + 5 * graph_count
