@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine_line, matmul_rate
+
 GB = 1024**3
 # The published vae/config.json is PixArt-Sigma's SDXL VAE: these fields fix its shapes.
 PUBLISHED_VAE = dict(
@@ -108,7 +110,6 @@ def serve_frames(model: Path, provider: str, precision: str, frames: int, image_
     from datagen.procedural.renderer import Renderer
     from datagen.procedural.scenes import generate_scene
     from datagen.procedural.trajectories import plan_cameras
-    from models.published import matmul_gflops
     from python_bridge.engine import Engine
     from python_bridge.pipeline import FramePipeline
 
@@ -127,8 +128,8 @@ def serve_frames(model: Path, provider: str, precision: str, frames: int, image_
     start = time.perf_counter()
     first = pipeline.render(scene, targets[0].c2w, targets[0].K, size, seed=0)
     first_s = time.perf_counter() - start
-    rate = matmul_gflops()
-    print(f"first frame {first_s:.2f} s ({first.mode}, anchor style {pipeline.anchor_style}; matmul {rate:.0f} GFLOP/s)")
+    print(f"first frame {first_s:.2f} s ({first.mode}, anchor style {pipeline.anchor_style}; "
+          f"matmul {matmul_rate():.0f} GFLOP/s)")
     stages: dict[str, list[float]] = {}
     totals = []
     for i, cam in enumerate(targets[1:], 1):
@@ -138,7 +139,7 @@ def serve_frames(model: Path, provider: str, precision: str, frames: int, image_
         for stage, ms in result.timings.items():
             stages.setdefault(stage, []).append(ms)
     if totals:
-        rate = matmul_gflops()
+        rate = matmul_rate()
         per_stage = ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in stages.items())
         median = statistics.median(totals)
         print(f"per frame   {median * 1e3:.0f} ms median of {len(totals)} ({1 / median:.2f} frames/s): {per_stage} "
@@ -189,10 +190,8 @@ def main() -> None:
     common = ["--scratch", str(scratch), "--depth", str(args.depth), "--steps", *map(str, args.steps),
               "--image-size", str(args.image_size), "--provider", args.provider, *(["--fp16"] if fp16 else [])]
     try:
-        from models.published import matmul_gflops
-
         print(f"bench_published: XL width, depth {args.depth}, steps {args.steps}, {args.image_size} px, "
-              f"provider {args.provider}; matmul {matmul_gflops():.0f} GFLOP/s; scratch {scratch}", flush=True)
+              f"provider {args.provider}; scratch {scratch}\n{machine_line()}", flush=True)
         seconds, rss = child("write", *common)
         print(f"wrote the release files in {seconds:.0f} s (peak {rss:.1f} GB)", flush=True)
         report = scratch / "import.json"
@@ -200,7 +199,7 @@ def main() -> None:
         r = json.loads(report.read_text())
         e = r["estimate"]
         print(f"import      {r['seconds']:.0f} s measured, {e['seconds']:.0f} s estimated "
-              f"(matmul {r['gflops']:.0f} GFLOP/s at planning)")
+              f"(matmul {r['gflops']:.0f} GFLOP/s at planning, as the import measures it)")
         print(f"folder      {r['bytes'] / GB:.2f} GB measured, {e['disk_bytes'] / GB:.2f} GB estimated with one "
               "scratch graph")
         print(f"peak memory {rss:.2f} GB measured (import process), {e['memory_bytes'] / GB:.2f} GB estimated")

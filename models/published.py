@@ -74,7 +74,9 @@ def parse_checkpoint_arg(text: str) -> tuple[int, Path]:
 
 
 def matmul_gflops(seconds: float = 0.3, size: int = 1024) -> float:
-    """This machine's float32 matmul rate in GFLOP/s right now (torch, its current threads)."""
+    """This machine's sustained float32 matmul rate in GFLOP/s right now (torch, its current
+    threads): the mean over ``seconds``, what a minutes-long export gets -- unlike the best
+    single product ``bench/machine.py`` prints, which on a shared machine reads ~3x higher."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     torch.mm(a, b)
     count, start = 0, time.perf_counter()

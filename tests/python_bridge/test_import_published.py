@@ -87,7 +87,7 @@ def test_imported_folder_is_served_and_renders_frames(imported, release_files, m
     scene = pipeline.build(views)
     cam = views[1].camera
     frame = pipeline.render(scene, cam.c2w, cam.K, (SIZE, SIZE), steps=1, seed=0)
-    np.testing.assert_array_equal(frame.anchor, render_release(scene.cloud, cam.K, cam.c2w, SIZE, SIZE).rgb.numpy())
+    np.testing.assert_array_equal(frame.anchor, render_release(scene.anchor.cloud, cam.K, cam.c2w, SIZE, SIZE).rgb.numpy())
     server = make_server(FramePipeline(Engine(imported, provider="cpu")))
     with Client(server.endpoint, timeout_s=60) as client:
         opened = client.open_scene(views).scene
