@@ -21,7 +21,7 @@ best evidence of what training saw):
 * **depth test**: per pixel the smallest ``z``; every point within 1e-4 m of it writes its
   colour and the last in cloud order wins (on a GPU the release's scatter keeps any one of
   them);
-* **colour**: ``floor(255 * half(rgb / 255))`` -- a truncating cast, so a few colour
+* **colour**: ``floor(255 * half(rgb / 255))`` -- a truncating cast, so 131 of the 256
   values come out one lower;
 * **holes**: black, depth 0; no gap filling, no splat radius, no hole filling.
 
