@@ -177,7 +177,8 @@ class TimestepEmbedder(nn.Module):
         half = FREQ_EMBED_DIM // 2
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
         args = t.float()[:, None] * freqs[None]
-        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))
+        # Features in float32 for accuracy, then in the MLP's dtype (a .half() model's).
+        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1).to(self.mlp[0].weight.dtype))
 
 
 class Mlp(nn.Module):
@@ -568,7 +569,9 @@ class WorldFMDiT(nn.Module):
         grid_h, grid_w = self._grid(views[0])
         n, count = grid_h * grid_w, len(views)
         image_hw = (views[0].shape[-2] * c.vae_downsample, views[0].shape[-1] * c.vae_downsample)
-        x = to_view_major(self.x_embedder(torch.cat(views, dim=-1)), grid_h, grid_w, count)
+        # Latents may come in float32 to a .half()/.to(bfloat16) model: compute in the model's dtype.
+        latents = torch.cat(views, dim=-1).to(self.x_embedder.proj.weight.dtype)
+        x = to_view_major(self.x_embedder(latents), grid_h, grid_w, count)
         pos = self.pos_embed if self.pos_embed.shape[1] == NUM_VIEWS * n else self._pos_embed(grid_h, grid_w).to(x.device)
         x = x + pos[:, first_view * n : (first_view + count) * n].to(x.dtype)
         token_view, token_xy = (g.to(x.device) for g in token_grid(grid_h, grid_w, count))

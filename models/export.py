@@ -22,7 +22,10 @@ went from 8 s to well under 1 s; :func:`optimise_graph`). Folders exported befor
 (``"batch"`` missing from the manifest) are converted in place by ``worldfm model optimise``
 (:func:`optimise_folder`). Weights of generator graphs live in one external file
 (``generator.weights``) with identical tensors stored once: a generator distilled for both
-step counts is one network, and two inline copies would double the shipped size.
+step counts is one network, and two inline copies would double the shipped size. The same
+file is what lets a network over protobuf's 2 GB limit be exported at all (the published
+XL is 2.4 GB in fp32): no graph file ever holds its weights inline, and the manifest's
+sha256 covers the weights files like the graphs.
 
 fp16 for CUDA (``fp16=True``): the generator graphs are also written traced under
 ``torch.autocast(float16)`` -- matrix products and their weights in half precision, while
@@ -38,7 +41,13 @@ Parity: :func:`parity_check` runs every graph in ONNX Runtime (CPU; it runs fp16
 too) and the PyTorch fp32 module on the same random inputs; the export fails unless
 ``max |onnx - torch| <= atol + rtol * max |torch|`` for every graph, with
 ``PARITY_ATOL``/``PARITY_RTOL`` for fp32 graphs and the looser ``FP16_ATOL``/``FP16_RTOL``
-for fp16 ones. The measured errors are recorded in the manifest.
+for fp16 ones. The measured errors are recorded in the manifest. A network whose final
+layer is zero (freshly initialised) outputs zero whatever its blocks compute, so that
+comparison could not fail; its generator graphs are then also exported and checked with a
+random final layer (``parity.probe`` in the manifest).
+
+``anchor_style`` in the manifest names how the server renders anchors for this model
+(``models.anchor``); ``"release"`` for the published weights (``worldfm import-published``).
 """
 
 from __future__ import annotations
@@ -50,7 +59,9 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from copy import deepcopy
 from dataclasses import asdict
 from pathlib import Path
 
@@ -60,6 +71,7 @@ import torch
 from onnx import numpy_helper
 from onnx.external_data_helper import set_external_data
 from torch import nn
+from tqdm import tqdm
 
 from models.autoencoder import AnchorDecoder, FastDecoder, LatentDecoder, LatentEncoder, downsample_factor
 from models.dit import WorldFMDiT
@@ -107,23 +119,32 @@ def _onnx_export(module: nn.Module, inputs: dict[str, torch.Tensor], output: str
     )
 
 
-_SIMPLIFY_MAX_BYTES = 1_900_000_000  # onnx-simplifier holds the whole model in one protobuf (< 2 GiB)
+# onnx-simplifier holds the whole model in one protobuf (< 2 GiB) and, measured on a 1.9 GB
+# graph, peaked at 5.8x its tensors (10.8 GB): a network's graph above this keeps its nodes.
+_SIMPLIFY_MAX_BYTES = 400_000_000
+
+
+def _tensor_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of a model's initializers and Constant tensors (``ByteSize`` fails beyond 2 GiB)."""
+    constants = (a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value")
+    return sum(len(t.raw_data) for t in (*model.graph.initializer, *constants))
 
 
 def optimise_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     """The same computation with batch fixed to 1 and shape arithmetic folded into constants.
 
     Inputs and outputs get a static leading dimension of 1; onnx-simplifier then propagates
-    shapes and folds every node whose value no longer depends on the inputs. A model too big
-    for one protobuf keeps its nodes (static shapes alone let ONNX Runtime fold most of them).
+    shapes and folds every node whose value no longer depends on the inputs. A model over
+    ``_SIMPLIFY_MAX_BYTES`` (the published XL: 1.8 GB fp32) keeps its nodes: static shapes
+    alone let ONNX Runtime fold most of them, and simplifying would need several times its size.
     """
     for value in (*model.graph.input, *model.graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims:
             dims[0].ClearField("dim_param")
             dims[0].dim_value = 1
-    if model.ByteSize() > _SIMPLIFY_MAX_BYTES:
-        log.info("graph of %.1f GB: too big for onnx-simplifier; batch fixed to 1 only", model.ByteSize() / 1e9)
+    if (size := _tensor_bytes(model)) > _SIMPLIFY_MAX_BYTES:
+        log.info("graph of %.1f GB: too big for onnx-simplifier; batch fixed to 1 only", size / 1e9)
         return model
     import onnxsim
 
@@ -155,7 +176,7 @@ def _compact(model: onnx.ModelProto) -> None:
     The tracer names every node and intermediate value after its module path, which is
     most of a small graph's bytes: values get short names, node names, doc strings and
     value_info go, and large ``Constant`` nodes become initializers (so
-    :func:`_externalize` can store them once).
+    :class:`_WeightStore` can store them once).
     """
     graph = model.graph
     keep = {v.name for v in graph.input} | {v.name for v in graph.output} | {t.name for t in graph.initializer}
@@ -187,24 +208,47 @@ def _compact(model: onnx.ModelProto) -> None:
     model.doc_string = ""
 
 
+class _WeightStore:
+    """One external-data file beside the graphs, filled graph by graph as they are exported.
+
+    :meth:`add` moves a graph's large initializers into the file, storing byte-identical
+    tensors once (graphs of one network then point at the same offsets). Graphs go in as
+    they are traced, so only one network's tensors are ever held as an ONNX model in memory,
+    and a network over protobuf's 2 GB limit never has to be serialised inline.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stored: dict[str, tuple[int, int]] = {}
+        self._fh = open(path, "wb")
+
+    def __enter__(self) -> _WeightStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+    def add(self, model: onnx.ModelProto) -> None:
+        for tensor in model.graph.initializer:
+            raw = tensor.raw_data
+            if len(raw) < _EXTERNAL_MIN_BYTES:
+                continue
+            digest = hashlib.sha256(raw).hexdigest()
+            if digest not in self._stored:
+                self._stored[digest] = (self._fh.tell(), len(raw))
+                self._fh.write(raw)
+            offset, length = self._stored[digest]
+            set_external_data(tensor, self.path.name, offset=offset, length=length)
+            tensor.ClearField("raw_data")
+
+
 def _externalize(paths: list[Path], weights: Path) -> None:
-    """Move the large initializers of the ONNX files ``paths`` into one file ``weights`` beside
-    them, storing byte-identical tensors once (the graphs then point at the same offsets)."""
-    stored: dict[str, tuple[int, int]] = {}
-    with open(weights, "wb") as fh:
+    """Move the large initializers of the ONNX files ``paths`` into one file ``weights``
+    beside them (:class:`_WeightStore`), rewriting each file."""
+    with _WeightStore(weights) as store:
         for path in paths:
             model = onnx.load(str(path))
-            for tensor in model.graph.initializer:
-                raw = tensor.raw_data
-                if len(raw) < _EXTERNAL_MIN_BYTES:
-                    continue
-                digest = hashlib.sha256(raw).hexdigest()
-                if digest not in stored:
-                    stored[digest] = (fh.tell(), len(raw))
-                    fh.write(raw)
-                offset, length = stored[digest]
-                set_external_data(tensor, weights.name, offset=offset, length=length)
-                tensor.ClearField("raw_data")
+            store.add(model)
             onnx.save(model, str(path))
 
 
@@ -213,30 +257,72 @@ def parity_check(folder: Path, modules: dict[str, nn.Module], inputs: dict[str, 
     """Run each graph of ``folder`` (per its manifest's ``graphs`` map, or ``graphs_fp16``) in
     ONNX Runtime on CPU against the torch module of the same name; returns max |onnx - torch|
     per graph, raises ``ExportError`` on a miss."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return _parity({g: folder / manifest[graphs][g] for g in modules}, modules, inputs, rtol, atol)
+
+
+def _parity(files: dict[str, Path], modules: dict[str, nn.Module], inputs: dict[str, dict[str, torch.Tensor]],
+            rtol: float, atol: float) -> dict[str, float]:
+    """:func:`parity_check` on the ONNX files ``files`` (graph name -> path)."""
     import onnxruntime as ort
 
-    manifest = json.loads((folder / "manifest.json").read_text())
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # fp16 graphs on the CPU provider warn about every node it cannot fold
     errors = {}
-    for name, module in modules.items():
-        sess = ort.InferenceSession(str(folder / manifest[graphs][name]), providers=["CPUExecutionProvider"])
+    for name, module in tqdm(modules.items(), desc="parity check", unit="graph", leave=False):
+        sess = ort.InferenceSession(str(files[name]), options, providers=["CPUExecutionProvider"])
         types = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in sess.get_inputs()}
         # the exporter drops inputs a graph does not use (e.g. cameras of a model without pose paths)
         feed = {k: v.numpy().astype(types[k]) for k, v in inputs[name].items() if k in types}
         got = sess.run(None, feed)[0].astype(np.float32)
+        del sess  # a large graph's weights, before the torch module runs
         with torch.no_grad():
             want = module(*inputs[name].values()).numpy()
         err = float(np.abs(got - want).max())
         bound = atol + rtol * float(np.abs(want).max())
         errors[name] = err
         if not err <= bound:
-            raise ExportError(f"{folder / manifest[graphs][name]}: ONNX differs from PyTorch by {err:.3g} "
+            raise ExportError(f"{files[name]}: ONNX differs from PyTorch by {err:.3g} "
                               f"(bound {bound:.3g}); the export is not faithful -- check the ops of this graph")
     return errors
 
 
+def _final_layer_is_zero(model: WorldFMDiT) -> bool:
+    """Whether ``model``'s output is zero whatever its input (a freshly initialised model)."""
+    layer = model.final_layer.linear
+    return not bool(layer.weight.count_nonzero() or layer.bias.count_nonzero())
+
+
+def _probe_parity(out: Path, generators: dict[int, WorldFMDiT], inputs: dict[str, dict[str, torch.Tensor]],
+                  ) -> dict[str, float]:
+    """Parity of the generator graphs of networks whose final layer is zero, made meaningful.
+
+    Such a network outputs zero for any input, so its graph and the PyTorch module agree
+    even if the export broke every block (the sampler then returns ``a * noise`` in both).
+    Here each such network is copied with a random final layer (unit-scale output), its
+    generator graphs are exported the same way into a scratch folder and checked against
+    the copy: what the exporter does to the blocks must then reach the output.
+    """
+    copies: dict[int, WorldFMDiT] = {}
+    probes: dict[str, nn.Module] = {}
+    for s, net in generators.items():
+        if id(net) not in copies:
+            copy = deepcopy(net)
+            with torch.no_grad():
+                copy.final_layer.linear.weight.normal_(std=copy.config.hidden_size**-0.5)
+            copies[id(net)] = copy
+        probes[f"generator_{s}"] = FewStepGenerator(copies[id(net)], s).eval()
+    with tempfile.TemporaryDirectory(prefix=".parity-probe-", dir=out) as scratch:
+        files = {g: Path(scratch) / f"{g}.onnx" for g in probes}
+        with _WeightStore(Path(scratch) / WEIGHTS_FILE) as store:
+            for g, module in probes.items():
+                _export_graph(module, inputs[g], "latent", files[g], store=store)
+        return _parity(files, probes, inputs, PARITY_RTOL, PARITY_ATOL)
+
+
 def _write_manifest(folder: Path, name: str, config: dict, image_size: int, latent_shape: tuple[int, int, int],
                     steps: list[int], graphs: dict[str, str], graphs_fp16: dict[str, str], extra_files: list[str],
-                    parity: dict) -> None:
+                    parity: dict, anchor_style: str | None) -> None:
     files = sorted({*graphs.values(), *graphs_fp16.values(), *extra_files})
     manifest = {
         "format": FORMAT, "version": FORMAT_VERSION, "name": name, "config": config,
@@ -244,6 +330,7 @@ def _write_manifest(folder: Path, name: str, config: dict, image_size: int, late
         "opset": OPSET, "dtype": "fp32", "batch": 1, "graphs": graphs, "graphs_fp16": graphs_fp16,
         "sha256": {f: file_sha256(folder / f) for f in files},
         "parity": parity,
+        **({"anchor_style": anchor_style} if anchor_style else {}),
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -272,6 +359,7 @@ def export_model(
     info: dict | None = None,
     decoder: FastDecoder | AnchorDecoder | None = None,
     fp16: bool | Sequence[int] = False,
+    anchor_style: str | None = None,
 ) -> dict[str, float]:
     """Write the exported model into folder ``out`` (replacing an earlier export there, keeping
     other files) for ``generators`` (steps -> distilled network; the
@@ -282,13 +370,18 @@ def export_model(
     for every step count, or the step counts to write them for.
 
     Returns the parity errors (max abs difference per graph; fp16 graphs as
-    ``generator_N_fp16``). ``info`` is merged into the manifest's ``config`` (e.g. training
-    provenance).
+    ``generator_N_fp16``; ``probe_generator_N`` for the probe of a network whose final layer
+    is zero, :func:`_probe_parity`). ``info`` is merged into the manifest's ``config`` (e.g.
+    training provenance). ``anchor_style``: recorded in the manifest for the server to
+    render anchors that way (``"release"`` for the published weights; default ``points``).
     """
     out = Path(out)
+    steps = sorted(generators)
+    half_steps = steps if fp16 is True else sorted(fp16 or [])
+    if unknown := set(half_steps) - set(steps):
+        raise ExportError(f"fp16 graphs asked for {sorted(unknown)} steps; the generators are for {steps}")
     _clear_previous_export(out)
     out.mkdir(parents=True, exist_ok=True)
-    steps = sorted(generators)
     model = generators[steps[0]]
     cfg = model.config
     f = downsample_factor(autoencoder)
@@ -312,43 +405,64 @@ def export_model(
         modules[f"generator_{s}"] = FewStepGenerator(generators[s].eval(), s).eval()
         inputs[f"generator_{s}"] = example_inputs(latent_shape, size, s, seed=s)
         graphs[f"generator_{s}"] = f"generator_{s}step.onnx"
-    outputs = {"encoder": "latent", "decoder": "image"}
-    for graph, module in modules.items():
-        _export_graph(module, inputs[graph], outputs.get(graph, "latent"), out / graphs[graph])
-    _externalize([out / graphs[f"generator_{s}"] for s in steps], out / WEIGHTS_FILE)
-    half_steps = steps if fp16 is True else sorted(fp16 or [])
-    if unknown := set(half_steps) - set(steps):
-        raise ExportError(f"fp16 graphs asked for {sorted(unknown)} steps; the generators are for {steps}")
     half = {f"generator_{s}": f"generator_{s}step.fp16.onnx" for s in half_steps}
-    for graph, file in half.items():
-        _export_graph(modules[graph], inputs[graph], "latent", out / file, autocast=torch.float16)
-    if half:
-        _externalize([out / f for f in half.values()], out / FP16_WEIGHTS_FILE)
+    outputs = {"encoder": "latent", "decoder": "image"}
+    with tqdm(total=len(graphs) + len(half), desc=f"export {name}", unit="graph") as bar:
+        for graph in ("encoder", "decoder"):
+            _export_graph(modules[graph], inputs[graph], outputs[graph], out / graphs[graph])
+            bar.update()
+        with _WeightStore(out / WEIGHTS_FILE) as store:
+            for s in steps:
+                graph = f"generator_{s}"
+                _export_graph(modules[graph], inputs[graph], "latent", out / graphs[graph], store=store)
+                bar.update()
+        if half:
+            with _WeightStore(out / FP16_WEIGHTS_FILE) as store:
+                for graph, file in half.items():
+                    _export_graph(modules[graph], inputs[graph], "latent", out / file, autocast=torch.float16,
+                                  store=store)
+                    bar.update()
     extra = [WEIGHTS_FILE, *([FP16_WEIGHTS_FILE] if half else [])]
     config = {**asdict(cfg), "autoencoder": dict(autoencoder.config), **(info or {})}
     config["autoencoder"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config["autoencoder"].items()}
     if isinstance(decoder, FastDecoder | AnchorDecoder):
         config["decoder"] = decoder.config
-    _write_manifest(out, name, config, size, latent_shape, steps, graphs, half, extra, {})
+    manifest_args = (out, name, config, size, latent_shape, steps, graphs, half, extra)
+    _write_manifest(*manifest_args, {}, anchor_style)
     errors = parity_check(out, modules, inputs)
     parity = {"max_abs_error": errors, "atol": PARITY_ATOL, "rtol": PARITY_RTOL}
     if half:
         errors_fp16 = parity_check(out, {g: modules[g] for g in half}, inputs, FP16_RTOL, FP16_ATOL, "graphs_fp16")
         parity["fp16"] = {"max_abs_error": errors_fp16, "atol": FP16_ATOL, "rtol": FP16_RTOL}
         errors = {**errors, **{f"{g}_fp16": e for g, e in errors_fp16.items()}}
-    _write_manifest(out, name, config, size, latent_shape, steps, graphs, half, extra, parity)
+    if zero := {s: net for s, net in generators.items() if _final_layer_is_zero(net)}:
+        probe = _probe_parity(out, zero, inputs)
+        parity["probe"] = {"why": "final layer is zero (freshly initialised): generator graphs re-exported and "
+                                  "checked with it random", "max_abs_error": probe}
+        errors = {**errors, **{f"probe_{g}": e for g, e in probe.items()}}
+    _write_manifest(*manifest_args, parity, anchor_style)
     log.info("exported %s to %s; parity (max abs error) %s", name, out, errors)
     return errors
 
 
 def _export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path,
-                  autocast: torch.dtype | None = None) -> None:
-    """Trace ``module`` into the compacted ONNX file ``path`` (under ``torch.autocast`` to ``autocast``)."""
+                  autocast: torch.dtype | None = None, store: _WeightStore | None = None) -> None:
+    """Trace ``module`` into the compacted ONNX file ``path`` (under ``torch.autocast`` to
+    ``autocast``), its large tensors moved into ``store`` when given.
+
+    The tracer writes into a scratch folder beside ``path``: for a network over 2 GB (the
+    published XL is 2.4 GB in fp32) it stores every tensor as a file of its own, which the
+    scratch folder takes away once the graph is loaded back.
+    """
     precision = torch.autocast("cpu", dtype=autocast) if autocast is not None else contextlib.nullcontext()
-    with torch.no_grad(), precision:
-        _onnx_export(module, inputs, output, path)
-    model_proto = optimise_graph(onnx.load(str(path)))
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as scratch:
+        traced = Path(scratch) / path.name
+        with torch.no_grad(), precision:
+            _onnx_export(module, inputs, output, traced)
+        model_proto = optimise_graph(onnx.load(str(traced)))  # with any external tensors the tracer wrote
     _compact(model_proto)
+    if store is not None:
+        store.add(model_proto)
     onnx.save(model_proto, str(path))
 
 

@@ -16,7 +16,9 @@ A new style is one module with its two functions and one :func:`register_style` 
 
 Styles: ``points`` (the fused cloud splatted, one sample per pixel; :mod:`models.anchor.splat`)
 and ``mesh`` (source views' depth maps as surfaces, resampled at sub-pixel precision;
-:mod:`models.anchor.mesh`), the default by measurement (docs/anchor.md).
+:mod:`models.anchor.mesh`), the default by measurement (docs/anchor.md); ``release`` (the fused
+cloud as the published WorldFM release renders it, what its checkpoints were trained on;
+:mod:`models.anchor.release_style`), which ``worldfm import-published`` names in its manifests.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from models.anchor.build import AnchorScene
 from models.anchor.cloud import AnchorInputError
 from models.anchor.mesh import prepare_mesh, render_mesh
+from models.anchor.release_style import prepare_release, render_release
 from models.anchor.splat import RenderOutput, render_cloud, to_device
 
 __all__ = ["AnchorStyle", "PreparedAnchor", "STYLES", "DEFAULT_STYLE", "register_style", "get_style",
@@ -103,5 +106,7 @@ register_style(AnchorStyle("points", "the fused point cloud splatted, nearest po
                            _prepare_points, _render_points))
 register_style(AnchorStyle("mesh", "source views' depth maps as surfaces, resampled at sub-pixel precision",
                            prepare_mesh, render_mesh))
+register_style(AnchorStyle("release", "the fused cloud as the published release renders it (its checkpoints' anchors)",
+                           prepare_release, render_release))
 
 DEFAULT_STYLE = "mesh"

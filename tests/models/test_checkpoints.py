@@ -2,60 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import zipfile
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from dit_fixtures import model_inputs
+from published_format import published_shapes, random_state, save_as_numpy1, trainer_checkpoint, write_published_checkpoint
 
 from models.checkpoints import (
     CheckpointError,
+    PublishedWeights,
     load_model,
     load_pixart_weights,
     load_published_checkpoint,
+    published_config,
+    read_published_weights,
     read_state_dict,
     save_model,
 )
 from models.dit import build_model, get_config, xl
-
-
-def published_shapes(depth=28, d=1152, patch=2, in_ch=4, latent=64, caption_tokens=300, plucker=True):
-    """Key -> shape of ``PixArtWorldFMMS_XL_2``'s state dict, written out from the published
-    classes (PatchEmbed, TimestepEmbedder, t_block, CaptionEmbedder, blocks with
-    AttentionKVCompress / MultiHeadCrossAttention / timm Mlp, T2IFinalLayer, plucker_proj)."""
-    s = {
-        "pos_embed": (1, (latent // patch) ** 2, d),
-        "x_embedder.proj.weight": (d, in_ch, patch, patch), "x_embedder.proj.bias": (d,),
-        "t_embedder.mlp.0.weight": (d, 256), "t_embedder.mlp.0.bias": (d,),
-        "t_embedder.mlp.2.weight": (d, d), "t_embedder.mlp.2.bias": (d,),
-        "t_block.1.weight": (6 * d, d), "t_block.1.bias": (6 * d,),
-        "y_embedder.y_embedding": (caption_tokens, 4096),
-        "y_embedder.y_proj.fc1.weight": (d, 4096), "y_embedder.y_proj.fc1.bias": (d,),
-        "y_embedder.y_proj.fc2.weight": (d, d), "y_embedder.y_proj.fc2.bias": (d,),
-        "final_layer.linear.weight": (patch * patch * 2 * in_ch, d), "final_layer.linear.bias": (patch * patch * 2 * in_ch,),
-        "final_layer.scale_shift_table": (2, d),
-    }
-    if plucker:
-        s.update({"plucker_proj.0.weight": (d, 6), "plucker_proj.0.bias": (d,),
-                  "plucker_proj.2.weight": (d, d), "plucker_proj.2.bias": (d,)})
-    for i in range(depth):
-        b = f"blocks.{i}."
-        s.update({
-            b + "scale_shift_table": (6, d),
-            b + "attn.qkv.weight": (3 * d, d), b + "attn.qkv.bias": (3 * d,),
-            b + "attn.proj.weight": (d, d), b + "attn.proj.bias": (d,),
-            b + "cross_attn.q_linear.weight": (d, d), b + "cross_attn.q_linear.bias": (d,),
-            b + "cross_attn.kv_linear.weight": (2 * d, d), b + "cross_attn.kv_linear.bias": (2 * d,),
-            b + "cross_attn.proj.weight": (d, d), b + "cross_attn.proj.bias": (d,),
-            b + "mlp.fc1.weight": (4 * d, d), b + "mlp.fc1.bias": (4 * d,),
-            b + "mlp.fc2.weight": (d, 4 * d), b + "mlp.fc2.bias": (d,),
-        })
-    return s
-
-
-def random_state(shapes: dict, seed: int = 0) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(shape, generator=gen) * 0.02 for k, shape in shapes.items()}
 
 
 SMALL = dict(depth=2, d=64, latent=8)
@@ -117,8 +85,9 @@ def test_corrupted_and_unsafe_files_are_refused(tmp_path):
         load_published_checkpoint(truncated, small_xl())
     pickled = tmp_path / "pickled.pth"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "config": CheckpointError("a pickled object")}, pickled)
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match=r"models\.checkpoints\.CheckpointError\).*--trust-pickle"):
         read_state_dict(pickled)
+    assert read_state_dict(pickled, trust_pickle=True)["x"].shape == (1,)
     with pytest.raises(CheckpointError, match="does not exist"):
         read_state_dict(tmp_path / "nowhere.pth")
     broken = tmp_path / "broken.safetensors"
@@ -126,6 +95,83 @@ def test_corrupted_and_unsafe_files_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="could not read"):
         read_state_dict(broken)
 
+
+
+def reduced_xl(**overrides):
+    return replace(xl(), **{**dict(depth=2, hidden_size=144, num_heads=2, latent_size=8), **overrides})
+
+
+def assert_holds(model, state):
+    loaded = model.state_dict()
+    for key, value in state.items():
+        if key != "pos_embed":
+            assert torch.equal(loaded[key], value), key
+
+
+def test_trainer_checkpoint_loads_the_release_weights_and_names_what_it_ignores(tmp_path, caplog):
+    """PixArt's trainer layout with an EMA copy, optimizer, numpy scalars pickled by numpy
+    1.x and a Namespace: loaded without --trust-pickle, from 'state_dict' as the release
+    does (not the EMA copy), the rest named in one log line."""
+    path = tmp_path / "worldfm_1-step.pth"
+    state = write_published_checkpoint(path)
+    with zipfile.ZipFile(path) as archive:
+        pickled = archive.read(next(n for n in archive.namelist() if n.endswith("/data.pkl")))
+    assert b"numpy.core.multiarray" in pickled and b"numpy._core" not in pickled
+    with caplog.at_level(logging.INFO, logger="models.checkpoints"):
+        model = load_published_checkpoint(path, reduced_xl())
+    assert_holds(model, state)
+    lines = [r.getMessage() for r in caplog.records if "not model weights" in r.getMessage()]
+    assert len(lines) == 1
+    for entry in ("state_dict_ema (dict of", "optimizer (dict", "scheduler (dict", "epoch (int64)", "args (Namespace)"):
+        assert entry in lines[0]
+
+
+@pytest.mark.parametrize("layout", ["model", "ema", "nested", "flat-ddp"])
+def test_weights_are_found_under_every_wrapper(tmp_path, layout, caplog):
+    state = random_state(published_shapes(**SMALL))
+    wrapped = {
+        "model": {"model": state, "step": 3},
+        "ema": {"ema": state, "config": {"lr": 1e-4}},
+        "nested": {"model": {"state_dict": state}, "iteration": 7},
+        "flat-ddp": {**{f"module.{k}": v for k, v in state.items()}, "step": np.int64(3)},
+    }[layout]
+    path = tmp_path / "ckpt.pth"
+    save_as_numpy1(wrapped, path)
+    with caplog.at_level(logging.INFO, logger="models.checkpoints"):
+        assert_holds(load_published_checkpoint(path, small_xl()), state)
+    ignored = {"model": "step (int)", "ema": "config (dict of 1)", "nested": "iteration (int)", "flat-ddp": "step (int64)"}
+    assert ignored[layout] in caplog.text
+
+
+def test_tensors_of_foreign_modules_are_ignored_but_extra_blocks_are_not(tmp_path, caplog):
+    state = random_state(published_shapes(**SMALL))
+    critic = {f"fake_score.{k}": v for k, v in list(state.items())[:5]}
+    torch.save({"state_dict": {**state, **critic}}, tmp_path / "with_critic.pth")
+    with caplog.at_level(logging.INFO, logger="models.checkpoints"):
+        assert_holds(load_published_checkpoint(tmp_path / "with_critic.pth", small_xl()), state)
+    assert "state_dict/fake_score.* (5 tensors of no module of this model)" in caplog.text
+
+
+def test_code_in_a_checkpoint_is_refused_by_name_unless_trusted(tmp_path):
+    path = tmp_path / "worldfm_2-step.pth"
+    state = random_state(published_shapes(**SMALL))
+    torch.save({"state_dict": state, "config": CheckpointError("a pickled object of the training code")}, path)
+    with pytest.raises(CheckpointError, match=r"\(models\.checkpoints\.CheckpointError\).*--trust-pickle"):
+        read_published_weights(path)
+    assert_holds(load_published_checkpoint(path, small_xl(), trust_pickle=True), state)
+
+
+def test_published_config_is_read_off_the_weights():
+    full = PublishedWeights({k: torch.empty(s, device="meta") for k, s in published_shapes().items()}, "state_dict")
+    assert published_config(full) == xl()
+    small = PublishedWeights(random_state(published_shapes(depth=3, d=144, latent=8)), "")
+    assert published_config(small, image_size=64) == reduced_xl(depth=3)
+    del small.tensors["x_embedder.proj.weight"]
+    with pytest.raises(CheckpointError, match=r"x_embedder\.proj\.weight .* is missing"):
+        published_config(small)
+    odd = PublishedWeights(random_state(published_shapes(depth=1, d=64, latent=8)), "")
+    with pytest.raises(CheckpointError, match="width 64 is not a multiple of the XL head size 72"):
+        published_config(odd)
 
 def test_our_safetensors_round_trip_restores_config_and_outputs(tmp_path):
     config = get_config("tiny")

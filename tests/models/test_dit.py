@@ -60,6 +60,34 @@ def test_xl_full_depth_shapes_on_meta_device():
     assert sum(p.numel() for p in model.parameters()) > 600e6  # PixArt-Sigma XL/2 is ~611 M
 
 
+
+# Half precision keeps ~3 significant digits per product, bfloat16 ~2; through a few blocks
+# the output stays within these fractions of its largest value (measured: fp16 ~1e-3, bf16 ~1e-2).
+HALF_TOLERANCE = {torch.float16: 5e-3, torch.bfloat16: 3e-2}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["half", "bfloat16"])
+@pytest.mark.parametrize("name", ["demo", "tiny", "xl"])
+def test_half_precision_models_take_float32_inputs_and_match_float32(name, dtype):
+    """``model.half()`` / ``.to(torch.bfloat16)`` run on the float32 inputs the samplers and
+    the server pass (the model casts them, as the published release does) and agree with the
+    float32 model; the sampler's latent comes back in float32."""
+    from models.sampling import FewStepGenerator
+
+    config = get_config(name) if name != "xl" else get_config("xl", depth=2, hidden_size=144, num_heads=2, latent_size=8)
+    model = randomised(config)
+    args = inputs(config)
+    with torch.no_grad():
+        want = model(**args)
+        z = torch.randn(2, 2, config.latent_channels, config.latent_size, config.latent_size)
+        want_x0 = FewStepGenerator(model, 2)(z, *(args[k] for k in list(args)[2:]))
+        model.to(dtype)
+        got = model(**args)
+        got_x0 = FewStepGenerator(model, 2)(z, *(args[k] for k in list(args)[2:]))
+    assert got.dtype == dtype and got_x0.dtype == torch.float32
+    assert 0 < (got.float() - want).abs().max() <= HALF_TOLERANCE[dtype] * want.abs().max()
+    assert (got_x0 - want_x0).abs().max() <= HALF_TOLERANCE[dtype] * want_x0.abs().max()
+
 @pytest.mark.parametrize(
     "overrides",
     [

@@ -145,3 +145,36 @@ def test_re_export_replaces_its_files_and_keeps_the_rest(distill_run, tmp_path):
     (out / "manifest.json").write_text("not json")
     with pytest.raises(ExportError, match="not a manifest this exporter wrote"):
         export_model({1: gen}, tiny_autoencoder(), out, "tiny")
+
+
+def test_parity_fails_a_broken_network_even_when_its_final_layer_is_zero(tmp_path, monkeypatch):
+    """A freshly initialised generator outputs ``a * noise`` whatever its blocks compute, so
+    comparing its graph with PyTorch passes even when the export broke the blocks; the probe
+    (the same network with a random final layer, exported the same way) does not."""
+    from copy import deepcopy
+
+    from models import export
+    from models.dit import build_model
+    from training_fixtures import tiny_autoencoder
+
+    trace = export._onnx_export
+
+    def broken_trace(module, inputs, output, path):
+        if isinstance(module, FewStepGenerator):  # an exporter bug inside the network
+            module = deepcopy(module)
+            with torch.no_grad():
+                module.model.blocks[0].mlp.fc2.weight.add_(0.5)
+        trace(module, inputs, output, path)
+
+    fresh = build_model("tiny")
+    errors = export.export_model({1: fresh}, tiny_autoencoder(), tmp_path / "good", "fresh")
+    manifest = json.loads((tmp_path / "good" / "manifest.json").read_text())
+    assert set(manifest["parity"]["probe"]["max_abs_error"]) == {"generator_1"} and "probe_generator_1" in errors
+    monkeypatch.setattr(export, "_onnx_export", broken_trace)
+    with pytest.raises(ExportError, match=r"\.parity-probe-.*generator_1\.onnx: ONNX differs from PyTorch"):
+        export.export_model({1: fresh}, tiny_autoencoder(), tmp_path / "broken", "broken")
+    trained = deepcopy(fresh)
+    with torch.no_grad():
+        trained.final_layer.linear.weight.normal_(std=0.1)
+    with pytest.raises(ExportError, match=r"broken/generator_1step\.onnx: ONNX differs from PyTorch"):
+        export.export_model({1: trained}, tiny_autoencoder(), tmp_path / "broken", "broken")
