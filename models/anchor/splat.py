@@ -302,9 +302,10 @@ class _Compiled:
     def _fail(self, exc: Exception) -> None:
         self._fn = None
         self._started = True  # never again
-        self.settled.set()
+        # warn before settling: a waiter on ``settled`` may stop listening to the log at once
         log.warning("compiled splatting unavailable (%s: %s); rendering with the eager kernel",
                     type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        self.settled.set()
 
 
 _compiled_project = _Compiled(_project)
