@@ -11,8 +11,10 @@
 
 UWorldFMCameraPath* UWorldFMCameraPath::LoadCameraPath(const FString& FilePath, FString& Error)
 {
-	const FString FullPath = FPaths::IsRelative(FilePath) ? FPaths::ConvertRelativePathToFull(FPaths::ProjectDir(), FilePath)
-	                                                      : FilePath;
+	// ProjectDir() may itself be relative to the executable: make the combination absolute.
+	const FString FullPath = FPaths::IsRelative(FilePath)
+	                             ? FPaths::ConvertRelativePathToFull(FPaths::Combine(FPaths::ProjectDir(), FilePath))
+	                             : FilePath;
 	const int64 Bytes = IFileManager::Get().FileSize(*FullPath);
 	if (Bytes < 0)
 	{
