@@ -7,10 +7,12 @@ Linux toolchain links libc++, not libstdc++): static, position-independent, hidd
 visibility, in the layout ``WorldFMThirdParty.Build.cs`` reads. The core then builds with
 clang + libc++ against that layout; its C++ tests check the Unreal camera conversion against
 tests/data/camera_vectors.json, the lock-free latest-frame buffer under a real thread race,
-the protocol codec, and the ZeroMQ client against live Python servers they start with this
-interpreter (``WORLDFM_PYTHON``). ``WorldFMBridgeCoreModule``, the core as a shared library
-compiled the way UnrealBuildTool compiles a Linux module, must export the core's API and no
-libzmq or msgpack symbol.
+the protocol codec, the camera-path reader against files ``camera_path_fixtures.py`` writes
+with ``python_bridge.camera_path`` (``WORLDFM_CAMERA_PATH_FIXTURES``), and the ZeroMQ client
+against live Python servers they start with this interpreter (``WORLDFM_PYTHON``).
+``WorldFMBridgeCoreModule``, the core as a shared library compiled the way UnrealBuildTool
+compiles a Linux module, must export the core's API and no libzmq, msgpack or nlohmann-json
+symbol.
 
 Skips only when clang, libc++ or cmake are missing (``Source/WorldFMBridgeCore/ci_deps.sh``
 installs them). Reuse builds between runs with ``WORLDFM_THIRDPARTY_DIR`` (an existing
@@ -27,11 +29,14 @@ from pathlib import Path
 
 import pytest
 
+from camera_path_fixtures import write_fixtures
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_SOURCE = REPO_ROOT / "unreal_plugin" / "WorldFMBridge" / "Source"
 CORE_DIR = PLUGIN_SOURCE / "WorldFMBridgeCore"
 THIRDPARTY_SCRIPT = PLUGIN_SOURCE / "ThirdParty" / "WorldFMThirdParty" / "build_thirdparty.sh"
 LINUX_LIB = Path("lib") / "Linux" / "x86_64-unknown-linux-gnu" / "libzmq.a"
+HEADERS = ("zmq.h", "zmq.hpp", "zmq_addon.hpp", "msgpack.hpp", "nlohmann/json.hpp")
 CI_DEPS = CORE_DIR / "ci_deps.sh"
 
 
@@ -55,7 +60,7 @@ def _libcxx_available() -> bool:
 def thirdparty_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plugin's third-party layout, built by its own script (or reused from the environment)."""
     reuse = os.environ.get("WORLDFM_THIRDPARTY_DIR")
-    if reuse and (Path(reuse) / LINUX_LIB).is_file():
+    if reuse and all((Path(reuse) / f).is_file() for f in (LINUX_LIB, *(Path("include") / h for h in HEADERS))):
         return Path(reuse)
     if sys.platform != "linux" or shutil.which("cmake") is None or not _libcxx_available():
         pytest.skip(f"needs Linux, cmake, clang and libc++; run {CI_DEPS}")
@@ -88,7 +93,7 @@ def build_dir(thirdparty_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def test_thirdparty_layout_is_static_pic_and_hidden(thirdparty_dir: Path) -> None:
     """build_thirdparty.sh leaves what WorldFMThirdParty.Build.cs reads, and libzmq.a defines
     no symbol of default visibility but the C++ library's own template instances."""
-    for name in ("zmq.h", "zmq.hpp", "zmq_addon.hpp", "msgpack.hpp"):
+    for name in HEADERS:
         assert (thirdparty_dir / "include" / name).is_file(), f"include/{name} missing"
     archive = thirdparty_dir / LINUX_LIB
     symbols = _run(["readelf", "--wide", "--syms", str(archive)], 120)
@@ -112,20 +117,23 @@ def test_thirdparty_layout_is_static_pic_and_hidden(thirdparty_dir: Path) -> Non
 
 
 def test_core_module_exports_its_api_and_no_third_party_symbol(build_dir: Path) -> None:
-    """The core linked as Unreal links a module: libzmq and msgpack stay inside it."""
+    """The core linked as Unreal links a module: libzmq, msgpack and nlohmann-json stay inside it."""
     module = build_dir / "libWorldFMBridgeCoreModule.so"
     assert module.is_file(), "CMake built no WorldFMBridgeCoreModule"
     dynamic = _run(["nm", "--dynamic", "--defined-only", "--demangle", str(module)], 120)
     assert dynamic.returncode == 0, dynamic.stderr
     names = [line.split(" ", 2)[-1] for line in dynamic.stdout.splitlines() if line.strip()]
     assert any(name.startswith("WorldFM::FClient::Connect") for name in names), "the core's API is not exported"
-    leaked = [name for name in names if name.startswith(("zmq", "msgpack")) or "zmq::" in name or "msgpack::" in name]
+    assert any(name.startswith("WorldFM::ParseCameraPath") for name in names), "the camera-path API is not exported"
+    leaked = [name for name in names if name.startswith(("zmq", "msgpack", "nlohmann"))
+              or any(ns in name for ns in ("zmq::", "msgpack::", "nlohmann::"))]
     assert not leaked, f"third-party symbols exported from the module: {leaked[:20]}"
 
 
-def test_cpp_core_tests_pass(build_dir: Path) -> None:
-    """Every CTest test of the core passes (unit tests and live-server tests)."""
-    env = dict(os.environ, WORLDFM_PYTHON=sys.executable, WORLDFM_REPO_ROOT=str(REPO_ROOT))
+def test_cpp_core_tests_pass(build_dir: Path, tmp_path: Path) -> None:
+    """Every CTest test of the core passes (unit tests, camera paths Python wrote, live-server tests)."""
+    env = dict(os.environ, WORLDFM_PYTHON=sys.executable, WORLDFM_REPO_ROOT=str(REPO_ROOT),
+               WORLDFM_CAMERA_PATH_FIXTURES=str(write_fixtures(tmp_path / "camera_paths")))
     listed = _run(["ctest", "--test-dir", str(build_dir), "-N"], 60)
     assert "Total Tests: 0" not in listed.stdout, "CMake registered no tests"
     # The live tests wait for servers and frames by readiness (ServerProcess.h); this limit

@@ -12,7 +12,7 @@ public class WorldFMBridgeCore : ModuleRules
 		PCHUsage = PCHUsageMode.NoPCHs;
 		// Compile each file alone: no engine macros may leak into the third-party headers.
 		bUseUnity = false;
-		// cppzmq and msgpack-cxx report errors by throwing; the core catches everything and
+		// cppzmq, msgpack-cxx and nlohmann-json report errors by throwing; the core catches everything and
 		// its public API (include/) never throws, so dependents keep exceptions off.
 		bEnableExceptions = true;
 		// Third-party headers trip warnings Unreal promotes to errors.

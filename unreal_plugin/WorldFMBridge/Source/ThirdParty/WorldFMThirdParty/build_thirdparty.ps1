@@ -1,12 +1,12 @@
 # Fetch and build the WorldFM plugin's third-party libraries for Win64, in the layout
 # WorldFMThirdParty.Build.cs expects (this folder):
-#   include\  zmq.h, zmq.hpp, zmq_addon.hpp, msgpack.hpp, msgpack\      lib\Win64\libzmq.lib
+#   include\  zmq.h, zmq.hpp, zmq_addon.hpp, msgpack.hpp, msgpack\, nlohmann\      lib\Win64\libzmq.lib
 #
 #   powershell -ExecutionPolicy Bypass -File build_thirdparty.ps1
 #
 # Run from a "x64 Native Tools Command Prompt for VS 2022" shell (or any shell with the
 # MSVC toolchain, git and cmake >= 3.16 on PATH). The versions are the ones
-# build_thirdparty.sh builds on Linux and Mac (libzmq 4.3.4, cppzmq 4.9.0, msgpack-cxx 4.1.3;
+# build_thirdparty.sh builds on Linux and Mac (libzmq 4.3.4, cppzmq 4.9.0, msgpack-cxx 4.1.3, nlohmann-json 3.11.2;
 # licences in LICENSES\, checked against the sources below). libzmq is static against the
 # DLL C runtime (/MD) like Unreal, and with ZMQ_STATIC its API carries no dllexport, so no
 # libzmq symbol leaves the module DLL that links it.
@@ -15,6 +15,7 @@ $ErrorActionPreference = "Stop"
 $LibzmqTag = "v4.3.4"
 $CppzmqTag = "v4.9.0"
 $MsgpackTag = "cpp-4.1.3"
+$JsonTag = "v3.11.2"
 
 $Here = Split-Path -Parent $MyInvocation.MyCommand.Path
 $Work = Join-Path ([System.IO.Path]::GetTempPath()) ("worldfm-thirdparty-" + [guid]::NewGuid())
@@ -23,6 +24,7 @@ try {
     git clone --quiet --depth 1 --branch $LibzmqTag https://github.com/zeromq/libzmq.git "$Work\libzmq"
     git clone --quiet --depth 1 --branch $CppzmqTag https://github.com/zeromq/cppzmq.git "$Work\cppzmq"
     git clone --quiet --depth 1 --branch $MsgpackTag https://github.com/msgpack/msgpack-c.git "$Work\msgpack"
+    git clone --quiet --depth 1 --branch $JsonTag https://github.com/nlohmann/json.git "$Work\json"
 
     # Static, against the DLL C runtime (/MD) like Unreal; CURVE through the bundled tweetnacl.
     cmake -S "$Work\libzmq" -B "$Work\build" -G "Visual Studio 17 2022" -A x64 `
@@ -37,7 +39,8 @@ try {
     function Get-Words([string]$Path) { ((Get-Content -Raw $Path) -split '[\s.]+' | Where-Object { $_ }) -join ' ' }
     $Licenses = Join-Path $Here "LICENSES"
     foreach ($Pair in @(@("$Work\libzmq\COPYING.LESSER", "libzmq-COPYING.LESSER.txt"), @("$Work\libzmq\COPYING", "libzmq-COPYING.txt"),
-                        @("$Work\cppzmq\LICENSE", "cppzmq-LICENSE.txt"), @("$Work\msgpack\LICENSE_1_0.txt", "msgpack-cxx-LICENSE_1_0.txt"))) {
+                        @("$Work\cppzmq\LICENSE", "cppzmq-LICENSE.txt"), @("$Work\msgpack\LICENSE_1_0.txt", "msgpack-cxx-LICENSE_1_0.txt"),
+                        @("$Work\json\LICENSE.MIT", "nlohmann-json-LICENSE.MIT.txt"))) {
         if ((Get-Words $Pair[0]) -ne (Get-Words (Join-Path $Licenses $Pair[1]))) {
             throw "$($Pair[0]) differs from LICENSES\$($Pair[1]): review the licence change"
         }
@@ -52,6 +55,7 @@ try {
     Copy-Item $Built.FullName (Join-Path $Out "libzmq.lib")
     Copy-Item "$Work\libzmq\include\zmq.h", "$Work\cppzmq\zmq.hpp", "$Work\cppzmq\zmq_addon.hpp" $Include
     Copy-Item -Recurse -Force "$Work\msgpack\include\*" $Include
+    Copy-Item -Recurse -Force "$Work\json\include\nlohmann" $Include
     Write-Host "installed $Out\libzmq.lib and headers in $Include"
 }
 finally {

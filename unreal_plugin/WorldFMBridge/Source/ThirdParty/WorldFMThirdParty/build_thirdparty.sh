@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the WorldFM plugin's third-party libraries for Linux or Mac, in the layout
 # WorldFMThirdParty.Build.cs expects (this folder, or --out DIR):
-#   include/   zmq.h, zmq.hpp, zmq_addon.hpp, msgpack.hpp, msgpack/
+#   include/   zmq.h, zmq.hpp, zmq_addon.hpp, msgpack.hpp, msgpack/, nlohmann/
 #   lib/Linux/x86_64-unknown-linux-gnu/libzmq.a   lib/Mac/libzmq.a
 #
 #   Linux, for the plugin:  UE_ROOT=/path/to/UnrealEngine ./build_thirdparty.sh
@@ -11,17 +11,18 @@
 #   Mac:                    ./build_thirdparty.sh   (Xcode's clang; universal arm64 + x86_64)
 #
 # The same upstream versions on every platform (build_thirdparty.ps1 pins them too):
-#   libzmq 4.3.4 (LGPL-3.0 with a static-linking exception), cppzmq 4.9.0 (MIT), msgpack-cxx 4.1.3 (BSL-1.0).
+#   libzmq 4.3.4 (LGPL-3.0 with a static-linking exception), cppzmq 4.9.0 (MIT), msgpack-cxx 4.1.3 (BSL-1.0),
+#   nlohmann-json 3.11.2 (MIT; header-only, reads camera-path files).
 # Their licence texts ship in LICENSES/ beside this script; the build checks them against the sources.
 #
 # Sources (--sources apt|git; apt is the default on Linux, git on Mac):
 #   apt  Debian's packages through apt: the source package zeromq3 4.3.4-6 (its pristine upstream
 #        tarball, without Debian's patches, so that every platform compiles the same code) and the
-#        header-only cppzmq-dev 4.9.0-1 and libmsgpack-cxx-dev 4.1.3-1. apt checks every file against
-#        the archive's signed indexes. Needs a Debian 12 (bookworm) apt; nothing on the host changes:
-#        the script keeps its own apt state in a temporary folder, with deb-src lines made from the
-#        host's own deb lines.
-#   git  the upstream tags v4.3.4, v4.9.0 and cpp-4.1.3 (any other host).
+#        header-only cppzmq-dev 4.9.0-1, libmsgpack-cxx-dev 4.1.3-1 and nlohmann-json3-dev 3.11.2-2.
+#        apt checks every file against the archive's signed indexes. Needs a Debian 12 (bookworm)
+#        apt; nothing on the host changes: the script keeps its own apt state in a temporary
+#        folder, with deb-src lines made from the host's own deb lines.
+#   git  the upstream tags v4.3.4, v4.9.0, cpp-4.1.3 and v3.11.2 (any other host).
 #
 # libzmq is built static, position-independent and with hidden visibility: zmq.h marks its API
 # visibility("default"), so the build compiles against a copy whose ZMQ_EXPORT is empty, and no
@@ -32,9 +33,11 @@ set -euo pipefail
 LIBZMQ_VERSION=4.3.4
 CPPZMQ_VERSION=4.9.0
 MSGPACK_VERSION=4.1.3
+JSON_VERSION=3.11.2
 ZEROMQ3_DEBIAN=4.3.4-6
 CPPZMQ_DEBIAN=4.9.0-1
 MSGPACK_DEBIAN=4.1.3-1
+JSON_DEBIAN=3.11.2-2
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT_ROOT="$HERE"
@@ -97,9 +100,10 @@ fetch_apt() {
     apt-get "${apt[@]}" update >"$WORK/apt-update.log" 2>&1 || { cat "$WORK/apt-update.log" >&2; fail "apt-get update failed"; }
     (cd "$WORK/debs" &&
         apt-get "${apt[@]}" source --download-only "zeromq3=$ZEROMQ3_DEBIAN" &&
-        apt-get "${apt[@]}" download "cppzmq-dev=$CPPZMQ_DEBIAN" "libmsgpack-cxx-dev=$MSGPACK_DEBIAN") \
+        apt-get "${apt[@]}" download "cppzmq-dev=$CPPZMQ_DEBIAN" "libmsgpack-cxx-dev=$MSGPACK_DEBIAN" \
+            "nlohmann-json3-dev=$JSON_DEBIAN") \
         >"$WORK/apt-fetch.log" 2>&1 ||
-        { cat "$WORK/apt-fetch.log" >&2; fail "apt could not fetch zeromq3 $ZEROMQ3_DEBIAN, cppzmq-dev $CPPZMQ_DEBIAN and libmsgpack-cxx-dev $MSGPACK_DEBIAN (a Debian 12 archive has them); use --sources git elsewhere"; }
+        { cat "$WORK/apt-fetch.log" >&2; fail "apt could not fetch zeromq3 $ZEROMQ3_DEBIAN, cppzmq-dev $CPPZMQ_DEBIAN, libmsgpack-cxx-dev $MSGPACK_DEBIAN and nlohmann-json3-dev $JSON_DEBIAN (a Debian 12 archive has them); use --sources git elsewhere"; }
     tar -xzf "$WORK/debs/zeromq3_$LIBZMQ_VERSION.orig.tar.gz" -C "$WORK/libzmq" --strip-components=1
     local deb
     for deb in "$WORK"/debs/*.deb; do
@@ -107,9 +111,11 @@ fetch_apt() {
     done
     cp "$WORK/debs/root/usr/include/zmq.hpp" "$WORK/debs/root/usr/include/zmq_addon.hpp" "$WORK/headers/"
     cp -R "$WORK/debs/root/usr/include/msgpack.hpp" "$WORK/debs/root/usr/include/msgpack" "$WORK/headers/"
+    cp -R "$WORK/debs/root/usr/include/nlohmann" "$WORK/headers/"
     # The binary packages carry Debian's copyright files, not upstream's licence files.
     LICENSE_CPPZMQ="$WORK/debs/root/usr/share/doc/cppzmq-dev/copyright"
     LICENSE_MSGPACK="$WORK/debs/root/usr/share/doc/libmsgpack-cxx-dev/copyright"
+    LICENSE_JSON="$WORK/debs/root/usr/share/doc/nlohmann-json3-dev/copyright"
 }
 
 fetch_git() {
@@ -118,10 +124,13 @@ fetch_git() {
     git clone --quiet --depth 1 --branch "v$LIBZMQ_VERSION" https://github.com/zeromq/libzmq.git "$WORK/libzmq"
     git clone --quiet --depth 1 --branch "v$CPPZMQ_VERSION" https://github.com/zeromq/cppzmq.git "$WORK/cppzmq"
     git clone --quiet --depth 1 --branch "cpp-$MSGPACK_VERSION" https://github.com/msgpack/msgpack-c.git "$WORK/msgpack"
+    git clone --quiet --depth 1 --branch "v$JSON_VERSION" https://github.com/nlohmann/json.git "$WORK/json"
     cp "$WORK/cppzmq/zmq.hpp" "$WORK/cppzmq/zmq_addon.hpp" "$WORK/headers/"
     cp -R "$WORK/msgpack/include/." "$WORK/headers/"
+    cp -R "$WORK/json/include/nlohmann" "$WORK/headers/"  # the multi-header layout Debian ships too
     LICENSE_CPPZMQ="$WORK/cppzmq/LICENSE"
     LICENSE_MSGPACK="$WORK/msgpack/LICENSE_1_0.txt"
+    LICENSE_JSON="$WORK/json/LICENSE.MIT"
 }
 
 case "$SOURCES" in
@@ -142,9 +151,14 @@ if [ "$SOURCES" = git ]; then
     same_words "$LICENSES/cppzmq-LICENSE.txt" "$LICENSE_CPPZMQ" || fail "cppzmq's LICENSE differs from LICENSES/cppzmq-LICENSE.txt"
     same_words "$LICENSES/msgpack-cxx-LICENSE_1_0.txt" "$LICENSE_MSGPACK" ||
         fail "msgpack-c's LICENSE_1_0.txt differs from LICENSES/msgpack-cxx-LICENSE_1_0.txt"
+    same_words "$LICENSES/nlohmann-json-LICENSE.MIT.txt" "$LICENSE_JSON" ||
+        fail "nlohmann-json's LICENSE.MIT differs from LICENSES/nlohmann-json-LICENSE.MIT.txt"
 else
     grep -q '^License: MIT' "$LICENSE_CPPZMQ" || fail "cppzmq-dev is no longer MIT-licensed: review $LICENSE_CPPZMQ"
     grep -q '^License: Boost-1' "$LICENSE_MSGPACK" || fail "libmsgpack-cxx-dev is no longer BSL-1.0: review $LICENSE_MSGPACK"
+    # Debian names the MIT licence "Expat"; its headers, all under it, are the only files we take.
+    [ "$(sed -n 's/^License: //p' "$LICENSE_JSON" | sed -n 1p)" = Expat ] ||
+        fail "nlohmann-json3-dev's headers are no longer MIT (Expat): review $LICENSE_JSON"
 fi
 
 # Hidden API: build against a zmq.h whose ZMQ_EXPORT adds no visibility("default").

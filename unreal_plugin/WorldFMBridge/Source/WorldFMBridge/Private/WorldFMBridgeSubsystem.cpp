@@ -17,6 +17,7 @@
 #include "WorldFMBridgeLog.h"
 #include "WorldFMBridgeSettings.h"
 #include "WorldFMBridgeUserSettings.h"
+#include "WorldFMCameraPath.h"
 #include "WorldFMConversions.h"
 #include "WorldFMSceneSeeder.h"
 
@@ -172,6 +173,24 @@ void UWorldFMBridgeSubsystem::SubmitCameraPose(FVector Location, FRotator Rotati
 		return;
 	}
 	Connection->Worker.SubmitPose(Request);
+}
+
+void UWorldFMBridgeSubsystem::SubmitCameraPathPose(const UWorldFMCameraPath* Path, float Seconds)
+{
+	check(IsInGameThread());  // the pose slot has one producer: the game thread
+	if (!Connection)
+	{
+		return;
+	}
+	const WorldFM::FCameraPath* Core = Path ? Path->GetCorePath() : nullptr;
+	if (!Core)
+	{
+		ReportError(TEXT("bad_path"), TEXT("SubmitCameraPathPose needs a loaded camera path (Load WorldFM Camera Path)"));
+		return;
+	}
+	const UWorldFMBridgeSettings* Settings = GetDefault<UWorldFMBridgeSettings>();
+	Connection->Worker.SubmitPose(
+	    WorldFMConversions::MakePathRenderRequest(*Core, Seconds, Settings->Steps, Settings->bRequestJpeg));
 }
 
 void UWorldFMBridgeSubsystem::Tick(float DeltaTime)

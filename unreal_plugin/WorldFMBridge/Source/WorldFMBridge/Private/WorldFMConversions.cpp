@@ -46,6 +46,20 @@ bool MakeRenderRequest(const FVector& Location, const FRotator& Rotation, float 
 	return true;
 }
 
+WorldFM::FRenderRequest MakePathRenderRequest(const WorldFM::FCameraPath& Path, double Seconds, int32 Steps, bool bJpeg)
+{
+	WorldFM::FRenderRequest Out;
+	Out.CameraToWorld = WorldFM::SampleCameraPath(Path, Seconds);
+	Out.K = Path.K;
+	Out.Size = std::make_pair(int(Path.Width), int(Path.Height));
+	if (Steps > 0)
+	{
+		Out.Steps = Steps;
+	}
+	Out.Jpeg = bJpeg;
+	return Out;
+}
+
 bool MakeViewUpload(const FWorldFMCapturedView& View, float MaxDepthCm, WorldFM::FViewUpload& Out, FString& OutError)
 {
 	const int32 PixelCount = View.Size.X * View.Size.Y;

@@ -43,6 +43,7 @@ void UWorldFMViewComponent::BeginPlay()
 
 void UWorldFMViewComponent::EndPlay(const EEndPlayReason::Type EndPlayReason)
 {
+	StopCameraPath();
 	if (UWorldFMBridgeSubsystem* Bridge = UWorldFMBridgeSubsystem::Get())
 	{
 		Bridge->OnFrame.RemoveDynamic(this, &UWorldFMViewComponent::HandleFrame);
@@ -55,7 +56,16 @@ void UWorldFMViewComponent::TickComponent(float DeltaTime, ELevelTick TickType, 
 {
 	Super::TickComponent(DeltaTime, TickType, ThisTickFunction);
 	UWorldFMBridgeSubsystem* Bridge = UWorldFMBridgeSubsystem::Get();
-	if (!bSendPose || !Bridge || !Bridge->HasScene())
+	if (!Bridge || !Bridge->HasScene())
+	{
+		return;
+	}
+	if (PlayingPath)
+	{
+		TickCameraPath(DeltaTime, *Bridge);
+		return;
+	}
+	if (!bSendPose)
 	{
 		return;
 	}
@@ -159,4 +169,80 @@ void UWorldFMViewComponent::SeedScene()
 	float Fov;
 	GetCameraView(Location, Rotation, Fov);
 	Bridge->OpenSceneFromLevel(this, Location, GetOwner()->GetName());
+}
+
+bool UWorldFMViewComponent::PlayCameraPath(UWorldFMCameraPath* Path, bool bLoop)
+{
+	if (!Path || Path->GetNumPoses() == 0)
+	{
+		return false;
+	}
+	PlayingPath = Path;
+	PathSeconds = 0.0f;
+	bLoopPath = bLoop;
+	return true;
+}
+
+bool UWorldFMViewComponent::PlayCameraPathFile(const FString& FilePath, FString& Error, bool bLoop)
+{
+	UWorldFMCameraPath* Path = UWorldFMCameraPath::LoadCameraPath(FilePath, Error);
+	return Path && PlayCameraPath(Path, bLoop);
+}
+
+void UWorldFMViewComponent::StopCameraPath()
+{
+	PlayingPath = nullptr;
+	PathSeconds = 0.0f;
+}
+
+void UWorldFMViewComponent::TickCameraPath(float DeltaTime, UWorldFMBridgeSubsystem& Bridge)
+{
+	UWorldFMCameraPath* Path = PlayingPath;
+	const float Duration = Path->GetDuration();
+	bool bFinished = false;
+	if (PathSeconds > Duration)
+	{
+		if (bLoopPath)
+		{
+			PathSeconds = Duration > 0.0f ? FMath::Fmod(PathSeconds, Duration) : 0.0f;
+		}
+		else
+		{
+			PathSeconds = Duration;  // the last pose is always rendered
+			bFinished = true;
+		}
+	}
+	FVector Location;
+	FRotator Rotation;
+	float Fov;
+	if (bCameraPathMovesOwner && Path->SampleUnrealCamera(PathSeconds, Location, Rotation, Fov))
+	{
+		MoveOwnerCamera(Location, Rotation, Fov);
+	}
+	Bridge.SubmitCameraPathPose(Path, PathSeconds);
+	if (bFinished)
+	{
+		StopCameraPath();
+		OnCameraPathFinished.Broadcast(Path);  // a handler may start another path
+		return;
+	}
+	// The next tick renders the camera at the next game frame's time: between recorded poses
+	// when the game runs faster than the recording, skipping some when it runs slower.
+	PathSeconds += DeltaTime * FMath::Max(0.0f, CameraPathPlayRate);
+}
+
+void UWorldFMViewComponent::MoveOwnerCamera(const FVector& Location, const FRotator& Rotation, float HorizontalFovDeg)
+{
+	AActor* Owner = GetOwner();
+	if (!Owner)
+	{
+		return;
+	}
+	if (UCameraComponent* Camera = Owner->FindComponentByClass<UCameraComponent>())
+	{
+		Camera->SetWorldLocationAndRotation(Location, Rotation);
+		Camera->SetFieldOfView(HorizontalFovDeg);
+		return;
+	}
+	Owner->SetActorLocationAndRotation(Location, Rotation);
 }

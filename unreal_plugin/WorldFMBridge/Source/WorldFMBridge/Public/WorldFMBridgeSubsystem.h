@@ -18,6 +18,7 @@
 class FWorldFMBridgeConnection;
 class IImageWrapperModule;
 class UTexture2D;
+class UWorldFMCameraPath;
 
 UCLASS()
 class WORLDFMBRIDGE_API UWorldFMBridgeSubsystem : public UEngineSubsystem, public FTickableGameObject
@@ -76,6 +77,15 @@ public:
 	 */
 	UFUNCTION(BlueprintCallable, Category = "WorldFM", meta = (AdvancedDisplay = "AspectRatio"))
 	void SubmitCameraPose(FVector Location, FRotator Rotation, float HorizontalFovDeg, float AspectRatio = 0.0f);
+
+	/**
+	 * The camera of a recorded path at Seconds into it, to render next (latest wins, as
+	 * SubmitCameraPose): its pose exactly as the file has it (no trip through Unreal's
+	 * convention), with the path's own intrinsics and frame size, as `worldfm render-path`
+	 * renders it; the Resolution setting does not apply, Steps and Request JPEG do. Game thread only.
+	 */
+	UFUNCTION(BlueprintCallable, Category = "WorldFM|Camera Path")
+	void SubmitCameraPathPose(const UWorldFMCameraPath* Path, float Seconds);
 
 	UFUNCTION(BlueprintPure, Category = "WorldFM")
 	EWorldFMConnectionState GetConnectionState() const { return State; }

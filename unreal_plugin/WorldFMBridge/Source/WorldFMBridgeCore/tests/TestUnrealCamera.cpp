@@ -53,6 +53,32 @@ TEST_CASE("UnrealToCameraToWorld matches models.cameras.ue_to_c2w on the shared 
 	}
 }
 
+TEST_CASE("CameraToWorldToUnreal matches models.cameras.c2w_to_ue on the shared vectors")
+{
+	// The vectors' angles lie in the ranges c2w_to_ue returns, so the inverse gives them back
+	// (tests/models/test_cameras.py checks the same on the Python side).
+	const nlohmann::json Vectors = LoadVectors();
+	for (const auto& Pose : Vectors.at("poses"))
+	{
+		WorldFM::FMat4 C2W;
+		for (std::size_t Row = 0; Row < 4; ++Row)
+		{
+			for (std::size_t Col = 0; Col < 4; ++Col)
+			{
+				C2W[Row * 4 + Col] = Pose.at("c2w")[Row][Col].get<double>();
+			}
+		}
+		const auto Camera = WorldFM::CameraToWorldToUnreal(C2W);
+		REQUIRE(Camera.IsOk());
+		INFO("location " << Pose.at("ue_location_cm").dump() << " rotation " << Pose.at("ue_rotation_pitch_yaw_roll_deg").dump());
+		for (std::size_t Axis = 0; Axis < 3; ++Axis)
+		{
+			CHECK(Camera->LocationCm[Axis] == doctest::Approx(Pose.at("ue_location_cm")[Axis].get<double>()).epsilon(1e-12));
+			CHECK(std::abs(Camera->PitchYawRollDeg[Axis] - Pose.at("ue_rotation_pitch_yaw_roll_deg")[Axis].get<double>()) <= 1e-9);
+		}
+	}
+}
+
 TEST_CASE("IntrinsicsFromHorizontalFov matches models.cameras.K_from_hfov on the shared vectors")
 {
 	const nlohmann::json Vectors = LoadVectors();
@@ -106,6 +132,17 @@ TEST_CASE("invalid Unreal input is refused with a reason")
 	CHECK_FALSE(WorldFM::IntrinsicsFromHorizontalFov(180.0, 256, 256).IsOk());
 	CHECK_FALSE(WorldFM::IntrinsicsFromHorizontalFov(0.0, 256, 256).IsOk());
 	CHECK_FALSE(WorldFM::IntrinsicsFromHorizontalFov(90.0, 0, 256).IsOk());
+
+	// A mirrored pose has no Unreal rotation: refused, not turned into some rotator.
+	WorldFM::FMat4 Mirrored = WorldFM::IdentityPose();
+	Mirrored[0] = -1.0;
+	const auto NoCamera = WorldFM::CameraToWorldToUnreal(Mirrored);
+	REQUIRE_FALSE(NoCamera.IsOk());
+	CHECK(NoCamera.ErrorMessage().find("det(R)=-1") != std::string::npos);
+	CHECK_FALSE(WorldFM::HorizontalFovFromIntrinsics({0.0, 0.0, 32.0, 0.0, 100.0, 24.0, 0.0, 0.0, 1.0}, 64).IsOk());
+	const auto Fov = WorldFM::HorizontalFovFromIntrinsics(*WorldFM::IntrinsicsFromHorizontalFov(75.5, 1920, 1080), 1920);
+	REQUIRE(Fov.IsOk());
+	CHECK(*Fov == doctest::Approx(75.5).epsilon(1e-12));
 }
 
 TEST_CASE("IsSameView: an Unreal camera that moved less than the epsilons is the same view")

@@ -22,6 +22,7 @@
 #include "Tests/AutomationEditorCommon.h"
 #include "WorldFMBridgeSettings.h"
 #include "WorldFMBridgeSubsystem.h"
+#include "WorldFMCameraPath.h"
 #include "WorldFMEngineViewCapture.h"
 
 namespace WorldFMBridgeTests
@@ -86,6 +87,16 @@ TArray<FWorldFMCapturedView> BoxViews()
 	}
 	return Views;
 }
+
+/**
+ * A camera path in the box's world, as `worldfm view` writes one: two poses half a second
+ * apart (the Unreal cameras at 150 cm looking along yaw 0 and yaw 20, from models.cameras.ue_to_c2w),
+ * an 80 x 60 frame whose size K implies.
+ */
+const TCHAR* BoxPathJson = TEXT(R"json({"fps": 2, "K": [[40.0, 0.0, 40.0], [0.0, 40.0, 30.0], [0.0, 0.0, 1.0]],
+ "c2w": [[[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 1.5], [0.0, 0.0, 0.0, 1.0]],
+         [[-0.342020143326, 0.0, 0.939692620786, 0.0], [-0.939692620786, 0.0, -0.342020143326, 0.0],
+          [0.0, -1.0, 0.0, 1.5], [0.0, 0.0, 0.0, 1.0]]]})json");
 
 /**
  * Runs Steps one after another on the game thread's ticker, each polled until it returns
@@ -236,6 +247,45 @@ void FWorldFMBridgeSpec::Define()
 					Done, PatienceSeconds);
 			});
 
+		LatentIt(TEXT("renders a camera path's camera at the path's own frame size"), FTimespan::FromSeconds(PatienceSeconds),
+			[this](const FDoneDelegate& Done)
+			{
+				FString Error;
+				UWorldFMCameraPath* Path = UWorldFMCameraPath::ParseCameraPath(WorldFMBridgeTests::BoxPathJson, TEXT("box path"), Error);
+				if (!TestNotNull(TEXT("the path parsed"), Path) || !TestEqual(TEXT("parse error"), Error, FString()))
+				{
+					Done.Execute();
+					return;
+				}
+				TestEqual(TEXT("poses"), Path->GetNumPoses(), 2);
+				TestEqual(TEXT("duration"), Path->GetDuration(), 0.5f);
+				TestTrue(TEXT("frame size implied by K: 80 x 60"), Path->GetFrameSize() == FIntPoint(80, 60));
+				FVector Location;
+				FRotator Rotation;
+				float Fov = 0.0f;
+				TestTrue(TEXT("sampled"), Path->SampleUnrealCamera(0.25f, Location, Rotation, Fov));
+				TestTrue(TEXT("halfway: the same place"), Location.Equals(FVector(0.0, 0.0, 150.0), 1e-6));
+				TestTrue(TEXT("halfway: half the turn"), Rotation.Equals(FRotator(0.0, 10.0, 0.0), 1e-6));
+				TestEqual(TEXT("FOV from K: 2 atan(40 / 40)"), Fov, 90.0f, 1e-4f);
+				FramesBefore = Bridge->GetStats().FramesReceived;
+				Bridge->SubmitCameraPathPose(Path, 0.25f);
+				FSequence::Run(*this,
+					{{TEXT("a frame of the path's size"),
+					  [this]
+					  {
+						  const UTexture2D* Texture = Bridge->GetFrameTexture();
+						  return Bridge->GetStats().FramesReceived > FramesBefore && Texture && Texture->GetSizeX() == 80 &&
+						         Texture->GetSizeY() == 60;
+					  }},
+					 {TEXT("no error reported"),
+					  [this]
+					  {
+						  TestEqual(TEXT("last error"), Bridge->GetLastError(), FString());
+						  return true;
+					  }}},
+					Done, PatienceSeconds);
+			});
+
 		LatentIt(TEXT("survives a server restart: reconnects, uploads the scene again, renders"),
 			FTimespan::FromSeconds(PatienceSeconds), [this](const FDoneDelegate& Done)
 			{
@@ -300,6 +350,16 @@ void FWorldFMBridgeSpec::Define()
 					Done, PatienceSeconds);
 			});
 
+	});
+
+	It(TEXT("refuses a camera path it cannot use, saying why"), [this]
+	{
+		FString Error;
+		TestNull(TEXT("no poses"), UWorldFMCameraPath::ParseCameraPath(TEXT(R"({"hfov_deg": 60, "width": 64, "height": 48, "c2w": []})"),
+		                                                                TEXT("empty.json"), Error));
+		TestEqual(TEXT("message"), Error, FString(TEXT("empty.json: the path has no poses")));
+		TestNull(TEXT("a missing file"), UWorldFMCameraPath::LoadCameraPath(TEXT("no/such/path.json"), Error));
+		TestTrue(TEXT("names the file"), Error.Contains(TEXT("no/such/path.json")));
 	});
 
 	It(TEXT("throttles the engine-view capture: a resting camera is captured once"), [this]
