@@ -415,20 +415,19 @@ class JobRunner:
     actor (each actor one runner). The model loads once per runner; a scene is built once and
     kept for the next job over it (the ``scene_cache`` most recently used ones).
 
-    ``threads`` caps the CPU threads of ONNX Runtime and torch (a Ray actor's CPU share);
-    frames are the same bytes whatever it is, so a job renders identically everywhere.
+    ``threads`` caps ONNX Runtime's CPU threads (a Ray actor's CPU share; default every core).
+    torch -- the anchor rendering and hole filling -- runs on one thread in every runner: push-pull
+    hole filling (the anchor decoder's input) rounds a pixel differently now and then with another
+    thread count, and a job must be the same bytes whichever worker renders it (ONNX Runtime's
+    results do not depend on its thread count; the tests check both).
     """
 
     def __init__(self, options: RenderOptions, threads: int | None = None, scene_cache: int = 2) -> None:
         from python_bridge.commands.serve import prepare_runtime
 
         prepare_runtime()  # before torch loads (a fresh Ray worker has not imported it yet)
-        import torch
-
         from python_bridge.demo import load_pipeline
 
-        if threads:
-            torch.set_num_threads(threads)
         t0 = time.perf_counter()
         self.options = options
         self.identity = options.identity()
@@ -470,11 +469,15 @@ class JobRunner:
         whose model files differ refuses the job rather than mixing models. Errors in the job
         (a damaged scene, a folder of another job) come back as a failed result, not raised.
         """
+        import torch
+
         from datagen.dataset import DatasetError
         from models.cameras import scale_K
 
         t0 = time.perf_counter()
         result = JobResult(job.id, "failed", job.frames, worker=self.worker)
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the same bytes on every worker (class docstring)
         try:
             if model != self.identity:
                 raise JobError(f"worker {self.worker} has model {self.identity}, the driver {model}: "
@@ -510,6 +513,7 @@ class JobRunner:
             result.error = str(exc)
             log.error("job %s: %s", job.id, exc)
         finally:
+            torch.set_num_threads(torch_threads)
             result.seconds = time.perf_counter() - t0
         return result
 
@@ -530,11 +534,13 @@ def run_in_process(
     model: dict,
     progress: ProgressFn | None = None,
     on_result: Callable[[JobResult], None] | None = None,
+    threads: int | None = None,
 ) -> list[JobResult]:
-    """Run ``jobs`` one after another on one :class:`JobRunner` here; the same frames, byte for
-    byte, as :func:`python_bridge.batch_ray.run_on_ray`. Jobs over one scene run back to back."""
+    """Run ``jobs`` one after another on one :class:`JobRunner` here (``threads``: its CPU threads,
+    default every core); the same frames, byte for byte, as :func:`python_bridge.batch_ray.run_on_ray`.
+    Jobs over one scene run back to back."""
     order = sorted(jobs, key=lambda j: (j.scene.key, j.line))
-    runner = JobRunner(options)
+    runner = JobRunner(options, threads=threads)
     results = []
     for job in order:
         result = runner.run(job, out_dir, model, progress)

@@ -154,7 +154,10 @@ def run_on_ray(
                 if ref in not_ready:
                     actor = not_ready.pop(ref)
                     try:
-                        stats.ready.append(ray.get(ref))
+                        info = ray.get(ref)
+                        log.info("worker %s ready: model %s on %s, loaded in %.1f s, %.0f MiB", info["worker"],
+                                 info["model"], info["provider"], info["load_ms"] / 1e3, info["peak_rss_mb"])
+                        stats.ready.append(info)
                         stats.first_ready_s = stats.first_ready_s or time.perf_counter() - start
                         idle.append(actor)
                     except RayActorError as exc:

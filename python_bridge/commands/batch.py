@@ -124,7 +124,8 @@ def _run_ray(args, todo, options, model, progress, on_result):
         gpus = args.gpus_per_worker
         if gpus is None:
             gpus = 1.0 if cluster.resources.get("GPU", 0) > 0 else 0.0
-        workers = args.workers or default_workers(cluster.resources, args.cpus_per_worker, gpus, len(todo))
+        workers = min(args.workers or default_workers(cluster.resources, args.cpus_per_worker, gpus, len(todo)),
+                      len(todo))
         print(f"{workers} worker(s), {args.cpus_per_worker:g} CPU and {gpus:g} GPU each", file=sys.stderr, flush=True)
         return run_on_ray(todo, args.out, options, model, workers, args.cpus_per_worker, gpus,
                           args.memory_per_worker, progress, on_result)

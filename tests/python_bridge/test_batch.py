@@ -177,3 +177,32 @@ def test_frames_match_single_path_rendering(batch, reference, tiny_model_dir, tm
     for ours, theirs in zip(sorted((reference / job.id).glob("frame_*.png")), sorted(out.glob("frame_*.png")),
                             strict=True):
         np.testing.assert_array_equal(imageio.imread(ours), imageio.imread(theirs))
+
+
+def test_a_job_is_the_same_bytes_whatever_torch_thread_count_the_worker_has(tmp_path):
+    """The shipped model's decoder takes the hole-filled anchor, and push-pull filling rounds a
+    pixel differently now and then under another torch thread count; this pose of this scene
+    (found by bench/bench_render_paths.py) is such a case. The runner renders the same bytes
+    whether its process had 2 torch threads (in-process) or 1 (a Ray actor of 1 CPU)."""
+    import torch
+
+    from python_bridge.camera_path import CameraPath, interpolate_poses, save_camera_path
+    from python_bridge.demo import make_scene
+
+    source = make_scene(1, "indoor", 8, 128)[1]
+    pose = interpolate_poses(np.stack([f.camera.c2w for f in source]), 4)[3:]
+    save_camera_path(tmp_path / "pose.json", CameraPath(pose, source[0].camera.K, (128, 128)))
+    (tmp_path / "jobs.jsonl").write_text(json.dumps(
+        {"id": "j", "procedural": {"seed": 1, "views": 8, "size": 128}, "path": "pose.json", "seed": 6}) + "\n")
+    options = RenderOptions()  # the shipped demo-256
+    [job] = load_jobs(tmp_path / "jobs.jsonl", options.default_steps())
+    runner, before = JobRunner(options), torch.get_num_threads()
+    frames = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            assert runner.run(job, tmp_path / f"t{threads}", options.identity()).status == "done"
+            frames.append(frame_bytes(tmp_path / f"t{threads}", "j"))
+    finally:
+        torch.set_num_threads(before)
+    assert frames[0] == frames[1]

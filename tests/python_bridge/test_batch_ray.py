@@ -1,6 +1,9 @@
 """``worldfm render-paths --ray`` on a local Ray cluster of 2 CPU worker slots: 6 jobs over 2
 scenes, one actor killed (SIGKILL) mid-job; every job's frames must be complete, unique and
-byte-identical to the in-process run. Skipped without the Ray extra (``pip install -e '.[ray]'``)."""
+byte-identical to the in-process run. Skipped without the Ray extra (``pip install -e '.[ray]'``).
+
+The jobs run the tiny test model, so frames are fast; that a frame's bytes do not depend on the
+worker's thread count with the shipped model is test_batch.py's."""
 
 from __future__ import annotations
 
