@@ -84,11 +84,13 @@ def _as_json(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class SceneSource:
-    """Where a job's source views come from: a scene ``folder`` (absolute) or a ``procedural``
-    scene (seed, kind, views, size), generated where the job runs."""
+    """Where a job's source views come from: a scene ``folder`` (absolute; ``digest`` the SHA-256
+    of its ``transforms.json``, which lists every view file's SHA-256) or a ``procedural`` scene
+    (seed, kind, views, size), generated where the job runs."""
 
     folder: str | None = None
     procedural: dict | None = None
+    digest: str | None = None
 
     @property
     def key(self) -> str:
@@ -96,7 +98,10 @@ class SceneSource:
         return self.folder if self.folder is not None else json.dumps(self.procedural, sort_keys=True)
 
     def describe(self) -> dict:
-        return {"folder": self.folder} if self.folder is not None else {"procedural": self.procedural}
+        """The scene by content (a moved folder is the same scene; a recaptured one is not)."""
+        if self.folder is None:
+            return {"procedural": self.procedural}
+        return {"name": Path(self.folder).name, "transforms_sha256": self.digest}
 
     def frames(self) -> list:
         """The source views (``models.scene.Frame``), read or generated."""
@@ -133,10 +138,15 @@ class RenderJob:
         return self.size or self.path.size
 
     def spec(self, model: dict) -> dict:
-        """What the job's frames depend on: stored in its folder, compared on every rerun."""
+        """What the job's frames depend on, by content: stored in its folder, compared on every
+        rerun. (Where its files were is in the manifest's ``sources``.)"""
         return _as_json({"id": self.id, "scene": self.scene.describe(),
-                         "path": {"file": self.path_file, "sha256": self.path_sha256, "poses": self.frames},
+                         "path": {"sha256": self.path_sha256, "poses": self.frames},
                          "seed": self.seed, "steps": self.steps, "size": list(self.frame_size), "model": model})
+
+    def sources(self) -> dict:
+        """Where the job's scene and camera path were read from."""
+        return {"scene": self.scene.folder or "procedural", "path": self.path_file}
 
 
 def load_jobs(path: str | Path, default_steps: int | None = None) -> list[RenderJob]:
@@ -185,7 +195,7 @@ def _parse_job(entry: dict, where: str, number: int, base: Path, default_steps: 
         if not (folder / "transforms.json").is_file():
             raise JobError(f"{where}: {folder} is not a scene folder (no transforms.json); "
                            "make one with `worldfm datagen ...`")
-        scene = SceneSource(folder=str(folder))
+        scene = SceneSource(folder=str(folder), digest=_sha256((folder / "transforms.json").read_bytes()))
     else:
         spec = entry["procedural"]
         if not isinstance(spec, dict) or not isinstance(spec.get("seed"), int) or set(spec) - {"seed", *_PROCEDURAL_DEFAULTS}:
@@ -363,7 +373,7 @@ class JobFolder:
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"attempt_{attempt['started']:.6f}_{attempt['worker']}.json")
         atomic_write(self.partial / name, json.dumps(attempt).encode())
 
-    def finish(self, fps: float, worker: dict) -> dict:
+    def finish(self, fps: float, worker: dict, sources: dict) -> dict:
         """Encode the MP4 from the frames, write the manifest, drop ``.partial``; returns the manifest."""
         import imageio.v2 as imageio
 
@@ -380,7 +390,7 @@ class JobFolder:
                 writer.append_data(imageio.imread(self.folder / record["file"]))
         os.replace(video_tmp, self.folder / VIDEO)
         manifest = {
-            "format": FORMAT, "version": FORMAT_VERSION, "job": self.spec, "video": VIDEO,
+            "format": FORMAT, "version": FORMAT_VERSION, "job": self.spec, "sources": sources, "video": VIDEO,
             "video_ms": round((time.perf_counter() - t0) * 1e3, 3), "attempts": attempts,
             "finished_by": worker, "frames": frames,
         }
@@ -507,7 +517,7 @@ class JobRunner:
                     result.rendered += 1
                     if progress is not None:
                         progress(job.id, len(done))
-            folder.finish(job.path.fps, {**self.info(), "seconds": round(time.perf_counter() - t0, 3)})
+            folder.finish(job.path.fps, {**self.info(), "seconds": round(time.perf_counter() - t0, 3)}, job.sources())
             result.status = "done"
         except (JobError, DatasetError, OSError, ValueError) as exc:
             result.error = str(exc)

@@ -5,6 +5,7 @@ The Ray pool is tested in test_batch_ray.py against the frames these runs write.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -57,11 +58,14 @@ def test_every_job_writes_its_frames_video_and_manifest(batch, reference, capsys
     assert frame_bytes(reference, "job0")[0] != frame_bytes(reference, "job2")[0]  # same pose, seed 0 vs 200
 
 
-def test_a_rerun_skips_finished_jobs(batch, reference, tiny_model_dir, capsys):
+def test_a_rerun_skips_finished_jobs_even_with_the_inputs_moved(batch, reference, tiny_model_dir, tmp_path, capsys):
     before = {p: p.stat().st_mtime_ns for p in reference.rglob("*")}
-    assert main(["render-paths", str(batch), "--out", str(reference), "--model", str(tiny_model_dir),
-                 "--steps", "2", "--no-progress"]) == 0
-    assert "0 rendered, 3 already done, 0 failed; 0 frames" in capsys.readouterr().out
+    moved = tmp_path / "moved"
+    shutil.copytree(batch.parent, moved)  # jobs are identified by content, not by where their files are
+    for jobs in (batch, moved / batch.name):
+        assert main(["render-paths", str(jobs), "--out", str(reference), "--model", str(tiny_model_dir),
+                     "--steps", "2", "--no-progress"]) == 0
+        assert "0 rendered, 3 already done, 0 failed; 0 frames" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in reference.rglob("*")} == before
 
 
