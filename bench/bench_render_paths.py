@@ -32,7 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars between the figures (tqdm reads it on import)
+
+import numpy as np  # noqa: E402
 
 from machine import machine_line  # noqa: E402 (bench/ on sys.path: run from the repo root)
 
