@@ -7,7 +7,8 @@ Needs the Ray extra (pip install -e '.[ray]'). The jobs: ``--jobs`` camera paths
 poses over two procedural scenes, rendered with the shipped demo-256 model (or ``--model``).
 Arms, in this order, each into a fresh folder:
 
-* in-process, every core (``worldfm render-paths`` without ``--ray``);
+* in-process, every core for ONNX Runtime (``worldfm render-paths`` without ``--ray``; torch, the
+  anchor, runs on one thread in every arm, see ``python_bridge.batch.JobRunner``);
 * in-process, 1 thread: what one Ray worker of 1 CPU gets, so the difference to the next arm
   is Ray's cost alone;
 * Ray, 1 worker of 1 CPU; Ray, 2 workers of 1 CPU (one local instance, started once, its
@@ -141,8 +142,10 @@ def main() -> None:
     print(f"Ray per-job overhead (1 worker): {dispatch * 1e3:.1f} ms outside the worker's job (dispatch, progress, "
           f"result); {steady * 1e3:+.1f} ms per job in the jobs phase and {whole * 1e3:+.1f} ms per job over the whole "
           f"arm against in-process with 1 thread")
-    print(f"ratios, jobs phase frames/s: Ray 2 workers / Ray 1 worker = {ray2['frames_per_s'] / ray1['frames_per_s']:.2f}; "
-          f"Ray 2 workers / in-process all cores = {ray2['frames_per_s'] / by['in-process, all cores']['frames_per_s']:.2f}; "
+    all_cores = by["in-process, all cores"]
+    print("ratios, jobs phase frames/s: "
+          f"Ray 2 workers / Ray 1 worker = {ray2['frames_per_s'] / ray1['frames_per_s']:.2f}; "
+          f"Ray 2 workers / in-process all cores = {ray2['frames_per_s'] / all_cores['frames_per_s']:.2f}; "
           f"Ray 1 worker / in-process 1 thread = {ray1['frames_per_s'] / one_thread['frames_per_s']:.2f}")
     print("every arm wrote the same frames, byte for byte")
     print(machine_line())

@@ -197,13 +197,17 @@ def _parse_job(entry: dict, where: str, number: int, base: Path, default_steps: 
                            "make one with `worldfm datagen ...`")
         scene = SceneSource(folder=str(folder), digest=_sha256((folder / "transforms.json").read_bytes()))
     else:
-        spec = entry["procedural"]
-        if not isinstance(spec, dict) or not isinstance(spec.get("seed"), int) or set(spec) - {"seed", *_PROCEDURAL_DEFAULTS}:
-            raise JobError(f"{where}: 'procedural' is {{'seed': N, 'kind': 'indoor'|'outdoor', 'views': N, 'size': N}}")
-        spec = {"seed": spec["seed"], **_PROCEDURAL_DEFAULTS, **spec}
-        if spec["kind"] not in ("indoor", "outdoor") or int(spec["views"]) < 1 or int(spec["size"]) < 16:
+        given = entry["procedural"]
+        shape = "{'seed': N, 'kind': 'indoor'|'outdoor', 'views': N, 'size': N}"
+        if not isinstance(given, dict) or "seed" not in given or set(given) - {"seed", *_PROCEDURAL_DEFAULTS}:
+            raise JobError(f"{where}: 'procedural' is {shape}")
+        spec = {**_PROCEDURAL_DEFAULTS, **given}
+        if not all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("seed", "views", "size")):
+            raise JobError(f"{where}: 'procedural' is {shape}, with integers; got {given}")
+        if spec["kind"] not in ("indoor", "outdoor") or spec["views"] < 1 or spec["size"] < 16:
             raise JobError(f"{where}: procedural kind must be indoor or outdoor, views >= 1, size >= 16")
-        scene = SceneSource(procedural=spec)
+        scene = SceneSource(procedural={"seed": spec["seed"], "kind": spec["kind"], "views": spec["views"],
+                                        "size": spec["size"]})
     if "path" not in entry:
         raise JobError(f"{where}: 'path' (a camera path JSON) is missing")
     path_file = (base / str(entry["path"])).resolve()

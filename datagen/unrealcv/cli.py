@@ -88,8 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        results = capture_all(config, args.out, progress) if args.ray is None else _on_ray(args.ray, config, args.out,
-                                                                                            progress)
+        if args.ray is None:
+            results = capture_all(config, args.out, progress)
+        else:
+            results = _on_ray(args.ray, config, args.out, progress)
     except KeyboardInterrupt:
         print("interrupted after the views in hand; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -123,8 +123,8 @@ def capture_on_ray(
                 try:
                     results[i] = ray.get(ref)
                 except RayActorError as exc:
-                    results[i] = WorkerResult(endpoint, scene, CaptureStats(), False,
-                                              f"its capture actor died {MAX_RESTARTS + 1} times ({exc}); rerun to resume")
+                    error = f"its capture actor died {MAX_RESTARTS + 1} times ({exc}); rerun to resume"
+                    results[i] = WorkerResult(endpoint, scene, CaptureStats(), False, error)
         channel.drain(report)
     finally:
         for actor in actors:

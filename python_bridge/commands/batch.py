@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "else a new local instance), local (always a new local instance), or a head's address "
                    "(HOST:6379 or ray://HOST:10001)")
     r.add_argument("--workers", type=int, default=None,
-                   help="actors, one engine each (default: as many as the cluster's CPUs/GPUs hold, at most one per job)")
+                   help="actors, one engine each (default: as many as the cluster's CPUs/GPUs hold, at most one "
+                   "per job)")
     r.add_argument("--cpus-per-worker", type=float, default=1.0,
                    help="CPUs per actor; its ONNX Runtime and torch threads (default 1)")
     r.add_argument("--gpus-per-worker", type=float, default=None,

@@ -34,7 +34,8 @@ def make_batch(folder: Path, jobs: int = 6, frames: int = 4) -> Path:
         interpolate_poses(np.stack([f.camera.c2w for f in source]), frames), source[0].camera.K, (32, 32), fps=12))
     lines = []
     for i in range(jobs):
-        scene = {"scene": "wall", "path": "wall.json"} if i % 2 == 0 else {"procedural": PROCEDURAL, "path": "room.json"}
+        scene = {"scene": "wall", "path": "wall.json"} if i % 2 == 0 else \
+            {"procedural": PROCEDURAL, "path": "room.json"}
         lines.append(json.dumps({"id": f"job{i}", **scene, "seed": 100 * i}))
     (folder / "jobs.jsonl").write_text("\n".join(lines) + "\n")
     return folder / "jobs.jsonl"

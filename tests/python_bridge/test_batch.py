@@ -133,6 +133,7 @@ def test_the_scene_is_built_once_per_runner(batch, runner, options, tmp_path):
         ('{"scene": "wall", "path": "wall.json", "colour": 1}', "unknown keys \\['colour'\\]"),
         ('{"id": "../up", "scene": "wall", "path": "wall.json"}', "must be a folder name"),
         ('{"procedural": {"seed": 1, "kind": "cave"}, "path": "wall.json"}', "indoor or outdoor"),
+        ('{"procedural": {"seed": 1, "views": "many"}, "path": "wall.json"}', "with integers"),
         ('{"scene": "wall", "path": "missing.json"}', "cannot read camera path"),
         ('{"scene": "wall", "path": "wall.json", "size": [8, 8]}', "at least 16"),
         ("[1, 2]", "a job is a JSON object"),
