@@ -449,16 +449,20 @@ class JobRunner:
                                       options.steps, options.fallback, options.precision, options.anchor_style,
                                       threads=threads)
         self.load_ms = (time.perf_counter() - t0) * 1e3
+        from python_bridge import timeline
+
+        self.ready_s = timeline.elapsed_s()  # since the process started: interpreter, imports, model
         self.worker = worker_name()
         self._scenes: OrderedDict[str, Any] = OrderedDict()
         self._cache = scene_cache
 
     def info(self) -> dict:
-        """Who this runner is (``worker``, ``node``), its model, provider and load time."""
+        """Who this runner is (``worker``, ``node``), its model, provider, model load time and
+        ``ready_s``, seconds from its process's start to a loaded model."""
         describe = self.pipeline.describe()
         return {"worker": self.worker, "node": socket.gethostname(), "model": describe.get("name"),
                 "provider": describe.get("provider"), "load_ms": round(self.load_ms, 1),
-                "peak_rss_mb": round(peak_rss_mb(), 1)}
+                "ready_s": round(self.ready_s, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
     def scenes(self) -> list[str]:
         """Keys of the scenes this runner holds built, most recently used last."""
