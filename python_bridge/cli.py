@@ -23,6 +23,7 @@ _COMMAND_MODULES: list[tuple[str | None, str]] = [
     (None, "python_bridge.commands.model"),
     (None, "python_bridge.commands.training"),
     (None, "python_bridge.commands.serve"),
+    (None, "python_bridge.commands.batch"),
     (None, "python_bridge.commands.view"),
 ]
 

@@ -104,14 +104,23 @@ def make_scene(seed: int, kind: str, views: int, size: int, progress: Callable[[
     return renderer, frames
 
 
+def model_folder(model: Path | None, fallback: bool = False) -> Path | None:
+    """The exported model the commands load: ``model``, else the shipped default when it is
+    there; None for the fallback (``fallback`` set, or no model anywhere)."""
+    if fallback:
+        return None
+    return model or (DEFAULT_MODEL if (DEFAULT_MODEL / "manifest.json").is_file() else None)
+
+
 def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback: bool = False,
-                  precision: str = "auto", anchor_style: str | None = None):
+                  precision: str = "auto", anchor_style: str | None = None, threads: int | None = None):
     """The frame pipeline: with the exported model at ``model`` (or the default folder) or the fallback.
 
     ``precision`` picks fp16 or fp32 graphs (:class:`python_bridge.engine.Engine`).
     ``fallback`` forces the anchor + hole-filling path even when a model is present, so the
     classical baseline can be watched side by side with the model. ``anchor_style`` overrides
     the anchor style (default: the model's, else the best; ``models.anchor.styles``).
+    ``threads`` caps ONNX Runtime's CPU threads (default: every core).
     """
     from python_bridge import timeline
     from python_bridge.pipeline import FramePipeline
@@ -120,7 +129,7 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
     if fallback:
         log.info("--no-model: running the point-cloud anchor + classical hole filling, no generator")
         return FramePipeline(None, anchor_style=anchor_style)
-    folder = model or (DEFAULT_MODEL if (DEFAULT_MODEL / "manifest.json").is_file() else None)
+    folder = model_folder(model)
     if folder is None:
         log.warning(
             "no model at %s (pass --model DIR to use one): running the FALLBACK, "
@@ -130,7 +139,7 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
         return FramePipeline(None, anchor_style=anchor_style)
     from python_bridge.engine import Engine
 
-    pipeline = FramePipeline(Engine(folder, provider=provider, precision=precision), steps=steps,
+    pipeline = FramePipeline(Engine(folder, provider=provider, precision=precision, threads=threads), steps=steps,
                              anchor_style=anchor_style)
     timeline.mark("engine_ready")
     return pipeline

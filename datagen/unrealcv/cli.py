@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--unix-socket", action="append", dest="unix_sockets", metavar="PATH",
                    help="unix socket of a game instead of a port (repeatable); --port already uses "
                    "/tmp/unrealcv_<port>.socket when the game has one")
+    g.add_argument("--game", action="append", dest="games", metavar="HOST:PORT",
+                   help="a game on any machine (repeatable), instead of --host/--port; with --ray its capture "
+                   "runs on that machine's Ray node")
     g.add_argument("--timeout", type=float, dest="request_timeout", metavar="S", help="seconds per request (60)")
     g.add_argument("--connect-attempts", type=int, metavar="N", help="connection attempts before giving up (5)")
     c = p.add_argument_group("capture")
@@ -46,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     l.add_argument("--seed", type=int, help="plan seed (game i uses seed + i)")
     l.add_argument("--center", type=float, nargs=3, metavar=("X", "Y", "Z"), help="orbit centre, Unreal cm")
     l.add_argument("--radius", type=float, metavar="CM", help="orbit radius, Unreal cm")
+    p.add_argument("--ray", metavar="auto|local|ADDRESS",
+                   help="capture with one Ray actor per game, on the node hosting it (pip install -e '.[ray]'; "
+                   "docs/scaling.md); auto: RAY_ADDRESS, a cluster started on this machine, else a local instance")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -54,11 +60,12 @@ def run(args: argparse.Namespace) -> int:
     """Capture every configured game; 0 when every scene is complete, 1 otherwise."""
     from tqdm import tqdm
 
+    from datagen.ray_cluster import RayUnavailableError
     from datagen.unrealcv.config import ConfigError, load_config
-    from datagen.unrealcv.workers import capture_all
+    from datagen.unrealcv.workers import capture_all, endpoints_of
 
     overrides = {
-        "connection": {"host": args.host, "ports": args.ports, "unix_sockets": args.unix_sockets,
+        "connection": {"host": args.host, "ports": args.ports, "unix_sockets": args.unix_sockets, "games": args.games,
                        "request_timeout": args.request_timeout, "connect_attempts": args.connect_attempts},
         "capture": {"camera_id": args.camera_id, "size": args.size, "hfov_deg": args.hfov_deg,
                     "depth_mode": args.depth_mode, "normals": args.normals, "object_masks": args.object_masks,
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    games = len(config.targets.unix_sockets or config.targets.ports)
+    games = len(endpoints_of(config))
     bar = tqdm(total=config.plan.views * games, unit="view", disable=args.no_progress, file=sys.stderr)
     lock = threading.Lock()
 
@@ -81,10 +88,16 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        results = capture_all(config, args.out, progress)
+        if args.ray is None:
+            results = capture_all(config, args.out, progress)
+        else:
+            results = _on_ray(args.ray, config, args.out, progress)
     except KeyboardInterrupt:
         print("interrupted after the views in hand; rerun the same command to resume", file=sys.stderr)
         return 130
+    except RayUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         bar.close()
     wall = time.perf_counter() - start
@@ -101,3 +114,13 @@ def run(args: argparse.Namespace) -> int:
         f"{sum(r.stats.reconnects for r in results)} reconnects, {sum(not r.complete for r in results)} scene(s) incomplete"
     )
     return 0 if all(r.complete for r in results) else 1
+
+
+def _on_ray(address: str, config, out: str, progress):
+    """``capture_on_ray`` on the cluster at ``address`` (its description on stderr)."""
+    from datagen.ray_cluster import connect
+    from datagen.unrealcv.ray_capture import capture_on_ray
+
+    with connect(address) as cluster:
+        print(cluster.describe(), file=sys.stderr, flush=True)
+        return capture_on_ray(config, out, progress)

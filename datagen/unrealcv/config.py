@@ -45,6 +45,9 @@ class Targets:
     host: str = "127.0.0.1"
     ports: tuple[int, ...] = (9000,)
     unix_sockets: tuple[str, ...] = ()  # used instead of ports when given
+    # "HOST:PORT" of games on several machines, used instead of host and ports when given
+    # (`--ray` captures each on its own machine's Ray node, docs/scaling.md).
+    games: tuple[str, ...] = ()
     # Where a 1.0.x game on Linux creates unrealcv_<port>.socket; the plugin hard-codes /tmp, so
     # change it only when /tmp is not shared with the game (containers) or for the test stand-in.
     socket_dir: str = "/tmp"
@@ -98,10 +101,14 @@ def load_config(path: str | os.PathLike | None, overrides: dict[str, dict] | Non
     for name, values in (overrides or {}).items():
         sections[name].update({k: v for k, v in values.items() if v is not None})
     conn = sections["connection"]
-    target_keys = ("host", "ports", "unix_sockets", "socket_dir")
+    target_keys = ("host", "ports", "unix_sockets", "socket_dir", "games")
     targets = build(Targets, {k: conn.pop(k) for k in target_keys if k in conn}, "connection")
-    if not targets.ports and not targets.unix_sockets:
-        raise ConfigError("[connection] needs at least one port or unix socket")
+    if not targets.ports and not targets.unix_sockets and not targets.games:
+        raise ConfigError("[connection] needs at least one port, unix socket or game")
+    for game in targets.games:
+        host, _, port = str(game).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"[connection] games: {game!r} is not HOST:PORT (e.g. \"10.0.0.5:9000\")")
     settings = build(ConnectionSettings, {k: conn.pop(k) for k in list(conn) if k in _CONNECTION_KEYS}, "connection")
     if conn:
         raise ConfigError(f"[connection] has unknown keys {sorted(conn)}; allowed: "

@@ -19,7 +19,7 @@ from typing import Callable
 from datagen.dataset import DatasetError
 from datagen.unrealcv.capture import DEPTH_HOLE_ADVICE, CaptureStats, SceneCapture
 from datagen.unrealcv.config import CaptureConfig
-from datagen.unrealcv.connection import Endpoint, UnrealCVConnection, UnrealCVError
+from datagen.unrealcv.connection import LOCAL_HOSTS, Endpoint, UnrealCVConnection, UnrealCVError
 from datagen.unrealcv.planning import plan_views
 from datagen.unrealcv.sink import CaptureSink
 
@@ -38,8 +38,12 @@ class WorkerResult:
 
 
 def endpoints_of(config: CaptureConfig) -> list[Endpoint]:
-    """One endpoint per game: a port (on this machine also its Unix socket), or a socket path."""
+    """One endpoint per game: ``games`` (HOST:PORT), a port (on this machine also its Unix
+    socket), or a socket path."""
     t = config.targets
+    if t.games:
+        return [Endpoint.for_port(host, int(port), t.socket_dir) for host, _, port in
+                (game.rpartition(":") for game in t.games)]
     if t.unix_sockets:
         return [Endpoint.for_socket(path) for path in t.unix_sockets]
     return [Endpoint.for_port(t.host, port, t.socket_dir) for port in t.ports]
@@ -48,8 +52,14 @@ def endpoints_of(config: CaptureConfig) -> list[Endpoint]:
 def scene_name(endpoint: Endpoint) -> str:
     """Folder of the scene captured from ``endpoint``: ``unrealcv_<port>`` whichever transport
     serves it (a 1.0.x game on Linux moves from TCP to its socket, and a rerun must resume in
-    the same folder); ``unrealcv_<socket name>`` for a socket not named after a port."""
-    tag = str(endpoint.port) if endpoint.port is not None else Path(endpoint.unix_socket).stem
+    the same folder); ``unrealcv_<host>_<port>`` for a game on another machine (games on two
+    machines may share a port); ``unrealcv_<socket name>`` for a socket not named after a port."""
+    if endpoint.port is None:
+        tag = Path(endpoint.unix_socket).stem
+    elif endpoint.host in LOCAL_HOSTS:
+        tag = str(endpoint.port)
+    else:
+        tag = f"{endpoint.host}_{endpoint.port}"
     return "unrealcv_" + re.sub(r"[^A-Za-z0-9_.-]", "_", tag)
 
 
@@ -100,21 +110,26 @@ def capture_one(
     return WorkerResult(endpoint, scene, stats, sink.complete, error)
 
 
+def capture_jobs(config: CaptureConfig, out_dir: str | Path) -> list[tuple[Endpoint, Path, int]]:
+    """(endpoint, scene folder, plan seed) of every configured game: game ``i`` uses plan seed
+    ``seed + i`` and folder ``out_dir/`` :func:`scene_name`."""
+    out = Path(out_dir)
+    return [(ep, out / scene_name(ep), config.plan.seed + i) for i, ep in enumerate(endpoints_of(config))]
+
+
 def capture_all(
     config: CaptureConfig,
     out_dir: str | Path,
     progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
 ) -> list[WorkerResult]:
-    """One worker per configured game; game ``i`` uses plan seed ``seed + i`` and folder
-    ``out_dir/unrealcv_<port>``. Returns results in the order of the games.
+    """One worker thread per configured game (:func:`capture_jobs`); returns results in the
+    order of the games. ``datagen.unrealcv.ray_capture`` runs the same workers as Ray actors.
 
     Ctrl-C (or setting ``stop``) lets every worker finish the view in hand, then stop.
     """
-    endpoints = endpoints_of(config)
-    out = Path(out_dir)
     stop = stop or threading.Event()
-    jobs = [(ep, out / scene_name(ep), config.plan.seed + i) for i, ep in enumerate(endpoints)]
+    jobs = capture_jobs(config, out_dir)
     pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="unrealcv")
     try:
         futures = [pool.submit(capture_one, ep, config, scene, seed, progress, stop) for ep, scene, seed in jobs]
