@@ -70,6 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        _say_when_exit_waits_for_a_compile()
+
+
+def _say_when_exit_waits_for_a_compile() -> None:
+    """The anchor's kernels compile on a background thread that the process waits for when
+    it ends (``models.anchor.splat._Compiled``); say so, rather than seem to hang."""
+    splat = sys.modules.get("models.anchor.splat")  # loaded only by commands that render anchors
+    if splat is not None and not splat.compiled_kernels_settled(timeout=0):
+        logging.getLogger(__name__).info(
+            "finishing the anchor kernels' background compile before exiting (the next start reuses it)")
 
 
 if __name__ == "__main__":

@@ -280,7 +280,10 @@ class _Compiled:
                 return
             self._started = True
         example = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-        threading.Thread(target=self._compile, args=(example,), name="worldfm-compile", daemon=True).start()
+        # Not a daemon: a process that ends while torch compiles in a daemon thread aborts inside
+        # torch ("terminate called without an active exception", exit code 134); Python joins a
+        # non-daemon thread before it shuts down, so the compile finishes (and is cached) first.
+        threading.Thread(target=self._compile, args=(example,), name="worldfm-compile", daemon=False).start()
 
     def _compile(self, example: tuple) -> None:
         try:

@@ -224,3 +224,29 @@ def test_compiled_projection_falls_back_to_eager_once(monkeypatch, caplog):
     for out in (first, second):
         assert torch.equal(out.rgb, eager.rgb) and torch.equal(out.depth, eager.depth)
     assert not to_device(cloud, "meta", compiled=True).compiled  # CPU only
+
+
+def test_a_process_ending_while_a_kernel_compiles_waits_for_it(tmp_path):
+    """A process that ended while torch compiled in a daemon thread aborted inside torch (exit
+    134) or lost the compile; the compile thread is joined at exit instead."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "compiled"
+    script = f"""
+import time, numpy as np, torch
+from models.anchor import PointCloud, render_cloud, to_device
+from models.cameras import K_from_hfov
+
+def slow_compile(fn, **kwargs):  # stands in for the compiler: seconds of work, then the kernel
+    time.sleep(2.0)
+    open({str(marker)!r}, "w").close()
+    return fn
+
+torch.compile = slow_compile
+cloud = PointCloud(np.zeros((4, 3), np.float32) + [0, 0, 2], np.zeros((4, 3), np.uint8))
+render_cloud(to_device(cloud, compiled=True), K_from_hfov(60.0, 16, 16), np.eye(4), 16, 16)
+"""  # ends at once, the compile still running
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert marker.exists()
