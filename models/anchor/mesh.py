@@ -217,15 +217,18 @@ def _look_up(tables: tuple[torch.Tensor, ...], size: tuple, view: torch.Tensor, 
 
 
 def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, target_focal: torch.Tensor,
-           maps_t: torch.Tensor, extra: torch.Tensor, point_view: torch.Tensor, splat_rgba: torch.Tensor,
-           tables: tuple[torch.Tensor, ...], focal: torch.Tensor, size: tuple) -> tuple[torch.Tensor, ...]:
+           maps_t: torch.Tensor, extra: torch.Tensor, extra_on: torch.Tensor, point_view: torch.Tensor,
+           splat_rgba: torch.Tensor, tables: tuple[torch.Tensor, ...], focal: torch.Tensor,
+           size: tuple) -> tuple[torch.Tensor, ...]:
     """The per-pixel part of :func:`render_mesh`, from the visibility keys [P] (flat): (rgb uint8
     [P, 3], mask bool [P], depth float32 [P]).
 
     ``centre_u``/``centre_v`` [P]: pixel centres; ``target_focal``: 0-dim, the target's smaller
     focal length; ``maps_t`` [12, V]: :func:`_source_maps` transposed; ``extra`` int64 [E]: the
-    views blended beside each pixel's own. Only tensors and sizes, so that it compiles as one
-    kernel (:class:`models.anchor.splat._Compiled`) and runs eagerly with the same numbers.
+    views blended beside each pixel's own, those with ``extra_on`` (bool [E]) False left out (E
+    stays the same from frame to frame: a new E would make the compiled kernel recompile on the
+    render thread). Only tensors and sizes, so that it compiles as one kernel
+    (:class:`models.anchor.splat._Compiled`); eagerly and compiled the numbers agree to rounding.
     """
     covered = keys != EMPTY_KEY
     winner = torch.where(covered, keys & _LOW32, splat_rgba.shape[0] - 1)
@@ -241,7 +244,7 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     for e in range(extra.shape[0]):
         view = extra[e : e + 1]  # [1]: broadcasts like a scalar, and compiles (no tensor-to-int)
         found = _look_up(tables, size, view, maps_t.index_select(1, view), q, want_nearest=False)
-        on_patch = found.on_patch & (own != view)  # the winner's view counts once
+        on_patch = found.on_patch & (own != view) & extra_on[e]  # the winner's view counts once
         w = torch.where(on_patch, (footprint * focal.index_select(0, view) / found.z).square_().clamp_(max=1.0), 0.0)
         total += w[:, None] * found.colour
         weight += w
@@ -270,21 +273,23 @@ def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, 
     c2w = validate_c2w(c2w)
     keys = render_keys(views.cloud, K, c2w, width, height, views.splat_radius)[0].view(-1)
     device = keys.device
-    extra: list[int] = []
+    extra = np.zeros(views.extra_views, np.int64)  # the best-ranked views; padding (view 0) is switched off
+    extra_on = np.zeros(views.extra_views, bool)
     if views.extra_views:
         scores = reference_scores(views.scene.references, K, c2w, width, height)
-        extra = [int(v) for v in np.argsort(-scores, kind="stable")[: views.extra_views] if scores[v] > 0]
-    if views.size is not None:
+        best = np.argsort(-scores, kind="stable")[: views.extra_views]
+        extra[: len(best)], extra_on[: len(best)] = best, scores[best] > 0
+    if views.size is not None:  # one size for all views: no per-pixel size look-ups
         steps = torch.tensor([0, 1, views.size[0], views.size[0] + 1], device=device).view(4, 1)
         size = (*views.size, steps)
-    else:
+    else:  # (compiled, a scene of another kind than the last compiles a kernel of its own, on this thread)
         size = (views.width, views.height, None)
     shade = _compiled_shade if views.cloud.compiled else _shade
     rgb, mask, depth = shade(
         keys, *_pixel_centres(width, height, device),
         torch.tensor(float(min(K[0, 0], K[1, 1])), dtype=torch.float32, device=device),
         _source_maps(views, np.asarray(K, np.float64), c2w).T.contiguous(),
-        torch.tensor(extra, dtype=torch.int64, device=device),
+        torch.from_numpy(extra).to(device), torch.from_numpy(extra_on).to(device),
         views.point_view, views.cloud.rgba, (views.offset, views.rgba, views.depth, views.patch), views.focal, size,
     )
     return RenderOutput(rgb=rgb.view(height, width, 3), mask=mask.view(height, width),

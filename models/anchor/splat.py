@@ -245,6 +245,9 @@ def _project(
     return pix, key
 
 
+_KERNELS: list[_Compiled] = []  # every compiled kernel made, for compiled_kernels_settled
+
+
 class _Compiled:
     """``torch.compile(fn)``, compiled on a background thread so that no caller waits for it.
 
@@ -257,6 +260,7 @@ class _Compiled:
     """
 
     def __init__(self, fn: Callable) -> None:
+        _KERNELS.append(self)
         self._eager = fn
         self._fn: Callable | None = None  # the compiled kernel, once it has run
         self._started = False
@@ -319,7 +323,7 @@ def compiled_kernels_settled(timeout: float | None = None) -> bool:
     """Wait up to ``timeout`` s for every compiled kernel started so far to serve (or to have
     failed over to eager); True when none is still compiling. For benchmarks and tests."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    for kernel in (_compiled_project, _compiled_fill_gaps):
+    for kernel in _KERNELS:  # the splatter's and other anchor styles' (e.g. models.anchor.mesh)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         if kernel._started and not kernel.settled.wait(left):
             return False
