@@ -25,9 +25,13 @@ source views themselves:
   by more than ``CONSISTENCY``): then the pixel centre looks past a foreground silhouette that
   samples spilled over, and the pixel is left uncovered. Silhouettes stay tight.
 
-Plain vectorised torch (gathers and element-wise arithmetic over the covered pixels), fast
-eagerly: no compile step stands between a scene build and its first frame. The visibility
-splat may use the compiled kernel (``compiled=True``) and renders the same image either way.
+Plain vectorised torch (gathers and element-wise arithmetic over the pixels), usable eagerly at
+once: no compile step stands between a scene build and its first frame. With ``compiled=True``
+(the server) the visibility splat and the per-pixel shading (:func:`_shade`) run through
+``torch.compile``d kernels built on a background thread (:class:`models.anchor.splat._Compiled`):
+eager until they are ready, then the shading's ~100 passes over the pixels are one fused loop
+(2-3x faster, bench/bench_anchor.py). The compiled shading may round a colour one level
+differently from eager arithmetic (fused multiply-adds); masks and depths are the same.
 """
 
 from __future__ import annotations
