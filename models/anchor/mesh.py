@@ -167,11 +167,21 @@ def _source_maps(views: SourceViews, K: np.ndarray, c2w: np.ndarray) -> torch.Te
     return torch.as_tensor(maps.reshape(-1, 12), dtype=torch.float32, device=views.rgba.device)
 
 
+def _channels(packed: torch.Tensor) -> list[torch.Tensor]:
+    """float32 R, G, B of colours packed as int32 (bytes R, G, B, 0), one tensor per channel, the
+    same numbers either way: eagerly through a byte view (one conversion pass); when compiling
+    by bit shifts, which fuse into the kernel (a byte view of int32 is a barrier there)."""
+    if torch.compiler.is_compiling():
+        return [((packed >> shift) & 255).to(torch.float32) for shift in (0, 8, 16)]
+    rgb = packed.view(torch.uint8).view(*packed.shape, 4).to(torch.float32)
+    return [rgb[..., c] for c in range(3)]
+
+
 @dataclass
 class _Lookup:
     """A target pixel's point looked up in one source view (per pixel, [P] each)."""
 
-    colour: torch.Tensor  # float32 [P, 3] bilinear colour (garbage where not on_patch)
+    colour: list[torch.Tensor]  # float32 [P] per channel R, G, B: bilinear colour (garbage where not on_patch)
     on_patch: torch.Tensor  # bool: the point lies on one of the view's patches
     z: torch.Tensor  # float32: the point's z-depth in the source camera
     nearest: torch.Tensor | None  # float32: nearest reliable depth of the four samples around it (inf = none/outside)
@@ -210,9 +220,8 @@ def _look_up(tables: tuple[torch.Tensor, ...], size: tuple, view: torch.Tensor, 
     surface = torch.lerp(torch.lerp(corner[0], corner[1], fx), torch.lerp(corner[2], corner[3], fx), fy)
     on_patch = patch.take(base).logical_and_(inside)
     on_patch &= (src_z - surface).abs_() <= CONSISTENCY * src_z
-    rgb = rgba.take(index).view(torch.uint8).view(4, -1, 4)[..., :3].to(torch.float32)
-    wx, wy = fx[:, None], fy[:, None]
-    colour = torch.lerp(torch.lerp(rgb[0], rgb[1], wx), torch.lerp(rgb[2], rgb[3], wx), wy)
+    colour = [torch.lerp(torch.lerp(c[0], c[1], fx), torch.lerp(c[2], c[3], fx), fy)
+              for c in _channels(rgba.take(index))]
     nearest = None
     if want_nearest:  # the nearest reliable sample of the four (inf where none is, or the point is outside)
         nearest = torch.where(corner > 0, corner, torch.inf).amin(0)
@@ -224,8 +233,8 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
            maps_t: torch.Tensor, extra: torch.Tensor, extra_on: torch.Tensor, point_view: torch.Tensor,
            splat_rgba: torch.Tensor, tables: tuple[torch.Tensor, ...], focal: torch.Tensor,
            size: tuple) -> tuple[torch.Tensor, ...]:
-    """The per-pixel part of :func:`render_mesh`, from the visibility keys [P] (flat): (rgb uint8
-    [P, 3], mask bool [P], depth float32 [P]).
+    """The per-pixel part of :func:`render_mesh`, from the visibility keys [P] (flat): (red, green,
+    blue uint8 [P], mask bool [P], depth float32 [P]).
 
     ``centre_u``/``centre_v`` [P]: pixel centres; ``target_focal``: 0-dim, the target's smaller
     focal length; ``maps_t`` [12, V]: :func:`_source_maps` transposed; ``extra`` int64 [E]: the
@@ -244,21 +253,24 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     # (target footprint / source footprint)^2, at most 1: finer views than the target weigh alike.
     weight = torch.where(first.on_patch, (footprint * focal.index_select(0, own) / first.z).square_().clamp_(max=1.0),
                          0.0)
-    total = weight[:, None] * first.colour
+    total = [weight * c for c in first.colour]  # per channel: in the compiled kernel every output
+    # is a [P] loop over the pixels (an [P, 3] one would redo the geometry once per channel)
     for e in range(extra.shape[0]):
         view = extra[e : e + 1]  # [1]: broadcasts like a scalar, and compiles (no tensor-to-int)
         found = _look_up(tables, size, view, maps_t.index_select(1, view), q, want_nearest=False)
         on_patch = found.on_patch & (own != view) & extra_on[e]  # the winner's view counts once
         w = torch.where(on_patch, (footprint * focal.index_select(0, view) / found.z).square_().clamp_(max=1.0), 0.0)
-        total += w[:, None] * found.colour
+        for t, c in zip(total, found.colour):
+            t += w * c
         weight += w
     blended = weight > 0
-    splat = splat_rgba.index_select(0, winner).view(torch.uint8).view(-1, 4)[:, :3].to(torch.float32)
-    colour = torch.where(blended[:, None], total / weight.clamp(min=1e-12)[:, None], splat)
+    splat = _channels(splat_rgba.index_select(0, winner))
+    share = weight.clamp(min=1e-12)
     sees_past = torch.isfinite(first.nearest) & (first.nearest > first.z * (1 + CONSISTENCY))
     mask = covered & (blended | ~sees_past)
-    rgb = torch.where(mask[:, None], colour.round_().clamp_(0, 255), 0.0).to(torch.uint8)
-    return rgb, mask, torch.where(mask, z, 0.0)
+    rgb = [torch.where(mask, torch.where(blended, t / share, s).round_().clamp_(0, 255), 0.0).to(torch.uint8)
+           for t, s in zip(total, splat)]
+    return *rgb, mask, torch.where(mask, z, 0.0)
 
 
 _compiled_shade = _Compiled(_shade)
@@ -289,14 +301,14 @@ def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, 
     else:  # (compiled, a scene of another kind than the last compiles a kernel of its own, on this thread)
         size = (views.width, views.height, None)
     shade = _compiled_shade if views.cloud.compiled else _shade
-    rgb, mask, depth = shade(
+    *channels, mask, depth = shade(
         keys, *_pixel_centres(width, height, device),
         torch.tensor(float(min(K[0, 0], K[1, 1])), dtype=torch.float32, device=device),
         _source_maps(views, np.asarray(K, np.float64), c2w).T.contiguous(),
         torch.from_numpy(extra).to(device), torch.from_numpy(extra_on).to(device),
         views.point_view, views.cloud.rgba, (views.offset, views.rgba, views.depth, views.patch), views.focal, size,
     )
-    return RenderOutput(rgb=rgb.view(height, width, 3), mask=mask.view(height, width),
+    return RenderOutput(rgb=torch.stack(channels, -1).view(height, width, 3), mask=mask.view(height, width),
                         depth=depth.view(height, width))
 
 
