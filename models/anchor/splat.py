@@ -24,7 +24,6 @@ never wait for the compiler), and stay eager, with one warning, if compiling fai
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import sys
@@ -248,7 +247,6 @@ def _project(
 
 
 _KERNELS: list[_Compiled] = []  # every compiled kernel made, for compiled_kernels_settled
-_EXIT_WAIT_S = 60.0  # at exit, how long to let running compiles finish
 _COMPILE_SWITCH_INTERVAL = 5e-5  # s: the GIL time slice while a kernel compiles (Python's default: 5e-3)
 _compiling = [0, 0.0]  # compiles running, the switch interval to restore when none is
 _compiling_lock = threading.Lock()
@@ -340,16 +338,6 @@ class _Compiled:
 
 _compiled_project = _Compiled(_project)
 _compiled_fill_gaps = _Compiled(_fill_gaps)
-
-
-def _finish_compiles() -> None:
-    """At interpreter exit, let compiles still running finish (at most ``_EXIT_WAIT_S``): a process
-    that ends while the compiler thread is inside inductor can abort ("terminate called without
-    an active exception", exit status 134) instead of exiting cleanly."""
-    compiled_kernels_settled(timeout=_EXIT_WAIT_S)
-
-
-atexit.register(_finish_compiles)  # (waits only for kernels whose compile started)
 
 
 def compiled_kernels_settled(timeout: float | None = None) -> bool:
