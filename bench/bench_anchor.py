@@ -8,8 +8,9 @@ Prints medians in milliseconds and same-run ratios. Claims measured:
   and the speed-up over a naive per-point NumPy z-buffer and a vectorised NumPy one;
 * build a scene from 100 views of 256x256 (target <= 5 s);
 * anchor styles side by side (issue 22): per-frame cost of each ``models.anchor.styles`` style at
-  256x256 and 512x512 from the same scene and cameras, eager, and its ratio to ``points``
-  (target: mesh <= 1.5x), plus each style's preparation time;
+  256x256 and 512x512 from the same scene and cameras, eager and compiled (the server's, steady
+  state), and its ratio to ``points`` (target: mesh <= 1.5x), plus each style's preparation time
+  and first frame while its kernels compile;
 * bytes per point held in memory; reference selection per frame (target < 2 ms);
   hole filling; batched vs single-view rendering.
 Scenes come from ``datagen.procedural`` (rendering the views takes ~15 s and is not timed).
@@ -160,31 +161,45 @@ def procedural_views(count: int, size: int, seed: int) -> list:
 
 def styles_side_by_side(scene, frames: list, repeats: int) -> None:
     """Median ms per frame of every anchor style at 256x256 and 512x512, alternating styles per
-    round so that load on a shared machine hits them alike; ratios to the points style."""
+    round so that load on a shared machine hits them alike; ratios to the points style. Eager
+    (the first frames, and every caller without ``compiled``) and compiled (the server's
+    ``compiled=True``, once the background compile has finished: its steady state)."""
     from models.anchor.styles import STYLES, prepare_anchor
 
-    prepared = {}
-    for name in STYLES:
-        start = time.perf_counter()
-        prepared[name] = prepare_anchor(scene, name)
-        print(f"  prepare {name}: {1e3 * (time.perf_counter() - start):.0f} ms")
     cams = [f.camera for f in frames]
-    print(machine_line())
-    print("anchor styles, eager, source cameras cycled:")
-    for size in (256, 512):
-        poses = [(scale_K(c.K, (c.width, c.height), (size, size)), c.c2w) for c in cams]
-        times: dict[str, list[float]] = {name: [] for name in prepared}
-        for i in range(repeats + 2):
-            K, c2w = poses[i % len(poses)]
+    for compiled in (False, True):
+        prepared = {}
+        for name in STYLES:
+            start = time.perf_counter()
+            prepared[name] = prepare_anchor(scene, name, compiled=compiled)
+            print(f"  prepare {name}{' (compiled)' if compiled else ''}: {1e3 * (time.perf_counter() - start):.0f} ms")
+        if compiled:  # first frames: eager while the kernels compile in the background
+            start = time.perf_counter()
+            first = {}
             for name, anchor in prepared.items():
-                start = time.perf_counter()
-                anchor.render(K, c2w, size, size)
-                if i >= 2:  # warm-up rounds
-                    times[name].append(time.perf_counter() - start)
-        base = statistics.median(times["points"])
-        print(f"  {size}x{size}: " + " | ".join(
-            f"{name} {1e3 * statistics.median(t):6.2f} ms ({statistics.median(t) / base:.2f}x points)"
-            for name, t in times.items()))
+                t0 = time.perf_counter()
+                anchor.render(cams[0].K, cams[0].c2w, 256, 256)
+                first[name] = 1e3 * (time.perf_counter() - t0)
+            compiled_kernels_settled()
+            print("  first frame 256x256 with compiled=True (the splatter's kernels compiled above): "
+                  + " | ".join(f"{n} {ms:.0f} ms" for n, ms in first.items())
+                  + f"; every compiled kernel serving after {time.perf_counter() - start:.1f} s")
+        print(machine_line())
+        print(f"anchor styles, {'compiled (steady state)' if compiled else 'eager'}, source cameras cycled:")
+        for size in (256, 512):
+            poses = [(scale_K(c.K, (c.width, c.height), (size, size)), c.c2w) for c in cams]
+            times: dict[str, list[float]] = {name: [] for name in prepared}
+            for i in range(repeats + 2):
+                K, c2w = poses[i % len(poses)]
+                for name, anchor in prepared.items():
+                    start = time.perf_counter()
+                    anchor.render(K, c2w, size, size)
+                    if i >= 2:  # warm-up rounds
+                        times[name].append(time.perf_counter() - start)
+            base = statistics.median(times["points"])
+            print(f"  {size}x{size}: " + " | ".join(
+                f"{name} {1e3 * statistics.median(t):6.2f} ms ({statistics.median(t) / base:.2f}x points)"
+                for name, t in times.items()))
 
 
 def main() -> None:
@@ -216,7 +231,6 @@ def main() -> None:
         f"\nbuild_scene: {len(frames)} views -> {len(cloud):,} points (voxel {scene.voxel_size * 1000:.2f} mm): "
         f"median {statistics.median(build_s):.2f} s of {[round(s, 2) for s in build_s]} (target <= 5 s)"
     )
-    styles_side_by_side(scene, frames, args.repeats)
     layout = to_device(cloud)
     device_bytes = layout.xyz_t.nbytes + layout.rgba.nbytes
     print(
@@ -327,6 +341,8 @@ def main() -> None:
         f"\nsource views re-rendered from the fused {len(cloud):,}-point cloud: PSNR on covered pixels "
         f"median {statistics.median(psnrs):.1f} dB, min {min(psnrs):.1f}, max {max(psnrs):.1f} over {len(psnrs)} views"
     )
+    print(f"\n{len(frames)}-view scene, {len(cloud):,} points:")
+    styles_side_by_side(scene, frames, args.repeats)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,18 @@ source views themselves:
   by more than ``CONSISTENCY``): then the pixel centre looks past a foreground silhouette that
   samples spilled over, and the pixel is left uncovered. Silhouettes stay tight.
 
-Plain vectorised torch (gathers and element-wise arithmetic over the covered pixels), fast
-eagerly: no compile step stands between a scene build and its first frame. The visibility
-splat may use the compiled kernel (``compiled=True``) and renders the same image either way.
+Plain vectorised torch (gathers and element-wise arithmetic over the pixels), usable eagerly at
+once: no compile step stands between a scene build and its first frame. With ``compiled=True``
+(the server) the visibility splat and the per-pixel shading (:func:`_shade`) run through
+``torch.compile``d kernels built on a background thread (:class:`models.anchor.splat._Compiled`):
+eager until they are ready, then the shading's ~100 passes over the pixels are one fused loop
+(2-3x faster, bench/bench_anchor.py). The compiled shading may round a colour one level
+differently from eager arithmetic (fused multiply-adds); masks and depths are the same.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +45,7 @@ import torch
 from models.anchor.build import AnchorScene
 from models.anchor.cloud import AnchorInputError, _depth_tensor, reliable_depth_mask
 from models.anchor.reference import reference_scores
-from models.anchor.splat import EMPTY_KEY, DeviceCloud, RenderOutput, key_depth, render_keys, to_device
+from models.anchor.splat import EMPTY_KEY, DeviceCloud, RenderOutput, _Compiled, key_depth, render_keys, to_device
 from models.cameras import validate_c2w
 
 __all__ = ["SourceViews", "prepare_mesh", "render_mesh", "mesh_faces", "patches", "CONTINUITY", "CONSISTENCY", "DEFAULT_EXTRA_VIEWS"]
@@ -162,19 +167,35 @@ def _source_maps(views: SourceViews, K: np.ndarray, c2w: np.ndarray) -> torch.Te
     return torch.as_tensor(maps.reshape(-1, 12), dtype=torch.float32, device=views.rgba.device)
 
 
+def _channels(packed: torch.Tensor) -> list[torch.Tensor]:
+    """float32 R, G, B of colours packed as int32 (bytes R, G, B, 0), one tensor per channel, the
+    same numbers either way: eagerly through a byte view (one conversion pass); when compiling
+    by bit shifts, which fuse into the kernel (a byte view of int32 is a barrier there)."""
+    if torch.compiler.is_compiling():
+        return [((packed >> shift) & 255).to(torch.float32) for shift in (0, 8, 16)]
+    rgb = packed.view(torch.uint8).view(*packed.shape, 4).to(torch.float32)
+    return [rgb[..., c] for c in range(3)]
+
+
 @dataclass
 class _Lookup:
     """A target pixel's point looked up in one source view (per pixel, [P] each)."""
 
-    colour: torch.Tensor  # float32 [P, 3] bilinear colour (garbage where not on_patch)
+    colour: list[torch.Tensor]  # float32 [P] per channel R, G, B: bilinear colour (garbage where not on_patch)
     on_patch: torch.Tensor  # bool: the point lies on one of the view's patches
     z: torch.Tensor  # float32: the point's z-depth in the source camera
-    nearest: torch.Tensor  # float32: nearest reliable depth of the four samples around it (inf = none/outside)
+    nearest: torch.Tensor | None  # float32: nearest reliable depth of the four samples around it (inf = none/outside)
 
 
-def _look_up(views: SourceViews, view: torch.Tensor | int, m: torch.Tensor, q: tuple[torch.Tensor, ...]) -> _Lookup:
+def _look_up(tables: tuple[torch.Tensor, ...], size: tuple, view: torch.Tensor, m: torch.Tensor,
+             q: tuple[torch.Tensor, ...], want_nearest: bool) -> _Lookup:
     """Project target points ``q = (u z, v z, z)`` [P] each into source ``view`` ([P] per pixel, or
-    one int) through maps ``m`` ([12, P] per pixel, or [12]) and sample it there."""
+    one, [1]) through maps ``m`` ([12, P] per pixel, or [12, 1]) and sample it there.
+
+    ``tables`` = (offset, rgba, depth, patch) of :class:`SourceViews`; ``size`` = (width, height,
+    corner steps [4, 1]) when every view shares it, else (width [V], height [V], None).
+    """
+    offset, rgba, depth, patch = tables
     uz, vz, z = q
 
     def row(k: int) -> torch.Tensor:  # m[4k:4k+4] . (uz, vz, z, 1), in place on fresh tensors
@@ -183,29 +204,83 @@ def _look_up(views: SourceViews, view: torch.Tensor | int, m: torch.Tensor, q: t
     src_z = row(2)
     x = row(0).div_(src_z).sub_(0.5)  # pixel-centre coordinates: sample (i, j) sits at (j, i)
     y = row(1).div_(src_z).sub_(0.5)
-    if views.size is not None:
-        width, height = views.size
-    else:
-        width, height = views.width[view], views.height[view]
+    width, height, steps = size
+    if steps is None:  # views of several sizes: this pixel's view's
+        width, height = width.index_select(0, view.view(-1)), height.index_select(0, view.view(-1))
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x.sub_(x0), y.sub_(y0)
     # NaN (behind the source camera's plane) fails every comparison: not inside.
     inside = (src_z > 0) & (x0 >= 0) & (y0 >= 0) & (x0 < width - 1) & (y0 < height - 1)
     base = torch.where(inside, y0 * width + x0, 0).to(torch.int64)
-    base += views.offset[view]
-    index = torch.cat([base, base + 1, base + width, base + width + 1])  # the four corners, [4 P]
-    corner = views.depth.index_select(0, index).view(4, -1)
+    base += offset.index_select(0, view.view(-1))  # (not offset[view]: a 0-dim index would leave the kernel)
+    # The four corners, [4, P]: one broadcast add where every view shares the size.
+    index = base + steps if steps is not None else torch.stack([base, base + 1, base + width, base + width + 1])
+    corner = depth.take(index)
     # Bilinear: along x on the top and bottom rows, then along y.
     surface = torch.lerp(torch.lerp(corner[0], corner[1], fx), torch.lerp(corner[2], corner[3], fx), fy)
-    on_patch = views.patch.index_select(0, base).logical_and_(inside)
+    on_patch = patch.take(base).logical_and_(inside)
     on_patch &= (src_z - surface).abs_() <= CONSISTENCY * src_z
-    rgb = views.rgba.index_select(0, index).view(torch.uint8).view(4, -1, 4)[..., :3].to(torch.float32)
-    wx, wy = fx[:, None], fy[:, None]
-    colour = torch.lerp(torch.lerp(rgb[0], rgb[1], wx), torch.lerp(rgb[2], rgb[3], wx), wy)
-    # The nearest reliable sample of the four (inf where none is, or the point is outside).
-    nearest = torch.where(corner > 0, corner, torch.inf).amin(0)
-    nearest = torch.where(inside, nearest, torch.inf)
+    colour = [torch.lerp(torch.lerp(c[0], c[1], fx), torch.lerp(c[2], c[3], fx), fy)
+              for c in _channels(rgba.take(index))]
+    nearest = None
+    if want_nearest:  # the nearest reliable sample of the four (inf where none is, or the point is outside)
+        nearest = torch.where(corner > 0, corner, torch.inf).amin(0)
+        nearest = torch.where(inside, nearest, torch.inf)
     return _Lookup(colour, on_patch, src_z, nearest)
+
+
+def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, target_focal: torch.Tensor,
+           maps_t: torch.Tensor, extra: torch.Tensor, extra_on: torch.Tensor, point_view: torch.Tensor,
+           splat_rgba: torch.Tensor, tables: tuple[torch.Tensor, ...], focal: torch.Tensor,
+           size: tuple) -> tuple[torch.Tensor, ...]:
+    """The per-pixel part of :func:`render_mesh`, from the visibility keys [P] (flat): (red, green,
+    blue uint8 [P], mask bool [P], depth float32 [P]).
+
+    ``centre_u``/``centre_v`` [P]: pixel centres; ``target_focal``: 0-dim, the target's smaller
+    focal length; ``maps_t`` [12, V]: :func:`_source_maps` transposed; ``extra`` int64 [E]: the
+    views blended beside each pixel's own, those with ``extra_on`` (bool [E]) False left out (E
+    stays the same from frame to frame: a new E would make the compiled kernel recompile on the
+    render thread). Only tensors and sizes, so that it compiles as one kernel
+    (:class:`models.anchor.splat._Compiled`); eagerly and compiled the numbers agree to rounding.
+    """
+    covered = keys != EMPTY_KEY
+    winner = torch.where(covered, keys & _LOW32, splat_rgba.shape[0] - 1)
+    z = torch.where(covered, key_depth(keys), 0.0)
+    q = (centre_u * z, centre_v * z, z)
+    own = point_view.index_select(0, winner)
+    footprint = z / target_focal  # target pixel footprint (metres) at the point
+    first = _look_up(tables, size, own, maps_t.index_select(1, own), q, want_nearest=True)
+    # (target footprint / source footprint)^2, at most 1: finer views than the target weigh alike.
+    weight = torch.where(first.on_patch, (footprint * focal.index_select(0, own) / first.z).square_().clamp_(max=1.0),
+                         0.0)
+    total = [weight * c for c in first.colour]  # per channel: in the compiled kernel every output
+    # is a [P] loop over the pixels (an [P, 3] one would redo the geometry once per channel)
+    for e in range(extra.shape[0]):
+        view = extra[e : e + 1]  # [1]: broadcasts like a scalar, and compiles (no tensor-to-int)
+        found = _look_up(tables, size, view, maps_t.index_select(1, view), q, want_nearest=False)
+        on_patch = found.on_patch & (own != view) & extra_on[e]  # the winner's view counts once
+        w = torch.where(on_patch, (footprint * focal.index_select(0, view) / found.z).square_().clamp_(max=1.0), 0.0)
+        for t, c in zip(total, found.colour):
+            t += w * c
+        weight += w
+    blended = weight > 0
+    splat = _channels(splat_rgba.index_select(0, winner))
+    share = weight.clamp(min=1e-12)
+    sees_past = torch.isfinite(first.nearest) & (first.nearest > first.z * (1 + CONSISTENCY))
+    mask = covered & (blended | ~sees_past)
+    rgb = [torch.where(mask, torch.where(blended, t / share, s).round_().clamp_(0, 255), 0.0).to(torch.uint8)
+           for t, s in zip(total, splat)]
+    return *rgb, mask, torch.where(mask, z, 0.0)
+
+
+_compiled_shade = _Compiled(_shade)
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_centres(width: int, height: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 [H W] each: u and v of every pixel centre, row-major (per frame size, cached)."""
+    pixel = torch.arange(height * width, device=device)
+    return (pixel % width).to(torch.float32) + 0.5, (pixel // width).to(torch.float32) + 0.5
 
 
 def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> RenderOutput:
@@ -214,37 +289,27 @@ def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, 
     c2w = validate_c2w(c2w)
     keys = render_keys(views.cloud, K, c2w, width, height, views.splat_radius)[0].view(-1)
     device = keys.device
-    covered = keys != EMPTY_KEY
-    winner = torch.where(covered, keys & _LOW32, len(views.cloud))
-    z = torch.where(covered, key_depth(keys), 0.0)
-    pixel = torch.arange(height * width, device=device)
-    q = (((pixel % width).to(torch.float32) + 0.5) * z, ((pixel // width).to(torch.float32) + 0.5) * z, z)
-    maps = _source_maps(views, np.asarray(K, np.float64), c2w)
-    own = views.point_view.index_select(0, winner)
-    footprint = z / float(min(K[0, 0], K[1, 1]))  # target pixel footprint (metres) at the point
-    first = _look_up(views, own, maps.T.contiguous().index_select(1, own), q)
-    candidates = [(own, first)]
+    extra = np.zeros(views.extra_views, np.int64)  # the best-ranked views; padding (view 0) is switched off
+    extra_on = np.zeros(views.extra_views, bool)
     if views.extra_views:
         scores = reference_scores(views.scene.references, K, c2w, width, height)
-        for v in np.argsort(-scores, kind="stable")[: views.extra_views]:
-            if scores[v] > 0:
-                candidates.append((int(v), _look_up(views, int(v), maps[int(v)], q)))
-    total = torch.zeros(height * width, 3, device=device)
-    weight = torch.zeros(height * width, device=device)
-    for i, (view, found) in enumerate(candidates):
-        on_patch = found.on_patch if i == 0 else found.on_patch & (own != view)  # the winner's view counts once
-        # (target footprint / source footprint)^2, at most 1: finer views than the target weigh alike.
-        w = torch.where(on_patch, (footprint * views.focal[view] / found.z).square_().clamp_(max=1.0), 0.0)
-        total += w[:, None] * found.colour
-        weight += w
-    blended = weight > 0
-    splat = views.cloud.rgba.index_select(0, winner).view(torch.uint8).view(-1, 4)[:, :3].to(torch.float32)
-    colour = torch.where(blended[:, None], total / weight.clamp(min=1e-12)[:, None], splat)
-    sees_past = torch.isfinite(first.nearest) & (first.nearest > first.z * (1 + CONSISTENCY))
-    mask = covered & (blended | ~sees_past)
-    rgb = torch.where(mask[:, None], colour.round_().clamp_(0, 255), 0.0).to(torch.uint8)
-    return RenderOutput(rgb=rgb.view(height, width, 3), mask=mask.view(height, width),
-                        depth=torch.where(mask, z, 0.0).view(height, width))
+        best = np.argsort(-scores, kind="stable")[: views.extra_views]
+        extra[: len(best)], extra_on[: len(best)] = best, scores[best] > 0
+    if views.size is not None:  # one size for all views: no per-pixel size look-ups
+        steps = torch.tensor([0, 1, views.size[0], views.size[0] + 1], device=device).view(4, 1)
+        size = (*views.size, steps)
+    else:  # (compiled, a scene of another kind than the last compiles a kernel of its own, on this thread)
+        size = (views.width, views.height, None)
+    shade = _compiled_shade if views.cloud.compiled else _shade
+    *channels, mask, depth = shade(
+        keys, *_pixel_centres(width, height, device),
+        torch.tensor(float(min(K[0, 0], K[1, 1])), dtype=torch.float32, device=device),
+        _source_maps(views, np.asarray(K, np.float64), c2w).T.contiguous(),
+        torch.from_numpy(extra).to(device), torch.from_numpy(extra_on).to(device),
+        views.point_view, views.cloud.rgba, (views.offset, views.rgba, views.depth, views.patch), views.focal, size,
+    )
+    return RenderOutput(rgb=torch.stack(channels, -1).view(height, width, 3), mask=mask.view(height, width),
+                        depth=depth.view(height, width))
 
 
 def mesh_faces(scene: AnchorScene) -> np.ndarray:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -245,6 +246,27 @@ def _project(
     return pix, key
 
 
+_KERNELS: list[_Compiled] = []  # every compiled kernel made, for compiled_kernels_settled
+_COMPILE_SWITCH_INTERVAL = 5e-5  # s: the GIL time slice while a kernel compiles (Python's default: 5e-3)
+_compiling = [0, 0.0]  # compiles running, the switch interval to restore when none is
+_compiling_lock = threading.Lock()
+
+
+def _short_gil_slices(change: int) -> None:
+    """Shorten the GIL's time slice while any kernel compiles (``change`` +1 at a compile's start,
+    -1 at its end). The compiler runs Python for a second or more; an eager render on the
+    caller's thread gives the GIL up in each of its ~100 torch calls and waits up to one slice
+    to get it back: with Python's 5 ms slices the mesh style's first frame took ~0.75 s
+    instead of ~30 ms (bench/bench_anchor.py, "first frame")."""
+    with _compiling_lock:
+        if change > 0 and _compiling[0] == 0:
+            _compiling[1] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_compiling[1], _COMPILE_SWITCH_INTERVAL))
+        _compiling[0] += change
+        if _compiling[0] == 0:
+            sys.setswitchinterval(_compiling[1])
+
+
 class _Compiled:
     """``torch.compile(fn)``, compiled on a background thread so that no caller waits for it.
 
@@ -257,6 +279,7 @@ class _Compiled:
     """
 
     def __init__(self, fn: Callable) -> None:
+        _KERNELS.append(self)
         self._eager = fn
         self._fn: Callable | None = None  # the compiled kernel, once it has run
         self._started = False
@@ -291,6 +314,7 @@ class _Compiled:
         except (AttributeError, OSError):
             pass  # elsewhere it competes at normal priority
         t0 = time.perf_counter()
+        _short_gil_slices(+1)
         try:
             fn = torch.compile(self._eager, dynamic=True)
             fn(*example)
@@ -300,6 +324,7 @@ class _Compiled:
         except Exception as exc:  # noqa: BLE001 -- see __call__
             self._fail(exc)
         finally:
+            _short_gil_slices(-1)
             self.settled.set()
 
     def _fail(self, exc: Exception) -> None:
@@ -319,7 +344,7 @@ def compiled_kernels_settled(timeout: float | None = None) -> bool:
     """Wait up to ``timeout`` s for every compiled kernel started so far to serve (or to have
     failed over to eager); True when none is still compiling. For benchmarks and tests."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    for kernel in (_compiled_project, _compiled_fill_gaps):
+    for kernel in _KERNELS:  # the splatter's and other anchor styles' (e.g. models.anchor.mesh)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         if kernel._started and not kernel.settled.wait(left):
             return False

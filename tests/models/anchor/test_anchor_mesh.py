@@ -10,7 +10,9 @@ from anchor_views import orbit_views
 
 from models.anchor import AnchorInputError, PointCloud, build_scene, load_ply, render_cloud, save_ply
 from models.anchor.build import AnchorScene
-from models.anchor.mesh import mesh_faces, prepare_mesh, render_mesh
+from models.anchor import mesh
+from models.anchor.mesh import DEFAULT_EXTRA_VIEWS, mesh_faces, prepare_mesh, render_mesh
+from models.anchor.splat import compiled_kernels_settled
 from models.anchor.styles import DEFAULT_STYLE, STYLES, get_style, prepare_anchor
 from models.cameras import K_from_hfov, look_at
 from models.scene import Camera, Frame
@@ -47,8 +49,21 @@ def target_camera(rng: np.random.Generator, case: str, width: int, height: int) 
     return K, look_at([0.0, 0.0, 0.0], [0.0, -1.0, 0.0])  # "away": everything behind the camera
 
 
-def assert_matches_reference(scene: AnchorScene, K, c2w, width, height, extra_views: int) -> np.ndarray:
-    out = render_mesh(prepare_mesh(scene, extra_views=extra_views), K, c2w, width, height)
+def compiled_views(scene: AnchorScene, extra_views: int, K, c2w, width, height):
+    """The scene prepared with ``compiled=True`` and its shading kernel compiled and serving (the
+    first render starts the background compile, like the splatter's kernels)."""
+    views = prepare_mesh(scene, extra_views=extra_views, compiled=True)
+    render_mesh(views, K, c2w, width, height)
+    assert compiled_kernels_settled(timeout=600)
+    assert mesh._compiled_shade._fn is not None, "the compiled shading kernel is not serving"
+    return views
+
+
+def assert_matches_reference(scene: AnchorScene, K, c2w, width, height, extra_views: int,
+                             compiled: bool = False) -> np.ndarray:
+    views = (compiled_views(scene, extra_views, K, c2w, width, height) if compiled
+             else prepare_mesh(scene, extra_views=extra_views))
+    out = render_mesh(views, K, c2w, width, height)
     rgb, mask, border = reference_mesh_render(scene, K, c2w, width, height, extra_views)
     clear = ~border
     assert clear.mean() > 0.9  # the comparison covers nearly every pixel
@@ -69,6 +84,26 @@ def test_random_scenes_match_reference(seed, case, extra_views):
     K, c2w = target_camera(rng, case, width, height)
     mask = assert_matches_reference(scene, K, c2w, width, height, extra_views)
     assert mask.any()
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("case", ["near", "inside"])
+def test_compiled_shading_matches_reference(seed, case):
+    """The server's path: the compiled per-pixel kernel (default extra views) against the reference."""
+    rng = np.random.default_rng(10 + seed)
+    width, height = [(24, 18), (17, 23), (20, 20)][seed]
+    scene = build_scene([random_frame(rng, width, height, f"v{i}") for i in range(3)])
+    K, c2w = target_camera(rng, case, width, height)
+    assert assert_matches_reference(scene, K, c2w, width, height, DEFAULT_EXTRA_VIEWS, compiled=True).any()
+
+
+def test_views_of_different_sizes_match_reference():
+    """Source views of several sizes: each view's own size bounds its look-ups (eager only: the
+    compiled kernel runs the same code, and compiling a second variant costs ~15 s of test time)."""
+    rng = np.random.default_rng(7)
+    scene = build_scene([random_frame(rng, w, h, f"v{i}") for i, (w, h) in enumerate([(24, 18), (17, 23), (20, 20)])])
+    K, c2w = target_camera(rng, "near", 22, 19)
+    assert assert_matches_reference(scene, K, c2w, 22, 19, 2).any()
 
 
 def test_camera_facing_away_renders_nothing():
