@@ -113,14 +113,16 @@ def model_folder(model: Path | None, fallback: bool = False) -> Path | None:
 
 
 def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback: bool = False,
-                  precision: str = "auto", anchor_style: str | None = None, threads: int | None = None):
+                  precision: str = "auto", anchor_style: str | None = None, threads: int | None = None,
+                  exact: bool = False):
     """The frame pipeline: with the exported model at ``model`` (or the default folder) or the fallback.
 
     ``precision`` picks fp16 or fp32 graphs (:class:`python_bridge.engine.Engine`).
     ``fallback`` forces the anchor + hole-filling path even when a model is present, so the
     classical baseline can be watched side by side with the model. ``anchor_style`` overrides
     the anchor style (default: the model's, else the best; ``models.anchor.styles``).
-    ``threads`` caps ONNX Runtime's CPU threads (default: every core).
+    ``threads`` caps ONNX Runtime's CPU threads (default: every core). ``exact``: offline
+    rendering, every frame from the same arithmetic (:class:`python_bridge.pipeline.FramePipeline`).
     """
     from python_bridge import timeline
     from python_bridge.pipeline import FramePipeline
@@ -128,7 +130,7 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
     timeline.mark("imports")
     if fallback:
         log.info("--no-model: running the point-cloud anchor + classical hole filling, no generator")
-        return FramePipeline(None, anchor_style=anchor_style)
+        return FramePipeline(None, anchor_style=anchor_style, exact=exact)
     folder = model_folder(model)
     if folder is None:
         log.warning(
@@ -136,11 +138,11 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
             "point-cloud anchor + classical hole filling, no generator",
             DEFAULT_MODEL,
         )
-        return FramePipeline(None, anchor_style=anchor_style)
+        return FramePipeline(None, anchor_style=anchor_style, exact=exact)
     from python_bridge.engine import Engine
 
     pipeline = FramePipeline(Engine(folder, provider=provider, precision=precision, threads=threads), steps=steps,
-                             anchor_style=anchor_style)
+                             anchor_style=anchor_style, exact=exact)
     timeline.mark("engine_ready")
     return pipeline
 

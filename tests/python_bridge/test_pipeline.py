@@ -78,3 +78,25 @@ def test_server_with_the_tiny_model_end_to_end(make_server, model_pipeline, view
     np.testing.assert_array_equal(served.rgb, offline.rgb)  # the server sends what render-path writes
     np.testing.assert_array_equal(served.anchor_rgb, offline.anchor)
     assert served.reference == offline.reference
+
+
+@pytest.mark.parametrize("style", ["mesh", "points"])
+def test_exact_pipelines_never_use_compiled_kernels(views, monkeypatch, style):
+    """Offline renders (render-path, render-paths) must give the same bytes whenever they run:
+    the compiled mesh shading may round a colour one level differently from eager, and it
+    takes over mid-run once compiled. An exact pipeline never calls a compiled kernel."""
+    from models.anchor import splat
+
+    calls = []
+
+    def spy(self, *args):
+        calls.append(self._eager.__name__)
+        return self._eager(*args)
+
+    monkeypatch.setattr(splat._Compiled, "__call__", spy)
+    cam = views[1].camera
+    for exact in (True, False):
+        calls.clear()
+        pipe = FramePipeline(None, anchor_style=style, exact=exact)
+        pipe.render(pipe.build(views), cam.c2w, cam.K, (cam.width, cam.height))
+        assert bool(calls) != exact, (exact, calls)
