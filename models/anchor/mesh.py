@@ -27,11 +27,12 @@ source views themselves:
 
 Plain vectorised torch (gathers and element-wise arithmetic over the pixels), usable eagerly at
 once: no compile step stands between a scene build and its first frame. With ``compiled=True``
-(the server) the visibility splat and the per-pixel shading (:func:`_shade`) run through
-``torch.compile``d kernels built on a background thread (:class:`models.anchor.splat._Compiled`):
-eager until they are ready, then the shading's ~100 passes over the pixels are one fused loop
-(2-3x faster, bench/bench_anchor.py). The compiled shading may round a colour one level
-differently from eager arithmetic (fused multiply-adds); masks and depths are the same.
+(the server) the visibility splat runs through the splatter's ``torch.compile``d kernels, built
+on a background thread (:class:`models.anchor.splat._Compiled`). ``compiled_shading=True``
+(opt-in) compiles the per-pixel shading (:func:`_shade`) the same way: the shading's ~100 passes
+over the pixels become one fused loop (2-3x faster once compiled, bench/bench_anchor.py), but
+the server leaves it off (see :func:`prepare_mesh`). The compiled shading may round a colour
+one level differently from eager arithmetic (fused multiply-adds); masks and depths are the same.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class SourceViews:
     scene: AnchorScene
     extra_views: int = DEFAULT_EXTRA_VIEWS
     splat_radius: int = 0
+    compiled_shading: bool = False
 
 
 def patches(depth: torch.Tensor) -> torch.Tensor:
@@ -108,12 +110,17 @@ def prepare_mesh(
     compiled: bool = False,
     extra_views: int = DEFAULT_EXTRA_VIEWS,
     splat_radius: int = 0,
+    compiled_shading: bool = False,
 ) -> SourceViews:
     """Lay ``scene`` (built by :func:`models.anchor.build_scene`) out for :func:`render_mesh`.
 
     ``compiled`` renders the visibility splat with the compiled kernel (the image is the
     same); ``extra_views`` source views are blended beside each pixel's own; ``splat_radius``
     grows the visibility splat as the point style does (close-ups of sparse clouds).
+    ``compiled_shading`` (opt-in) also compiles the per-pixel shading: faster once compiled
+    (bench/bench_anchor.py), but in ``worldfm demo`` on 2 cores its background compile, with the
+    short GIL slices it needs, cost more than it saved (7.3-7.9 frames/s against 11.9-12.2
+    eager, 2026-12-03), and it may round a colour one level differently from eager.
     """
     if scene.sources is None:
         raise AnchorInputError(
@@ -153,6 +160,7 @@ def prepare_mesh(
         scene=scene,
         extra_views=extra_views,
         splat_radius=splat_radius,
+        compiled_shading=compiled_shading,
     )
 
 
@@ -300,7 +308,7 @@ def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, 
         size = (*views.size, steps)
     else:  # (compiled, a scene of another kind than the last compiles a kernel of its own, on this thread)
         size = (views.width, views.height, None)
-    shade = _compiled_shade if views.cloud.compiled else _shade
+    shade = _compiled_shade if views.compiled_shading else _shade
     *channels, mask, depth = shade(
         keys, *_pixel_centres(width, height, device),
         torch.tensor(float(min(K[0, 0], K[1, 1])), dtype=torch.float32, device=device),

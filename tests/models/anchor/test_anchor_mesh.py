@@ -52,7 +52,7 @@ def target_camera(rng: np.random.Generator, case: str, width: int, height: int) 
 def compiled_views(scene: AnchorScene, extra_views: int, K, c2w, width, height):
     """The scene prepared with ``compiled=True`` and its shading kernel compiled and serving (the
     first render starts the background compile, like the splatter's kernels)."""
-    views = prepare_mesh(scene, extra_views=extra_views, compiled=True)
+    views = prepare_mesh(scene, extra_views=extra_views, compiled=True, compiled_shading=True)
     render_mesh(views, K, c2w, width, height)
     assert compiled_kernels_settled(timeout=600)
     assert mesh._compiled_shade._fn is not None, "the compiled shading kernel is not serving"
