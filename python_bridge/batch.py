@@ -447,7 +447,7 @@ class JobRunner:
         self.identity = options.identity()
         self.pipeline = load_pipeline(None if options.model is None else Path(options.model), options.provider,
                                       options.steps, options.fallback, options.precision, options.anchor_style,
-                                      threads=threads, exact=True)
+                                      threads=threads)
         self.load_ms = (time.perf_counter() - t0) * 1e3
         from python_bridge import timeline
 

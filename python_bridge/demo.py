@@ -113,16 +113,14 @@ def model_folder(model: Path | None, fallback: bool = False) -> Path | None:
 
 
 def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback: bool = False,
-                  precision: str = "auto", anchor_style: str | None = None, threads: int | None = None,
-                  exact: bool = False):
+                  precision: str = "auto", anchor_style: str | None = None, threads: int | None = None):
     """The frame pipeline: with the exported model at ``model`` (or the default folder) or the fallback.
 
     ``precision`` picks fp16 or fp32 graphs (:class:`python_bridge.engine.Engine`).
     ``fallback`` forces the anchor + hole-filling path even when a model is present, so the
     classical baseline can be watched side by side with the model. ``anchor_style`` overrides
     the anchor style (default: the model's, else the best; ``models.anchor.styles``).
-    ``threads`` caps ONNX Runtime's CPU threads (default: every core). ``exact``: offline
-    rendering, every frame from the same arithmetic (:class:`python_bridge.pipeline.FramePipeline`).
+    ``threads`` caps ONNX Runtime's CPU threads (default: every core).
     """
     from python_bridge import timeline
     from python_bridge.pipeline import FramePipeline
@@ -130,7 +128,7 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
     timeline.mark("imports")
     if fallback:
         log.info("--no-model: running the point-cloud anchor + classical hole filling, no generator")
-        return FramePipeline(None, anchor_style=anchor_style, exact=exact)
+        return FramePipeline(None, anchor_style=anchor_style)
     folder = model_folder(model)
     if folder is None:
         log.warning(
@@ -138,11 +136,11 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
             "point-cloud anchor + classical hole filling, no generator",
             DEFAULT_MODEL,
         )
-        return FramePipeline(None, anchor_style=anchor_style, exact=exact)
+        return FramePipeline(None, anchor_style=anchor_style)
     from python_bridge.engine import Engine
 
     pipeline = FramePipeline(Engine(folder, provider=provider, precision=precision, threads=threads), steps=steps,
-                             anchor_style=anchor_style, exact=exact)
+                             anchor_style=anchor_style)
     timeline.mark("engine_ready")
     return pipeline
 

@@ -67,17 +67,15 @@ class FramePipeline:
     than the source views were taken, at the price of a one-pixel dilation.
     ``anchor_style`` (a ``models.anchor.styles`` name) renders the anchor; default: the one the
     model's manifest names (what it was trained on), else ``models.anchor.styles.DEFAULT_STYLE``.
-    ``exact`` (offline rendering: ``worldfm render-path``, ``render-paths``) renders anchors with
-    the eager kernels only, so a pose and seed give the same bytes whenever and wherever they
-    render; otherwise (the live server) compiled kernels take over once ready, and the ``mesh``
-    style's compiled shading may round an anchor colour one level differently from eager.
+    Compiled anchor kernels take over from the eager ones once ready and render the same bytes
+    (a pose and seed give the same frame whenever they render; offline rendering relies on it),
+    which is why the ``mesh`` style's compiled shading, which may round differently, is not used.
     """
 
     def __init__(self, engine=None, steps: int | None = None, splat_radius: int = 0,
-                 anchor_style: str | None = None, exact: bool = False) -> None:
+                 anchor_style: str | None = None) -> None:
         self.engine = engine
         self.splat_radius = splat_radius
-        self.exact = exact
         manifest_style = getattr(getattr(engine, "manifest", None), "anchor_style", None)
         self.anchor_style = get_style(anchor_style or manifest_style or DEFAULT_STYLE).name
         if engine is None:
@@ -108,8 +106,8 @@ class FramePipeline:
         """Offline stage: fuse the views into the anchor cloud (at most ``max_points``) and keep
         them as reference candidates.
 
-        The anchor renders in ``anchor_style`` with compiled kernels where the style has them
-        (not when ``exact``), once they are ready; one render here, off the render path, starts their background
+        The anchor renders in ``anchor_style`` with compiled kernels where the style has them,
+        once they are ready; one render here, off the render path, starts their background
         compile (first scene of a process only) and pays the eager kernels' first-call costs,
         so the first frame waits for neither. ``stages``: ``fuse_ms`` (views -> cloud),
         ``prepare_ms`` (the style's device layout, that first render).
@@ -117,8 +115,7 @@ class FramePipeline:
         clock = _Stopwatch()
         anchor = build_scene(frames, max_points=max_points)
         clock.lap("fuse_ms")
-        cloud = prepare_anchor(anchor, self.anchor_style, "cpu", compiled=not self.exact,
-                               splat_radius=self.splat_radius)
+        cloud = prepare_anchor(anchor, self.anchor_style, "cpu", compiled=True, splat_radius=self.splat_radius)
         cam = anchor.frames[0].camera
         cloud.render(cam.K, cam.c2w, cam.width, cam.height)
         clock.lap("prepare_ms")

@@ -252,8 +252,7 @@ def run_render_path(args: argparse.Namespace) -> int:
         return 2
     size = tuple(args.size) if args.size else path.size
     K = scale_K(path.K, path.size, size)
-    pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model, args.precision, args.anchor,
-                             exact=True)
+    pipeline = load_pipeline(args.model, args.provider, args.steps, args.no_model, args.precision, args.anchor)
     built = pipeline.build(scene.frames)
     log.info("scene %s: %d views -> %d points in %.0f ms", scene.name, len(scene.frames), built.points, built.build_ms)
     args.out.mkdir(parents=True, exist_ok=True)
