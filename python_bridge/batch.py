@@ -244,9 +244,7 @@ class RenderOptions:
         """The model as a job's frames depend on it: its name and the SHA-256 of its manifest
         (which lists every graph's SHA-256), or the fallback; plus precision and anchor style.
         Cheap: reads the manifest only, so the driver can compute it without loading a model."""
-        from python_bridge.demo import model_folder
-
-        folder = model_folder(None if self.model is None else Path(self.model), self.fallback)
+        folder = self.model_folder()
         if folder is None:
             model = {"name": "anchor-fallback"}
         else:
@@ -257,12 +255,17 @@ class RenderOptions:
             model = {"name": json.loads(data).get("name", folder.name), "manifest_sha256": _sha256(data)}
         return {**model, "precision": self.precision, "anchor": self.anchor_style}
 
+    def model_folder(self) -> Path | None:
+        """The model folder these options load (None: the fallback), as ``worldfm`` resolves it."""
+        from python_bridge.demo import model_folder
+
+        return model_folder(None if self.model is None else Path(self.model), self.fallback)
+
     def default_steps(self) -> int | None:
         """The steps a job without ``steps`` uses: ``--steps``, else the model's fewest (None: fallback)."""
-        from python_bridge.demo import model_folder
         from python_bridge.engine import Manifest
 
-        folder = model_folder(None if self.model is None else Path(self.model), self.fallback)
+        folder = self.model_folder()
         if folder is None:
             return None
         return self.steps or min(Manifest.load(folder, verify=False).steps)

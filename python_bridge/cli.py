@@ -71,16 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        _say_when_exit_waits_for_a_compile()
+        _finish_background_compiles()
 
 
-def _say_when_exit_waits_for_a_compile() -> None:
-    """The anchor's kernels compile on a background thread that the process waits for when
-    it ends (``models.anchor.splat._Compiled``); say so, rather than seem to hang."""
+def _finish_background_compiles() -> None:
+    """Let the anchor kernels' background compile (``models.anchor.splat._Compiled``) finish
+    before the process starts to shut down, saying so rather than seeming to hang. Waiting
+    later, when Python joins the compile thread at exit, is too late: by then
+    concurrent.futures refuses new work, so inductor fails ("cannot schedule new futures after
+    interpreter shutdown") and the next start compiles again."""
     splat = sys.modules.get("models.anchor.splat")  # loaded only by commands that render anchors
     if splat is not None and not splat.compiled_kernels_settled(timeout=0):
         logging.getLogger(__name__).info(
             "finishing the anchor kernels' background compile before exiting (the next start reuses it)")
+        splat.compiled_kernels_settled()
 
 
 if __name__ == "__main__":
