@@ -173,10 +173,12 @@ def run_demo(
     precision: str = "auto",
     anchor_style: str | None = None,
     client_timeout_s: float = 30.0,
+    compile_when_idle_s: float | None = 1.0,
 ) -> DemoReport:
     """Run the demo end to end and return its measurements (see the module docstring).
 
-    ``client_timeout_s`` is the server's session timeout (``worldfm serve --client-timeout``)."""
+    ``client_timeout_s`` is the server's session timeout (``worldfm serve --client-timeout``),
+    ``compile_when_idle_s`` when it compiles the anchor kernels (``--compile-when-idle``)."""
     import imageio.v2 as imageio
 
     from models.scene import Camera
@@ -194,7 +196,8 @@ def run_demo(
     strip_at = set(np.linspace(0, frames - 1, STRIP_ROWS).round().astype(int).tolist())
     generated, strip, latency, stages = [], [], [], {}
     with (
-        Server(pipeline, ServerConfig(bind="tcp://127.0.0.1:*", client_timeout_s=client_timeout_s)).start() as server,
+        Server(pipeline, ServerConfig(bind="tcp://127.0.0.1:*", client_timeout_s=client_timeout_s,
+                                     compile_when_idle_s=compile_when_idle_s)).start() as server,
         Client(server.endpoint, timeout_s=60, name="worldfm-demo") as client,
     ):
         log.info("uploading %d views and building the anchor (the offline stage; seconds on a CPU)", len(source))

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import ipaddress
 import logging
 import re
 import secrets
 import selectors
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -88,6 +90,9 @@ class ServerConfig:
     insecure: bool = False
     data_root: Path | None = None
     poll_ms: int = 50
+    # Start the anchor's compiled kernels only after this long without a frame (None: at their
+    # first use); models.anchor.splat.compiles_held says why.
+    compile_when_idle_s: float | None = 1.0
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -213,6 +218,7 @@ class Server:
         self._rendering = 0  # threads inside pipeline.render, at most config.workers
         self._running: dict[str, int] = {}  # session -> its renders inside pipeline.render
         self._next_expiry = 0.0
+        self._last_frame = time.monotonic()  # when a render last finished (compile_when_idle_s)
         self._router = self._bind()
         self._router_fd = self._router.getsockopt(zmq.FD)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -291,10 +297,15 @@ class Server:
             "serving on %s (%s, %d worker(s))", self.endpoint, self.pipeline.describe().get("name"), self.config.workers
         )
         timeline.mark("listening")
-        try:
-            self._loop()
-        finally:
-            self._shutdown(helpers)
+        with contextlib.ExitStack() as held:
+            if self.config.compile_when_idle_s is not None:
+                from models.anchor import splat
+
+                held.enter_context(splat.compiles_held())
+            try:
+                self._loop()
+            finally:
+                self._shutdown(helpers)
 
     def _loop(self) -> None:
         """Take turns at the ROUTER; render the job a turn hands out; wait for traffic when idle."""
@@ -342,6 +353,7 @@ class Server:
             if finished is not None:
                 job, rendered = finished
                 self._rendering -= 1
+                self._last_frame = time.monotonic()
                 self._running[job.session] -= 1
                 if not self._running[job.session]:
                     del self._running[job.session]
@@ -363,6 +375,7 @@ class Server:
             if now >= self._next_expiry:
                 self._expire_sessions()
                 self._next_expiry = now + 1.0
+            self._compile_if_idle(now)
             more = self._read_requests(woken)  # last, so its final ZMQ_EVENTS read covers every send above
             job = None
             if can_render and not self._stop.is_set() and self._rendering < self.config.workers:
@@ -374,6 +387,18 @@ class Server:
             if more or waiting_jobs:
                 self._wake()
             return job
+
+    def _compile_if_idle(self, now: float) -> None:
+        """Start the anchor kernels' held compiles once no frame was rendered, asked for or
+        queued for ``compile_when_idle_s``: the user has paused, so the compile takes no frame's
+        time (a stream that never pauses keeps the eager kernels, ~4 ms slower per frame)."""
+        wait = self.config.compile_when_idle_s
+        if wait is None or self._rendering or len(self._scheduler) or now - self._last_frame < wait:
+            return
+        splat = sys.modules.get("models.anchor.splat")  # loaded only where scenes render anchors
+        if splat is not None and splat.held_compiles():
+            log.info("no frame for %.1f s: compiling the anchor kernels in the background", now - self._last_frame)
+            splat.start_held_compiles()
 
     def _wake(self) -> None:
         """Wake the threads waiting for traffic (no lock needed: safe from signal handlers)."""

@@ -24,12 +24,13 @@ never wait for the compiler), and stay eager, with one warning, if compiling fai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -270,8 +271,9 @@ def _short_gil_slices(change: int) -> None:
 class _Compiled:
     """``torch.compile(fn)``, compiled on a background thread so that no caller waits for it.
 
-    The first call starts the compiler on a copy of its arguments and, like every call until
-    the compiled kernel has run once, returns ``fn``'s own result: the same numbers, seconds
+    The first call starts the compiler on a copy of its arguments (or, while
+    :func:`compiles_held` is active, keeps that copy for :func:`start_held_compiles`) and, like
+    every call until the compiled kernel has run once, returns ``fn``'s own result: the same numbers, seconds
     sooner (a cold compile takes 10+ s on a 2-core CPU; inductor caches its output on disk,
     so later processes compile in a few seconds). The compiler thread runs at a lower CPU
     priority, so on a small machine it takes the time frames leave over. After any compiler
@@ -283,6 +285,7 @@ class _Compiled:
         self._eager = fn
         self._fn: Callable | None = None  # the compiled kernel, once it has run
         self._started = False
+        self._held: tuple | None = None  # the example of a first call made while compiles are held
         self._lock = threading.Lock()
         self.settled = threading.Event()  # set once the compiled kernel serves, or failed
 
@@ -294,15 +297,19 @@ class _Compiled:
             except Exception as exc:  # noqa: BLE001 -- compilers fail in many ways; every one means "use eager"
                 self._fail(exc)
         elif not self._started:
-            self._start(args)
+            if _holding[0]:
+                if self._held is None:
+                    self._held = _copy(args)
+            else:
+                self._start(_copy(args))
         return self._eager(*args)
 
-    def _start(self, args: tuple) -> None:
+    def _start(self, example: tuple) -> None:
         with self._lock:
             if self._started:
                 return
             self._started = True
-        example = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+            self._held = None
         # Not a daemon: a process that ends while torch compiles in a daemon thread aborts inside
         # torch ("terminate called without an active exception", exit code 134); Python joins a
         # non-daemon thread before it shuts down, so the compile finishes (and is cached) first.
@@ -338,6 +345,53 @@ class _Compiled:
 
 _compiled_project = _Compiled(_project)
 _compiled_fill_gaps = _Compiled(_fill_gaps)
+
+
+def _copy(args: tuple) -> tuple:
+    """The compiler's own example arguments: the caller may reuse or free its tensors meanwhile."""
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+_holding = [0]  # how many holders (compiles_held) are active; guarded by _holding_lock
+_holding_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def compiles_held() -> Iterator[None]:
+    """While active, a compiled kernel's first call does not start its compile: it renders
+    eagerly and keeps its arguments until :func:`start_held_compiles`.
+
+    Why: a compile takes seconds of both cores (3 s with a warm cache on this project's 2-core
+    VM, 10+ cold) and runs beside the frames. A server that starts it at its first frame
+    slows exactly the frames a user is watching: ``worldfm demo`` ran at 12.6 frames/s (p95
+    144 ms) compiling and 14.5 (p95 92 ms) without, while compiled kernels save ~4 ms of a
+    ~65 ms frame at 256x256 (2026-12-03). So the server holds compiles back and starts them
+    when no frame has been asked for a while (``ServerConfig.compile_when_idle_s``).
+    """
+    with _holding_lock:
+        _holding[0] += 1
+    try:
+        yield
+    finally:
+        with _holding_lock:
+            _holding[0] -= 1
+
+
+def held_compiles() -> bool:
+    """True when a kernel waits for :func:`start_held_compiles` (cheap: for an idle loop)."""
+    return any(kernel._held is not None for kernel in _KERNELS)
+
+
+def start_held_compiles() -> int:
+    """Start the background compile of every kernel held by :func:`compiles_held`; returns how
+    many started."""
+    started = 0
+    for kernel in _KERNELS:
+        example = kernel._held
+        if example is not None and not kernel._started:
+            kernel._start(example)
+            started += 1
+    return started
 
 
 def compiled_kernels_settled(timeout: float | None = None) -> bool:

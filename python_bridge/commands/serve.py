@@ -32,6 +32,17 @@ def prepare_runtime() -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
 
 
+def _add_compile_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compile-when-idle", type=float, default=1.0, metavar="SECONDS",
+                        help="compile the anchor's faster kernels in the background only after SECONDS without a "
+                             "frame (default 1: a compile beside a stream slows the frames being watched; 0: at once)")
+
+
+def _bad_compile_arg(args: argparse.Namespace) -> int:
+    print(f"error: --compile-when-idle must be >= 0 seconds; got {args.compile_when_idle}", file=sys.stderr)
+    return 2
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -103,6 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--insecure", action="store_true", help="allow a non-loopback bind without encryption (trusted networks only)"
     )
     serve.add_argument("--client-timeout", type=float, default=30.0, help="seconds before an idle client expires")
+    _add_compile_arg(serve)
     serve.set_defaults(func=run_serve)
 
     demo = subparsers.add_parser(
@@ -119,6 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--kind", choices=["indoor", "outdoor"], default="indoor", help="scene kind (default indoor)")
     demo.add_argument("--client-timeout", type=float, default=30.0,
                       help="seconds before the in-process server expires an idle session (default 30)")
+    _add_compile_arg(demo)
     demo.set_defaults(func=run_demo)
 
     path = subparsers.add_parser(
@@ -147,6 +160,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if args.make_keys is not None:
         return _make_keys(args.make_keys)
+    if args.compile_when_idle < 0:
+        return _bad_compile_arg(args)
     secret = None
     if args.curve_keys is not None:
         secret = args.curve_keys / "server.key_secret"
@@ -173,6 +188,7 @@ def run_serve(args: argparse.Namespace) -> int:
         authorized_dir=args.authorized_keys,
         insecure=args.insecure,
         data_root=args.data_root,
+        compile_when_idle_s=args.compile_when_idle,
         limits=P.Limits(),
     )
     try:
@@ -216,6 +232,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.frames < 2 or args.views < 1 or args.size < 16:
         print("error: need --frames >= 2, --views >= 1 and --size >= 16", file=sys.stderr)
         return 2
+    if args.compile_when_idle < 0:
+        return _bad_compile_arg(args)
     report = demo(
         out_dir=args.out,
         model=args.model,
@@ -230,6 +248,7 @@ def run_demo(args: argparse.Namespace) -> int:
         precision=args.precision,
         anchor_style=args.anchor,
         client_timeout_s=args.client_timeout,
+        compile_when_idle_s=args.compile_when_idle,
     )
     print(report.summary())
     return 0

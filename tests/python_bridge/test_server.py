@@ -237,6 +237,45 @@ def test_at_most_workers_render_at_once_and_a_thread_stays_free_for_io(make_serv
             c.close()
 
 
+def test_anchor_kernels_compile_once_frames_pause(make_server, monkeypatch):
+    """A compile beside a stream slows the frames a user watches (models.anchor.splat.compiles_held):
+    the server holds the anchor kernels' compile while frames flow and starts it once none was
+    asked for ``compile_when_idle_s``."""
+    import torch
+
+    from models.anchor import splat
+
+    def kernel_fn(x: torch.Tensor) -> torch.Tensor:
+        return x + 1
+
+    compiled = []  # when the compiler was asked for kernel_fn
+
+    def recording_compile(fn, **kwargs):  # stands in for torch.compile: records, compiles nothing
+        if fn is kernel_fn:
+            compiled.append(time.monotonic())
+        return fn
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    kernel = splat._Compiled(kernel_fn)
+
+    class CompilingPipeline(StubPipeline):
+        def render(self, *args, **kwargs):
+            assert torch.equal(kernel(torch.zeros(1)), torch.ones(1))  # eager until compiled: same numbers
+            return super().render(*args, **kwargs)
+
+    server = make_server(CompilingPipeline(), compile_when_idle_s=1.0)
+    with Client(server.endpoint, timeout_s=5) as c:
+        scene = open_scene(c)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:  # a stream: gaps of ~20 ms, far below the idle time
+            sent = time.monotonic()
+            assert isinstance(c.render(scene, pose(1.0)), FrameReply)
+            time.sleep(0.02)
+        assert not compiled and kernel._held is not None, "the compile started while frames were flowing"
+        assert kernel.settled.wait(10), "the compile never started after the frames paused"
+    assert len(compiled) == 1 and compiled[0] - sent >= 1.0
+
+
 def test_pipeline_failures_become_errors(make_server):
     server = make_server()
     with Client(server.endpoint, timeout_s=2) as c:
