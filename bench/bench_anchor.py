@@ -1,6 +1,6 @@
 """Benchmark of the explicit 3-D anchor (issue 3): scene build, splatting, selection, hole filling.
 
-Run: ``/work/venv/bin/python bench/bench_anchor.py [--threads 2] [--views 100]``.
+Run: ``/work/venv/bin/python bench/bench_anchor.py [--threads 2] [--views 100] [--styles-only]``.
 
 Prints medians in milliseconds and same-run ratios. Claims measured:
 * render 1 M points into 512x512 (target <= 15 ms on a 2-core CPU) and 256x256, points/s, with
@@ -210,6 +210,8 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--styles-only", action="store_true",
+                        help="build the scene, then measure only the anchor styles side by side (issue 22)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -232,6 +234,10 @@ def main() -> None:
         f"\nbuild_scene: {len(frames)} views -> {len(cloud):,} points (voxel {scene.voxel_size * 1000:.2f} mm): "
         f"median {statistics.median(build_s):.2f} s of {[round(s, 2) for s in build_s]} (target <= 5 s)"
     )
+    if args.styles_only:
+        print(f"\n{len(frames)}-view scene, {len(cloud):,} points:")
+        styles_side_by_side(scene, frames, args.repeats)
+        return
     layout = to_device(cloud)
     device_bytes = layout.xyz_t.nbytes + layout.rgba.nbytes
     print(

@@ -33,6 +33,11 @@ on a background thread (:class:`models.anchor.splat._Compiled`). ``compiled_shad
 over the pixels become one fused loop (2-3x faster once compiled, bench/bench_anchor.py), but
 the server leaves it off (see :func:`prepare_mesh`). The compiled shading may round a colour
 one level differently from eager arithmetic (fused multiply-adds); masks and depths are the same.
+
+Eagerly the shading costs 2-4x the point splat per frame (bench/bench_anchor.py
+``--styles-only``; issue 22's target is 1.5x): ~200 torch calls over the pixels, each a memory
+pass, the largest the gathers of 4 corners from the source tables in two views. docs/anchor.md
+("What limits the eager shading") lists what was measured and tried.
 """
 
 from __future__ import annotations
