@@ -129,6 +129,29 @@ class Target:
     anchor_mask: np.ndarray  # bool (H, W)
 
 
+THIN_HOLE_RADIUS = 4  # pixels: a hole no point of which lies farther from the covered pixels is thin
+
+
+def wide_holes(mask: np.ndarray) -> np.ndarray:
+    """bool (H, W): the empty pixels (``mask`` False) of holes that are wide, i.e. some pixel of
+    the hole (8-connected) lies more than ``THIN_HOLE_RADIUS`` px from every covered pixel.
+
+    Why: a thin hole (a sliver between surfaces, a crack) is bridged by a classical fill from
+    both sides, while a wide one (a disocclusion, the sky) needs content the anchor does not
+    have; a generator's score on the two tells different stories."""
+    import cv2
+
+    empty = (~np.asarray(mask, bool)).astype(np.uint8)
+    if not empty.any() or empty.all():  # no hole, or nothing covered to measure from
+        return empty.astype(bool)
+    count, labels = cv2.connectedComponents(empty, connectivity=8)
+    distance = cv2.distanceTransform(empty, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    widest = np.zeros(count, np.float32)
+    np.maximum.at(widest, labels.reshape(-1), distance.reshape(-1))
+    widest[0] = 0.0  # label 0: the covered pixels
+    return widest[labels] > THIN_HOLE_RADIUS
+
+
 def held_out_windows(scene: Scene, window: int = 4, stride: int = 1) -> list[tuple[int, AnchorScene, list[Frame]]]:
     """(window index, anchor built without the window, every ``stride``-th view of it) per window."""
     views = scene.frames
@@ -318,7 +341,10 @@ class EvalResult:
 
     ``rows[method]``: ``psnr`` and ``ssim`` (means over targets) and ``holes_psnr``, the PSNR
     of all pixels the point cloud leaves empty, pooled over the set (NaN without holes): the
-    pixels where the anchor has nothing to say and a generator must invent content.
+    pixels where the anchor has nothing to say and a generator must invent content; split
+    into ``thin_holes_psnr`` and ``wide_holes_psnr`` by :func:`wide_holes` (slivers that a
+    classical fill bridges from both sides, against disocclusions where content must be
+    invented), with ``wide_hole_share`` the wide holes' share of the hole pixels.
     ``per_scene[scene][method]``: mean PSNR over that scene's targets.
     """
 
@@ -327,6 +353,7 @@ class EvalResult:
     per_scene: dict[str, dict[str, float]] = field(default_factory=dict)
     targets: int = 0
     scenes: int = 0
+    wide_hole_share: float = math.nan
 
     def markdown(self) -> str:
         lines = ["| method | PSNR (dB) | SSIM | holes PSNR (dB) | consistency (x GT) |", "|---|---:|---:|---:|---:|"]
@@ -338,7 +365,7 @@ class EvalResult:
 
     def to_json(self) -> dict:
         return {"rows": self.rows, "consistency": self.consistency, "per_scene": self.per_scene,
-                "targets": self.targets, "scenes": self.scenes}
+                "targets": self.targets, "scenes": self.scenes, "wide_hole_share": self.wide_hole_share}
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -372,6 +399,13 @@ def side_by_side(sets: Mapping[str, EvalResult]) -> str:
             lines.append(f"  1 step minus anchor + hole filling, per scene (dB): "
                          + ", ".join(f"{scene} {v:+.2f}" for scene, v in margins.items())
                          + f"; below it on {sum(v < 0 for v in margins.values())} of {len(margins)}.")
+        gen, fill = r.rows.get(GENERATOR_ROW), r.rows.get(FILL_ROW)
+        if gen and fill and "wide_holes_psnr" in gen:
+            lines.append(f"  holes by width, 1 step vs anchor + hole filling (dB): thin "
+                         f"{_fmt(gen['thin_holes_psnr'])} vs {_fmt(fill['thin_holes_psnr'])}, wide "
+                         f"{_fmt(gen['wide_holes_psnr'])} vs {_fmt(fill['wide_holes_psnr'])} (wide: more than "
+                         f"{THIN_HOLE_RADIUS} px from any covered pixel somewhere; "
+                         f"{_fmt(100 * r.wide_hole_share, 0)} % of the hole pixels).")
     return "\n".join(lines)
 
 
@@ -405,7 +439,8 @@ def evaluate(
     rng = np.random.default_rng(seed)
     c, h, w = runner.manifest["latent_shape"]
     scores: dict[str, list[tuple[float, float]]] = {}
-    holes: dict[str, list[float]] = {}  # method -> [squared error summed over hole pixels, pixel count]
+    # method -> hole kind ("all", "thin", "wide") -> [squared error summed over its pixels, value count]
+    holes: dict[str, dict[str, list[float]]] = {}
     by_scene: dict[str, dict[str, list[float]]] = {}
     images: dict[str, dict[tuple[str, int], list[tuple[Frame, np.ndarray]]]] = {}
     strip_images = []
@@ -443,14 +478,17 @@ def evaluate(
                 out[name] = decode(runner.generate(1, noise[:, :1], ablate(x)), blank=name == "1 step, no anchor")
         out["ground truth"] = gt
         empty = ~t.anchor_mask
+        wide = wide_holes(t.anchor_mask)
+        kinds = {"all": empty, "thin": empty & ~wide, "wide": wide}
         for name, img in out.items():
             if name != "ground truth":
                 value = psnr(img, gt)
                 scores.setdefault(name, []).append((value, ssim(img, gt)))
                 by_scene.setdefault(t.scene, {}).setdefault(name, []).append(value)
-                err = holes.setdefault(name, [0.0, 0])
-                err[0] += float(np.square(img[empty].astype(np.float64) - gt[empty]).sum()) / 255.0**2
-                err[1] += int(empty.sum()) * 3
+                for kind, pixels in kinds.items():
+                    err = holes.setdefault(name, {}).setdefault(kind, [0.0, 0])
+                    err[0] += float(np.square(img[pixels].astype(np.float64) - gt[pixels]).sum()) / 255.0**2
+                    err[1] += int(pixels.sum()) * 3
             images.setdefault(name, {}).setdefault((t.scene, t.window), []).append((t.frame, img))
         if strip is not None and len(strip_images) < strip_rows:
             gen = out.get("generator 1 step", next(iter(out.values())))
@@ -459,9 +497,14 @@ def evaluate(
     for name, values in scores.items():
         arr = np.array(values)
         finite = arr[np.isfinite(arr[:, 0])]
-        se, n = holes[name]
-        hole_psnr = math.nan if n == 0 else (math.inf if se == 0 else 10.0 * math.log10(n / se))
-        result.rows[name] = {"psnr": float(finite[:, 0].mean()), "ssim": float(arr[:, 1].mean()), "holes_psnr": hole_psnr}
+        hole_psnr = {kind: math.nan if n == 0 else (math.inf if se == 0 else 10.0 * math.log10(n / se))
+                     for kind, (se, n) in holes[name].items()}
+        result.rows[name] = {"psnr": float(finite[:, 0].mean()), "ssim": float(arr[:, 1].mean()),
+                             "holes_psnr": hole_psnr["all"], "thin_holes_psnr": hole_psnr["thin"],
+                             "wide_holes_psnr": hole_psnr["wide"]}
+    if holes:
+        counts = next(iter(holes.values()))
+        result.wide_hole_share = counts["wide"][1] / counts["all"][1] if counts["all"][1] else math.nan
     result.per_scene = {scene: {name: float(np.mean([v for v in vals if math.isfinite(v)] or [math.nan]))
                                 for name, vals in methods.items()} for scene, methods in by_scene.items()}
     gt_err = _sequence_error(images["ground truth"])

@@ -85,11 +85,58 @@ def test_evaluate_the_tiny_export(export_dir, teacher_run, tmp_path):
     # In the holes the raw anchor is black: filling them is what moves the holes-only figure.
     holes = {k: v["holes_psnr"] for k, v in result.rows.items()}
     assert holes["anchor + hole filling"] > holes["raw anchor"]
+    # pooled over thin and wide holes, the squared error is a weighted mean of the two kinds'
+    for m in result.rows.values():
+        kinds = [m["thin_holes_psnr"], m["wide_holes_psnr"]]
+        if all(math.isfinite(k) for k in kinds):
+            assert min(kinds) - 1e-9 <= m["holes_psnr"] <= max(kinds) + 1e-9
     assert set(result.per_scene) == {scenes[0].name} and set(result.per_scene[scenes[0].name]) == expected
     assert result.per_scene[scenes[0].name]["raw anchor"] == pytest.approx(result.rows["raw anchor"]["psnr"])
     # same weights and noise: only the anchor the ablated model no longer sees tells the rows apart
     assert result.rows["ablation: no anchor"] != result.rows["ablation: full"]
     assert (tmp_path / "strip.png").is_file()
+
+
+def _slow_wide_holes(mask: np.ndarray, radius: float) -> np.ndarray:
+    """The definition, pixel by pixel: flood-fill each hole (8-connected) and call it wide when one
+    of its pixels is farther than ``radius`` from the centre of every covered pixel."""
+    h, w = mask.shape
+    covered = np.argwhere(mask).astype(np.float64)
+    out = np.zeros_like(mask)
+    seen = mask.copy()
+    for start in map(tuple, np.argwhere(~mask)):
+        if seen[start]:
+            continue
+        hole, stack = [], [start]
+        seen[start] = True
+        while stack:
+            i, j = stack.pop()
+            hole.append((i, j))
+            for di in (-1, 0, 1):
+                for dj in (-1, 0, 1):
+                    ni, nj = i + di, j + dj
+                    if 0 <= ni < h and 0 <= nj < w and not seen[ni, nj]:
+                        seen[ni, nj] = True
+                        stack.append((ni, nj))
+        far = max(np.sqrt(((covered - p) ** 2).sum(1)).min() for p in np.array(hole, np.float64))
+        for p in hole:
+            out[p] = far > radius
+    return out
+
+
+def test_wide_holes_split_slivers_from_disocclusions():
+    from models.evaluate import THIN_HOLE_RADIUS, wide_holes
+
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        mask = np.ones((24, 32), bool)
+        for _ in range(3):  # rectangles from slivers (1 px across) to blocks wider than 2 * radius
+            y, x = rng.integers(0, 20), rng.integers(0, 28)
+            mask[y : y + rng.integers(1, 14), x : x + rng.integers(1, 14)] = False
+        mask[rng.random(mask.shape) < 0.05] = False  # speckle
+        assert np.array_equal(wide_holes(mask), _slow_wide_holes(mask, THIN_HOLE_RADIUS)), trial
+    assert not wide_holes(np.ones((8, 8), bool)).any()
+    assert wide_holes(np.zeros((8, 8), bool)).all()  # nothing covered: the whole frame is to invent
 
 
 def test_side_by_side_puts_sets_in_order_and_counts_scenes_below_the_fill():
