@@ -55,8 +55,8 @@ import torch.nn.functional as F
 from models.anchor import AnchorScene, build_scene, fill_holes, select_reference
 from models.anchor.cloud import unproject_depth
 from models.anchor.styles import STYLES, prepare_anchor
-from models.cameras import project
-from models.scene import Frame, Scene
+from models.cameras import project, scale_K
+from models.scene import Camera, Frame, Scene
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 COVIS_TOLERANCE = 0.02  # relative depth agreement for co-visibility
@@ -220,12 +220,34 @@ class AnchorReport:
         return {"rows": self.rows}
 
 
+def minified(frame: Frame, factor: int) -> Frame:
+    """``frame`` as a camera ``factor`` times coarser would see it: the same pose, K scaled to
+    ``(W // factor, H // factor)``, each pixel the mean of the ``factor`` x ``factor`` pixels it
+    spans (the truth a pixel integrates; the procedural renderer samples one ray per pixel, so its
+    own coarse renders alias) and the depth sampled near each pixel's centre (for the warps of
+    :func:`warp_error`). The far-camera check of anti-aliasing (docs/anchor.md)."""
+    import cv2
+
+    if factor == 1:
+        return frame
+    cam = frame.camera
+    w, h = cam.width // factor, cam.height // factor
+    if min(w, h) < 1:
+        raise ValueError(f"{frame.name!r} ({cam.width} x {cam.height}) has no pixel at 1/{factor} size")
+    crop = frame.rgb[: h * factor, : w * factor]
+    rgb = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)
+    depth = None if frame.depth is None else frame.depth[factor // 2 :: factor, factor // 2 :: factor][:h, :w]
+    # the crop keeps the top-left corner: exactly 1/factor of the pixel grid, whatever W % factor
+    return Frame(rgb, Camera(scale_K(cam.K, (w * factor, h * factor), (w, h)), cam.c2w, w, h), depth, frame.name)
+
+
 def anchor_report(sets: Mapping[str, Sequence[Scene]], styles: Sequence[str] | None = None, window: int = 4,
-                  stride: int = 1, progress: bool = True) -> AnchorReport:
+                  stride: int = 1, progress: bool = True, minify: Sequence[int] = (1,)) -> AnchorReport:
     """Score the raw anchor of every style in ``styles`` (default: all registered) on each named
     set of held-out scenes (e.g. ``{"in family": [...], "out of family": [...]}``), with the
     evaluation protocol of the module docstring. Each window's scene is built once and
-    rendered in every style."""
+    rendered in every style. Per factor ``f`` in ``minify`` above 1, the targets are also
+    scored at 1/f size (:func:`minified`: textures seen from afar), as set ``"NAME, 1/f size"``."""
     import time
 
     from tqdm import tqdm
@@ -233,34 +255,40 @@ def anchor_report(sets: Mapping[str, Sequence[Scene]], styles: Sequence[str] | N
     styles = list(styles or STYLES)
     report = AnchorReport()
     for set_name, scenes in sets.items():
-        scores: dict[str, list[tuple[float, float]]] = {s: [] for s in styles}
-        times: dict[str, list[float]] = {s: [] for s in styles}
-        images: dict[str, dict[tuple[str, int], list[tuple[Frame, np.ndarray, np.ndarray]]]] = {s: {} for s in styles}
-        truth: dict[tuple[str, int], list[tuple[Frame, np.ndarray]]] = {}
+        names = {f: set_name if f == 1 else f"{set_name}, 1/{f} size" for f in minify}
+        scores: dict[tuple[int, str], list[tuple[float, float]]] = {(f, s): [] for f in minify for s in styles}
+        times: dict[tuple[int, str], list[float]] = {(f, s): [] for f in minify for s in styles}
+        images: dict[tuple[int, str], dict[tuple[str, int], list[tuple[Frame, np.ndarray, np.ndarray]]]] = {
+            (f, s): {} for f in minify for s in styles}
+        truth: dict[int, dict[tuple[str, int], list[tuple[Frame, np.ndarray]]]] = {f: {} for f in minify}
         for scene in tqdm(scenes, desc=f"anchors ({set_name})", unit="scene", disable=not progress):
-            for index, anchor, targets in held_out_windows(scene, window, stride):
-                for f in targets:
-                    truth.setdefault((scene.name, index), []).append((f, f.rgb))
+            for index, anchor, full in held_out_windows(scene, window, stride):
+                targets = {f: [minified(t, f) for t in full] for f in minify}
+                for f, views in targets.items():
+                    for t in views:
+                        truth[f].setdefault((scene.name, index), []).append((t, t.rgb))
                 for style in styles:
                     prepared = prepare_anchor(anchor, style)
-                    for f in targets:
-                        cam = f.camera
-                        start = time.perf_counter()
-                        out = prepared.render(cam.K, cam.c2w, cam.width, cam.height)
-                        times[style].append(time.perf_counter() - start)
-                        rgb, mask = out.rgb.numpy(), out.mask.numpy()
-                        scores[style].append((covered_psnr(rgb, f.rgb, mask), float(mask.mean())))
-                        images[style].setdefault((scene.name, index), []).append((f, rgb, mask))
-        report.rows[set_name] = {}
-        for style in styles:
-            arr = np.array(scores[style], dtype=np.float64).reshape(-1, 2)
-            report.rows[set_name][style] = {
-                "covered_psnr": float(np.nanmean(arr[:, 0])) if len(arr) else math.nan,
-                "coverage": float(arr[:, 1].mean()) if len(arr) else math.nan,
-                "consistency": _covered_consistency(images[style], truth),
-                "render_ms": 1e3 * float(np.median(times[style])) if times[style] else math.nan,
-                "targets": float(len(arr)),
-            }
+                    for f, views in targets.items():
+                        for t in views:
+                            cam = t.camera
+                            start = time.perf_counter()
+                            out = prepared.render(cam.K, cam.c2w, cam.width, cam.height)
+                            times[f, style].append(time.perf_counter() - start)
+                            rgb, mask = out.rgb.numpy(), out.mask.numpy()
+                            scores[f, style].append((covered_psnr(rgb, t.rgb, mask), float(mask.mean())))
+                            images[f, style].setdefault((scene.name, index), []).append((t, rgb, mask))
+        for f in minify:
+            report.rows[names[f]] = {}
+            for style in styles:
+                arr = np.array(scores[f, style], dtype=np.float64).reshape(-1, 2)
+                report.rows[names[f]][style] = {
+                    "covered_psnr": float(np.nanmean(arr[:, 0])) if len(arr) else math.nan,
+                    "coverage": float(arr[:, 1].mean()) if len(arr) else math.nan,
+                    "consistency": _covered_consistency(images[f, style], truth[f]),
+                    "render_ms": 1e3 * float(np.median(times[f, style])) if times[f, style] else math.nan,
+                    "targets": float(len(arr)),
+                }
     return report
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -187,12 +188,16 @@ def run_eval(args: argparse.Namespace) -> int:
     from models.checkpoints import load_model
     from models.evaluate import OnnxRunner, anchor_report, evaluate, side_by_side
 
+    if min(args.anchor_minify) < 1:
+        print(f"error: --anchor-minify factors must be >= 1; got {args.anchor_minify}", file=sys.stderr)
+        return 2
     _set_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     sets = {"in family": load_scenes(args.data, limit=args.scenes)}
     if args.ood_data:
         sets["out of family"] = load_scenes(args.ood_data, limit=args.scenes)
-    anchors = anchor_report(sets, args.anchor_styles, window=args.window, stride=args.stride)
+    anchors = anchor_report(sets, args.anchor_styles, window=args.window, stride=args.stride,
+                            minify=args.anchor_minify)
     (args.out / "anchors.md").write_text(anchors.markdown() + "\n")
     (args.out / "anchors.json").write_text(json.dumps(anchors.to_json(), indent=2) + "\n")
     print(anchors.markdown())
@@ -367,6 +372,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="anchor style the model is run with (default: its manifest's, else mesh; docs/anchor.md)")
     ev.add_argument("--anchor-styles", nargs="+", default=None, metavar="STYLE",
                     help="anchor styles whose raw anchors are scored (default: every registered style)")
+    ev.add_argument("--anchor-minify", type=int, nargs="+", default=[1, 4], metavar="F",
+                    help="also score the raw anchors at 1/F of the targets' size, against the truth averaged over "
+                         "each pixel (textures seen from afar: the anti-aliasing check; default 1 4)")
     ev.add_argument("--teacher", type=Path, default=None, help="teacher.safetensors to score the multi-step teacher")
     ev.add_argument("--teacher-steps", type=int, default=10, help="teacher DPM-Solver++ steps (default 10)")
     ev.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT",

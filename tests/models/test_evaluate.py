@@ -176,3 +176,34 @@ def test_eval_command_scores_out_of_family_beside_in_family(export_dir, tmp_path
     assert report["out of family"]["scenes"] == report["in family"]["scenes"] == 1
     assert (out / "eval.md").read_text().startswith("| method | out of family: PSNR")
     assert (out / "strip_out_of_family.png").is_file() and (out / "strip_in_family.png").is_file()
+    anchors = json.loads((out / "anchors.json").read_text())["rows"]  # default: also at 1/4 size (far cameras)
+    assert list(anchors) == ["in family", "in family, 1/4 size", "out of family", "out of family, 1/4 size"]
+    assert anchors["in family"]["mesh"]["targets"] == anchors["in family, 1/4 size"]["mesh"]["targets"] > 0
+    assert main(["eval", "--data", str(tmp_path / "in"), "--anchor-minify", "0", "--out", str(out)]) == 2
+
+
+def test_minified_frames_average_their_pixels_on_the_same_rays():
+    from models.cameras import K_from_hfov, look_at
+    from models.evaluate import minified
+    from models.scene import Camera, Frame
+
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (13, 17, 3), dtype=np.uint8)  # sizes that 3 does not divide
+    depth = rng.uniform(1, 5, (13, 17)).astype(np.float32)
+    cam = Camera(K_from_hfov(60.0, 17, 13), look_at([0.0, 0.0, 0.0], [0.0, 1.0, 0.2]), 17, 13)
+    small = minified(Frame(rgb, cam, depth, "f"), 3)
+    assert (small.camera.width, small.camera.height) == (5, 4)
+    for i in range(4):
+        for j in range(5):
+            block = rgb[3 * i : 3 * i + 3, 3 * j : 3 * j + 3].reshape(-1, 3).astype(np.float64)
+            assert np.abs(small.rgb[i, j] - block.mean(0)).max() <= 0.5 + 1e-9  # the block's mean, rounded
+            assert small.depth[i, j] == depth[3 * i + 1, 3 * j + 1]  # the block's centre sample
+    # a small pixel's centre looks along the ray through the centre of the block it spans
+    centres = np.array([[0.5, 0.5], [4.5, 3.5], [2.5, 1.5]])
+    def rays(uv: np.ndarray, K: np.ndarray) -> np.ndarray:  # world directions through pixel coordinates uv
+        return (cam.c2w[:3, :3] @ np.linalg.solve(K, np.c_[uv, np.ones(len(uv))].T)).T
+
+    np.testing.assert_allclose(rays(centres, small.camera.K), rays(centres * 3, cam.K), atol=1e-12)
+    assert minified(Frame(rgb, cam, depth, "f"), 1).rgb is rgb
+    with pytest.raises(ValueError, match="no pixel"):
+        minified(Frame(rgb, cam, depth, "f"), 20)
