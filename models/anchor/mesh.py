@@ -59,6 +59,7 @@ __all__ = ["SourceViews", "prepare_mesh", "render_mesh", "mesh_faces", "patches"
 CONTINUITY = 0.03  # relative depth spread above which a 2 x 2 block of samples is a discontinuity, not a patch
 CONSISTENCY = 0.03  # relative depth disagreement above which a source view does not see the point
 DEFAULT_EXTRA_VIEWS = 1  # views blended beside the winner's (chosen by measurement, docs/anchor.md)
+MIP_LEVELS = 4  # colour pyramid levels per source view (1, 1/2, 1/4, 1/8 size): anti-aliasing down to 1/8
 _LOW32 = 0xFFFFFFFF
 
 
@@ -74,7 +75,9 @@ class SourceViews:
     continuous). ``width``/``height``: int64 [V]; ``size``: (W, H) when every view shares it
     (then per-pixel look-ups of the size are skipped), else ``None``. ``focal`` float32 [V]: the
     smaller focal length (pixels). ``K`` [V, 3, 3], ``c2w`` [V, 4, 4]: float64 NumPy (per-frame
-    maps are composed in float64). ``scene``: the built scene (reference ranking).
+    maps are composed in float64). ``scene``: the built scene (reference ranking). ``mip``:
+    (offset, width, height int64 [L V], rgba int32): :func:`colour_pyramid` levels 1 .. L of
+    every view in one flat buffer, entry ``(level - 1) * V + v`` (anti-aliasing, :func:`_anti_alias`).
     ``extra_views``, ``splat_radius``: render options fixed at preparation.
     """
 
@@ -91,9 +94,31 @@ class SourceViews:
     K: np.ndarray
     c2w: np.ndarray
     scene: AnchorScene
+    mip: tuple[torch.Tensor, ...] = ()
     extra_views: int = DEFAULT_EXTRA_VIEWS
     splat_radius: int = 0
     compiled_shading: bool = False
+
+
+def colour_pyramid(rgb: np.ndarray, levels: int = MIP_LEVELS) -> list[np.ndarray]:
+    """uint8 [H, W, 3] -> the image at levels 1 .. ``levels`` - 1 (uint8, each half the last, odd
+    rows and columns dropped): every pixel the rounded mean of the 2 x 2 below it, in integers
+    (so any implementation gets the same bytes). Stops before a level under 2 x 2."""
+    out, prev = [], rgb
+    for _ in range(levels - 1):
+        h, w = prev.shape[0] // 2, prev.shape[1] // 2
+        if min(h, w) < 2:
+            break
+        total = prev[: 2 * h, : 2 * w].astype(np.uint16).reshape(h, 2, w, 2, 3).sum((1, 3))
+        prev = ((total + 2) // 4).astype(np.uint8)
+        out.append(prev)
+    return out
+
+
+def _pack(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 [..., 3] -> int32 [N] (bytes R, G, B, 0), row-major."""
+    packed = np.pad(np.ascontiguousarray(rgb, np.uint8).reshape(-1, 3), ((0, 0), (0, 1)))
+    return torch.from_numpy(packed.view(np.int32)[:, 0].copy())
 
 
 def patches(depth: torch.Tensor) -> torch.Tensor:
@@ -142,9 +167,19 @@ def prepare_mesh(
         d = torch.where(reliable_depth_mask(d, float(min(cam.K[0, 0], cam.K[1, 1]))), d, 0.0)
         depth.append(d.reshape(-1))
         patch.append(patches(d).reshape(-1))
-        packed = np.pad(np.ascontiguousarray(frame.rgb, np.uint8).reshape(-1, 3), ((0, 0), (0, 1)))
-        rgba.append(torch.from_numpy(packed.view(np.int32)[:, 0]))
+        rgba.append(_pack(frame.rgb))
         sizes.append((cam.width, cam.height))
+    # Anti-aliasing: colour pyramids, levels 1.. of every view in one flat buffer (see _mip_colour).
+    pyramids = [colour_pyramid(f.rgb) for f in scene.frames]
+    levels = min(len(p) for p in pyramids)
+    mip_layout, mip_rgba, start = [], [], 0
+    for level in range(levels):
+        for pyramid in pyramids:
+            image = pyramid[level]
+            mip_layout.append((start, image.shape[1], image.shape[0]))
+            mip_rgba.append(_pack(image))
+            start += image.shape[0] * image.shape[1]
+    layout = torch.tensor(mip_layout, dtype=torch.int64).reshape(-1, 3)
     sizes_t = torch.tensor(sizes, dtype=torch.int64).reshape(-1, 2)
     counts = sizes_t[:, 0] * sizes_t[:, 1]
     point_view = torch.from_numpy(np.append(scene.sources[:, 0], 0).astype(np.int64))
@@ -163,6 +198,8 @@ def prepare_mesh(
         K=np.stack([f.camera.K for f in scene.frames]).astype(np.float64),
         c2w=np.stack([f.camera.c2w for f in scene.frames]).astype(np.float64),
         scene=scene,
+        mip=(layout[:, 0].to(device), layout[:, 1].to(device), layout[:, 2].to(device),
+             (torch.cat(mip_rgba) if mip_rgba else torch.zeros(0, dtype=torch.int32)).to(device)),
         extra_views=extra_views,
         splat_radius=splat_radius,
         compiled_shading=compiled_shading,
@@ -196,6 +233,8 @@ class _Lookup:
 
     colour: list[torch.Tensor]  # float32 [P] per channel R, G, B: bilinear colour (garbage where not on_patch)
     on_patch: torch.Tensor  # bool: the point lies on one of the view's patches
+    u: torch.Tensor  # float32: the point's source pixel coordinates (the image spans [0, W] x [0, H])
+    v: torch.Tensor
     z: torch.Tensor  # float32: the point's z-depth in the source camera
     nearest: torch.Tensor | None  # float32: nearest reliable depth of the four samples around it (inf = none/outside)
 
@@ -215,8 +254,8 @@ def _look_up(tables: tuple[torch.Tensor, ...], size: tuple, view: torch.Tensor, 
         return torch.addcmul(torch.addcmul(m[4 * k + 2] * z, m[4 * k], uz), m[4 * k + 1], vz).add_(m[4 * k + 3])
 
     src_z = row(2)
-    x = row(0).div_(src_z).sub_(0.5)  # pixel-centre coordinates: sample (i, j) sits at (j, i)
-    y = row(1).div_(src_z).sub_(0.5)
+    u, v = row(0).div_(src_z), row(1).div_(src_z)
+    x, y = u - 0.5, v - 0.5  # pixel-centre coordinates: sample (i, j) sits at (j, i)
     width, height, steps = size
     if steps is None:  # views of several sizes: this pixel's view's
         width, height = width.index_select(0, view.view(-1)), height.index_select(0, view.view(-1))
@@ -239,13 +278,55 @@ def _look_up(tables: tuple[torch.Tensor, ...], size: tuple, view: torch.Tensor, 
     if want_nearest:  # the nearest reliable sample of the four (inf where none is, or the point is outside)
         nearest = torch.where(corner > 0, corner, torch.inf).amin(0)
         nearest = torch.where(inside, nearest, torch.inf)
-    return _Lookup(colour, on_patch, src_z, nearest)
+    return _Lookup(colour, on_patch, u, v, src_z, nearest)
+
+
+def _mip_colour(mip: tuple[torch.Tensor, ...], views: int, view: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                level: torch.Tensor) -> list[torch.Tensor]:
+    """R, G, B float32 [P]: bilinear colour at pyramid ``level`` (int64 [P], >= 1) of source ``view``
+    ([P] or [1]) around source pixel coordinates (``u``, ``v``) [P] of level 0, clamped to the image.
+    ``mip`` = (offset, width, height, rgba) of :class:`SourceViews`, entry ``(level - 1) * views + view``."""
+    offset, width, height, rgba = mip
+    key = (level - 1) * views + view
+    w, h = width.take(key), height.take(key)
+    scale = torch.exp2(-level.to(torch.float32))  # exact: a level-l pixel spans 2^l level-0 pixels
+    x = torch.minimum((u * scale - 0.5).clamp_(min=0.0), (w - 1).to(torch.float32))
+    y = torch.minimum((v * scale - 0.5).clamp_(min=0.0), (h - 1).to(torch.float32))
+    x0 = torch.minimum(torch.floor(x), (w - 2).to(torch.float32))
+    y0 = torch.minimum(torch.floor(y), (h - 2).to(torch.float32))
+    fx, fy = x - x0, y - y0
+    base = offset.take(key) + y0.to(torch.int64) * w + x0.to(torch.int64)
+    corner = rgba.take(torch.stack([base, base + 1, base + w, base + w + 1]))
+    return [torch.lerp(torch.lerp(c[0], c[1], fx), torch.lerp(c[2], c[3], fx), fy) for c in _channels(corner)]
+
+
+def _anti_alias(colour: list[torch.Tensor], found: _Lookup, ratio: torch.Tensor, view: torch.Tensor,
+                mip: tuple[torch.Tensor, ...], views: int) -> list[torch.Tensor]:
+    """``colour`` with every pixel whose target footprint covers 2^l >= 2 source pixels across
+    (``ratio`` = target footprint / source footprint) resampled at pyramid level l (at most the
+    last): a far surface averages the texels its pixel covers instead of picking one, so
+    textures seen from afar do not shimmer from frame to frame (docs/anchor.md)."""
+    levels = mip[0].shape[0] // views
+    if levels == 0:
+        return colour
+    need = found.on_patch & (ratio >= 2)
+    level = torch.log2(ratio).floor_().clamp_(1, levels).to(torch.int64)
+    if torch.compiler.is_compiling():  # one fused loop over every pixel, no data-dependent shapes
+        safe = [torch.where(need, t, 0.0) for t in (found.u, found.v)]
+        fine = _mip_colour(mip, views, view, *safe, torch.where(need, level, 1))
+        return [torch.where(need, f, c) for f, c in zip(fine, colour)]
+    index = need.nonzero().view(-1)  # eagerly: only the minified pixels (few in close-ups)
+    if index.numel() == 0:
+        return colour
+    pick = [t.index_select(0, index) for t in (found.u, found.v, level)]
+    fine = _mip_colour(mip, views, view.index_select(0, index) if view.numel() > 1 else view, *pick)
+    return [c.index_copy(0, index, f) for c, f in zip(colour, fine)]
 
 
 def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, target_focal: torch.Tensor,
            maps_t: torch.Tensor, extra: torch.Tensor, extra_on: torch.Tensor, point_view: torch.Tensor,
            splat_rgba: torch.Tensor, tables: tuple[torch.Tensor, ...], focal: torch.Tensor,
-           size: tuple) -> tuple[torch.Tensor, ...]:
+           size: tuple, mip: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """The per-pixel part of :func:`render_mesh`, from the visibility keys [P] (flat): (red, green,
     blue uint8 [P], mask bool [P], depth float32 [P]).
 
@@ -253,7 +334,7 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     focal length; ``maps_t`` [12, V]: :func:`_source_maps` transposed; ``extra`` int64 [E]: the
     views blended beside each pixel's own, those with ``extra_on`` (bool [E]) False left out (E
     stays the same from frame to frame: a new E would make the compiled kernel recompile on the
-    render thread). Only tensors and sizes, so that it compiles as one kernel
+    render thread); ``mip``: :attr:`SourceViews.mip`. Only tensors and sizes, so that it compiles as one kernel
     (:class:`models.anchor.splat._Compiled`); eagerly and compiled the numbers agree to rounding.
     """
     covered = keys != EMPTY_KEY
@@ -263,17 +344,21 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     own = point_view.index_select(0, winner)
     footprint = z / target_focal  # target pixel footprint (metres) at the point
     first = _look_up(tables, size, own, maps_t.index_select(1, own), q, want_nearest=True)
-    # (target footprint / source footprint)^2, at most 1: finer views than the target weigh alike.
-    weight = torch.where(first.on_patch, (footprint * focal.index_select(0, own) / first.z).square_().clamp_(max=1.0),
-                         0.0)
-    total = [weight * c for c in first.colour]  # per channel: in the compiled kernel every output
+    views = tables[0].shape[0]
+    ratio = footprint * focal.index_select(0, own) / first.z  # target footprint / source footprint
+    # ratio^2, at most 1: finer views than the target weigh alike.
+    weight = torch.where(first.on_patch, ratio.square().clamp_(max=1.0), 0.0)
+    colour = _anti_alias(first.colour, first, ratio, own, mip, views)
+    total = [weight * c for c in colour]  # per channel: in the compiled kernel every output
     # is a [P] loop over the pixels (an [P, 3] one would redo the geometry once per channel)
     for e in range(extra.shape[0]):
         view = extra[e : e + 1]  # [1]: broadcasts like a scalar, and compiles (no tensor-to-int)
         found = _look_up(tables, size, view, maps_t.index_select(1, view), q, want_nearest=False)
         on_patch = found.on_patch & (own != view) & extra_on[e]  # the winner's view counts once
-        w = torch.where(on_patch, (footprint * focal.index_select(0, view) / found.z).square_().clamp_(max=1.0), 0.0)
-        for t, c in zip(total, found.colour):
+        ratio = footprint * focal.index_select(0, view) / found.z
+        w = torch.where(on_patch, ratio.square().clamp_(max=1.0), 0.0)
+        found.on_patch = on_patch
+        for t, c in zip(total, _anti_alias(found.colour, found, ratio, view, mip, views)):
             t += w * c
         weight += w
     blended = weight > 0
@@ -320,6 +405,7 @@ def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, 
         _source_maps(views, np.asarray(K, np.float64), c2w).T.contiguous(),
         torch.from_numpy(extra).to(device), torch.from_numpy(extra_on).to(device),
         views.point_view, views.cloud.rgba, (views.offset, views.rgba, views.depth, views.patch), views.focal, size,
+        views.mip,
     )
     return RenderOutput(rgb=torch.stack(channels, -1).view(height, width, 3), mask=mask.view(height, width),
                         depth=depth.view(height, width))

@@ -96,7 +96,7 @@ def reference_zbuffer(
 
 def reference_mesh_render(
     scene, K: np.ndarray, c2w: np.ndarray, width: int, height: int, extra_views: int,
-    continuity: float = 0.03, consistency: float = 0.03, margin: float = 1e-4,
+    continuity: float = 0.03, consistency: float = 0.03, margin: float = 1e-4, mip_levels: int = 4,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``mesh`` anchor style pixel by pixel in float64: (rgb uint8 [H, W, 3], mask bool [H, W],
     borderline bool [H, W]).
@@ -108,7 +108,11 @@ def reference_mesh_render(
     at +0.5) must lie in the image, be reliable (``reliable_depth_mask``), agree within
     ``continuity`` of the smallest, and their bilinear depth must match X's within
     ``consistency``. Matching candidates are averaged bilinearly with weight
-    min(1, (target footprint / source footprint)^2). With none, the pixel keeps the winner's
+    min(1, (target footprint / source footprint)^2); where that footprint ratio r is 2 or more,
+    the colour is the bilinear sample (clamped to the image) of the view's pyramid level
+    min(floor(log2 r), last) instead, level l holding the rounded mean of each 2 x 2 block of
+    level l - 1 (``mip_levels`` levels with 0, none under 2 x 2, as many for every view as the
+    smallest view has). With none, the pixel keeps the winner's
     colour, unless every reliable one of the own view's four samples around (u, v) lies farther
     than X by more than ``consistency``: then it is empty. ``borderline`` marks pixels where some test is within
     ``margin`` (relative) of its threshold, where float32 and float64 may decide differently.
@@ -123,6 +127,15 @@ def reference_mesh_render(
         d = np.where(np.isfinite(f.depth) & (f.depth > 0), f.depth, 0).astype(np.float32)
         keep = reliable_depth_mask(torch.from_numpy(d), float(min(f.camera.K[0, 0], f.camera.K[1, 1]))).numpy()
         reliable.append(np.where(keep, d, 0.0).astype(np.float64))
+    pyramids = []
+    for f in scene.frames:
+        levels = [f.rgb.astype(np.int64)]
+        while len(levels) < mip_levels and min(levels[-1].shape[:2]) // 2 >= 2:
+            a = levels[-1]
+            h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+            levels.append((a[0:h:2, 0:w:2] + a[1:h:2, 0:w:2] + a[0:h:2, 1:w:2] + a[1:h:2, 1:w:2] + 2) // 4)
+        pyramids.append(levels)
+    last = min(len(levels) for levels in pyramids) - 1
     extra = []
     if extra_views:
         scores = reference_scores(scene.references, K, c2w, width, height)
@@ -168,7 +181,20 @@ def reference_mesh_render(
                     continue
                 colour = (wts[..., None] * f.rgb[y0 : y0 + 2, x0 : x0 + 2].astype(np.float64)).sum((0, 1))
                 focal_v = min(f.camera.K[0, 0], f.camera.K[1, 1])
-                w = min(1.0, ((z / focal_t) / (zs[0] / focal_v)) ** 2)
+                ratio = (z / focal_t) / (zs[0] / focal_v)
+                w = min(1.0, ratio**2)
+                if last >= 1 and ratio >= 1:
+                    edge |= abs(math.log2(ratio) - round(math.log2(ratio))) < margin
+                    level = min(math.floor(math.log2(ratio)), last)
+                    if level >= 1:
+                        image = pyramids[v][level]
+                        lw, lh = image.shape[1], image.shape[0]
+                        xl = min(max(uv[0, 0] / 2**level - 0.5, 0.0), lw - 1.0)
+                        yl = min(max(uv[0, 1] / 2**level - 0.5, 0.0), lh - 1.0)
+                        xl0, yl0 = min(math.floor(xl), lw - 2), min(math.floor(yl), lh - 2)
+                        gx, gy = xl - xl0, yl - yl0
+                        lw4 = np.array([[(1 - gx) * (1 - gy), gx * (1 - gy)], [(1 - gx) * gy, gx * gy]])
+                        colour = (lw4[..., None] * image[yl0 : yl0 + 2, xl0 : xl0 + 2].astype(np.float64)).sum((0, 1))
                 total += w * colour
                 weight += w
             border[i, j] = edge

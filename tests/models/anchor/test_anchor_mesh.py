@@ -97,6 +97,20 @@ def test_compiled_shading_matches_reference(seed, case):
     assert assert_matches_reference(scene, K, c2w, width, height, DEFAULT_EXTRA_VIEWS, compiled=True).any()
 
 
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("compiled", [False, True])
+def test_minified_targets_match_reference(seed, compiled):
+    """Anti-aliasing: a target at a third of the sources' size (each pixel spans ~3 source pixels,
+    pyramid level 1) and one farther back (levels 1-2) take their colours from the pyramid."""
+    rng = np.random.default_rng(20 + seed)
+    scene = build_scene([random_frame(rng, 48, 36, f"v{i}") for i in range(3)])
+    K, c2w = target_camera(rng, "near", 16, 12)
+    assert assert_matches_reference(scene, K, c2w, 16, 12, DEFAULT_EXTRA_VIEWS, compiled=compiled).any()
+    back = c2w.copy()
+    back[:3, 3] -= 3.0 * back[:3, 2]  # 3 m behind, looking the same way (camera +z looks forward)
+    assert assert_matches_reference(scene, K, back, 16, 12, DEFAULT_EXTRA_VIEWS, compiled=compiled).any()
+
+
 def test_views_of_different_sizes_match_reference():
     """Source views of several sizes: each view's own size bounds its look-ups (eager only: the
     compiled kernel runs the same code, and compiling a second variant costs ~15 s of test time)."""
