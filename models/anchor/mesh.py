@@ -310,16 +310,19 @@ def _anti_alias(colour: list[torch.Tensor], found: _Lookup, ratio: torch.Tensor,
     if levels == 0:
         return colour
     need = found.on_patch & (ratio >= 2)
-    level = torch.log2(ratio).floor_().clamp_(1, levels).to(torch.int64)
+
+    def level_of(r: torch.Tensor) -> torch.Tensor:
+        return torch.log2(r).floor_().clamp_(1, levels).to(torch.int64)
+
     if torch.compiler.is_compiling():  # one fused loop over every pixel, no data-dependent shapes
         safe = [torch.where(need, t, 0.0) for t in (found.u, found.v)]
-        fine = _mip_colour(mip, views, view, *safe, torch.where(need, level, 1))
+        fine = _mip_colour(mip, views, view, *safe, torch.where(need, level_of(ratio), 1))
         return [torch.where(need, f, c) for f, c in zip(fine, colour)]
     index = need.nonzero().view(-1)  # eagerly: only the minified pixels (few in close-ups)
     if index.numel() == 0:
         return colour
-    pick = [t.index_select(0, index) for t in (found.u, found.v, level)]
-    fine = _mip_colour(mip, views, view.index_select(0, index) if view.numel() > 1 else view, *pick)
+    u, v, r = (t.index_select(0, index) for t in (found.u, found.v, ratio))
+    fine = _mip_colour(mip, views, view.index_select(0, index) if view.numel() > 1 else view, u, v, level_of(r))
     return [c.index_copy(0, index, f) for c, f in zip(colour, fine)]
 
 
