@@ -11,12 +11,15 @@ a frame rendered offline is the frame the server would send for the same pose an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import torch
 
 from models.anchor import build_scene, fill_holes, select_reference
 from models.anchor.cloud import DEFAULT_MAX_POINTS
@@ -28,6 +31,32 @@ from python_bridge.scenes import BuiltScene
 log = logging.getLogger(__name__)
 
 FALLBACK_FRAME_SIZE = (256, 256)  # (W, H) advertised when no model fixes the size
+# Anchors of at most this many pixels render on the calling thread alone (see _anchor_threads).
+SINGLE_THREAD_ANCHOR_PIXELS = 256 * 256
+
+
+@contextlib.contextmanager
+def _anchor_threads(pixels: int) -> Iterator[None]:
+    """Render an anchor of ``pixels`` pixels with torch on this thread only, if it is small.
+
+    Why: the anchor is ~200 small torch operations per frame. On a 2-core CPU with the
+    server's sleeping OpenMP threads (``OMP_WAIT_POLICY=PASSIVE``, which keeps them from
+    starving ONNX Runtime) each operation wakes the second thread, which costs more than it
+    saves at 256x256. Measured 2026-12-03 on the 2-core VM: ``worldfm demo`` anchor stage 17 ms
+    against 27 ms, 17.5-17.7 frames/s against 14.9-15.0; ``bench/bench_anchor.py --styles-only
+    --threads 1`` vs ``2`` (100-view scene): mesh 27.6 against 37.0 ms at 256x256, but 70.0
+    against 63.9 ms at 512x512, hence the size limit. torch's thread count is per calling
+    thread (OpenMP), so other threads keep theirs; it is restored afterwards.
+    """
+    if pixels > SINGLE_THREAD_ANCHOR_PIXELS:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -151,7 +180,8 @@ class FramePipeline:
         K = self.default_K(scene, size) if K is None else K
         clock = _Stopwatch()
         if self.engine is None:
-            anchor = scene.cloud.render(K, c2w, size[0], size[1])
+            with _anchor_threads(size[0] * size[1]):
+                anchor = scene.cloud.render(K, c2w, size[0], size[1])
             clock.lap("anchor_ms")
             index = int(select_reference(scene.anchor, K, c2w, size[0], size[1]))  # reported, not used
             clock.lap("reference_ms")
@@ -166,7 +196,8 @@ class FramePipeline:
             raise ValueError(f"this model has {list(engine.steps)}-step generators; {steps} steps was asked")
         h, w = engine.image_size
         K_model = scale_K(K, size, (w, h))
-        anchor = scene.cloud.render(K_model, c2w, w, h)
+        with _anchor_threads(w * h):
+            anchor = scene.cloud.render(K_model, c2w, w, h)
         anchor_rgb, mask = anchor.rgb.numpy(), anchor.mask.numpy()
         clock.lap("anchor_ms")
         index = int(select_reference(scene.anchor, K_model, c2w, w, h))

@@ -104,3 +104,33 @@ def test_compiled_kernels_render_the_eager_kernels_bytes(style):
         cam = view.camera
         live = pipe.render(scene, cam.c2w, cam.K, (cam.width, cam.height))
         np.testing.assert_array_equal(live.rgb, pipe.render(eager, cam.c2w, cam.K, (cam.width, cam.height)).rgb)
+
+
+def test_small_anchors_render_on_the_rendering_thread_alone(views):
+    """At <= 256x256 the anchor's many small torch operations run on the render thread alone
+    (waking a second OpenMP thread per operation cost more than it saved); the thread count is
+    restored afterwards and larger anchors keep it (python_bridge.pipeline._anchor_threads)."""
+    import torch
+
+    from python_bridge.pipeline import SINGLE_THREAD_ANCHOR_PIXELS
+
+    pipeline = FramePipeline(None)
+    scene = pipeline.build(views)
+    seen = []
+
+    class Spy:  # the scene's prepared anchor, recording torch's thread count while it renders
+        def render(self, K, c2w, width, height):
+            seen.append((width * height, torch.get_num_threads()))
+            return scene_cloud.render(K, c2w, width, height)
+
+    scene_cloud, scene.cloud = scene.cloud, Spy()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for size in ((32, 24), (256, 256), (320, 256)):
+            pipeline.render(scene, views[0].camera.c2w, size=size)
+            assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [(32 * 24, 1), (256 * 256, 1), (320 * 256, 2)]
+    assert 320 * 256 > SINGLE_THREAD_ANCHOR_PIXELS >= 256 * 256
