@@ -256,7 +256,6 @@ def anchor_report(sets: Mapping[str, Sequence[Scene]], styles: Sequence[str] | N
     report = AnchorReport()
     for set_name, scenes in sets.items():
         names = {f: set_name if f == 1 else f"{set_name}, 1/{f} size" for f in minify}
-        scores: dict[tuple[int, str], list[tuple[float, float]]] = {(f, s): [] for f in minify for s in styles}
         times: dict[tuple[int, str], list[float]] = {(f, s): [] for f in minify for s in styles}
         images: dict[tuple[int, str], dict[tuple[str, int], list[tuple[Frame, np.ndarray, np.ndarray]]]] = {
             (f, s): {} for f in minify for s in styles}
@@ -275,13 +274,14 @@ def anchor_report(sets: Mapping[str, Sequence[Scene]], styles: Sequence[str] | N
                             start = time.perf_counter()
                             out = prepared.render(cam.K, cam.c2w, cam.width, cam.height)
                             times[f, style].append(time.perf_counter() - start)
-                            rgb, mask = out.rgb.numpy(), out.mask.numpy()
-                            scores[f, style].append((covered_psnr(rgb, t.rgb, mask), float(mask.mean())))
-                            images[f, style].setdefault((scene.name, index), []).append((t, rgb, mask))
+                            images[f, style].setdefault((scene.name, index), []).append(
+                                (t, out.rgb.numpy(), out.mask.numpy()))
         for f in minify:
             report.rows[names[f]] = {}
             for style in styles:
-                arr = np.array(scores[f, style], dtype=np.float64).reshape(-1, 2)
+                arr = np.array([(covered_psnr(rgb, t.rgb, mask), float(mask.mean()))
+                                for seq in images[f, style].values() for t, rgb, mask in seq],
+                               dtype=np.float64).reshape(-1, 2)
                 report.rows[names[f]][style] = {
                     "covered_psnr": float(np.nanmean(arr[:, 0])) if len(arr) else math.nan,
                     "coverage": float(arr[:, 1].mean()) if len(arr) else math.nan,

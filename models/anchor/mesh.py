@@ -94,7 +94,7 @@ class SourceViews:
     K: np.ndarray
     c2w: np.ndarray
     scene: AnchorScene
-    mip: tuple[torch.Tensor, ...] = ()
+    mip: tuple[torch.Tensor, ...]
     extra_views: int = DEFAULT_EXTRA_VIEWS
     splat_radius: int = 0
     compiled_shading: bool = False
@@ -239,6 +239,12 @@ class _Lookup:
     nearest: torch.Tensor | None  # float32: nearest reliable depth of the four samples around it (inf = none/outside)
 
 
+def _bilinear(corner: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
+    """[P] from the four corners [4, P] (top-left, top-right, bottom-left, bottom-right): along x
+    on the top and bottom rows, then along y."""
+    return torch.lerp(torch.lerp(corner[0], corner[1], fx), torch.lerp(corner[2], corner[3], fx), fy)
+
+
 def _look_up(tables: tuple[torch.Tensor, ...], size: tuple, view: torch.Tensor, m: torch.Tensor,
              q: tuple[torch.Tensor, ...], want_nearest: bool) -> _Lookup:
     """Project target points ``q = (u z, v z, z)`` [P] each into source ``view`` ([P] per pixel, or
@@ -268,12 +274,10 @@ def _look_up(tables: tuple[torch.Tensor, ...], size: tuple, view: torch.Tensor, 
     # The four corners, [4, P]: one broadcast add where every view shares the size.
     index = base + steps if steps is not None else torch.stack([base, base + 1, base + width, base + width + 1])
     corner = depth.take(index)
-    # Bilinear: along x on the top and bottom rows, then along y.
-    surface = torch.lerp(torch.lerp(corner[0], corner[1], fx), torch.lerp(corner[2], corner[3], fx), fy)
+    surface = _bilinear(corner, fx, fy)
     on_patch = patch.take(base).logical_and_(inside)
     on_patch &= (src_z - surface).abs_() <= CONSISTENCY * src_z
-    colour = [torch.lerp(torch.lerp(c[0], c[1], fx), torch.lerp(c[2], c[3], fx), fy)
-              for c in _channels(rgba.take(index))]
+    colour = [_bilinear(c, fx, fy) for c in _channels(rgba.take(index))]
     nearest = None
     if want_nearest:  # the nearest reliable sample of the four (inf where none is, or the point is outside)
         nearest = torch.where(corner > 0, corner, torch.inf).amin(0)
@@ -297,19 +301,21 @@ def _mip_colour(mip: tuple[torch.Tensor, ...], views: int, view: torch.Tensor, u
     fx, fy = x - x0, y - y0
     base = offset.take(key) + y0.to(torch.int64) * w + x0.to(torch.int64)
     corner = rgba.take(torch.stack([base, base + 1, base + w, base + w + 1]))
-    return [torch.lerp(torch.lerp(c[0], c[1], fx), torch.lerp(c[2], c[3], fx), fy) for c in _channels(corner)]
+    return [_bilinear(c, fx, fy) for c in _channels(corner)]
 
 
-def _anti_alias(colour: list[torch.Tensor], found: _Lookup, ratio: torch.Tensor, view: torch.Tensor,
+def _anti_alias(found: _Lookup, counts: torch.Tensor, ratio: torch.Tensor, view: torch.Tensor,
                 mip: tuple[torch.Tensor, ...], views: int) -> list[torch.Tensor]:
-    """``colour`` with every pixel whose target footprint covers 2^l >= 2 source pixels across
-    (``ratio`` = target footprint / source footprint) resampled at pyramid level l (at most the
-    last): a far surface averages the texels its pixel covers instead of picking one, so
-    textures seen from afar do not shimmer from frame to frame (docs/anchor.md)."""
+    """``found.colour`` with every pixel that ``counts`` (bool [P]) and whose target footprint
+    covers 2^l >= 2 source pixels across (``ratio`` = target footprint / source footprint)
+    resampled at pyramid level l (at most the last): a far surface averages the texels its pixel
+    covers instead of picking one, so textures seen from afar do not shimmer from frame to frame
+    (docs/anchor.md)."""
+    colour = found.colour
     levels = mip[0].shape[0] // views
     if levels == 0:
         return colour
-    need = found.on_patch & (ratio >= 2)
+    need = counts & (ratio >= 2)
 
     def level_of(r: torch.Tensor) -> torch.Tensor:
         return torch.log2(r).floor_().clamp_(1, levels).to(torch.int64)
@@ -351,7 +357,7 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     ratio = footprint * focal.index_select(0, own) / first.z  # target footprint / source footprint
     # ratio^2, at most 1: finer views than the target weigh alike.
     weight = torch.where(first.on_patch, ratio.square().clamp_(max=1.0), 0.0)
-    colour = _anti_alias(first.colour, first, ratio, own, mip, views)
+    colour = _anti_alias(first, first.on_patch, ratio, own, mip, views)
     total = [weight * c for c in colour]  # per channel: in the compiled kernel every output
     # is a [P] loop over the pixels (an [P, 3] one would redo the geometry once per channel)
     for e in range(extra.shape[0]):
@@ -360,8 +366,7 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
         on_patch = found.on_patch & (own != view) & extra_on[e]  # the winner's view counts once
         ratio = footprint * focal.index_select(0, view) / found.z
         w = torch.where(on_patch, ratio.square().clamp_(max=1.0), 0.0)
-        found.on_patch = on_patch
-        for t, c in zip(total, _anti_alias(found.colour, found, ratio, view, mip, views)):
+        for t, c in zip(total, _anti_alias(found, on_patch, ratio, view, mip, views)):
             t += w * c
         weight += w
     blended = weight > 0

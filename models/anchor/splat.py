@@ -363,10 +363,11 @@ def compiles_held() -> Iterator[None]:
 
     Why: a compile takes seconds of both cores (3 s with a warm cache on this project's 2-core
     VM, 10+ cold) and runs beside the frames. A server that starts it at its first frame
-    slows exactly the frames a user is watching: ``worldfm demo`` ran at 12.6 frames/s (p95
-    144 ms) compiling and 14.5 (p95 92 ms) without, while compiled kernels save ~4 ms of a
-    ~65 ms frame at 256x256 (2026-12-03). So the server holds compiles back and starts them
-    when no frame has been asked for a while (``ServerConfig.compile_when_idle_s``).
+    slows exactly the frames a user is watching: ``python bench/bench_stream.py`` measured
+    12.2 frames/s (p95 179 ms) compiling at once against 17.7 (p95 63 ms) holding the compile,
+    while the compiled kernels save ~2 ms of a ~55 ms frame at 256x256 (2026-12-03). So the
+    server holds compiles back and starts them when no frame has been asked for a while
+    (``ServerConfig.compile_when_idle_s``).
     """
     with _holding_lock:
         _holding[0] += 1
@@ -377,14 +378,9 @@ def compiles_held() -> Iterator[None]:
             _holding[0] -= 1
 
 
-def held_compiles() -> bool:
-    """True when a kernel waits for :func:`start_held_compiles` (cheap: for an idle loop)."""
-    return any(kernel._held is not None for kernel in _KERNELS)
-
-
 def start_held_compiles() -> int:
     """Start the background compile of every kernel held by :func:`compiles_held`; returns how
-    many started."""
+    many started (cheap when none waits: for an idle loop)."""
     started = 0
     for kernel in _KERNELS:
         example = kernel._held

@@ -32,15 +32,18 @@ def prepare_runtime() -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
 
 
+def _seconds(text: str) -> float:
+    """argparse type: a duration of >= 0 seconds (argparse reports the error and exits 2)."""
+    value = float(text)
+    if not value >= 0:  # (also NaN)
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds; got {text}")
+    return value
+
+
 def _add_compile_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--compile-when-idle", type=float, default=1.0, metavar="SECONDS",
+    parser.add_argument("--compile-when-idle", type=_seconds, default=1.0, metavar="SECONDS",
                         help="compile the anchor's faster kernels in the background only after SECONDS without a "
                              "frame (default 1: a compile beside a stream slows the frames being watched; 0: at once)")
-
-
-def _bad_compile_arg(args: argparse.Namespace) -> int:
-    print(f"error: --compile-when-idle must be >= 0 seconds; got {args.compile_when_idle}", file=sys.stderr)
-    return 2
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -160,8 +163,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if args.make_keys is not None:
         return _make_keys(args.make_keys)
-    if args.compile_when_idle < 0:
-        return _bad_compile_arg(args)
     secret = None
     if args.curve_keys is not None:
         secret = args.curve_keys / "server.key_secret"
@@ -232,8 +233,6 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.frames < 2 or args.views < 1 or args.size < 16:
         print("error: need --frames >= 2, --views >= 1 and --size >= 16", file=sys.stderr)
         return 2
-    if args.compile_when_idle < 0:
-        return _bad_compile_arg(args)
     report = demo(
         out_dir=args.out,
         model=args.model,

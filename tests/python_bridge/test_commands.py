@@ -231,3 +231,12 @@ def test_demo_succeeds_beside_four_busy_processes(tmp_path):
     assert report["frames"] == 4 and report["mode"] == "model"
     startup = report["startup_s"]
     assert startup["imports"] < startup["engine_ready"] < startup["anchor_ready"] < startup["first_frame_received"]
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+@pytest.mark.parametrize("value", ["-1", "nan", "soon"])
+def test_compile_when_idle_refuses_what_is_not_a_duration(command, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--compile-when-idle", value])
+    assert exit_.value.code == 2
+    assert "--compile-when-idle" in capsys.readouterr().err
