@@ -171,8 +171,7 @@ def styles_side_by_side(scene, frames: list, repeats: int) -> None:
         prepared = {}
         for name in STYLES:
             start = time.perf_counter()
-            shading = {"compiled_shading": compiled} if name == "mesh" else {}  # mesh: opt-in, see prepare_mesh
-            prepared[name] = prepare_anchor(scene, name, compiled=compiled, **shading)
+            prepared[name] = prepare_anchor(scene, name, compiled=compiled)
             print(f"  prepare {name}{' (compiled)' if compiled else ''}: {1e3 * (time.perf_counter() - start):.0f} ms")
         if compiled:  # first frames: eager while the kernels compile in the background
             start = time.perf_counter()

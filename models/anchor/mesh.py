@@ -26,18 +26,14 @@ source views themselves:
   samples spilled over, and the pixel is left uncovered. Silhouettes stay tight.
 
 Plain vectorised torch (gathers and element-wise arithmetic over the pixels), usable eagerly at
-once: no compile step stands between a scene build and its first frame. With ``compiled=True``
-(the server) the visibility splat runs through the splatter's ``torch.compile``d kernels, built
-on a background thread (:class:`models.anchor.splat._Compiled`). ``compiled_shading=True``
-(opt-in) compiles the per-pixel shading (:func:`_shade`) the same way: the shading's ~100 passes
-over the pixels become one fused loop (2-3x faster once compiled, bench/bench_anchor.py), but
-the server leaves it off (see :func:`prepare_mesh`). The compiled shading may round a colour
-one level differently from eager arithmetic (fused multiply-adds); masks and depths are the same.
-
-Eagerly the shading costs 2-4x the point splat per frame (bench/bench_anchor.py
-``--styles-only``; issue 22's target is 1.5x): ~200 torch calls over the pixels, each a memory
-pass, the largest the gathers of 4 corners from the source tables in two views. docs/anchor.md
-("What limits the eager shading") lists what was measured and tried.
+once on any device: no compile step stands between a scene build and its first frame. Eagerly
+a frame costs 2.5-3.3x the point splat's (~200 torch calls over the pixels, each a memory pass;
+docs/anchor.md, "What limits the eager shading"). With ``compiled=True`` (the
+server) on the CPU, the visibility splat runs through the splatter's ``torch.compile``d kernels
+and the per-pixel shading through :func:`models.anchor.fused_shading.fused_shade`, the same
+arithmetic as one numba-compiled loop over the pixels; both are built on a background thread
+(:class:`models.anchor.splat._Compiled`), eager until ready. The fused loop gives the eager
+shading's bytes exactly, so a pose renders the same frame before and after the switch.
 """
 
 from __future__ import annotations
@@ -59,6 +55,7 @@ __all__ = ["SourceViews", "prepare_mesh", "render_mesh", "mesh_faces", "patches"
 CONTINUITY = 0.03  # relative depth spread above which a 2 x 2 block of samples is a discontinuity, not a patch
 CONSISTENCY = 0.03  # relative depth disagreement above which a source view does not see the point
 DEFAULT_EXTRA_VIEWS = 1  # views blended beside the winner's (chosen by measurement, docs/anchor.md)
+MIN_WEIGHT = 1e-12  # a blend's weights sum to at least this (float32), so that a tiny sum cannot overflow
 MIP_LEVELS = 4  # colour pyramid levels per source view (1, 1/2, 1/4, 1/8 size): anti-aliasing down to 1/8
 _LOW32 = 0xFFFFFFFF
 
@@ -78,7 +75,7 @@ class SourceViews:
     maps are composed in float64). ``scene``: the built scene (reference ranking). ``mip``:
     (offset, width, height int64 [L V], rgba int32): :func:`colour_pyramid` levels 1 .. L of
     every view in one flat buffer, entry ``(level - 1) * V + v`` (anti-aliasing, :func:`_anti_alias`).
-    ``extra_views``, ``splat_radius``: render options fixed at preparation.
+    ``extra_views``, ``splat_radius``, ``fused_shading``: render options fixed at preparation.
     """
 
     cloud: DeviceCloud
@@ -97,7 +94,7 @@ class SourceViews:
     mip: tuple[torch.Tensor, ...]
     extra_views: int = DEFAULT_EXTRA_VIEWS
     splat_radius: int = 0
-    compiled_shading: bool = False
+    fused_shading: bool = False  # shade with the numba loop (compiled=True on the CPU)
 
 
 def colour_pyramid(rgb: np.ndarray, levels: int = MIP_LEVELS) -> list[np.ndarray]:
@@ -140,17 +137,14 @@ def prepare_mesh(
     compiled: bool = False,
     extra_views: int = DEFAULT_EXTRA_VIEWS,
     splat_radius: int = 0,
-    compiled_shading: bool = False,
 ) -> SourceViews:
     """Lay ``scene`` (built by :func:`models.anchor.build_scene`) out for :func:`render_mesh`.
 
     ``compiled`` renders the visibility splat with the compiled kernel (the image is the
-    same); ``extra_views`` source views are blended beside each pixel's own; ``splat_radius``
-    grows the visibility splat as the point style does (close-ups of sparse clouds).
-    ``compiled_shading`` (opt-in) also compiles the per-pixel shading: faster once compiled
-    (bench/bench_anchor.py), but in ``worldfm demo`` on 2 cores its background compile, with the
-    short GIL slices it needs, cost more than it saved (7.3-7.9 frames/s against 11.9-12.2
-    eager, 2026-12-03), and it may round a colour one level differently from eager.
+    same) and, on the CPU, shades with the fused loop (:mod:`models.anchor.fused_shading`,
+    the same bytes again); ``extra_views`` source views are blended
+    beside each pixel's own; ``splat_radius`` grows the visibility splat as the point style
+    does (close-ups of sparse clouds).
     """
     if scene.sources is None:
         raise AnchorInputError(
@@ -202,7 +196,7 @@ def prepare_mesh(
              (torch.cat(mip_rgba) if mip_rgba else torch.zeros(0, dtype=torch.int32)).to(device)),
         extra_views=extra_views,
         splat_radius=splat_radius,
-        compiled_shading=compiled_shading,
+        fused_shading=compiled and torch.device(device).type == "cpu",
     )
 
 
@@ -218,11 +212,8 @@ def _source_maps(views: SourceViews, K: np.ndarray, c2w: np.ndarray) -> torch.Te
 
 
 def _channels(packed: torch.Tensor) -> list[torch.Tensor]:
-    """float32 R, G, B of colours packed as int32 (bytes R, G, B, 0), one tensor per channel, the
-    same numbers either way: eagerly through a byte view (one conversion pass); when compiling
-    by bit shifts, which fuse into the kernel (a byte view of int32 is a barrier there)."""
-    if torch.compiler.is_compiling():
-        return [((packed >> shift) & 255).to(torch.float32) for shift in (0, 8, 16)]
+    """float32 R, G, B of colours packed as int32 (bytes R, G, B, 0), one tensor per channel,
+    through a byte view (one conversion pass)."""
     rgb = packed.view(torch.uint8).view(*packed.shape, 4).to(torch.float32)
     return [rgb[..., c] for c in range(3)]
 
@@ -241,8 +232,13 @@ class _Lookup:
 
 def _bilinear(corner: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
     """[P] from the four corners [4, P] (top-left, top-right, bottom-left, bottom-right): along x
-    on the top and bottom rows, then along y."""
-    return torch.lerp(torch.lerp(corner[0], corner[1], fx), torch.lerp(corner[2], corner[3], fx), fy)
+    on the top and bottom rows, then along y, each step ``a + w (b - a)`` in separate float32
+    operations. Not torch.lerp: its vectorised loop fuses a multiply and an add (one rounding)
+    and its tail does not, which no other implementation can repeat bit for bit; the fused loop
+    (models.anchor.fused_shading) must give these bytes exactly."""
+    left, right = corner[0::2], corner[1::2]  # [2, P]: top and bottom rows
+    rows = (right - left).mul_(fx).add_(left)
+    return (rows[1] - rows[0]).mul_(fy).add_(rows[0])
 
 
 def _look_up(tables: tuple[torch.Tensor, ...], size: tuple, view: torch.Tensor, m: torch.Tensor,
@@ -256,8 +252,8 @@ def _look_up(tables: tuple[torch.Tensor, ...], size: tuple, view: torch.Tensor, 
     offset, rgba, depth, patch = tables
     uz, vz, z = q
 
-    def row(k: int) -> torch.Tensor:  # m[4k:4k+4] . (uz, vz, z, 1), in place on fresh tensors
-        return torch.addcmul(torch.addcmul(m[4 * k + 2] * z, m[4 * k], uz), m[4 * k + 1], vz).add_(m[4 * k + 3])
+    def row(k: int) -> torch.Tensor:  # m[4k:4k+4] . (uz, vz, z, 1), one rounding per operation (see _bilinear)
+        return (m[4 * k + 2] * z).add_(m[4 * k] * uz).add_(m[4 * k + 1] * vz).add_(m[4 * k + 3])
 
     src_z = row(2)
     u, v = row(0).div_(src_z), row(1).div_(src_z)
@@ -269,7 +265,8 @@ def _look_up(tables: tuple[torch.Tensor, ...], size: tuple, view: torch.Tensor, 
     fx, fy = x.sub_(x0), y.sub_(y0)
     # NaN (behind the source camera's plane) fails every comparison: not inside.
     inside = (src_z > 0) & (x0 >= 0) & (y0 >= 0) & (x0 < width - 1) & (y0 < height - 1)
-    base = torch.where(inside, y0 * width + x0, 0).to(torch.int64)
+    # In integers: a float32 row * width + column is inexact beyond 2^24 pixels (4096 x 4096 views).
+    base = torch.where(inside, y0, 0.0).to(torch.int64).mul_(width).add_(torch.where(inside, x0, 0.0).to(torch.int64))
     base += offset.index_select(0, view.view(-1))  # (not offset[view]: a 0-dim index would leave the kernel)
     # The four corners, [4, P]: one broadcast add where every view shares the size.
     index = base + steps if steps is not None else torch.stack([base, base + 1, base + width, base + width + 1])
@@ -315,20 +312,12 @@ def _anti_alias(found: _Lookup, counts: torch.Tensor, ratio: torch.Tensor, view:
     levels = mip[0].shape[0] // views
     if levels == 0:
         return colour
-    need = counts & (ratio >= 2)
-
-    def level_of(r: torch.Tensor) -> torch.Tensor:
-        return torch.log2(r).floor_().clamp_(1, levels).to(torch.int64)
-
-    if torch.compiler.is_compiling():  # one fused loop over every pixel, no data-dependent shapes
-        safe = [torch.where(need, t, 0.0) for t in (found.u, found.v)]
-        fine = _mip_colour(mip, views, view, *safe, torch.where(need, level_of(ratio), 1))
-        return [torch.where(need, f, c) for f, c in zip(fine, colour)]
-    index = need.nonzero().view(-1)  # eagerly: only the minified pixels (few in close-ups)
+    index = (counts & (ratio >= 2)).nonzero().view(-1)  # only the minified pixels (few in close-ups)
     if index.numel() == 0:
         return colour
     u, v, r = (t.index_select(0, index) for t in (found.u, found.v, ratio))
-    fine = _mip_colour(mip, views, view.index_select(0, index) if view.numel() > 1 else view, u, v, level_of(r))
+    level = (torch.frexp(r).exponent - 1).clamp_(1, levels).to(torch.int64)  # floor(log2 r), exactly
+    fine = _mip_colour(mip, views, view.index_select(0, index) if view.numel() > 1 else view, u, v, level)
     return [c.index_copy(0, index, f) for c, f in zip(colour, fine)]
 
 
@@ -341,10 +330,9 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
 
     ``centre_u``/``centre_v`` [P]: pixel centres; ``target_focal``: 0-dim, the target's smaller
     focal length; ``maps_t`` [12, V]: :func:`_source_maps` transposed; ``extra`` int64 [E]: the
-    views blended beside each pixel's own, those with ``extra_on`` (bool [E]) False left out (E
-    stays the same from frame to frame: a new E would make the compiled kernel recompile on the
-    render thread); ``mip``: :attr:`SourceViews.mip`. Only tensors and sizes, so that it compiles as one kernel
-    (:class:`models.anchor.splat._Compiled`); eagerly and compiled the numbers agree to rounding.
+    views blended beside each pixel's own, those with ``extra_on`` (bool [E]) False left out (E is
+    ``extra_views`` in every frame); ``mip``: :attr:`SourceViews.mip`. :func:`models.anchor.fused_shading.fused_shade`
+    takes the same arguments and computes the same numbers, to rounding, in one compiled loop.
     """
     covered = keys != EMPTY_KEY
     winner = torch.where(covered, keys & _LOW32, splat_rgba.shape[0] - 1)
@@ -358,10 +346,9 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     # ratio^2, at most 1: finer views than the target weigh alike.
     weight = torch.where(first.on_patch, ratio.square().clamp_(max=1.0), 0.0)
     colour = _anti_alias(first, first.on_patch, ratio, own, mip, views)
-    total = [weight * c for c in colour]  # per channel: in the compiled kernel every output
-    # is a [P] loop over the pixels (an [P, 3] one would redo the geometry once per channel)
+    total = [weight * c for c in colour]  # per channel, [P] each
     for e in range(extra.shape[0]):
-        view = extra[e : e + 1]  # [1]: broadcasts like a scalar, and compiles (no tensor-to-int)
+        view = extra[e : e + 1]  # [1]: broadcasts like a scalar
         found = _look_up(tables, size, view, maps_t.index_select(1, view), q, want_nearest=False)
         on_patch = found.on_patch & (own != view) & extra_on[e]  # the winner's view counts once
         ratio = footprint * focal.index_select(0, view) / found.z
@@ -371,7 +358,7 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
         weight += w
     blended = weight > 0
     splat = _channels(splat_rgba.index_select(0, winner))
-    share = weight.clamp(min=1e-12)
+    share = weight.clamp(min=MIN_WEIGHT)
     sees_past = torch.isfinite(first.nearest) & (first.nearest > first.z * (1 + CONSISTENCY))
     mask = covered & (blended | ~sees_past)
     rgb = [torch.where(mask, torch.where(blended, t / share, s).round_().clamp_(0, 255), 0.0).to(torch.uint8)
@@ -379,7 +366,15 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     return *rgb, mask, torch.where(mask, z, 0.0)
 
 
-_compiled_shade = _Compiled(_shade)
+def _fused(_: object) -> object:
+    """The fused loop for :class:`_Compiled`: imported here, so that numba loads (0.2 s) only in
+    processes that shade with it; numba compiles it, or loads it from its disk cache, at its first call."""
+    from models.anchor.fused_shading import fused_shade
+
+    return fused_shade
+
+
+_fused_shade = _Compiled(_shade, build=_fused)
 
 
 @functools.lru_cache(maxsize=4)
@@ -404,9 +399,9 @@ def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, 
     if views.size is not None:  # one size for all views: no per-pixel size look-ups
         steps = torch.tensor([0, 1, views.size[0], views.size[0] + 1], device=device).view(4, 1)
         size = (*views.size, steps)
-    else:  # (compiled, a scene of another kind than the last compiles a kernel of its own, on this thread)
+    else:
         size = (views.width, views.height, None)
-    shade = _compiled_shade if views.compiled_shading else _shade
+    shade = _fused_shade if views.fused_shading else _shade
     *channels, mask, depth = shade(
         keys, *_pixel_centres(width, height, device),
         torch.tensor(float(min(K[0, 0], K[1, 1])), dtype=torch.float32, device=device),

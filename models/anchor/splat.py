@@ -269,7 +269,8 @@ def _short_gil_slices(change: int) -> None:
 
 
 class _Compiled:
-    """``torch.compile(fn)``, compiled on a background thread so that no caller waits for it.
+    """``torch.compile(fn)`` (or ``build(fn)``, another compiler's kernel with ``fn``'s arguments
+    and results), compiled on a background thread so that no caller waits for it.
 
     The first call starts the compiler on a copy of its arguments (or, while
     :func:`compiles_held` is active, keeps that copy for :func:`start_held_compiles`) and, like
@@ -280,9 +281,10 @@ class _Compiled:
     failure ``fn`` serves for good, with one warning.
     """
 
-    def __init__(self, fn: Callable) -> None:
+    def __init__(self, fn: Callable, build: Callable[[Callable], Callable] | None = None) -> None:
         _KERNELS.append(self)
         self._eager = fn
+        self._build = build  # how to compile fn, when not torch.compile (mesh: a numba kernel)
         self._fn: Callable | None = None  # the compiled kernel, once it has run
         self._started = False
         self._held: tuple | None = None  # the example of a first call made while compiles are held
@@ -323,7 +325,7 @@ class _Compiled:
         t0 = time.perf_counter()
         _short_gil_slices(+1)
         try:
-            fn = torch.compile(self._eager, dynamic=True)
+            fn = self._build(self._eager) if self._build else torch.compile(self._eager, dynamic=True)
             fn(*example)
             self._fn = fn
             log.info("compiled splatting kernel %s ready after %.1f s", self._eager.__name__,

@@ -85,8 +85,8 @@ def test_server_with_the_tiny_model_end_to_end(make_server, model_pipeline, view
 def test_compiled_kernels_render_the_eager_kernels_bytes(style):
     """A pipeline switches to compiled anchor kernels once they are ready, mid-run; a pose and
     seed must still give the same frame (docs/protocol.md, ``seed``; render-path and
-    render-paths rely on it). A textured procedural scene: on flat test views the mesh style's
-    compiled shading, which rounds differently, gave the same bytes too."""
+    render-paths rely on it): the mesh style's fused shading loop too. A textured procedural
+    scene, whose views blend two source views and resample colour pyramids."""
     from dataclasses import replace
 
     from models.anchor import splat
@@ -99,6 +99,10 @@ def test_compiled_kernels_render_the_eager_kernels_bytes(style):
     scene = pipe.build(views)  # starts the background compiles (first scene of the process)
     assert splat.compiled_kernels_settled(timeout=600)
     assert splat._compiled_project._fn is not None, "the compiled splatting kernel is not serving"
+    if style == "mesh":
+        from models.anchor import mesh
+
+        assert mesh._fused_shade._fn is not None, "the fused shading loop is not serving"
     eager = replace(scene, cloud=prepare_anchor(scene.anchor, style, "cpu", compiled=False))
     for view in views:
         cam = view.camera
