@@ -24,6 +24,7 @@ with the float64 reference rasteriser.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -209,7 +210,7 @@ def fused_shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tens
     else:
         bounds = np.linspace(0, n, bands + 1).astype(np.int64)
         pool = _threads(torch.get_num_threads())
-        for job in [pool.submit(_shade_band, int(a), int(b), *args) for a, b in zip(bounds[:-1], bounds[1:])]:
+        for job in [pool.submit(_shade_band, int(a), int(b), *args) for a, b in itertools.pairwise(bounds)]:
             job.result()
     rgb = torch.from_numpy(out_rgb)
     return rgb[:, 0], rgb[:, 1], rgb[:, 2], torch.from_numpy(out_mask), torch.from_numpy(out_depth)
