@@ -114,19 +114,21 @@ def reference_mesh_render(
     level l - 1 (``mip_levels`` levels with 0, none under 2 x 2, as many for every view as the
     smallest view has). With none, the pixel keeps the winner's
     colour, unless every reliable one of the own view's four samples around (u, v) lies farther
-    than X by more than ``consistency``: then it is empty. ``borderline`` marks pixels where some test is within
+    than X by more than ``consistency``, or the one of the four closest to (u, v) sees no surface
+    at all (no depth: sky; not a sample dropped as unreliable): then it is empty. ``borderline`` marks pixels where some test is within
     ``margin`` (relative) of its threshold, where float32 and float64 may decide differently.
     """
-    from models.anchor.cloud import reliable_depth_mask
+    from models.anchor.cloud import DEFAULT_MAX_DEPTH, reliable_depth_mask
     from models.anchor.reference import reference_scores
 
     cloud = scene.cloud
     best, owner = reference_zbuffer(cloud.xyz.astype(np.float64), K, c2w, width, height, fill_gaps=True)
-    reliable = []
+    reliable, nothing = [], []
     for f in scene.frames:
         d = np.where(np.isfinite(f.depth) & (f.depth > 0), f.depth, 0).astype(np.float32)
         keep = reliable_depth_mask(torch.from_numpy(d), float(min(f.camera.K[0, 0], f.camera.K[1, 1]))).numpy()
         reliable.append(np.where(keep, d, 0.0).astype(np.float64))
+        nothing.append((d <= 0) | (d > DEFAULT_MAX_DEPTH))  # no surface at all (sky), not a dropped sample
     pyramids = []
     for f in scene.frames:
         levels = [f.rgb.astype(np.int64)]
@@ -170,6 +172,8 @@ def reference_mesh_render(
                     near_d = corners[corners > 0].min()
                     sees_past = near_d > zs[0] * (1 + consistency)
                     edge |= abs(near_d - zs[0] * (1 + consistency)) < margin * zs[0]
+                if n == 0:  # the sample closest to (u, v) sees no surface at all
+                    sees_past |= bool(nothing[v][y0 + int(fy >= 0.5), x0 + int(fx >= 0.5)])
                 lo, hi = corners.min(), corners.max()
                 edge |= abs(hi - lo * (1 + continuity)) < margin * hi
                 if not (lo > 0 and hi <= lo * (1 + continuity)):
