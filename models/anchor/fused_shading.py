@@ -71,7 +71,8 @@ def _byte(x):
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _look_up(view, maps, uz, vz, z, offset, width, height, rgba, depth, patch, consistency):
     """One target point (``uz``, ``vz``, ``z``) in source ``view``: (on_patch, r, g, b, u, v,
-    source z, nearest reliable corner depth or inf) as mesh._look_up computes them."""
+    source z, nearest reliable corner depth or inf, depth entry of the corner closest to the point
+    or 0 outside) as mesh._look_up computes them."""
     m = 12 * view  # the view's 3 x 4 map, row-major (an index: a view of maps would count references)
     src_z = ((maps[m + 10] * z + maps[m + 8] * uz) + maps[m + 9] * vz) + maps[m + 11]  # mesh._look_up's order
     u = (((maps[m + 2] * z + maps[m + 0] * uz) + maps[m + 1] * vz) + maps[m + 3]) / src_z
@@ -81,7 +82,7 @@ def _look_up(view, maps, uz, vz, z, offset, width, height, rgba, depth, patch, c
     w, h = width[view], height[view]
     # NaN (behind the source camera's plane) fails every comparison: not inside.
     if not (src_z > 0 and x0 >= 0 and y0 >= 0 and x0 < w - 1 and y0 < h - 1):
-        return False, _INF, _INF, _INF, u, v, src_z, _INF
+        return False, _INF, _INF, _INF, u, v, src_z, _INF, np.float32(0)
     fx, fy = x - x0, y - y0
     base = offset[view] + np.int64(y0) * w + np.int64(x0)
     d00, d01, d10, d11 = depth[base], depth[base + 1], depth[base + w], depth[base + w + 1]
@@ -89,15 +90,16 @@ def _look_up(view, maps, uz, vz, z, offset, width, height, rgba, depth, patch, c
     for d in (d00, d01, d10, d11):
         if d > 0 and d < nearest:
             nearest = d
+    closest = (d11 if fx >= _HALF else d10) if fy >= _HALF else (d01 if fx >= _HALF else d00)
     surface = _bilinear(d00, d01, d10, d11, fx, fy)
     on_patch = patch[base] and abs(src_z - surface) <= consistency * src_z
     if not on_patch:
-        return False, _INF, _INF, _INF, u, v, src_z, nearest
+        return False, _INF, _INF, _INF, u, v, src_z, nearest, closest
     c00, c01, c10, c11 = rgba[base], rgba[base + 1], rgba[base + w], rgba[base + w + 1]
     r = _bilinear(_channel(c00, 0), _channel(c01, 0), _channel(c10, 0), _channel(c11, 0), fx, fy)
     g = _bilinear(_channel(c00, 8), _channel(c01, 8), _channel(c10, 8), _channel(c11, 8), fx, fy)
     b = _bilinear(_channel(c00, 16), _channel(c01, 16), _channel(c10, 16), _channel(c11, 16), fx, fy)
-    return True, r, g, b, u, v, src_z, nearest
+    return True, r, g, b, u, v, src_z, nearest, closest
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -140,8 +142,8 @@ def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, 
         uz, vz = centre_u[p] * z, centre_v[p] * z
         own = point_view[key & low32]
         footprint = z / target_focal
-        on_patch, r, g, b, u, v, src_z, nearest = _look_up(own, maps, uz, vz, z, offset, width, height, rgba, depth,
-                                                          patch, consistency)
+        on_patch, r, g, b, u, v, src_z, nearest, closest = _look_up(own, maps, uz, vz, z, offset, width, height,
+                                                                   rgba, depth, patch, consistency)
         weight = np.float32(0)
         tr = tg = tb = np.float32(0)
         if on_patch:
@@ -155,7 +157,7 @@ def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, 
             view = extra[e]
             if not extra_on[e] or view == own:  # the winner's view counts once
                 continue
-            found, r, g, b, u, v, src_z, _ = _look_up(view, maps, uz, vz, z, offset, width, height, rgba, depth,
+            found, r, g, b, u, v, src_z, _, _ = _look_up(view, maps, uz, vz, z, offset, width, height, rgba, depth,
                                                       patch, consistency)
             if not found:
                 continue
@@ -170,8 +172,8 @@ def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, 
         if weight > 0:
             share = max(weight, min_weight)
             out_rgb[p, 0], out_rgb[p, 1], out_rgb[p, 2] = _byte(tr / share), _byte(tg / share), _byte(tb / share)
-        elif nearest < _INF and nearest > first_z * past:
-            continue  # the pixel centre looks past a foreground edge that other views spilled over: empty
+        elif (nearest < _INF and nearest > first_z * past) or closest < 0:
+            continue  # the pixel centre looks past a foreground edge (or at the sky) that other views spilled over
         else:
             packed = splat_rgba[key & low32]
             out_rgb[p, 0], out_rgb[p, 1], out_rgb[p, 2] = packed & 255, (packed >> 8) & 255, (packed >> 16) & 255
