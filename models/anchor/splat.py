@@ -273,7 +273,8 @@ class _Compiled:
     and results), compiled on a background thread so that no caller waits for it.
 
     The first call starts the compiler on a copy of its arguments (or, while
-    :func:`compiles_held` is active, keeps that copy for :func:`start_held_compiles`) and, like
+    :func:`compiles_held` is active and ``hold`` is true, keeps that copy for
+    :func:`start_held_compiles`) and, like
     every call until the compiled kernel has run once, returns ``fn``'s own result: the same numbers, seconds
     sooner (a cold compile takes 10+ s on a 2-core CPU; inductor caches its output on disk,
     so later processes compile in a few seconds). The compiler thread runs at a lower CPU
@@ -281,10 +282,11 @@ class _Compiled:
     failure ``fn`` serves for good, with one warning.
     """
 
-    def __init__(self, fn: Callable, build: Callable[[Callable], Callable] | None = None) -> None:
+    def __init__(self, fn: Callable, build: Callable[[Callable], Callable] | None = None, hold: bool = True) -> None:
         _KERNELS.append(self)
         self._eager = fn
         self._build = build  # how to compile fn, when not torch.compile (mesh: a numba kernel)
+        self._hold = hold  # wait for start_held_compiles while compiles are held (False: builds cheap enough not to)
         self._fn: Callable | None = None  # the compiled kernel, once it has run
         self._started = False
         self._held: tuple | None = None  # the example of a first call made while compiles are held
@@ -299,7 +301,7 @@ class _Compiled:
             except Exception as exc:  # noqa: BLE001 -- compilers fail in many ways; every one means "use eager"
                 self._fail(exc)
         elif not self._started:
-            if _holding[0]:
+            if _holding[0] and self._hold:
                 if self._held is None:
                     self._held = _copy(args)
             else:

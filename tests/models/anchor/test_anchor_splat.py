@@ -250,3 +250,32 @@ render_cloud(to_device(cloud, compiled=True), K_from_hfov(60.0, 16, 16), np.eye(
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert marker.exists()
+
+
+def test_a_kernel_not_held_builds_while_compiles_are_held():
+    """compiles_held keeps torch.compile (seconds of both cores) away from a stream; a kernel made
+    with hold=False (the mesh style's fused loop, which numba loads from its disk cache in a
+    fraction of a second) builds at its first call even so, and the held one waits."""
+    from models.anchor import splat
+
+    built = []
+
+    def build(fn):
+        built.append(fn)
+        return lambda x: fn(x) + 100  # tells the built kernel's results from the eager ones
+
+    def eager(x):
+        return x + 1
+
+    def other(x):
+        return x + 2
+
+    free = splat._Compiled(eager, build=build, hold=False)
+    held = splat._Compiled(other, build=build)
+    with splat.compiles_held():
+        assert free(1) == 2 and held(1) == 3  # eager until built
+        assert free.settled.wait(10) and not held.settled.is_set()
+        assert free(1) == 102 and held(1) == 3
+        assert built == [eager]
+    assert splat.start_held_compiles() >= 1 and held.settled.wait(10)
+    assert held(1) == 103 and built == [eager, other]
