@@ -49,7 +49,7 @@ from models.anchor.build import AnchorScene
 from models.anchor.cloud import DEFAULT_MAX_DEPTH, AnchorInputError, _depth_tensor, reliable_depth_mask
 from models.anchor.reference import reference_scores
 from models.anchor.splat import EMPTY_KEY, DeviceCloud, RenderOutput, _Compiled, key_depth, render_keys, to_device
-from models.cameras import validate_c2w
+from models.cameras import scale_K, validate_c2w
 
 __all__ = ["SourceViews", "prepare_mesh", "render_mesh", "mesh_faces", "patches", "CONTINUITY", "CONSISTENCY", "DEFAULT_EXTRA_VIEWS"]
 
@@ -183,7 +183,7 @@ def prepare_mesh(
     sizes_t = torch.tensor(sizes, dtype=torch.int64).reshape(-1, 2)
     counts = sizes_t[:, 0] * sizes_t[:, 1]
     point_view = torch.from_numpy(np.append(scene.sources[:, 0], 0).astype(np.int64))
-    return SourceViews(
+    views = SourceViews(
         cloud=to_device(scene.cloud, device, compiled=compiled),
         point_view=point_view.to(device),
         offset=(torch.cumsum(counts, 0) - counts).to(device),
@@ -204,6 +204,12 @@ def prepare_mesh(
         splat_radius=splat_radius,
         fused_shading=compiled and torch.device(device).type == "cpu",
     )
+    if views.fused_shading:  # start loading the fused loop now, beside the scene build: at the first
+        # frame, numba's 0.2-0.3 s of Python (import, cache load) would hold up that frame's eager shading
+        cam = scene.frames[0].camera
+        K = scale_K(cam.K, (cam.width, cam.height), (1, 1))
+        _fused_shade(*_shade_args(views, torch.full((1,), EMPTY_KEY, device=views.rgba.device), K, cam.c2w, 1, 1))
+    return views
 
 
 def _source_maps(views: SourceViews, K: np.ndarray, c2w: np.ndarray) -> torch.Tensor:
@@ -407,6 +413,15 @@ def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, 
     uint8, mask [H, W] bool, depth [H, W] float32 (metres, 0 where empty). See the module doc."""
     c2w = validate_c2w(c2w)
     keys = render_keys(views.cloud, K, c2w, width, height, views.splat_radius)[0].view(-1)
+    shade = _fused_shade if views.fused_shading else _shade
+    *channels, mask, depth = shade(*_shade_args(views, keys, K, c2w, width, height))
+    return RenderOutput(rgb=torch.stack(channels, -1).view(height, width, 3), mask=mask.view(height, width),
+                        depth=depth.view(height, width))
+
+
+def _shade_args(views: SourceViews, keys: torch.Tensor, K: np.ndarray, c2w: np.ndarray, width: int,
+                height: int) -> tuple:
+    """:func:`_shade`'s arguments for the visibility ``keys`` [H W] of a ``width`` x ``height`` view."""
     device = keys.device
     extra = np.zeros(views.extra_views, np.int64)  # the best-ranked views; padding (view 0) is switched off
     extra_on = np.zeros(views.extra_views, bool)
@@ -419,17 +434,12 @@ def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, 
         size = (*views.size, steps)
     else:
         size = (views.width, views.height, None)
-    shade = _fused_shade if views.fused_shading else _shade
-    *channels, mask, depth = shade(
-        keys, *_pixel_centres(width, height, device),
-        torch.tensor(float(min(K[0, 0], K[1, 1])), dtype=torch.float32, device=device),
-        _source_maps(views, np.asarray(K, np.float64), c2w).T.contiguous(),
-        torch.from_numpy(extra).to(device), torch.from_numpy(extra_on).to(device),
-        views.point_view, views.cloud.rgba, (views.offset, views.rgba, views.depth, views.patch), views.focal, size,
-        views.mip,
-    )
-    return RenderOutput(rgb=torch.stack(channels, -1).view(height, width, 3), mask=mask.view(height, width),
-                        depth=depth.view(height, width))
+    return (keys, *_pixel_centres(width, height, device),
+            torch.tensor(float(min(K[0, 0], K[1, 1])), dtype=torch.float32, device=device),
+            _source_maps(views, np.asarray(K, np.float64), c2w).T.contiguous(),
+            torch.from_numpy(extra).to(device), torch.from_numpy(extra_on).to(device),
+            views.point_view, views.cloud.rgba, (views.offset, views.rgba, views.depth, views.patch), views.focal,
+            size, views.mip)
 
 
 def mesh_faces(scene: AnchorScene) -> np.ndarray:
