@@ -258,14 +258,18 @@ def project(points_world: np.ndarray, K: np.ndarray, c2w: np.ndarray) -> tuple[n
     return uv, z
 
 
-def pixel_rays(K: np.ndarray, width: int, height: int) -> np.ndarray:
+def pixel_rays(K: np.ndarray, width: int, height: int, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Rays ``K^-1 (u, v, 1)`` through every pixel centre, (H, W, 3) float64 camera axes, z == 1.
 
     Multiply by z-depth for camera-space points; their norm is distance / z-depth.
-    Pixel ``(i, j)`` looks through ``(u, v) = (j + 0.5, i + 0.5)``.
+    Pixel ``(i, j)`` looks through ``(u, v) = (j + 0.5, i + 0.5)``, or with ``offset = (du, dv)``
+    (pixels) through ``(j + 0.5 + du, i + 0.5 + dv)``: a sub-pixel sample, for supersampling.
+    The zero offset adds exactly 0, so its rays are the centre rays bit for bit.
     """
     k = validate_K(K, width, height)
     v, u = np.mgrid[0:height, 0:width] + 0.5
+    u += offset[0]
+    v += offset[1]
     y = (v - k[1, 2]) / k[1, 1]
     x = (u - k[0, 2] - k[0, 1] * y) / k[0, 0]
     return np.stack([x, y, np.ones_like(x)], axis=-1)

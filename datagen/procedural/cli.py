@@ -58,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
              "(training), held-out = hall/street (layouts and textures kept out of training; docs/datagen.md) "
              "(default mixed)",
     )
+    parser.add_argument(
+        "--supersample", type=int, default=1, metavar="N",
+        help="anti-aliasing: N x N rays per pixel (odd N), colours box-averaged; depth stays the pixel-centre ray. "
+             "Costs ~N^2 the render time; recorded in each scene's metadata when above 1 (default 1: one ray per pixel)",
+    )
     parser.add_argument("--trajectory", choices=TRAJECTORIES, default=None, help="force one camera path kind (default: drawn per scene)")
     parser.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -80,6 +85,8 @@ def _plan(args: argparse.Namespace, index: int):
     if textures is not None:  # the richer families say what their surfaces are made of
         generator["texture_set"] = textures.name
         generator["photos"] = texture_sources(scene)
+    if args.supersample > 1:  # recorded only when used, so one-ray folders keep their metadata (and resume)
+        generator["supersample"] = args.supersample
     return scene, cameras, {"seed": seed, "generator": generator}
 
 
@@ -101,7 +108,7 @@ def _render_view(job: tuple[argparse.Namespace, int, int]):
         _worker_scene.clear()
         _worker_scene[key] = (Renderer(scene), cameras)
     renderer, cameras = _worker_scene[key]
-    return index, view, renderer.render(cameras[view], name=frame_stem(view))
+    return index, view, renderer.render(cameras[view], name=frame_stem(view), supersample=args.supersample)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,12 +117,18 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from datagen.dataset import DatasetError, SceneWriter
+    from datagen.procedural.renderer import subpixel_offsets
     from datagen.procedural.trajectories import TrajectoryError
 
     for name, least in (("scenes", 1), ("views", 1), ("size", 8), ("workers", 1)):
         if getattr(args, name) < least:
             print(f"--{name} must be at least {least}; got {getattr(args, name)}", file=sys.stderr)
             return 2
+    try:
+        subpixel_offsets(args.supersample)
+    except ValueError as exc:
+        print(f"--supersample: {exc}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     try:
         writers = [SceneWriter(args.out / f"scene_{i:05d}", args.views, _plan(args, i)[2]) for i in range(args.scenes)]

@@ -1,6 +1,7 @@
 """Vectorised CPU ray caster for procedural scenes: RGB and metric z-depth per camera.
 
-One primary ray per pixel centre (no anti-aliasing, so depth is exact at every pixel),
+One primary ray per pixel centre by default (depth is exact at every pixel), or N x N rays
+per pixel box-averaged for anti-aliased colour (:meth:`Renderer.render`'s ``supersample``);
 textured Blinn-Phong shading, hard shadows from every light.
 
 Speed comes from testing each shape only against rays that can reach it. Rays are kept
@@ -54,6 +55,24 @@ def tile_order(width: int, height: int) -> np.ndarray:
     return np.argsort(key.ravel(), kind="stable")
 
 
+def subpixel_offsets(supersample: int) -> list[tuple[float, float]]:
+    """The (du, dv) offsets in pixels, from the pixel centre, of an N x N regular sub-pixel grid:
+    (k - (N - 1) / 2) / N for k = 0..N-1 on each axis, raster order.
+
+    N must be odd and positive: then the grid's middle sample is the pixel centre itself (offset
+    exactly 0), which is the ray the depth map and every point cloud built from it assume.
+    """
+    if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) or supersample < 1:
+        raise ValueError(f"supersample must be a positive odd integer (1 = one ray per pixel, 3 = 3 x 3 rays "
+                         f"per pixel, ...); got {supersample!r}")
+    if supersample % 2 == 0:
+        raise ValueError(f"supersample must be odd; got {supersample}: an even grid has no ray through the pixel "
+                         f"centre, where depth is measured; use {supersample - 1} or {supersample + 1}")
+    half = supersample // 2
+    steps = [(k - half) / supersample for k in range(supersample)]
+    return [(du, dv) for dv in steps for du in steps]
+
+
 class Renderer:
     """Renders one ``ProceduralScene`` from any ``Camera``; build once per scene, reuse per view."""
 
@@ -69,17 +88,19 @@ class Renderer:
         self._shininess = np.array([m.shininess for m in mats], np.float32)
         self._rays: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def camera_rays(self, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def camera_rays(self, camera: Camera, offset: tuple[float, float] = (0.0, 0.0)
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Camera rays in tile order: unit directions in camera axes (H*W, 3), their
         optical-axis cosines (H*W,), and the flat pixel index of each ray (H*W,).
 
-        Pixel (i, j) looks through (u, v) = (j + 0.5, i + 0.5), our pixel-centre convention.
-        Cached per intrinsics, since every view of a trajectory shares them.
+        Pixel (i, j) looks through (u, v) = (j + 0.5, i + 0.5), our pixel-centre convention,
+        shifted by ``offset`` = (du, dv) pixels for a sub-pixel sample.
+        Cached per intrinsics and offset, since every view of a trajectory shares them.
         """
-        key = (camera.K.tobytes(), camera.width, camera.height)
+        key = (camera.K.tobytes(), camera.width, camera.height, offset)
         if key not in self._rays:
             order = tile_order(camera.width, camera.height)
-            d = pixel_rays(camera.K, camera.width, camera.height).reshape(-1, 3)[order]
+            d = pixel_rays(camera.K, camera.width, camera.height, offset).reshape(-1, 3)[order]
             d /= np.linalg.norm(d, axis=1, keepdims=True)
             self._rays[key] = (d.astype(np.float32), d[:, 2].astype(np.float32), order)
         return self._rays[key]
@@ -260,16 +281,32 @@ class Renderer:
         rgb = _GAMMA_LUT[(tone * (len(_GAMMA_LUT) - 1) + 0.5).astype(np.intp)]
         return rgb, t, ids
 
-    def render(self, camera: Camera, name: str = "") -> Frame:
-        """The view of ``camera``: RGB uint8 (H, W, 3) and z-depth float32 (H, W), 0 for sky."""
-        dirs_cam, cos_axis, pixel = self.camera_rays(camera)
+    def render(self, camera: Camera, name: str = "", supersample: int = 1) -> Frame:
+        """The view of ``camera``: RGB uint8 (H, W, 3) and z-depth float32 (H, W), 0 for sky.
+
+        ``supersample`` N (odd): N x N rays per pixel on a regular sub-pixel grid
+        (:func:`subpixel_offsets`), their display colours box-averaged and rounded, as a camera
+        integrates light over the pixel's area, so fine textures seen from afar do not alias.
+        Photographs are filtered to each ray's own footprint (1/N of a pixel). Depth stays the
+        one ray through the pixel centre (the grid's middle ray), exactly what N = 1 gives.
+        Costs about N^2 times N = 1; rays are traced one sub-pixel grid position at a time, so
+        memory stays that of N = 1.
+        """
+        offsets = subpixel_offsets(supersample)
         rot = camera.c2w[:3, :3].astype(np.float32)
         origin = camera.c2w[:3, 3].astype(np.float32)
-        traced, t, _ = self.trace(origin, transform(dirs_cam, rot.T), 1.0 / float(camera.K[0, 0]))
-        rgb = np.empty((len(t), 3), np.uint8)
-        rgb[pixel] = traced  # back to raster order
-        hit = np.flatnonzero(np.isfinite(t))
-        depth = np.zeros(len(t), np.float32)
-        depth[pixel[hit]] = t[hit] * cos_axis[hit]
+        pixel_angle = 1.0 / (supersample * float(camera.K[0, 0]))
+        total = np.zeros((camera.width * camera.height, 3), np.uint32)  # sum of the display colours
+        for offset in offsets:
+            dirs_cam, cos_axis, pixel = self.camera_rays(camera, offset)
+            traced, t, _ = self.trace(origin, transform(dirs_cam, rot.T), pixel_angle)
+            total[pixel] += traced  # back to raster order
+            if offset == (0.0, 0.0):  # the pixel-centre ray
+                hit = np.flatnonzero(np.isfinite(t))
+                depth = np.zeros(len(t), np.float32)
+                depth[pixel[hit]] = t[hit] * cos_axis[hit]
+        # Round to nearest in integers; no tie rule needed: the mean of N^2 (odd) integers is never half-way.
+        count = len(offsets)
+        rgb = ((2 * total + count) // (2 * count)).astype(np.uint8)
         shape = (camera.height, camera.width)
         return Frame(rgb=rgb.reshape(*shape, 3), depth=depth.reshape(shape), camera=camera, name=name)
