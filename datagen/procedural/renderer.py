@@ -247,8 +247,9 @@ class Renderer:
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Shade rays from ``origin`` (3,) along unit world directions ``dirs`` (n, 3).
 
-        ``pixel_angle``: the angle one pixel spans (radians, 1 / focal length in pixels), to
-        which photographic textures are filtered; 0 samples them at full resolution.
+        ``pixel_angle``: the angle one ray's sample spans (radians: 1 / focal length in pixels,
+        over N when N x N rays share a pixel), to which photographic textures are filtered; 0
+        samples them at full resolution.
 
         Returns display RGB uint8 (n, 3), the distance to the first hit in metres (n,; inf
         where nothing is hit: sky) and what was hit (n,; shape index, -1 for the enclosure

@@ -237,7 +237,8 @@ def _bilinear_mirror(level: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndar
 def photo_albedo(name: str, uv: np.ndarray, scale: float, footprint: np.ndarray) -> np.ndarray:
     """Linear RGB (n, 3) of photo ``name`` tiled every ``scale`` metres (its longer side), with
     trilinear mip-mapping: ``footprint`` (n,) is each pixel's size on the surface in metres, so
-    a far or grazing surface shows the photo filtered, not aliased (one ray per pixel)."""
+    a far or grazing surface shows the photo filtered, not aliased (one ray per pixel; with
+    supersampling, each ray's share of the pixel)."""
     levels = photo_pyramid(name)
     h, w = levels[0].shape[:2]
     texel = scale / max(h, w)  # metres per texel of level 0
