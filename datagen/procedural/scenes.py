@@ -123,7 +123,11 @@ class _Builder:
         return len(self.materials) - 1
 
     def place(self, lo: tuple[float, float], hi: tuple[float, float], radius: float) -> tuple[float, float] | None:
-        """A free floor spot for a footprint of ``radius`` inside [lo, hi], or None after 40 tries."""
+        """A free floor spot for a footprint of ``radius`` inside [lo, hi], or None after 40 tries
+        (at once, drawing nothing, when the footprint does not fit: e.g. a hall's aisle between
+        wide pillars, which used to stop the scene with numpy's "high - low < 0")."""
+        if lo[0] + radius > hi[0] - radius or lo[1] + radius > hi[1] - radius:
+            return None
         for _ in range(40):
             x = self.rng.uniform(lo[0] + radius, hi[0] - radius)
             y = self.rng.uniform(lo[1] + radius, hi[1] - radius)
