@@ -368,8 +368,8 @@ def compiles_held() -> Iterator[None]:
     Why: a compile takes seconds of both cores (3 s with a warm cache on this project's 2-core
     VM, 10+ cold) and runs beside the frames. A server that starts it at its first frame
     slows exactly the frames a user is watching: ``python bench/bench_stream.py`` measured
-    12.2 frames/s (p95 179 ms) compiling at once against 17.7 (p95 63 ms) holding the compile,
-    while the compiled kernels save ~2 ms of a ~55 ms frame at 256x256 (2026-12-03). So the
+    11.5 frames/s (p95 187 ms) compiling at once against 19.4 (p95 58 ms) holding the compile,
+    while the compiled kernels save ~2 ms of a ~50 ms frame at 256x256 (2026-12-03). So the
     server holds compiles back and starts them when no frame has been asked for a while
     (``ServerConfig.compile_when_idle_s``).
     """
