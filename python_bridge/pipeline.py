@@ -46,7 +46,9 @@ def _anchor_threads(pixels: int) -> Iterator[None]:
     against 27 ms, 17.5-17.7 frames/s against 14.9-15.0; ``bench/bench_anchor.py --styles-only
     --threads 1`` vs ``2`` (100-view scene): mesh 27.6 against 37.0 ms at 256x256, but 70.0
     against 63.9 ms at 512x512, hence the size limit. torch's thread count is per calling
-    thread (OpenMP), so other threads keep theirs; it is restored afterwards.
+    thread (OpenMP), so other threads keep theirs; it is restored afterwards. The ``mesh``
+    style's fused shading loop is one call, not ~200, and shades in bands on every CPU
+    regardless (models/anchor/fused_shading.py ``shading_threads``).
     """
     if pixels > SINGLE_THREAD_ANCHOR_PIXELS:
         yield

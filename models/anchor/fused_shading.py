@@ -10,7 +10,7 @@ this file, or numba's per-user cache where that is read-only), so only a machine
 pays the compile (a few seconds); later processes load it in a fraction of a second.
 
 It releases the GIL (``nogil=True``), so the server's other threads keep running, and large
-frames are split in row bands over ``torch.get_num_threads()`` Python threads. Division follows
+frames are split in row bands over :func:`shading_threads` Python threads. Division follows
 IEEE rules (``error_model="numpy"``: x / 0 is inf or NaN, as in torch, with no Python
 ``ZeroDivisionError`` check per division, which cost a third of the loop).
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -35,7 +36,7 @@ from numba import njit
 from models.anchor.mesh import CONSISTENCY, MIN_WEIGHT
 from models.anchor.splat import EMPTY_KEY, key_depth
 
-__all__ = ["fused_shade"]
+__all__ = ["fused_shade", "shading_threads"]
 
 _HALF = np.float32(0.5)
 _ONE = np.float32(1.0)
@@ -206,16 +207,32 @@ def fused_shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tens
             splat_rgba.numpy(), offset.numpy(), *_view_sizes(size, offset.shape[0]), rgba.numpy(), depth.numpy(),
             patch.numpy(), focal.numpy(), *(t.numpy() for t in mip), np.float32(CONSISTENCY),
             np.float32(1 + CONSISTENCY), np.float32(MIN_WEIGHT), out_rgb, out_mask, out_depth)
-    bands = min(torch.get_num_threads(), n // _BAND_PIXELS)
+    threads = shading_threads()
+    bands = min(threads, n // _BAND_PIXELS)
     if bands < 2:
         _shade_band(0, n, *args)
     else:
         bounds = np.linspace(0, n, bands + 1).astype(np.int64)
-        pool = _threads(torch.get_num_threads())
+        pool = _threads(threads)
         for job in [pool.submit(_shade_band, int(a), int(b), *args) for a, b in itertools.pairwise(bounds)]:
             job.result()
     rgb = torch.from_numpy(out_rgb)
     return rgb[:, 0], rgb[:, 1], rgb[:, 2], torch.from_numpy(out_mask), torch.from_numpy(out_depth)
+
+
+def shading_threads() -> int:
+    """Threads a large frame's row bands are shaded on: the CPUs this process may run on.
+
+    Not torch's intra-op thread count, which the server holds at one for anchors of up to
+    256x256 (python_bridge/pipeline.py ``_anchor_threads``): that rule is for eager torch, whose
+    ~200 small operations per frame would each wake a sleeping OpenMP thread. The bands wake
+    their threads once per frame, which pays at 256x256 too: ``worldfm demo`` on the 2-core VM
+    (181-187 GFLOP/s, three alternating pairs of 96-frame runs, 2026-12-03) gave an anchor stage
+    of 10.5-11.7 ms p50 on two bands against 12.9-14.2 ms on one, 18.4-19.9 against 17.4-19.3
+    frames/s; with a busy-loop process beside it (two pairs) no worse (14.3 / 14.7 against 15.3 /
+    13.5 ms).
+    """
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @functools.cache

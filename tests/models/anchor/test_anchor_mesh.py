@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -132,14 +134,32 @@ def test_fused_shading_splits_large_frames_in_bands(monkeypatch):
     scene = build_scene([random_frame(rng, 160, 120, f"v{i}") for i in range(3)])
     K, c2w = target_camera(rng, "near", 400, 400)
     views = compiled_views(scene, DEFAULT_EXTRA_VIEWS, K, c2w, 400, 400)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(fused_shading, "shading_threads", lambda: 2)
     banded = render_mesh(views, K, c2w, 400, 400)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(fused_shading, "shading_threads", lambda: 1)
     one_band = render_mesh(views, K, c2w, 400, 400)
     assert fused_shading._threads.cache_info().currsize, "the frame was not split"
     assert banded.mask.float().mean() > 0.2  # much of the frame is covered (39 % with this seed)
     for field in ("rgb", "mask", "depth"):
         assert torch.equal(getattr(banded, field), getattr(one_band, field)), field
+
+
+def test_fused_shading_bands_do_not_follow_torch_thread_count(monkeypatch):
+    """The server holds torch to one thread for small anchors (python_bridge/pipeline.py), which
+    must not hold the fused loop's bands to one: they use the CPUs the process may run on."""
+    rng = np.random.default_rng(8)
+    scene = build_scene([random_frame(rng, 160, 120, f"v{i}") for i in range(3)])
+    K, c2w = target_camera(rng, "near", 400, 400)
+    views = compiled_views(scene, DEFAULT_EXTRA_VIEWS, K, c2w, 400, 400)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    fused_shading._threads.cache_clear()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        render_mesh(views, K, c2w, 400, 400)
+    finally:
+        torch.set_num_threads(before)
+    assert fused_shading._threads.cache_info().currsize == 1, "the frame was shaded in one band"
 
 
 def test_camera_facing_away_renders_nothing():
