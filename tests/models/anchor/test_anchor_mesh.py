@@ -162,6 +162,17 @@ def test_fused_shading_bands_do_not_follow_torch_thread_count(monkeypatch):
     assert fused_shading._threads.cache_info().currsize == 1, "the frame was shaded in one band"
 
 
+def test_point_views_are_stored_in_the_smallest_type_that_holds_every_view():
+    """Two bytes a point while the view count fits (the fused loop's random look-up stays in
+    cache), four past 32767 views rather than wrapping round to negative views."""
+    assert mesh.view_index_dtype(32767) is np.int16
+    assert mesh.view_index_dtype(32768) is np.int32
+    rng = np.random.default_rng(5)
+    views = prepare_mesh(build_scene([random_frame(rng, 16, 12, f"v{i}") for i in range(3)]))
+    assert views.point_view.dtype == torch.int16
+    assert set(views.point_view[:-1].tolist()) == {0, 1, 2}
+
+
 def test_camera_facing_away_renders_nothing():
     rng = np.random.default_rng(5)
     scene = build_scene([random_frame(rng, 16, 12, "v")])
