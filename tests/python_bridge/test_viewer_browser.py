@@ -110,7 +110,9 @@ def test_fly_through_a_scene_in_the_browser(tmp_path):
         )
         assert headless.snapshot(page)["view"] == "anchor"
 
-        # The HUD shows numbers once a few frames have come.
+        # The HUD shows numbers once a few frames have come. It refreshes every 250 ms (viewer.js
+        # updateHud), so the 2-step frame can arrive before the HUD's next refresh shows it.
+        wait("document.querySelector('[data-hud=\"steps\"]').textContent === '2'", "the HUD's steps at 2", 10)
         hud = {el.get_attribute("data-hud"): el.inner_text() for el in page.locator("[data-hud]").all()}
         for name in ("fps", "latency_p50", "latency_p95", "anchor_ms", "encode_ms", "generate_ms", "decode_ms"):
             assert float(hud[name]) >= 0, (name, hud)
