@@ -23,6 +23,7 @@ import torch
 
 from models.anchor import build_scene, fill_holes, select_reference
 from models.anchor.cloud import DEFAULT_MAX_POINTS
+from models.anchor.mesh import keep_shading_threads
 from models.anchor.styles import DEFAULT_STYLE, get_style, prepare_anchor
 from models.cameras import scale_K
 from models.scene import Frame
@@ -47,8 +48,8 @@ def _anchor_threads(pixels: int) -> Iterator[None]:
     --threads 1`` vs ``2`` (100-view scene): mesh 27.6 against 37.0 ms at 256x256, but 70.0
     against 63.9 ms at 512x512, hence the size limit. torch's thread count is per calling
     thread (OpenMP), so other threads keep theirs; it is restored afterwards. The ``mesh``
-    style's fused shading loop is one call, not ~200, and shades in bands on every CPU
-    regardless (models/anchor/fused_shading.py ``shading_threads``).
+    style's fused shading loop is one call, not ~200: it keeps the caller's thread count
+    (``models.anchor.mesh.keep_shading_threads``).
     """
     if pixels > SINGLE_THREAD_ANCHOR_PIXELS:
         yield
@@ -56,7 +57,8 @@ def _anchor_threads(pixels: int) -> Iterator[None]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with keep_shading_threads(before):
+            yield
     finally:
         torch.set_num_threads(before)
 

@@ -10,8 +10,8 @@ this file, or numba's per-user cache where that is read-only), so only a machine
 pays the compile (a few seconds); later processes load it in a fraction of a second.
 
 It releases the GIL (``nogil=True``), so the server's other threads keep running, and large
-frames are split in row bands over :func:`shading_threads` Python threads. Division follows
-IEEE rules (``error_model="numpy"``: x / 0 is inf or NaN, as in torch, with no Python
+frames are split in row bands over :func:`models.anchor.mesh.shading_threads` Python threads.
+Division follows IEEE rules (``error_model="numpy"``: x / 0 is inf or NaN, as in torch, with no Python
 ``ZeroDivisionError`` check per division, which cost a third of the loop).
 
 The bytes are :func:`~models.anchor.mesh._shade`'s exactly: float32 throughout, the same
@@ -26,17 +26,16 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from numba import njit
 
-from models.anchor.mesh import CONSISTENCY, MIN_WEIGHT
+from models.anchor.mesh import CONSISTENCY, MIN_WEIGHT, shading_threads
 from models.anchor.splat import EMPTY_KEY, key_depth
 
-__all__ = ["fused_shade", "shading_threads"]
+__all__ = ["fused_shade"]
 
 _HALF = np.float32(0.5)
 _ONE = np.float32(1.0)
@@ -218,21 +217,6 @@ def fused_shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tens
             job.result()
     rgb = torch.from_numpy(out_rgb)
     return rgb[:, 0], rgb[:, 1], rgb[:, 2], torch.from_numpy(out_mask), torch.from_numpy(out_depth)
-
-
-def shading_threads() -> int:
-    """Threads a large frame's row bands are shaded on: the CPUs this process may run on.
-
-    Not torch's intra-op thread count, which the server holds at one for anchors of up to
-    256x256 (python_bridge/pipeline.py ``_anchor_threads``): that rule is for eager torch, whose
-    ~200 small operations per frame would each wake a sleeping OpenMP thread. The bands wake
-    their threads once per frame, which pays at 256x256 too: ``worldfm demo`` on the 2-core VM
-    (181-187 GFLOP/s, three alternating pairs of 96-frame runs, 2026-12-03) gave an anchor stage
-    of 10.5-11.7 ms p50 on two bands against 12.9-14.2 ms on one, 18.4-19.9 against 17.4-19.3
-    frames/s; with a busy-loop process beside it (two pairs) no worse (14.3 / 14.7 against 15.3 /
-    13.5 ms).
-    """
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @functools.cache

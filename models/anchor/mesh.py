@@ -39,7 +39,10 @@ shading's bytes exactly, so a pose renders the same frame before and after the s
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,6 +214,35 @@ def prepare_mesh(
         K = scale_K(cam.K, (cam.width, cam.height), (1, 1))
         _fused_shade(*_shade_args(views, torch.full((1,), EMPTY_KEY, device=views.rgba.device), K, cam.c2w, 1, 1))
     return views
+
+
+_KEPT_SHADING_THREADS: ContextVar[int | None] = ContextVar("worldfm_shading_threads", default=None)
+
+
+def shading_threads() -> int:
+    """Threads the fused shading loop (:mod:`models.anchor.fused_shading`) may split a frame over:
+    the count :func:`keep_shading_threads` gave, else torch's intra-op thread count."""
+    return _KEPT_SHADING_THREADS.get() or torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def keep_shading_threads(count: int) -> Iterator[None]:
+    """Inside, the fused shading loop may use ``count`` threads whatever torch's count is.
+
+    Why: the server holds torch to one thread for anchors of up to 256x256
+    (python_bridge/pipeline.py ``_anchor_threads``), as eager torch's ~200 small operations per
+    frame would each wake a sleeping OpenMP thread. The loop's row bands wake their threads once
+    per frame, which pays at 256x256 too: ``worldfm demo`` on the 2-core VM (181-187 GFLOP/s,
+    three alternating pairs of 96-frame runs, 2026-12-03) gave an anchor stage of 10.5-11.7 ms
+    p50 on two bands against 12.9-14.2 ms on one, 18.4-19.9 against 17.4-19.3 frames/s; beside a
+    busy-loop process (two pairs) about the same (14.3 / 14.7 against 15.3 / 13.5 ms). Callers
+    that hold torch to one thread for their own reasons (a batch worker's CPU share) keep one.
+    """
+    token = _KEPT_SHADING_THREADS.set(count)
+    try:
+        yield
+    finally:
+        _KEPT_SHADING_THREADS.reset(token)
 
 
 def view_index_dtype(views: int) -> type:

@@ -116,6 +116,7 @@ def test_small_anchors_render_on_the_rendering_thread_alone(views):
     restored afterwards and larger anchors keep it (python_bridge.pipeline._anchor_threads)."""
     import torch
 
+    from models.anchor.mesh import shading_threads
     from python_bridge.pipeline import SINGLE_THREAD_ANCHOR_PIXELS
 
     pipeline = FramePipeline(None)
@@ -124,7 +125,7 @@ def test_small_anchors_render_on_the_rendering_thread_alone(views):
 
     class Spy:  # the scene's prepared anchor, recording torch's thread count while it renders
         def render(self, K, c2w, width, height):
-            seen.append((width * height, torch.get_num_threads()))
+            seen.append((width * height, torch.get_num_threads(), shading_threads()))
             return scene_cloud.render(K, c2w, width, height)
 
     scene_cloud, scene.cloud = scene.cloud, Spy()
@@ -136,5 +137,6 @@ def test_small_anchors_render_on_the_rendering_thread_alone(views):
             assert torch.get_num_threads() == 2  # restored
     finally:
         torch.set_num_threads(before)
-    assert seen == [(32 * 24, 1), (256 * 256, 1), (320 * 256, 2)]
+    # torch on one thread for small anchors; the fused shading loop keeps both (mesh.keep_shading_threads)
+    assert seen == [(32 * 24, 1, 2), (256 * 256, 1, 2), (320 * 256, 2, 2)]
     assert 320 * 256 > SINGLE_THREAD_ANCHOR_PIXELS >= 256 * 256

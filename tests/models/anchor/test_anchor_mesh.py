@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -144,22 +142,27 @@ def test_fused_shading_splits_large_frames_in_bands(monkeypatch):
         assert torch.equal(getattr(banded, field), getattr(one_band, field)), field
 
 
-def test_fused_shading_bands_do_not_follow_torch_thread_count(monkeypatch):
-    """The server holds torch to one thread for small anchors (python_bridge/pipeline.py), which
-    must not hold the fused loop's bands to one: they use the CPUs the process may run on."""
+def test_fused_shading_bands_follow_the_kept_thread_count():
+    """The server holds torch to one thread for small anchors (python_bridge/pipeline.py) but keeps
+    its thread count for the fused loop's bands (mesh.keep_shading_threads); without that, the
+    bands follow torch's count (a batch worker held to one thread shades on one)."""
     rng = np.random.default_rng(8)
     scene = build_scene([random_frame(rng, 160, 120, f"v{i}") for i in range(3)])
     K, c2w = target_camera(rng, "near", 400, 400)
     views = compiled_views(scene, DEFAULT_EXTRA_VIEWS, K, c2w, 400, 400)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    fused_shading._threads.cache_clear()
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        fused_shading._threads.cache_clear()
         render_mesh(views, K, c2w, 400, 400)
+        assert fused_shading._threads.cache_info().currsize == 0, "split although torch has one thread"
+        with mesh.keep_shading_threads(2):
+            assert torch.get_num_threads() == 1
+            render_mesh(views, K, c2w, 400, 400)
+        assert fused_shading._threads.cache_info().currsize == 1, "the kept count did not split the frame"
+        assert mesh.shading_threads() == 1  # restored on leaving
     finally:
         torch.set_num_threads(before)
-    assert fused_shading._threads.cache_info().currsize == 1, "the frame was shaded in one band"
 
 
 def test_point_views_are_stored_in_the_smallest_type_that_holds_every_view():
