@@ -437,6 +437,15 @@ class JobRunner:
     hole filling (the anchor decoder's input) rounds a pixel differently now and then with another
     thread count, and a job must be the same bytes whichever worker renders it (ONNX Runtime's
     results do not depend on its thread count; the tests check both).
+
+    The anchor's splat kernels stay eager (``models.anchor.splat.compiles_held`` around every
+    job): a runner is never idle, so their ``torch.compile`` (seconds of CPU) would run beside the
+    frames, and a process that ends waits for it to finish (1.7 s after the last job of
+    ``bench/bench_render_paths.py``'s in-process arm). Compiled, they save ~2 ms of a ~50-80 ms
+    batch frame. Measured with that arm's 8 jobs x 12 frames (all cores, warm compile cache,
+    two alternating rounds, 2-core VM at 193-207 GFLOP/s, 2026-12-03): the jobs took 6.3 s held
+    against 9.6-10.0 s compiling, the process 8.9-9.3 against 13.0-13.6 s. The mesh style's fused
+    shading loop is not held (it loads from numba's disk cache in a fraction of a second).
     """
 
     def __init__(self, options: RenderOptions, threads: int | None = None, scene_cache: int = 2) -> None:
@@ -493,6 +502,7 @@ class JobRunner:
         import torch
 
         from datagen.dataset import DatasetError
+        from models.anchor.splat import compiles_held
         from models.cameras import scale_K
 
         t0 = time.perf_counter()
@@ -500,36 +510,39 @@ class JobRunner:
         torch_threads = torch.get_num_threads()
         torch.set_num_threads(1)  # the same bytes on every worker (class docstring)
         try:
-            if model != self.identity:
-                raise JobError(f"worker {self.worker} has model {self.identity}, the driver {model}: "
-                               "install the same model files on every node")
-            folder = JobFolder(Path(out_dir) / job.id, job.spec(model))
-            if folder.finished() is not None:
-                result.status = "skipped"
-                return result
-            done = folder.open()
-            missing = [i for i in range(job.frames) if i not in done]
-            if progress is not None:
-                progress(job.id, len(done))
-            if missing:
-                scene, build_ms = self._scene(job.scene)
-                folder.note_attempt({"worker": self.worker, "started": time.time(), "frames_done_before": len(done),
-                                     "scene_build_ms": round(build_ms, 1), "scene_cached": build_ms == 0.0})
-                size = job.frame_size
-                K = scale_K(job.path.K, job.path.size, size)
-                for i in missing:
-                    r0 = time.perf_counter()
-                    frame = self.pipeline.render(scene, job.path.poses[i], K, size, steps=job.steps, seed=job.seed + i)
-                    timings = {k: round(v, 3) for k, v in frame.timings.items()}
-                    timings["render_ms"] = round((time.perf_counter() - r0) * 1e3, 3)
-                    done[i] = folder.write_frame(i, frame.rgb, {"seed": job.seed + i, "reference": frame.reference,
-                                                                "mode": frame.mode, "timings_ms": timings,
-                                                                "worker": self.worker})
-                    result.rendered += 1
-                    if progress is not None:
-                        progress(job.id, len(done))
-            folder.finish(job.path.fps, {**self.info(), "seconds": round(time.perf_counter() - t0, 3)}, job.sources())
-            result.status = "done"
+            with compiles_held():  # eager splat kernels (class docstring)
+                if model != self.identity:
+                    raise JobError(f"worker {self.worker} has model {self.identity}, the driver {model}: "
+                                   "install the same model files on every node")
+                folder = JobFolder(Path(out_dir) / job.id, job.spec(model))
+                if folder.finished() is not None:
+                    result.status = "skipped"
+                    return result
+                done = folder.open()
+                missing = [i for i in range(job.frames) if i not in done]
+                if progress is not None:
+                    progress(job.id, len(done))
+                if missing:
+                    scene, build_ms = self._scene(job.scene)
+                    folder.note_attempt({"worker": self.worker, "started": time.time(), "frames_done_before": len(done),
+                                         "scene_build_ms": round(build_ms, 1), "scene_cached": build_ms == 0.0})
+                    size = job.frame_size
+                    K = scale_K(job.path.K, job.path.size, size)
+                    for i in missing:
+                        r0 = time.perf_counter()
+                        frame = self.pipeline.render(scene, job.path.poses[i], K, size, steps=job.steps,
+                                                     seed=job.seed + i)
+                        timings = {k: round(v, 3) for k, v in frame.timings.items()}
+                        timings["render_ms"] = round((time.perf_counter() - r0) * 1e3, 3)
+                        done[i] = folder.write_frame(i, frame.rgb, {"seed": job.seed + i, "reference": frame.reference,
+                                                                    "mode": frame.mode, "timings_ms": timings,
+                                                                    "worker": self.worker})
+                        result.rendered += 1
+                        if progress is not None:
+                            progress(job.id, len(done))
+                worker = {**self.info(), "seconds": round(time.perf_counter() - t0, 3)}
+                folder.finish(job.path.fps, worker, job.sources())
+                result.status = "done"
         except (JobError, DatasetError, OSError, ValueError) as exc:
             result.error = str(exc)
             log.error("job %s: %s", job.id, exc)

@@ -2,9 +2,10 @@
 
 :func:`models.anchor.mesh._shade` shades with ~200 vectorised torch calls, each a memory pass
 over every pixel (docs/anchor.md, "What limits the eager shading"): 2.9-3.8x the point splat
-per frame on 2 cores, 1.7-2.3x with this loop (``python bench/bench_anchor.py --styles-only``). This module runs the same arithmetic pixel by pixel in one compiled loop:
-a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the second view
-and the colour pyramid are read only where they count. numba compiles it to machine code with
+per frame on 2 cores, 1.7-2.5x with this loop (``python bench/bench_anchor.py --styles-only``,
+two VMs, docs/anchor.md). This module runs the same arithmetic pixel by pixel in one compiled
+loop: a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the second
+view and the colour pyramid are read only where they count. numba compiles it to machine code with
 LLVM (no C compiler needed) and caches the result on disk (``cache=True``: ``__pycache__`` beside
 this file, or numba's per-user cache where that is read-only), so only a machine's first process
 pays the compile (a few seconds); later processes load it in a fraction of a second.
@@ -126,7 +127,8 @@ def _mip_colour(view, u, v, ratio, views, mip_offset, mip_width, mip_height, mip
 @njit(cache=True, nogil=True, error_model="numpy")
 def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, target_focal, maps, extra, extra_on,
                 point_view, splat_rgba, offset, width, height, rgba, depth, patch, focal,
-                mip_offset, mip_width, mip_height, mip_rgba, consistency, past, min_weight, out_rgb, out_mask, out_depth):
+                mip_offset, mip_width, mip_height, mip_rgba, consistency, past, min_weight,
+                out_rgb, out_mask, out_depth):
     """Pixels ``start`` .. ``stop`` - 1 (row-major) of mesh._shade, written into the outputs."""
     views = offset.shape[0]
     anti_alias = mip_offset.shape[0] // views > 0

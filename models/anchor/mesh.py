@@ -54,7 +54,8 @@ from models.anchor.reference import reference_scores
 from models.anchor.splat import EMPTY_KEY, DeviceCloud, RenderOutput, _Compiled, key_depth, render_keys, to_device
 from models.cameras import scale_K, validate_c2w
 
-__all__ = ["SourceViews", "prepare_mesh", "render_mesh", "mesh_faces", "patches", "CONTINUITY", "CONSISTENCY", "DEFAULT_EXTRA_VIEWS"]
+__all__ = ["SourceViews", "prepare_mesh", "render_mesh", "mesh_faces", "patches", "shading_threads",
+           "keep_shading_threads", "view_index_dtype", "CONTINUITY", "CONSISTENCY", "DEFAULT_EXTRA_VIEWS"]
 
 CONTINUITY = 0.03  # relative depth spread above which a 2 x 2 block of samples is a discontinuity, not a patch
 CONSISTENCY = 0.03  # relative depth disagreement above which a source view does not see the point

@@ -258,6 +258,7 @@ def run_render_path(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from datagen.dataset import DatasetError, read_scene
+    from models.anchor.splat import compiles_held
     from models.cameras import scale_K
     from python_bridge.camera_path import CameraPathError, load_camera_path, render_path
     from python_bridge.demo import load_pipeline
@@ -275,7 +276,8 @@ def run_render_path(args: argparse.Namespace) -> int:
     log.info("scene %s: %d views -> %d points in %.0f ms", scene.name, len(scene.frames), built.points, built.build_ms)
     args.out.mkdir(parents=True, exist_ok=True)
     video = args.out / "path.mp4"
-    with tqdm(total=len(path), desc="render-path", unit="frame") as bar:
+    # Offline and never idle: the anchor's splat kernels stay eager (python_bridge.batch.JobRunner says why).
+    with compiles_held(), tqdm(total=len(path), desc="render-path", unit="frame") as bar:
         count = render_path(
             path,
             lambda c2w, seed: pipeline.render(built, c2w, K, size, steps=args.steps, seed=seed).rgb,

@@ -124,6 +124,26 @@ def test_the_scene_is_built_once_per_runner(batch, runner, options, tmp_path):
     assert [a["scene_cached"] for a in attempts] == [attempts[0]["scene_cached"], True]
 
 
+def test_batch_frames_render_with_the_anchor_compile_held(batch, runner, options, tmp_path, monkeypatch):
+    """A runner is never idle, so the splat kernels' background compile is held for every frame
+    (python_bridge.batch.JobRunner): started, it would take seconds of CPU beside the frames and
+    keep the process from exiting until it finished."""
+    from models.anchor import splat
+
+    holds = []
+    render = runner.pipeline.render
+
+    def spy(*args, **kwargs):
+        holds.append(splat._holding[0])
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(runner.pipeline, "render", spy)
+    job = next(j for j in load_jobs(batch, default_steps=2) if j.scene.folder is not None)
+    assert runner.run(job, tmp_path, options.identity()).status == "done"
+    assert holds and min(holds) >= 1, holds
+    assert splat._holding[0] == 0  # released after the job
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

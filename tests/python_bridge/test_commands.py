@@ -102,6 +102,29 @@ def test_render_path_is_frame_accurate(tmp_path, dataset_scene, tiny_model_dir):
     assert not np.array_equal(runs[0][0], runs[0][3])
 
 
+def test_render_path_renders_with_the_anchor_compile_held(tmp_path, dataset_scene, monkeypatch):
+    """Offline and never idle, render-path holds the splat kernels' background compile for every
+    frame (python_bridge.batch.JobRunner says why), as batch jobs do."""
+    from models.anchor import splat
+    from python_bridge.pipeline import FramePipeline
+
+    views = make_views(3, width=32, height=24)
+    path_file = tmp_path / "path.json"
+    save_camera_path(path_file, CameraPath(np.stack([v.camera.c2w for v in views]), views[0].camera.K, (32, 24)))
+    holds = []
+    render = FramePipeline.render
+
+    def spy(self, *args, **kwargs):
+        holds.append(splat._holding[0])
+        return render(self, *args, **kwargs)
+
+    monkeypatch.setattr(FramePipeline, "render", spy)
+    assert main(["render-path", str(dataset_scene), "--path", str(path_file), "--out", str(tmp_path / "out"),
+                 "--no-model"]) == 0
+    assert len(holds) == 3 and min(holds) >= 1, holds
+    assert splat._holding[0] == 0
+
+
 def test_render_path_reports_bad_inputs(tmp_path, dataset_scene, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"K": np.eye(3).tolist()}))
