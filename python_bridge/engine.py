@@ -202,6 +202,9 @@ class Engine:
             # By default idle pool threads sleep instead of spinning: the cores are shared with
             # the I/O loop, the anchor splatting and often the clients, which spinning threads
             # starve (frames 2-3x slower on a busy 2-core machine; bench/bench_bridge.py --model).
+            # Spinning only inside a run ("session.force_spinning_stop" = 1) was measured too: `worldfm demo`,
+            # alternating pairs on the 2-core VM, 2026-12-03: 15.9-16.0 against 14.7-15.1 frames/s quiet,
+            # but 9.7-10.4 against 13.1-13.4 frames/s (p95 130 against 100 ms) beside one busy-loop process.
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.sessions = {
             name: ort.InferenceSession(str(path), opts, providers=list(self.providers))
