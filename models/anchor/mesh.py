@@ -392,8 +392,9 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     ``centre_u``/``centre_v`` [P]: pixel centres; ``target_focal``: 0-dim, the target's smaller
     focal length; ``maps_t`` [12, V]: :func:`_source_maps` transposed; ``extra`` int64 [E]: the
     views blended beside each pixel's own, those with ``extra_on`` (bool [E]) False left out (E is
-    ``extra_views`` in every frame); ``mip``: :attr:`SourceViews.mip`. :func:`models.anchor.fused_shading.fused_shade`
-    takes the same arguments and computes the same numbers, to rounding, in one compiled loop.
+    ``extra_views`` in every frame); ``mip``: :attr:`SourceViews.mip`.
+    :func:`models.anchor.fused_shading.fused_shade` takes the same arguments and gives the same
+    bytes in one compiled loop (each operation rounded once here too: see :func:`_bilinear`).
     """
     covered = keys != EMPTY_KEY
     winner = torch.where(covered, keys & _LOW32, splat_rgba.shape[0] - 1)
