@@ -77,7 +77,10 @@ class PhotoRenderer(Renderer):
         tint = 0.5 + 0.5 * self._color_a / np.maximum(self._color_a.max(axis=1, keepdims=True), 1e-6)
         self._tint = tint.astype(np.float32)
 
-    def _albedo(self, uv: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    def _albedo(self, uv: np.ndarray, mat: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+        """Tinted photo texels at ``uv``; ``footprint`` (each pixel's size on the surface) is not used:
+        these scenes stay point-sampled as they were first measured (docs/anchor.md), unlike the
+        renderer's own photo materials, which filter to it."""
         out = np.empty((len(uv), 3), np.float32)
         for m in np.flatnonzero(np.bincount(mat)):
             sel = np.flatnonzero(mat == m)
