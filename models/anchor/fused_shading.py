@@ -4,8 +4,8 @@
 over every pixel (docs/anchor.md, "What limits the eager shading"): 2.9-3.8x the point splat
 per frame on 2 cores, 1.7-2.5x with this loop (``python bench/bench_anchor.py --styles-only``,
 two VMs, docs/anchor.md). This module runs the same arithmetic pixel by pixel in one compiled
-loop: a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the second
-view and the colour pyramid are read only where they count. numba compiles it to machine code with
+loop: a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the winning
+point's own view and the colour pyramid are read only where they count. numba compiles it to machine code with
 LLVM (no C compiler needed) and caches the result on disk (``cache=True``: ``__pycache__`` beside
 this file, or numba's per-user cache where that is read-only), so only a machine's first process
 pays the compile (a few seconds); later processes load it in a fraction of a second.
@@ -142,23 +142,13 @@ def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, 
             continue
         z = depth_of_key[p]
         uz, vz = centre_u[p] * z, centre_v[p] * z
-        own = point_view[key & low32]
         footprint = z / target_focal
-        on_patch, r, g, b, u, v, src_z, nearest, closest = _look_up(own, maps, uz, vz, z, offset, width, height,
-                                                                   rgba, depth, patch, consistency)
         weight = np.float32(0)
         tr = tg = tb = np.float32(0)
-        if on_patch:
-            ratio = footprint * focal[own] / src_z
-            weight = min(ratio * ratio, _ONE)
-            if anti_alias and ratio >= 2:
-                r, g, b = _mip_colour(own, u, v, ratio, views, mip_offset, mip_width, mip_height, mip_rgba)
-            tr, tg, tb = weight * r, weight * g, weight * b
-        first_z = src_z
-        for e in range(extra.shape[0]):
-            view = extra[e]
-            if not extra_on[e] or view == own:  # the winner's view counts once
+        for e in range(extra.shape[0]):  # the frame's best-ranked views first: the same tables for every pixel
+            if not extra_on[e]:
                 continue
+            view = extra[e]
             found, r, g, b, u, v, src_z, _, _ = _look_up(view, maps, uz, vz, z, offset, width, height, rgba, depth,
                                                       patch, consistency)
             if not found:
@@ -171,11 +161,21 @@ def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, 
             tg += w * g
             tb += w * b
             weight += w
+        if not weight > 0:  # none explains the pixel: the winning point's own view decides
+            own = point_view[key & low32]
+            on_patch, r, g, b, u, v, src_z, nearest, closest = _look_up(own, maps, uz, vz, z, offset, width, height,
+                                                                       rgba, depth, patch, consistency)
+            if on_patch:
+                ratio = footprint * focal[own] / src_z
+                weight = min(ratio * ratio, _ONE)
+                if anti_alias and ratio >= 2:
+                    r, g, b = _mip_colour(own, u, v, ratio, views, mip_offset, mip_width, mip_height, mip_rgba)
+                tr, tg, tb = weight * r, weight * g, weight * b
+            if not weight > 0 and ((nearest < _INF and nearest > src_z * past) or closest < 0):
+                continue  # the pixel centre looks past a foreground edge (or at the sky) that other views spilled over
         if weight > 0:
             share = max(weight, min_weight)
             out_rgb[p, 0], out_rgb[p, 1], out_rgb[p, 2] = _byte(tr / share), _byte(tg / share), _byte(tb / share)
-        elif (nearest < _INF and nearest > first_z * past) or closest < 0:
-            continue  # the pixel centre looks past a foreground edge (or at the sky) that other views spilled over
         else:
             packed = splat_rgba[key & low32]
             out_rgb[p, 0], out_rgb[p, 1], out_rgb[p, 2] = packed & 255, (packed >> 8) & 255, (packed >> 16) & 255

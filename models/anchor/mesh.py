@@ -59,7 +59,7 @@ __all__ = ["SourceViews", "prepare_mesh", "render_mesh", "mesh_faces", "patches"
 
 CONTINUITY = 0.03  # relative depth spread above which a 2 x 2 block of samples is a discontinuity, not a patch
 CONSISTENCY = 0.03  # relative depth disagreement above which a source view does not see the point
-DEFAULT_EXTRA_VIEWS = 1  # views blended beside the winner's (chosen by measurement, docs/anchor.md)
+DEFAULT_EXTRA_VIEWS = 2  # best-ranked views blended per pixel (chosen by measurement, docs/anchor.md)
 MIN_WEIGHT = 1e-12  # a blend's weights sum to at least this (float32), so that a tiny sum cannot overflow
 MIP_LEVELS = 4  # colour pyramid levels per source view (1, 1/2, 1/4, 1/8 size): anti-aliasing down to 1/8
 _LOW32 = 0xFFFFFFFF
@@ -150,8 +150,8 @@ def prepare_mesh(
 
     ``compiled`` renders the visibility splat with the compiled kernel (the image is the
     same) and, on the CPU, shades with the fused loop (:mod:`models.anchor.fused_shading`,
-    the same bytes again); ``extra_views`` source views are blended
-    beside each pixel's own; ``splat_radius`` grows the visibility splat as the point style
+    the same bytes again); the ``extra_views`` best-ranked source views are blended per
+    pixel, the winning point's own view where none of them counts; ``splat_radius`` grows the visibility splat as the point style
     does (close-ups of sparse clouds).
     """
     if scene.sources is None:
@@ -391,7 +391,7 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
 
     ``centre_u``/``centre_v`` [P]: pixel centres; ``target_focal``: 0-dim, the target's smaller
     focal length; ``maps_t`` [12, V]: :func:`_source_maps` transposed; ``extra`` int64 [E]: the
-    views blended beside each pixel's own, those with ``extra_on`` (bool [E]) False left out (E is
+    frame's best-ranked views, tried first, those with ``extra_on`` (bool [E]) False left out (E is
     ``extra_views`` in every frame); ``mip``: :attr:`SourceViews.mip`.
     :func:`models.anchor.fused_shading.fused_shade` takes the same arguments and gives the same
     bytes in one compiled loop (each operation rounded once here too: see :func:`_bilinear`).
@@ -400,27 +400,31 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     winner = torch.where(covered, keys & _LOW32, splat_rgba.shape[0] - 1)
     z = torch.where(covered, key_depth(keys), 0.0)
     q = (centre_u * z, centre_v * z, z)
-    own = point_view.index_select(0, winner).long()
     footprint = z / target_focal  # target pixel footprint (metres) at the point
-    first = _look_up(tables, size, own, maps_t.index_select(1, own), q, want_nearest=True)
     views = tables[0].shape[0]
-    ratio = footprint * focal.index_select(0, own) / first.z  # target footprint / source footprint
-    # ratio^2, at most 1: finer views than the target weigh alike.
-    weight = torch.where(first.on_patch, ratio.square().clamp_(max=1.0), 0.0)
-    colour = _anti_alias(first, first.on_patch, ratio, own, mip, views)
-    total = [weight * c for c in colour]  # per channel, [P] each
-    for e in range(extra.shape[0]):
+    weight = torch.zeros_like(z)
+    total = [torch.zeros_like(z) for _ in range(3)]  # per channel, [P] each
+    for e in range(extra.shape[0]):  # the frame's best-ranked views
         view = extra[e : e + 1]  # [1]: broadcasts like a scalar
         found = _look_up(tables, size, view, maps_t.index_select(1, view), q, want_nearest=False)
-        on_patch = found.on_patch & (own != view) & extra_on[e]  # the winner's view counts once
-        ratio = footprint * focal.index_select(0, view) / found.z
-        w = torch.where(on_patch, ratio.square().clamp_(max=1.0), 0.0)
+        on_patch = found.on_patch & extra_on[e]
+        ratio = footprint * focal.index_select(0, view) / found.z  # target footprint / source footprint
+        w = torch.where(on_patch, ratio.square().clamp_(max=1.0), 0.0)  # ratio^2, at most 1: finer views weigh alike
         for t, c in zip(total, _anti_alias(found, on_patch, ratio, view, mip, views)):
             t += w * c
         weight += w
+    # Where none of them explains the pixel, the winning point's own view decides (a subset: the
+    # look-ups of a view that changes from pixel to pixel are the slow ones, docs/anchor.md).
+    rest = (covered & ~(weight > 0)).nonzero().view(-1)
+    own = point_view.index_select(0, winner.index_select(0, rest)).long()
+    first = _look_up(tables, size, own, maps_t.index_select(1, own), tuple(t.index_select(0, rest) for t in q),
+                     want_nearest=True)
+    ratio = footprint.index_select(0, rest) * focal.index_select(0, own) / first.z
+    w = torch.where(first.on_patch, ratio.square().clamp_(max=1.0), 0.0)
+    for t, c in zip(total, _anti_alias(first, first.on_patch, ratio, own, mip, views)):
+        t.index_copy_(0, rest, w * c)  # none of the views above counted there: w c is the whole sum
+    weight.index_copy_(0, rest, w)
     blended = weight > 0
-    splat = _channels(splat_rgba.index_select(0, winner))
-    share = weight.clamp(min=MIN_WEIGHT)
     sees_past = torch.isfinite(first.nearest) & (first.nearest > first.z * (1 + CONSISTENCY))
     # Or the sample closest to the point sees no surface (sky): the silhouette lies between it and
     # the foreground, and nearest-sample says the pixel centre is past it. Sky samples have no depth,
@@ -428,7 +432,10 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     # (Reading a *farther* closest sample so too misfires on steep slopes, where samples one pixel
     # apart differ by more than CONSISTENCY; measured +0.04 dB more for 0.1 % less coverage.)
     sees_past |= first.closest < 0
-    mask = covered & (blended | ~sees_past)
+    hidden = torch.zeros_like(covered).index_copy_(0, rest, sees_past)
+    mask = covered & (blended | ~hidden)
+    splat = _channels(splat_rgba.index_select(0, winner))
+    share = weight.clamp(min=MIN_WEIGHT)
     rgb = [torch.where(mask, torch.where(blended, t / share, s).round_().clamp_(0, 255), 0.0).to(torch.uint8)
            for t, s in zip(total, splat)]
     return *rgb, mask, torch.where(mask, z, 0.0)

@@ -103,8 +103,8 @@ def reference_mesh_render(
 
     For each pixel the point z-buffer (with gap filling) names the visible fused point; the ray
     through the pixel centre at that depth gives a world point X. Candidate source views: the
-    winner's own view, then the ``extra_views`` best by ``reference_scores`` (score > 0), the own
-    view counted once. In a candidate, X projects to (u, v); the four samples around it (centres
+    ``extra_views`` best by ``reference_scores`` (score > 0); only where none of them matches, the
+    winner's own view. In a candidate, X projects to (u, v); the four samples around it (centres
     at +0.5) must lie in the image, be reliable (``reliable_depth_mask``), agree within
     ``continuity`` of the smallest, and their bilinear depth must match X's within
     ``consistency``. Matching candidates are averaged bilinearly with weight
@@ -112,7 +112,7 @@ def reference_mesh_render(
     the colour is the bilinear sample (clamped to the image) of the view's pyramid level
     min(floor(log2 r), last) instead, level l holding the rounded mean of each 2 x 2 block of
     level l - 1 (``mip_levels`` levels with 0, none under 2 x 2, as many for every view as the
-    smallest view has). With none, the pixel keeps the winner's
+    smallest view has). With none (the own view included), the pixel keeps the winner's
     colour, unless every reliable one of the own view's four samples around (u, v) lies farther
     than X by more than ``consistency``, or the one of the four closest to (u, v) sees no surface
     at all (no depth: sky; not a sample dropped as unreliable): then it is empty. ``borderline`` marks pixels where some test is within
@@ -155,7 +155,9 @@ def reference_mesh_render(
             x_world = c2w[:3, :3] @ ray + c2w[:3, 3]
             own = int(scene.sources[owner[i, j], 0])
             total, weight, sees_past, edge = np.zeros(3), 0.0, False, False
-            for n, v in enumerate([own] + [v for v in extra if v != own]):
+            for n, v in enumerate(extra + [own]):
+                if n == len(extra) and weight > 0:
+                    break  # a ranked view matched: the own view is not consulted
                 f = scene.frames[v]
                 depth = reliable[v]
                 uv, zs = project(x_world[None], f.camera.K, f.camera.c2w)
@@ -168,11 +170,11 @@ def reference_mesh_render(
                 if not (0 <= x0 < f.camera.width - 1 and 0 <= y0 < f.camera.height - 1):
                     continue
                 corners = depth[y0 : y0 + 2, x0 : x0 + 2]
-                if n == 0 and (corners > 0).any():
+                if n == len(extra) and (corners > 0).any():
                     near_d = corners[corners > 0].min()
                     sees_past = near_d > zs[0] * (1 + consistency)
                     edge |= abs(near_d - zs[0] * (1 + consistency)) < margin * zs[0]
-                if n == 0:  # the sample closest to (u, v) sees no surface at all
+                if n == len(extra):  # the sample closest to (u, v) sees no surface at all
                     sees_past |= bool(nothing[v][y0 + int(fy >= 0.5), x0 + int(fx >= 0.5)])
                 lo, hi = corners.min(), corners.max()
                 edge |= abs(hi - lo * (1 + continuity)) < margin * hi
