@@ -1,9 +1,9 @@
 """The ``mesh`` style's per-pixel shading as one loop over the pixels, compiled by numba (CPU).
 
 :func:`models.anchor.mesh._shade` shades with ~200 vectorised torch calls, each a memory pass
-over every pixel (docs/anchor.md, "What limits the eager shading"): 2.9-3.8x the point splat
-per frame on 2 cores, 1.7-2.5x with this loop (``python bench/bench_anchor.py --styles-only``,
-two VMs, docs/anchor.md). This module runs the same arithmetic pixel by pixel in one compiled
+over every pixel (docs/anchor.md, "What limits the eager shading"): 2.9-3.4x the point splat
+per frame on 2 cores, 1.8-2.3x with this loop (``python bench/bench_anchor.py --styles-only``,
+docs/anchor.md). This module runs the same arithmetic pixel by pixel in one compiled
 loop: a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the winning
 point's own view and the colour pyramid are read only where they count. numba compiles it to machine code with
 LLVM (no C compiler needed) and caches the result on disk (``cache=True``: ``__pycache__`` beside

@@ -28,7 +28,7 @@ source views themselves:
 
 Plain vectorised torch (gathers and element-wise arithmetic over the pixels), usable eagerly at
 once on any device: no compile step stands between a scene build and its first frame. Eagerly
-a frame costs 2.9-3.8x the point splat's (~200 torch calls over the pixels, each a memory pass;
+a frame costs 2.9-3.4x the point splat's (~200 torch calls over the pixels, each a memory pass;
 docs/anchor.md, "What limits the eager shading"). With ``compiled=True`` (the
 server) on the CPU, the visibility splat runs through the splatter's ``torch.compile``d kernels
 and the per-pixel shading through :func:`models.anchor.fused_shading.fused_shade`, the same
