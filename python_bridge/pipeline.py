@@ -102,7 +102,7 @@ class FramePipeline:
     model's manifest names (what it was trained on), else ``models.anchor.styles.DEFAULT_STYLE``.
     Compiled anchor kernels take over from the eager ones once ready and render the same bytes
     (a pose and seed give the same frame whenever they render; offline rendering relies on it),
-    which is why the ``mesh`` style's compiled shading, which may round differently, is not used.
+    the ``mesh`` style's fused shading loop included (``models/anchor/fused_shading.py``).
     """
 
     def __init__(self, engine=None, steps: int | None = None, splat_radius: int = 0,
