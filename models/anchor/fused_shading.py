@@ -191,23 +191,40 @@ def _view_sizes(size: tuple, views: int) -> tuple[np.ndarray, np.ndarray]:
     return width.numpy(), height.numpy()
 
 
+def _loop_args(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, target_focal: torch.Tensor,
+               maps_t: torch.Tensor, extra: torch.Tensor, extra_on: torch.Tensor, point_view: torch.Tensor,
+               splat_rgba: torch.Tensor, tables: tuple[torch.Tensor, ...], focal: torch.Tensor, size: tuple,
+               mip: tuple[torch.Tensor, ...]) -> tuple:
+    """:func:`_shade_band`'s arguments after ``start`` and ``stop`` from :func:`fused_shade`'s, the
+    three outputs (allocated here) last."""
+    offset, rgba, depth, patch = tables
+    n = keys.shape[0]
+    out_rgb = np.empty((n, 3), np.uint8)
+    out_mask = np.empty(n, np.bool_)
+    out_depth = np.empty(n, np.float32)
+    maps = maps_t.numpy().T.reshape(-1)  # view v's map at 12 v .. 12 v + 11
+    args = (centre_u.numpy(), centre_v.numpy(), keys.numpy(), key_depth(keys).numpy(), EMPTY_KEY,
+            np.float32(target_focal.item()), maps, extra.numpy(), extra_on.numpy(), point_view.numpy(),
+            splat_rgba.numpy(), offset.numpy(), *_view_sizes(size, offset.shape[0]), rgba.numpy(), depth.numpy(),
+            patch.numpy(), focal.numpy(), *(t.numpy() for t in mip), np.float32(CONSISTENCY),
+            np.float32(1 + CONSISTENCY), np.float32(MIN_WEIGHT), out_rgb, out_mask, out_depth)
+    # Every array C-contiguous (a no-op for nearly all): numba compiles one machine-code version per
+    # argument layout, and a scene whose arrays happen to be laid out otherwise (the pyramid layout's
+    # column views, which a scene of views too small for a pyramid lacks; per-view sizes) would compile
+    # another on the render thread, ~3 s.
+    return tuple(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args)
+
+
 def fused_shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, target_focal: torch.Tensor,
                 maps_t: torch.Tensor, extra: torch.Tensor, extra_on: torch.Tensor, point_view: torch.Tensor,
                 splat_rgba: torch.Tensor, tables: tuple[torch.Tensor, ...], focal: torch.Tensor,
                 size: tuple, mip: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """:func:`models.anchor.mesh._shade` with the same arguments and results, in one compiled loop
     (CPU tensors only)."""
-    offset, rgba, depth, patch = tables
+    args = _loop_args(keys, centre_u, centre_v, target_focal, maps_t, extra, extra_on, point_view, splat_rgba,
+                      tables, focal, size, mip)
+    out_rgb, out_mask, out_depth = args[-3:]
     n = keys.shape[0]
-    out_rgb = np.empty((n, 3), np.uint8)
-    out_mask = np.empty(n, np.bool_)
-    out_depth = np.empty(n, np.float32)
-    maps = np.ascontiguousarray(maps_t.numpy().T).reshape(-1)  # view v's map at 12 v .. 12 v + 11
-    args = (centre_u.numpy(), centre_v.numpy(), keys.numpy(), key_depth(keys).numpy(), EMPTY_KEY,
-            np.float32(target_focal.item()), maps, extra.numpy(), extra_on.numpy(), point_view.numpy(),
-            splat_rgba.numpy(), offset.numpy(), *_view_sizes(size, offset.shape[0]), rgba.numpy(), depth.numpy(),
-            patch.numpy(), focal.numpy(), *(t.numpy() for t in mip), np.float32(CONSISTENCY),
-            np.float32(1 + CONSISTENCY), np.float32(MIN_WEIGHT), out_rgb, out_mask, out_depth)
     threads = shading_threads()
     bands = min(threads, n // _BAND_PIXELS)
     if bands < 2:

@@ -142,6 +142,35 @@ def test_fused_shading_splits_large_frames_in_bands(monkeypatch):
         assert torch.equal(getattr(banded, field), getattr(one_band, field)), field
 
 
+def test_fused_loop_arguments_have_one_type_signature_across_scenes():
+    """numba compiles one machine-code version of the loop per argument types, and a new version
+    compiles on the render thread (seconds). Scenes whose tensors are laid out differently -- views
+    with colour pyramids, views of several sizes, views too small for any pyramid level -- must
+    hand the loop arguments of the same types."""
+    import numba
+
+    from models.anchor.splat import render_keys
+
+    rng = np.random.default_rng(9)
+    K = np.array([[3.0, 0.0, 1.5], [0.0, 3.0, 1.5], [0.0, 0.0, 1.0]])
+    tiny = Frame(rng.integers(0, 256, (3, 3, 3), dtype=np.uint8), Camera(K, np.eye(4), 3, 3),
+                 np.full((3, 3), 2.0, np.float32), "tiny")
+    scenes = [
+        build_scene([random_frame(rng, 24, 18, f"v{i}") for i in range(3)]),
+        build_scene([random_frame(rng, w, h, f"v{i}") for i, (w, h) in enumerate([(24, 18), (17, 23), (20, 20)])]),
+        build_scene([tiny]),
+    ]
+    signatures = set()
+    for scene in scenes:
+        views = prepare_mesh(scene)
+        assert (views.mip[0].numel() == 0) == (scene is scenes[2])  # the tiny view has no pyramid level
+        cam = scene.frames[0].camera
+        keys = render_keys(views.cloud, cam.K, cam.c2w, cam.width, cam.height, 0)[0].view(-1)
+        args = fused_shading._loop_args(*mesh._shade_args(views, keys, cam.K, cam.c2w, cam.width, cam.height))
+        signatures.add(tuple(numba.typeof(a) for a in args))
+    assert len(signatures) == 1, signatures
+
+
 def test_fused_shading_bands_follow_the_kept_thread_count():
     """The server holds torch to one thread for small anchors (python_bridge/pipeline.py) but keeps
     its thread count for the fused loop's bands (mesh.keep_shading_threads); without that, the
