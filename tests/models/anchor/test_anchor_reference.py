@@ -57,3 +57,30 @@ def test_bad_targets_and_empty_index_are_rejected(scene):
     empty = ReferenceIndex.from_views([], np.zeros((0, 4, 3), np.float32), np.zeros(0))
     with pytest.raises(AnchorInputError, match="no reference candidates"):
         reference_scores(empty, cam.K, cam.c2w, 64, 48)
+
+
+def test_scores_match_a_plain_projection_of_every_candidate_point(scene):
+    """The per-frame projection (one [3, 3] x [3, N] product) against models.cameras.project, point by
+    point: the same grid cells covered, hence the same scores, for targets of several sizes and poses."""
+    from models.anchor.reference import GRID
+    from models.cameras import project
+
+    rng = np.random.default_rng(3)
+    index = scene.references
+    for _ in range(6):
+        width, height = int(rng.integers(40, 200)), int(rng.integers(40, 200))
+        K = K_from_hfov(rng.uniform(50, 90), width, height)
+        K[0, 2] += rng.uniform(-0.1, 0.1) * width
+        eye = rng.normal(scale=0.5, size=3)
+        c2w = look_at(eye, eye + rng.normal(size=3))
+        uv, z = project(index.points.reshape(-1, 3), K, c2w)
+        coverage = np.zeros(len(index))
+        for c in range(len(index)):
+            sl = slice(c * index.points.shape[1], (c + 1) * index.points.shape[1])
+            cells = {(int(np.floor(u * GRID / width)), int(np.floor(v * GRID / height)))
+                     for (u, v), d in zip(uv[sl], z[sl]) if d > 0 and 0 <= u < width and 0 <= v < height}
+            coverage[c] = len(cells) / GRID**2
+        facing = np.clip(index.axes @ c2w[:3, 2], 0.0, None)
+        nearness = 1.0 / (1.0 + np.linalg.norm(index.centres - c2w[:3, 3], axis=1) / np.maximum(index.depths, 1e-6))
+        np.testing.assert_allclose(reference_scores(index, K, c2w, width, height), coverage * facing * nearness,
+                                   rtol=0, atol=1e-12)
