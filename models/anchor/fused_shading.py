@@ -2,7 +2,7 @@
 
 :func:`models.anchor.mesh._shade` shades with ~200 vectorised torch calls, each a memory pass
 over every pixel (docs/anchor.md, "What limits the eager shading"): 2.9-3.4x the point splat
-per frame on 2 cores, 1.8-2.3x with this loop (``python bench/bench_anchor.py --styles-only``,
+per frame on 2 cores, 1.6-2.3x with this loop (``python bench/bench_anchor.py --styles-only``,
 docs/anchor.md). This module runs the same arithmetic pixel by pixel in one compiled
 loop: a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the winning
 point's own view and the colour pyramid are read only where they count. numba compiles it to machine code with
@@ -11,7 +11,8 @@ this file, or numba's per-user cache where that is read-only), so only a machine
 pays the compile (a few seconds); later processes load it in a fraction of a second.
 
 It releases the GIL (``nogil=True``), so the server's other threads keep running, and large
-frames are split in row bands over :func:`models.anchor.mesh.shading_threads` Python threads.
+frames are split in row bands over :func:`models.anchor.mesh.shading_threads` threads: the
+calling thread and a pool's.
 Division follows IEEE rules (``error_model="numpy"``: x / 0 is inf or NaN, as in torch, with no Python
 ``ZeroDivisionError`` check per division, which cost a third of the loop).
 
@@ -230,10 +231,20 @@ def fused_shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tens
     if bands < 2:
         _shade_band(0, n, *args)
     else:
-        bounds = np.linspace(0, n, bands + 1).astype(np.int64)
-        pool = _threads(threads)
-        for job in [pool.submit(_shade_band, int(a), int(b), *args) for a, b in itertools.pairwise(bounds)]:
-            job.result()
+        # This thread shades the first band itself while pool threads shade the others. Handing every
+        # band to the pool and waiting was slower (a 100-view scene's frames, 2-core VM at 199
+        # GFLOP/s, 2026-12-03: 5.6 against 4.0 ms at 256x256, 16.7 against 12.2 ms at 512x512, one
+        # band 6.0 / 22.4 ms; likely the woken workers start on the waker's core and share it until
+        # the scheduler moves one); `python bench/bench_anchor.py --styles-only` mesh/points at 256x256
+        # 1.56-1.59x against 1.78x (docs/anchor.md).
+        first, *rest = itertools.pairwise(int(b) for b in np.linspace(0, n, bands + 1))
+        pool = _threads(bands - 1)
+        jobs = [pool.submit(_shade_band, a, b, *args) for a, b in rest]
+        try:
+            _shade_band(*first, *args)
+        finally:
+            for job in jobs:
+                job.result()
     rgb = torch.from_numpy(out_rgb)
     return rgb[:, 0], rgb[:, 1], rgb[:, 2], torch.from_numpy(out_mask), torch.from_numpy(out_depth)
 
