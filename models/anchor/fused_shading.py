@@ -245,8 +245,7 @@ def fused_shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tens
         finally:
             for job in jobs:
                 job.result()
-    rgb = torch.from_numpy(out_rgb)
-    return rgb[:, 0], rgb[:, 1], rgb[:, 2], torch.from_numpy(out_mask), torch.from_numpy(out_depth)
+    return torch.from_numpy(out_rgb), torch.from_numpy(out_mask), torch.from_numpy(out_depth)
 
 
 @functools.cache

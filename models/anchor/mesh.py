@@ -386,8 +386,8 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
            maps_t: torch.Tensor, extra: torch.Tensor, extra_on: torch.Tensor, point_view: torch.Tensor,
            splat_rgba: torch.Tensor, tables: tuple[torch.Tensor, ...], focal: torch.Tensor,
            size: tuple, mip: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """The per-pixel part of :func:`render_mesh`, from the visibility keys [P] (flat): (red, green,
-    blue uint8 [P], mask bool [P], depth float32 [P]).
+    """The per-pixel part of :func:`render_mesh`, from the visibility keys [P] (flat): (rgb uint8
+    [P, 3], mask bool [P], depth float32 [P]).
 
     ``centre_u``/``centre_v`` [P]: pixel centres; ``target_focal``: 0-dim, the target's smaller
     focal length; ``maps_t`` [12, V]: :func:`_source_maps` transposed; ``extra`` int64 [E]: the
@@ -438,7 +438,7 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     share = weight.clamp(min=MIN_WEIGHT)
     rgb = [torch.where(mask, torch.where(blended, t / share, s).round_().clamp_(0, 255), 0.0).to(torch.uint8)
            for t, s in zip(total, splat)]
-    return *rgb, mask, torch.where(mask, z, 0.0)
+    return torch.stack(rgb, -1), mask, torch.where(mask, z, 0.0)
 
 
 def _fused(_: object) -> object:
@@ -467,8 +467,8 @@ def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, 
     c2w = validate_c2w(c2w)
     keys = render_keys(views.cloud, K, c2w, width, height, views.splat_radius)[0].view(-1)
     shade = _fused_shade if views.fused_shading else _shade
-    *channels, mask, depth = shade(*_shade_args(views, keys, K, c2w, width, height))
-    return RenderOutput(rgb=torch.stack(channels, -1).view(height, width, 3), mask=mask.view(height, width),
+    rgb, mask, depth = shade(*_shade_args(views, keys, K, c2w, width, height))
+    return RenderOutput(rgb=rgb.view(height, width, 3), mask=mask.view(height, width),
                         depth=depth.view(height, width))
 
 
