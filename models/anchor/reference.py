@@ -60,19 +60,39 @@ class ReferenceIndex:
         return int(self.points.shape[0])
 
 
+# The latest call's arguments and scores: (index, K, c2w, width, height, scores).
+_latest: tuple | None = None
+
+
 def reference_scores(index: ReferenceIndex, K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Score [C] of every candidate for the target camera (higher is better, 0 = useless).
+    """Score [C] of every candidate for the target camera (higher is better, 0 = useless), read-only.
 
     ``K`` [3, 3] pixels and ``c2w`` [4, 4] metres describe a ``width`` x ``height`` target.
+    A call with the latest call's arguments returns its scores again: the server ranks each
+    frame twice (the ``mesh`` anchor's views, then the reference), ~0.4-0.8 ms each for 100
+    candidates on a 2-core CPU. (One tuple, replaced whole: threads calling with other
+    arguments only miss.)
     """
+    global _latest
+    latest = _latest
+    if (latest is not None and latest[0] is index and latest[3:5] == (width, height)
+            and np.array_equal(latest[1], K) and np.array_equal(latest[2], c2w)):
+        return latest[5]
+    scores = _scores(index, K, c2w, width, height)
+    scores.setflags(write=False)
+    _latest = (index, np.array(K, dtype=np.float64), np.array(c2w, dtype=np.float64), width, height, scores)
+    return scores
+
+
+def _scores(index: ReferenceIndex, K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> np.ndarray:
+    """:func:`reference_scores`, computed."""
     if len(index) == 0:
         raise AnchorInputError("the scene has no reference candidates; build it from at least one view")
     pose = validate_c2w(c2w)
     k = validate_K(K, width, height)
     count, per = index.points.shape[:2]
     # One [3, 3] x [3, C S] product (BLAS, on the transposed points): half the time of the
-    # [C S, 3] x [3, 3] one that models.cameras.project computes (the same scores on 300 poses); the server
-    # ranks twice per frame (mesh anchor, reference).
+    # [C S, 3] x [3, 3] one that models.cameras.project computes (the same scores on 300 poses).
     w2c = c2w_to_w2c(pose)
     x, y, z = w2c[:3, :3] @ index.points.reshape(-1, 3).T.astype(np.float64) + w2c[:3, 3:]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -84,3 +84,25 @@ def test_scores_match_a_plain_projection_of_every_candidate_point(scene):
         nearness = 1.0 / (1.0 + np.linalg.norm(index.centres - c2w[:3, 3], axis=1) / np.maximum(index.depths, 1e-6))
         np.testing.assert_allclose(reference_scores(index, K, c2w, width, height), coverage * facing * nearness,
                                    rtol=0, atol=1e-12)
+
+
+def test_a_repeated_ranking_is_computed_once_and_a_new_one_is_not_stale(scene):
+    """The server ranks each frame twice with the same arguments (mesh anchor, reference): the
+    second call returns the first's scores. Any other pose, size or scene is computed afresh, and
+    the kept scores cannot be changed through the returned array."""
+    cam = scene.frames[2].camera
+    first = reference_scores(scene.references, cam.K, cam.c2w, cam.width, cam.height)
+    assert reference_scores(scene.references, cam.K.copy(), cam.c2w.copy(), cam.width, cam.height) is first
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 0.0
+    moved = cam.c2w.copy()
+    moved[:3, 3] += 0.3 * cam.c2w[:3, 0]
+    other = reference_scores(scene.references, cam.K, moved, cam.width, cam.height)
+    assert other is not first and not np.array_equal(other, first)
+    assert select_reference(scene, cam.K, cam.c2w, cam.width, cam.height) == 2  # recomputed, not the moved pose's
+    again = reference_scores(scene.references, cam.K, cam.c2w, cam.width, cam.height)
+    same_views = build_scene(orbit_views(8, width=64, height=48))  # another scene that happens to be equal
+    theirs = reference_scores(same_views.references, cam.K, cam.c2w, cam.width, cam.height)
+    assert theirs is not again and np.array_equal(theirs, first)
+    wider = reference_scores(scene.references, cam.K, cam.c2w, cam.width + 32, cam.height)
+    assert wider is not theirs and not np.array_equal(wider, first)
