@@ -451,7 +451,7 @@ def _fused(_: object) -> object:
 
 # Not held while frames stream (compiles_held): numba loads the loop from its disk cache in ~0.3 s,
 # and compiles it (~3 s, once per machine) mostly outside the GIL, in LLVM.
-_fused_shade = _Compiled(_shade, build=_fused, hold=False)
+_fused_shade = _Compiled(_shade, build=_fused, hold=False, label="mesh shading loop (numba)")
 
 
 @functools.lru_cache(maxsize=4)

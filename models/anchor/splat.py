@@ -279,12 +279,15 @@ class _Compiled:
     sooner (a cold compile takes 10+ s on a 2-core CPU; inductor caches its output on disk,
     so later processes compile in a few seconds). The compiler thread runs at a lower CPU
     priority, so on a small machine it takes the time frames leave over. After any compiler
-    failure ``fn`` serves for good, with one warning.
+    failure ``fn`` serves for good, with one warning. ``label`` names the kernel in those log
+    lines (default: the splatting kernel ``fn``).
     """
 
-    def __init__(self, fn: Callable, build: Callable[[Callable], Callable] | None = None, hold: bool = True) -> None:
+    def __init__(self, fn: Callable, build: Callable[[Callable], Callable] | None = None, hold: bool = True,
+                 label: str | None = None) -> None:
         _KERNELS.append(self)
         self._eager = fn
+        self._label = label or f"splatting kernel {fn.__name__}"
         self._build = build  # how to compile fn, when not torch.compile (mesh: a numba kernel)
         self._hold = hold  # wait for start_held_compiles while compiles are held (False: builds cheap enough not to)
         self._fn: Callable | None = None  # the compiled kernel, once it has run
@@ -330,8 +333,7 @@ class _Compiled:
             fn = self._build(self._eager) if self._build else torch.compile(self._eager, dynamic=True)
             fn(*example)
             self._fn = fn
-            log.info("compiled splatting kernel %s ready after %.1f s", self._eager.__name__,
-                     time.perf_counter() - t0)
+            log.info("compiled %s ready after %.1f s", self._label, time.perf_counter() - t0)
         except Exception as exc:  # noqa: BLE001 -- see __call__
             self._fail(exc)
         finally:
@@ -342,7 +344,7 @@ class _Compiled:
         self._fn = None
         self._started = True  # never again
         # warn before settling: a waiter on ``settled`` may stop listening to the log at once
-        log.warning("compiled splatting unavailable (%s: %s); rendering with the eager kernel",
+        log.warning("compiled %s unavailable (%s: %s); rendering with the eager kernel", self._label,
                     type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         self.settled.set()
 
