@@ -21,12 +21,15 @@ def reference_render(
     fill_gaps: bool = False,
     near: float = 1e-3,
     gap_tolerance: float = 0.03,
+    gap_width: int = 2,
+    same_surface: float = 0.05,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Point by point z-buffer: (rgb uint8 [H, W, 3], mask bool [H, W], depth float64 [H, W]).
 
     The rules are those of :func:`reference_zbuffer`.
     """
-    best, owner = reference_zbuffer(xyz, K, c2w, width, height, splat_radius, fill_gaps, near, gap_tolerance)
+    best, owner = reference_zbuffer(xyz, K, c2w, width, height, splat_radius, fill_gaps, near, gap_tolerance,
+                                    gap_width, same_surface)
     mask = owner >= 0
     out_rgb = np.where(mask[..., None], rgb[np.maximum(owner, 0)] if len(xyz) else 0, 0).astype(np.uint8)
     return out_rgb, mask, np.where(mask, best, 0.0)
@@ -42,14 +45,17 @@ def reference_zbuffer(
     fill_gaps: bool = False,
     near: float = 1e-3,
     gap_tolerance: float = 0.03,
+    gap_width: int = 2,
+    same_surface: float = 0.05,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Point by point z-buffer: (winner's depth float64 [H, W] (inf where empty), winner int [H, W] (-1)).
 
     1. A point with depth > near whose projection lies in pixel (row, col) of the image
        competes for that pixel; the nearest wins, of equal depths the one that came first.
-    2. ``fill_gaps``: a pixel whose two neighbours along a row, column or diagonal are both
-       nearer than (1 - gap_tolerance) times its depth (empty = infinitely far) takes the
-       winner of its 3x3 neighbourhood (nearest, then first).
+    2. ``fill_gaps``: a pixel that lies, along a row, column or diagonal, in a run of at most
+       ``gap_width`` pixels whose two end pixels are both nearer than (1 - gap_tolerance) times
+       its depth (empty = infinitely far) and within ``same_surface`` (relative) of each other's
+       depth takes the nearer end's winner, the nearest (then first) over all such runs.
     3. Each pixel's winner also competes for the pixels up to ``splat_radius`` rows/cols away.
     """
     best = np.full((height, width), math.inf)
@@ -81,11 +87,18 @@ def reference_zbuffer(
                     return best[rr, cc] if 0 <= rr < height and 0 <= cc < width else math.inf
 
                 limit = best[r, c] * (1 - gap_tolerance)
-                if any(
-                    depth_at(dr, dc) < limit and depth_at(-dr, -dc) < limit
-                    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1))
-                ):
-                    filled_best[r, c], filled_owner[r, c] = nearest_around(r, c, 1)
+
+                # ends a steps ahead and b behind: a run of a + b - 1 pixels through this one
+                ends = []
+                for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+                    for a in range(1, gap_width + 1):
+                        for b in range(1, gap_width + 2 - a):
+                            ra, ca, rb, cb = r + a * dr, c + a * dc, r - b * dr, c - b * dc
+                            da, db = depth_at(a * dr, a * dc), depth_at(-b * dr, -b * dc)
+                            if max(da, db) < limit and max(da, db) <= min(da, db) * (1 + same_surface):
+                                ends += [(best[ra, ca], owner[ra, ca]), (best[rb, cb], owner[rb, cb])]
+                if ends:
+                    filled_best[r, c], filled_owner[r, c] = min(ends)
         best, owner = filled_best, filled_owner
     if splat_radius:
         grown = [[nearest_around(r, c, splat_radius) for c in range(width)] for r in range(height)]

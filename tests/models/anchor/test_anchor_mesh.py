@@ -267,7 +267,10 @@ def test_held_out_views_are_closer_to_the_truth_than_points():
             spill[name] += int((m & (t.depth > 1.05 * depth)).sum())
     assert np.mean(errors["mesh"]) < 0.6 * np.mean(errors["points"])
     assert right["mesh"] >= 0.995 * right["points"]
-    assert spill["mesh"] < 0.75 * spill["points"]  # measured: about 0.65
+    # Measured 0.81 (740 against 916 pixels). It was 0.65 (843 against 1295) before the gap filling
+    # both styles share stopped lending foreground points to the empty seams at silhouettes
+    # (splat._fill_gaps): that removed more of the points style's spill than of the mesh's.
+    assert spill["mesh"] < 0.85 * spill["points"]
 
 
 def test_registry():

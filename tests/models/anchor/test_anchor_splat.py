@@ -49,6 +49,8 @@ def render_compiled(cloud: PointCloud, *args, **kwargs):
     render_cloud(source, *args, **kwargs)
     assert splat.compiled_kernels_settled(timeout=600)
     assert splat._compiled_project._fn is not None, "the compiled projection kernel is not serving"
+    if kwargs.get("fill_gaps", True):
+        assert splat._compiled_fill_gaps._fn is not None, "the gap filling loop is not serving"
     return render_cloud(source, *args, **kwargs)
 
 
@@ -146,20 +148,64 @@ def test_gap_filling_closes_pinholes_without_growing_silhouettes():
     K, c2w = K_from_hfov(60, 20, 20), np.eye(4)
     back = unproject_depth(np.full((20, 20), 5.0, np.float32), K, c2w).reshape(-1, 3).numpy()
     front_depth = np.full((20, 20), 2.0, np.float32)
-    front = unproject_depth(front_depth, K, c2w).numpy()[5:15, 5:15].reshape(-1, 3)
-    front = np.delete(front, [44, 45], axis=0)  # a two-pixel pinhole at rows 9, cols 9-10
+    square = np.zeros((20, 20), bool)
+    square[5:15, 5:15] = True
+    holes = np.zeros((20, 20), bool)
+    holes[9, 9:11] = True  # a two-pixel pinhole
+    holes[11:13, 11:13] = True  # a 2 x 2 hole
+    front = unproject_depth(front_depth, K, c2w).numpy()[square & ~holes]
     xyz = np.concatenate([front, back])
     rgb = np.concatenate([np.full((len(front), 3), 200, np.uint8), np.full((len(back), 3), 50, np.uint8)])
     cloud = PointCloud(xyz, rgb)
     plain = render_cloud(cloud, K, c2w, 20, 20, fill_gaps=False)
-    assert plain.rgb[9, 9, 0] == 50 and plain.rgb[9, 10, 0] == 50  # background bleeds through
+    assert (plain.rgb[torch.from_numpy(holes)][:, 0] == 50).all()  # background bleeds through
     filled = render_cloud(cloud, K, c2w, 20, 20, fill_gaps=True)
-    assert filled.rgb[9, 9, 0] == 200 and filled.rgb[9, 10, 0] == 200
-    assert filled.depth[9, 9] == pytest.approx(2.0)
-    outside = torch.ones(20, 20, dtype=torch.bool)
-    outside[5:15, 5:15] = False
-    assert (filled.rgb[outside][:, 0] == 50).all()  # the square did not grow
+    assert (filled.rgb[torch.from_numpy(square)][:, 0] == 200).all()  # both holes closed
+    assert filled.depth[12, 12] == pytest.approx(2.0)
+    assert (filled.rgb[torch.from_numpy(~square)][:, 0] == 50).all()  # the square did not grow
     assert_matches_reference(cloud, K, c2w, 20, 20, 0, fill_gaps=True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_gap_filling_loop_gives_the_torch_rules_keys(seed):
+    """The compiled path's numba loop (models/anchor/fused_gaps.py) against splat._fill_gaps on key
+    images of a few surfaces at nearby depths (one within 5 % of another, one not), random gaps,
+    empty pixels and equal depths under different point indices, two images per batch."""
+    from models.anchor import splat
+    from models.anchor.fused_gaps import fused_fill_gaps
+
+    rng = np.random.default_rng(seed)
+    shape = (2, 23, 31)
+    levels = np.array([1.0, 1.02, 1.04, 1.3, 2.0, 2.05], np.float32)
+    depth = levels[rng.integers(0, len(levels), shape)]
+    depth[rng.random(shape) < 0.3] = np.inf  # empty
+    index = rng.integers(0, 50, shape)  # small range: equal depths under several indices
+    bits = torch.from_numpy(depth).view(torch.int32).to(torch.int64)
+    keys = torch.where(torch.from_numpy(np.isfinite(depth)), (bits << 32) | torch.from_numpy(index), splat.EMPTY_KEY)
+    expected = splat._fill_gaps(keys)
+    assert (expected != keys).sum() > 20  # many pixels are filled
+    assert torch.equal(fused_fill_gaps(keys), expected)
+
+
+def test_gap_filling_leaves_slits_wider_than_two_pixels_open():
+    """Two surfaces three pixels apart: the background between them is real, and stays whole
+    (closing only the middle column would draw a line of foreground that is not there); two
+    pixels apart, the slit counts as a gap in one surface and closes."""
+    from models.anchor.cloud import unproject_depth
+
+    K, c2w = K_from_hfov(60, 20, 20), np.eye(4)
+    back = unproject_depth(np.full((20, 20), 5.0, np.float32), K, c2w).reshape(-1, 3).numpy()
+    for slit, closes in ((slice(8, 11), False), (slice(8, 10), True)):
+        front_mask = np.zeros((20, 20), bool)
+        front_mask[3:17, 3:17] = True
+        front_mask[:, slit] = False
+        front = unproject_depth(np.full((20, 20), 2.0, np.float32), K, c2w).numpy()[front_mask]
+        cloud = PointCloud(np.concatenate([front, back]), np.concatenate(
+            [np.full((len(front), 3), 200, np.uint8), np.full((len(back), 3), 50, np.uint8)]))
+        filled = render_cloud(cloud, K, c2w, 20, 20, fill_gaps=True)
+        between = filled.rgb[3:17, slit, 0]
+        assert (between == (200 if closes else 50)).all(), (slit, between)
+        assert_matches_reference(cloud, K, c2w, 20, 20, 0, fill_gaps=True)
 
 
 def test_frustum_culling_of_ordered_chunks_changes_nothing():
