@@ -14,10 +14,11 @@ one- and two-pixel gaps in nearer surfaces (no silhouette grows) and grow each p
 
 The same code runs on CPU and CUDA; keep the cloud on the device with :func:`to_device`
 once per scene and render many frames from it. On CPU, ``to_device(..., compiled=True)``
-renders through ``torch.compile``d kernels: the projection's dozen element-wise passes over
-the points fuse into one loop, ~3.5x faster (bench/bench_anchor.py), and so do the gap
-filling's passes over the pixels. Compiling needs a C++ compiler and seconds once per
-process (more on a cold cache), so it runs on a background thread: renders use the eager
+renders through compiled kernels: ``torch.compile`` fuses the projection's dozen element-wise
+passes over the points into one loop, ~3.5x faster (bench/bench_anchor.py), and the gap filling
+runs as a numba loop over the pixels (:mod:`models.anchor.fused_gaps`). Compiling needs a C++
+compiler (numba: none) and seconds once per process or machine (more on a cold cache), so it
+runs on a background thread: renders use the eager
 kernels, with the same result, until the compiled ones are ready (the server's first frames
 never wait for the compiler), and stay eager, with one warning, if compiling fails.
 """
@@ -302,7 +303,7 @@ class _Compiled:
         _KERNELS.append(self)
         self._eager = fn
         self._label = label or f"splatting kernel {fn.__name__}"
-        self._build = build  # how to compile fn, when not torch.compile (mesh: a numba kernel)
+        self._build = build  # how to compile fn, when not torch.compile (the numba loops of the mesh and gaps)
         self._hold = hold  # wait for start_held_compiles while compiles are held (False: builds cheap enough not to)
         self._fn: Callable | None = None  # the compiled kernel, once it has run
         self._started = False
@@ -363,7 +364,6 @@ class _Compiled:
         self.settled.set()
 
 
-_compiled_project = _Compiled(_project)
 def _fused_gaps(_: object) -> object:
     """The gap filling's numba loop for :class:`_Compiled` (models/anchor/fused_gaps.py): imported
     here, so that numba loads only in processes that render with compiled kernels."""
@@ -372,6 +372,7 @@ def _fused_gaps(_: object) -> object:
     return fused_fill_gaps
 
 
+_compiled_project = _Compiled(_project)
 # Not held while frames stream, as the mesh shading loop: numba loads it from its disk cache in a
 # fraction of a second and compiles it (seconds, once per machine) mostly outside the GIL.
 _compiled_fill_gaps = _Compiled(_fill_gaps, build=_fused_gaps, hold=False, label="gap filling loop (numba)")
