@@ -72,6 +72,11 @@ class DiTConfig:
     (``_sampler_output``), the output the published distilled sampler reads. A generator
     distilled from a noise-predicting teacher starts as the teacher with this set, so its
     first step is the teacher's x0 estimate (``models.distill.generator_from_teacher``).
+    ``anchor_filled``: the anchor latent is the encoding of the anchor rendering with its holes
+    filled by push-pull (``models.anchor.fill_holes``) instead of left black; the training
+    pairs, the evaluation and the server encode it that way for such a model (the mask still
+    says which pixels the cloud covers). Why: the fill's continuation of the surroundings is
+    then in the input, for the generator to keep where it has nothing better (docs/training.md).
     """
 
     name: str
@@ -93,6 +98,7 @@ class DiTConfig:
     pose_scale_m: float = 1.0
     ablate: tuple[str, ...] = ()
     v_from_eps: bool = False
+    anchor_filled: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ablate", tuple(self.ablate))  # JSON metadata gives a list

@@ -319,6 +319,11 @@ class OnnxRunner:
         return self.sessions["encoder"].run(None, {"image": image})[0]
 
     @property
+    def anchor_filled(self) -> bool:
+        """Whether the generator reads the anchor with its holes filled (``DiTConfig.anchor_filled``)."""
+        return bool(self.manifest["config"].get("anchor_filled", False))
+
+    @property
     def decoder_uses_anchor(self) -> bool:
         return "anchor" in {i.name for i in self.sessions["decoder"].get_inputs()}
 
@@ -339,10 +344,12 @@ class OnnxRunner:
         return sess.run(None, {k: v.astype(np.float32) for k, v in feed.items() if k in wanted})[0]
 
 
-def target_inputs(runner: OnnxRunner, t: Target) -> dict[str, np.ndarray]:
-    """The generator inputs of target ``t`` (latents encoded by ``runner``), batch 1."""
+def target_inputs(runner: OnnxRunner, t: Target, filled: np.ndarray) -> dict[str, np.ndarray]:
+    """The generator inputs of target ``t`` (latents encoded by ``runner``), batch 1. ``filled``:
+    ``t``'s anchor with its holes filled, encoded in place of the raw anchor for a model that
+    takes filled anchors (``models.dit.DiTConfig.anchor_filled``)."""
     return {
-        "anchor_latent": runner.encode(t.anchor_rgb),
+        "anchor_latent": runner.encode(filled if runner.anchor_filled else t.anchor_rgb),
         "anchor_mask": t.anchor_mask.astype(np.float32)[None, None],
         "ref_latent": runner.encode(t.reference.rgb),
         "ref_K": t.reference.camera.K[None], "ref_c2w": t.reference.camera.c2w[None],
@@ -475,9 +482,9 @@ def evaluate(
     targets = [t for s in scenes for t in evaluation_targets(s, window, stride, anchor_style)]
     for t in tqdm(targets, desc="eval", unit="frame", disable=not progress):
         gt = t.frame.rgb
-        x = target_inputs(runner, t)
         noise = rng.standard_normal((1, 2, c, h, w), dtype=np.float32)
         filled = fill_holes(torch.from_numpy(t.anchor_rgb), torch.from_numpy(t.anchor_mask)).numpy()
+        x = target_inputs(runner, t, filled)
         out = {
             "raw anchor": t.anchor_rgb,
             "anchor + hole filling": filled,

@@ -8,6 +8,8 @@ Each training sample mirrors one inference frame. For a target view of a scene:
   windows of ``window`` views; each window's targets see the cloud of all other views.
   A target at a window's edge has a close view in the cloud, one in its middle a far one:
   a spread of anchor coverage comes with it. A second pass shifts the windows by half.
+  Its holes stay black, or are filled by push-pull for a model that takes a filled anchor
+  (``PairConfig.anchor_filled``, from ``models.dit.DiTConfig.anchor_filled``).
 * the **reference** is one of the cloud's views: at sampling time one of the
   ``ref_choices`` best by :func:`models.anchor.reference.reference_scores` (the best one
   is what inference picks), so reference baselines vary too.
@@ -41,7 +43,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from models.anchor import build_scene
+from models.anchor import build_scene, fill_holes
 from models.anchor.reference import reference_scores
 from models.anchor.styles import DEFAULT_STYLE, prepare_anchor
 from models.cameras import crop_K, mirror_camera
@@ -63,6 +65,8 @@ class PairConfig:
     fraction of the image. ``flip_prob``: chance a scene is mirrored. ``splat_radius``:
     anchor splat radius in pixels (as the server renders). ``anchor_style``: how anchors are
     rendered (``models.anchor.styles``; the server renders the style the model's manifest names).
+    ``anchor_filled``: encode the anchor with its holes filled by push-pull, for a model whose
+    ``DiTConfig.anchor_filled`` says so.
     """
 
     image_size: int = 256
@@ -75,6 +79,7 @@ class PairConfig:
     splat_radius: int = 0
     seed: int = 0
     anchor_style: str = DEFAULT_STYLE
+    anchor_filled: bool = False
 
 
 def _to_image(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -155,7 +160,8 @@ def build_scene_samples(scene: Scene, scene_index: int, encoder: nn.Module, conf
                 scores = reference_scores(anchor_scene.references, K, frame.camera.c2w, size, size)
                 order = [kept[j] for j in np.argsort(-scores, kind="stable")[: config.ref_choices]]
                 refs.append(order + [-1] * (config.ref_choices - len(order)))
-                anchors.append(oriented(render.rgb.numpy()))
+                rgb = fill_holes(render.rgb, render.mask) if config.anchor_filled else render.rgb
+                anchors.append(oriented(rgb.numpy()))
                 mask = render.mask.numpy().astype(np.uint8)
                 masks.append(torch.from_numpy(mask[:, ::-1].copy() if flip else mask))
                 k_o, c2w_o = camera(K, frame.camera.c2w)

@@ -332,8 +332,8 @@ def anchor_decoder_samples(scenes: Sequence, model: str | Path, window: int = 4,
     latents, image_of, images = [], [], []
     for scene in tqdm(scenes, desc="anchor-decoder samples", unit="scene", disable=not progress):
         for t in evaluation_targets(scene, window):
-            x = target_inputs(runner, t)
             filled = fill_holes(torch.from_numpy(t.anchor_rgb), torch.from_numpy(t.anchor_mask)).numpy()
+            x = target_inputs(runner, t, filled)
             mask = t.anchor_mask.astype(np.uint8)[..., None] * 255
             images.append(torch.from_numpy(np.concatenate([filled, mask, t.frame.rgb], -1)).permute(2, 0, 1))
             for s in runner.steps:

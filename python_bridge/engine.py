@@ -59,6 +59,12 @@ class Manifest:
     static_batch: bool = False  # graphs with batch fixed to 1 (``"batch": 1``), which load in a fraction of the time
     anchor_style: str | None = None
 
+    @property
+    def anchor_filled(self) -> bool:
+        """Whether the generator reads the anchor with its holes filled by push-pull
+        (``models.dit.DiTConfig.anchor_filled`` in the config; black holes otherwise)."""
+        return bool(self.config.get("anchor_filled", False))
+
     @classmethod
     def load(cls, folder: str | Path, verify: bool = True) -> "Manifest":
         """Read and check ``folder/manifest.json``; with ``verify`` also check each graph's sha256."""

@@ -209,13 +209,18 @@ class FramePipeline:
         ref_K = scale_K(ref.camera.K, (ref.camera.width, ref.camera.height), (w, h))
         ref_latent, _ = scene.reference_latent(index, lambda: engine.encode(_resize(ref.rgb, (w, h))))
         clock.lap("reference_ms")
-        anchor_latent = engine.encode(anchor_rgb)
+        # the filled anchor feeds an anchor decoder, and the encoder too for a model trained on it
+        filled = None
+        if engine.decoder_uses_anchor or engine.manifest.anchor_filled:
+            filled = fill_holes(anchor.rgb, anchor.mask).numpy()
+            clock.lap("fill_ms")
+        anchor_latent = engine.encode(filled if engine.manifest.anchor_filled else anchor_rgb)
         clock.lap("encode_ms")
         rng = np.random.default_rng(seed)
         latent = engine.generate(steps, anchor_latent, mask, ref_latent, ref_K, ref.camera.c2w, K_model, c2w, rng)
         clock.lap("generate_ms")
         if engine.decoder_uses_anchor:
-            rgb = engine.decode(latent, fill_holes(anchor.rgb, anchor.mask).numpy(), mask)
+            rgb = engine.decode(latent, filled, mask)
         else:
             rgb = engine.decode(latent)
         clock.lap("decode_ms")

@@ -12,6 +12,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.dit import DiTConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +83,15 @@ def run_train_decoder(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pair_datasets(args: argparse.Namespace, encoder, image_size: int):
-    """(training PairDataset, validation batch or None) from --data / --val-data."""
+def _pair_datasets(args: argparse.Namespace, encoder, model_config: DiTConfig):
+    """(training PairDataset, validation batch or None) from --data / --val-data, drawn for a
+    model of ``model_config`` (``models.dit.DiTConfig``: its image size and anchor input)."""
     from torch.utils.data import default_collate
 
     from models.pairs import PairConfig, PairDataset
 
-    config = PairConfig(image_size=image_size, seed=args.seed, anchor_style=args.anchor)
+    config = PairConfig(image_size=model_config.image_size, seed=args.seed, anchor_style=args.anchor,
+                        anchor_filled=model_config.anchor_filled)
     cache = args.cache or Path(args.out) / "latent_cache"
     train = PairDataset(load_scenes(args.data), encoder, config, cache, progress=True)
     val = None
@@ -129,7 +135,7 @@ def run_train(args: argparse.Namespace) -> int:
     overrides = json.loads(args.model_overrides) if args.model_overrides else {}
     model_cfg = get_config(args.model, **overrides)
     encoder, decoder = load_codec(args.autoencoder)
-    dataset, val = _pair_datasets(args, encoder, model_cfg.image_size)
+    dataset, val = _pair_datasets(args, encoder, model_cfg)
     config = TrainConfig(model=args.model, model_overrides=overrides, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr, ema_decay=args.ema_decay, cond_dropout=args.cond_dropout, workers=args.workers,
                          seed=args.seed, save_every=args.save_every, val_every=args.val_every,
@@ -147,7 +153,7 @@ def run_distill(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     teacher = load_model(args.teacher)
     encoder, decoder = load_codec(args.autoencoder)
-    dataset, val = _pair_datasets(args, encoder, teacher.config.image_size)
+    dataset, val = _pair_datasets(args, encoder, teacher.config)
     config = DistillConfig(steps=args.steps, batch_size=args.batch_size, generator_lr=args.generator_lr,
                            critic_lr=args.critic_lr, critic_updates=args.critic_updates,
                            generator_steps=tuple(args.generator_steps), guidance_scale=args.guidance_scale,

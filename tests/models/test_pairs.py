@@ -70,6 +70,31 @@ def test_wider_left_out_window_leaves_more_of_the_target_uncovered():
         assert not window & {int(r) for r in refs if r >= 0}
 
 
+class _Pool8(torch.nn.Module):
+    """An "encoder" that keeps the image readable: 8x8 mean pooling, (B, 3, H, W) -> (B, 3, H/8, W/8)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(images, 8)
+
+
+def test_filled_anchor_samples_differ_only_in_the_holes_of_the_anchor():
+    """``anchor_filled`` encodes the anchor with its holes filled: latent cells the cloud covers
+    whole are unchanged, cells it leaves empty whole are black (-1) raw and coloured filled;
+    every other tensor of the samples is the same."""
+    scene = procedural_scenes(2, 8)[0]
+    base = {"image_size": IMAGE_SIZE, "crop_prob": 0.0, "flip_prob": 0.0, "window": 4}
+    raw = build_scene_samples(scene, 0, _Pool8(), PairConfig(**base))
+    filled = build_scene_samples(scene, 0, _Pool8(), PairConfig(anchor_filled=True, **base))
+    for key in raw.keys() - {"anchor_latent"}:
+        assert torch.equal(raw[key], filled[key]), key
+    cover = torch.nn.functional.avg_pool2d(raw["anchor_mask"].float(), 8)  # (S, 1, h, w) share covered
+    whole, empty = (cover == 1).expand_as(raw["anchor_latent"]), (cover == 0).expand_as(raw["anchor_latent"])
+    assert empty.any() and whole.any()
+    assert torch.equal(raw["anchor_latent"][whole], filled["anchor_latent"][whole])
+    assert (raw["anchor_latent"][empty] == -1).all()
+    assert (filled["anchor_latent"][empty] > -1).all()
+
+
 def test_flipped_samples_hold_mirrored_images_and_cameras():
     scene = procedural_scenes(2, 8)[0]
     encoder, _ = tiny_codec()

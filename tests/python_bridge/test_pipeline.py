@@ -140,3 +140,35 @@ def test_small_anchors_render_on_the_rendering_thread_alone(views):
     # torch on one thread for small anchors; the fused shading loop keeps both (mesh.keep_shading_threads)
     assert seen == [(32 * 24, 1, 2), (256 * 256, 1, 2), (320 * 256, 2, 2)]
     assert 320 * 256 > SINGLE_THREAD_ANCHOR_PIXELS >= 256 * 256
+
+
+@pytest.mark.parametrize("filled", [False, True])
+def test_the_encoder_reads_the_anchor_the_model_was_trained_on(tiny_model_dir, tmp_path, views, filled):
+    """A model whose config says ``anchor_filled`` gets the anchor with its holes filled (no black
+    pixels left, covered pixels untouched); any other model gets the raw rendering, black holes."""
+    import json
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["config"]["anchor_filled"] = filled
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    engine = Engine(folder)
+    seen = []
+    encode = engine.encode
+    engine.encode = lambda rgb: seen.append(rgb.copy()) or encode(rgb)
+    pipe = FramePipeline(engine, steps=1)
+    scene = pipe.build(views[:1])
+    c2w = views[2].camera.c2w.copy()
+    c2w[:3, 3] += c2w[:3, 0] * 1.0  # a metre to the side: part of the view lies beyond the one source view
+    out = pipe.render(scene, c2w, seed=0)
+    raw = out.anchor
+    holes = (raw == 0).all(-1)
+    assert 0 < holes.mean() < 0.9
+    encoded = seen[-1]  # the reference is encoded first; the anchor last
+    covered = ~holes
+    np.testing.assert_array_equal(encoded[covered], raw[covered])
+    if filled:
+        assert (encoded[holes].max(-1) > 0).all()
+    else:
+        assert (encoded[holes] == 0).all()
