@@ -32,7 +32,7 @@ else
     AE_STEPS=1200 TEACHER_STEPS=1400 DISTILL_STEPS=600 DEC_STEPS=4000 ADEC_STEPS=2500 POOL=256 EVAL_STRIDE=2
 fi
 TRAIN=$DATA/train-varied TEST=$DATA/test-varied OOD=$DATA/ood
-DIT="{\"hidden_size\": 192, \"num_heads\": 3, \"depth\": 6, \"latent_channels\": $C}"
+DIT="{\"hidden_size\": 192, \"num_heads\": 3, \"depth\": 6, \"latent_channels\": $C, \"anchor_filled\": true}"
 COMMON=(--data "$TRAIN" --val-data "$TEST" --autoencoder "$OUT/ae/autoencoder" --cache "$OUT/latent_cache"
         --threads "$THREADS" --seed 0)
 
