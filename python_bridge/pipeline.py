@@ -49,7 +49,11 @@ def _anchor_threads(pixels: int) -> Iterator[None]:
     against 63.9 ms at 512x512, hence the size limit. torch's thread count is per calling
     thread (OpenMP), so other threads keep theirs; it is restored afterwards. The ``mesh``
     style's fused shading loop is one call, not ~200: it keeps the caller's thread count
-    (``models.anchor.mesh.keep_shading_threads``).
+    (``models.anchor.mesh.keep_shading_threads``). The push-pull hole filling (a few dozen
+    small operations) runs the same way: ``worldfm demo`` fill stage 2.6 ms p50 (3.0-3.4 ms p95)
+    against 3.4-3.8 ms (4.8-15.3 ms p95), three alternating runs each, 201-209 GFLOP/s; with
+    the pyramid's finest level trimmed as well (``models.anchor.holes``) 2.3-2.8 ms against
+    3.6-3.9 ms (192-197 GFLOP/s, a busier machine).
     """
     if pixels > SINGLE_THREAD_ANCHOR_PIXELS:
         yield
@@ -189,7 +193,8 @@ class FramePipeline:
             clock.lap("anchor_ms")
             index = int(select_reference(scene.anchor, K, c2w, size[0], size[1]))  # reported, not used
             clock.lap("reference_ms")
-            out = fill_holes(anchor.rgb, anchor.mask).numpy()
+            with _anchor_threads(size[0] * size[1]):
+                out = fill_holes(anchor.rgb, anchor.mask).numpy()
             clock.lap("fill_ms")
             return RenderResult(out, K, c2w, index, "anchor", clock.timings, anchor=anchor.rgb.numpy())
         return self._generate(scene, K, c2w, size, self.steps if steps is None else steps, seed, clock)
@@ -212,7 +217,8 @@ class FramePipeline:
         # the filled anchor feeds an anchor decoder, and the encoder too for a model trained on it
         filled = None
         if engine.decoder_uses_anchor or engine.manifest.anchor_filled:
-            filled = fill_holes(anchor.rgb, anchor.mask).numpy()
+            with _anchor_threads(w * h):
+                filled = fill_holes(anchor.rgb, anchor.mask).numpy()
             clock.lap("fill_ms")
         anchor_latent = engine.encode(filled if engine.manifest.anchor_filled else anchor_rgb)
         clock.lap("encode_ms")
