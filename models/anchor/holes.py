@@ -39,7 +39,8 @@ def _check(rgb: torch.Tensor, mask: torch.Tensor) -> None:
 
 def _push_pull(rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Float colours [B, 3, H, W] for the pixels where weight [B, 1, H, W] is 0, from coarser
-    levels; at the others the result is undefined (the caller keeps its own colours there).
+    levels. The other pixels get the coarser levels' colour too, not their own: the caller
+    keeps its own colours there.
 
     Why not also keep them here: the finest level's division and selection are two of the
     costliest passes of the pyramid (full resolution, three channels), and ``fill_holes``
