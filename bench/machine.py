@@ -13,6 +13,8 @@ import time
 
 import torch
 
+from python_bridge.engine import usable_cpus
+
 N = 512  # big enough to run at the BLAS's full rate, small enough to time in ~0.2 s
 
 
@@ -31,7 +33,8 @@ def matmul_rate(seconds: float = 0.2) -> float:
 
 
 def machine_line() -> str:
-    """One line: fp32 matmul rate, torch threads, CPUs and the 1-minute load average."""
+    """One line: fp32 matmul rate, torch threads, the CPUs this process may use (of the host's)
+    and the 1-minute load average."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"machine: fp32 matmul {matmul_rate():.0f} GFLOP/s (torch, {torch.get_num_threads()} threads, "
-            f"{N}x{N}); {os.cpu_count()} CPUs, load average {load:.1f}")
+            f"{N}x{N}); {usable_cpus()} of {os.cpu_count()} CPUs, load average {load:.1f}")

@@ -114,6 +114,20 @@ class Manifest:
         )
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity set where the OS has one (Linux), else
+    all of them.
+
+    Why not ``os.cpu_count()``: that counts the host's CPUs, so in a container or under
+    ``taskset`` limited to fewer, ONNX Runtime's pool got more threads than the CPUs it may use,
+    which then take turns. (With the pool's threads sleeping when idle this cost nothing
+    measurable on the one-core stand-in for issue 16's ~100 GFLOP/s machine, ``taskset -c 0
+    python bench/bench_stream.py``: 11.6-14.1 against 11.3-14.7 frames/s, alternating.)"""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @functools.lru_cache(maxsize=None)
 def usable_providers(preference: str = "auto") -> tuple[str, ...]:
     """Execution providers to use, best first: ("CUDAExecutionProvider", "CPUExecutionProvider") or CPU only.
@@ -203,7 +217,7 @@ class Engine:
         opts.log_severity_level = 3
         if self.device == "cpu":
             # One frame at a time per graph: all cores on each op, no inter-op pool fighting it.
-            opts.intra_op_num_threads = threads or os.cpu_count() or 1
+            opts.intra_op_num_threads = threads or usable_cpus()
             opts.inter_op_num_threads = 1
             # By default idle pool threads sleep instead of spinning: the cores are shared with
             # the I/O loop, the anchor splatting and often the clients, which spinning threads

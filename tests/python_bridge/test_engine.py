@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 
-from python_bridge.engine import Engine, Manifest, ModelFolderError, usable_providers
+from python_bridge.engine import Engine, Manifest, ModelFolderError, usable_cpus, usable_providers
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,21 @@ def test_the_shipped_demo_folder_verifies_and_fits_its_budget():
     m = Manifest.load(DEFAULT_MODEL, verify=True)
     assert set(m.graphs_fp16) <= set(m.graphs) and m.graphs_fp16
     assert sum(f.stat().st_size for f in DEFAULT_MODEL.iterdir()) <= 25_000_000
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2,
+                    reason="needs CPU affinity (Linux) and 2 or more CPUs")
+def test_cpu_pool_has_as_many_threads_as_cpus_this_process_may_use(tiny_model_dir):
+    """Under ``taskset`` or a container's cpuset, ONNX Runtime's pool matches the CPUs allowed,
+    not the host's: more threads than CPUs take turns on one core."""
+    allowed = os.sched_getaffinity(0)
+    assert usable_cpus() == len(allowed)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        assert usable_cpus() == 1
+        pinned = Engine(tiny_model_dir, provider="cpu", warmup=False)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert {s.get_session_options().intra_op_num_threads for s in pinned.sessions.values()} == {1}
+    free = Engine(tiny_model_dir, provider="cpu", warmup=False)
+    assert {s.get_session_options().intra_op_num_threads for s in free.sessions.values()} == {len(allowed)}
