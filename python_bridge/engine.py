@@ -120,9 +120,9 @@ def usable_cpus() -> int:
 
     Why not ``os.cpu_count()``: that counts the host's CPUs, so in a container or under
     ``taskset`` limited to fewer, ONNX Runtime's pool got more threads than the CPUs it may use,
-    which then take turns. (With the pool's threads sleeping when idle this cost nothing
-    measurable on the one-core stand-in for issue 16's ~100 GFLOP/s machine, ``taskset -c 0
-    python bench/bench_stream.py``: 11.6-14.1 against 11.3-14.7 frames/s, alternating.)"""
+    which then take turns. On the one-core stand-in for issue 16's ~100 GFLOP/s machine
+    (``taskset -c 0 python bench/bench_stream.py``, alternating pairs at a quiet hour) one
+    thread gave 15.4-15.8 against 14.7-14.8 frames/s; at a busy hour the rounds' spread hid it."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
