@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from models.anchor import build_scene, fill_holes, select_reference
+from models.anchor import RenderOutput, build_scene, fill_holes, select_reference
 from models.anchor.cloud import DEFAULT_MAX_POINTS
 from models.anchor.mesh import keep_shading_threads
 from models.anchor.styles import DEFAULT_STYLE, get_style, prepare_anchor
@@ -65,6 +65,13 @@ def _anchor_threads(pixels: int) -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
+
+
+def _filled(anchor: RenderOutput) -> np.ndarray:
+    """``anchor``'s colours with its holes filled by push-pull, uint8 (H, W, 3), rendered under
+    :func:`_anchor_threads` like the anchor itself (a few dozen small torch operations)."""
+    with _anchor_threads(anchor.mask.numel()):
+        return fill_holes(anchor.rgb, anchor.mask).numpy()
 
 
 @dataclass
@@ -193,8 +200,7 @@ class FramePipeline:
             clock.lap("anchor_ms")
             index = int(select_reference(scene.anchor, K, c2w, size[0], size[1]))  # reported, not used
             clock.lap("reference_ms")
-            with _anchor_threads(size[0] * size[1]):
-                out = fill_holes(anchor.rgb, anchor.mask).numpy()
+            out = _filled(anchor)
             clock.lap("fill_ms")
             return RenderResult(out, K, c2w, index, "anchor", clock.timings, anchor=anchor.rgb.numpy())
         return self._generate(scene, K, c2w, size, self.steps if steps is None else steps, seed, clock)
@@ -217,8 +223,7 @@ class FramePipeline:
         # the filled anchor feeds an anchor decoder, and the encoder too for a model trained on it
         filled = None
         if engine.decoder_uses_anchor or engine.manifest.anchor_filled:
-            with _anchor_threads(w * h):
-                filled = fill_holes(anchor.rgb, anchor.mask).numpy()
+            filled = _filled(anchor)
             clock.lap("fill_ms")
         anchor_latent = engine.encode(filled if engine.manifest.anchor_filled else anchor_rgb)
         clock.lap("encode_ms")
