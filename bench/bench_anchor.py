@@ -10,7 +10,8 @@ Prints medians in milliseconds and same-run ratios. Claims measured:
 * anchor styles side by side (issue 22): per-frame cost of each ``models.anchor.styles`` style at
   256x256 and 512x512 from the same scene and cameras, eager and compiled (the server's, steady
   state), and its ratio to ``points`` (target: mesh <= 1.5x), plus each style's preparation time
-  and first frame while its kernels compile;
+  and first frame while its kernels compile; compiled, also each style's frame followed by the
+  reference pick, the server's two stages per frame (they share one reference ranking);
 * bytes per point held in memory; reference selection per frame (target < 2 ms);
   hole filling; batched vs single-view rendering.
 Scenes come from ``datagen.procedural`` (rendering the views takes ~15 s and is not timed).
@@ -163,7 +164,13 @@ def styles_side_by_side(scene, frames: list, repeats: int) -> None:
     """Median ms per frame of every anchor style at 256x256 and 512x512, alternating styles per
     round so that load on a shared machine hits them alike; ratios to the points style. Eager
     (the first frames, and every caller without ``compiled``) and compiled (the server's
-    ``compiled=True``, once the background compile has finished: its steady state)."""
+    ``compiled=True``, once the background compile has finished: its steady state).
+
+    Compiled, each frame is also timed with the reference pick that follows it in the server
+    (python_bridge/pipeline.py): the ``mesh`` style ranks the source views for its own use and
+    the pick reuses that ranking, while after the other styles the pick ranks them itself. The
+    ranking is forgotten before every style's frame, so no style reuses another's."""
+    from models.anchor import reference
     from models.anchor.styles import STYLES, prepare_anchor
 
     cams = [f.camera for f in frames]
@@ -189,17 +196,24 @@ def styles_side_by_side(scene, frames: list, repeats: int) -> None:
         for size in (256, 512):
             poses = [(scale_K(c.K, (c.width, c.height), (size, size)), c.c2w) for c in cams]
             times: dict[str, list[float]] = {name: [] for name in prepared}
+            with_pick: dict[str, list[float]] = {name: [] for name in prepared}
             for i in range(repeats + 2):
                 K, c2w = poses[i % len(poses)]
                 for name, anchor in prepared.items():
+                    reference._latest = None  # no style reuses the ranking of the one before it
                     start = time.perf_counter()
                     anchor.render(K, c2w, size, size)
+                    rendered = time.perf_counter()
+                    select_reference(scene, K, c2w, size, size)
                     if i >= 2:  # warm-up rounds
-                        times[name].append(time.perf_counter() - start)
-            base = statistics.median(times["points"])
-            print(f"  {size}x{size}: " + " | ".join(
-                f"{name} {1e3 * statistics.median(t):6.2f} ms ({statistics.median(t) / base:.2f}x points)"
-                for name, t in times.items()))
+                        times[name].append(rendered - start)
+                        with_pick[name].append(time.perf_counter() - start)
+            arms = [("", times)] + ([(" + reference pick (the server's two stages)", with_pick)] if compiled else [])
+            for label, arm in arms:
+                base = statistics.median(arm["points"])
+                print(f"  {size}x{size}{label}: " + " | ".join(
+                    f"{name} {1e3 * statistics.median(t):6.2f} ms ({statistics.median(t) / base:.2f}x points)"
+                    for name, t in arm.items()))
 
 
 def main() -> None:

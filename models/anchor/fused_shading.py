@@ -2,7 +2,7 @@
 
 :func:`models.anchor.mesh._shade` shades with ~200 vectorised torch calls, each a memory pass
 over every pixel (docs/anchor.md, "What limits the eager shading"): 2.9-3.4x the point splat
-per frame on 2 cores, 1.6-2.3x with this loop (``python bench/bench_anchor.py --styles-only``,
+per frame on 2 cores, 1.25-1.57x with this loop (``python bench/bench_anchor.py --styles-only``,
 docs/anchor.md). This module runs the same arithmetic pixel by pixel in one compiled
 loop: a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the winning
 point's own view and the colour pyramid are read only where they count. numba compiles it to machine code with
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from models.anchor.mesh import CONSISTENCY, MIN_WEIGHT, shading_threads
+from models.anchor.mesh import CONSISTENCY, MIN_WEIGHT, PATCH, shading_threads
 from models.anchor.splat import EMPTY_KEY, key_depth
 
 __all__ = ["fused_shade"]
@@ -58,8 +58,9 @@ def _bilinear(c00, c01, c10, c11, fx, fy):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _channel(packed, shift):
-    return np.float32((packed >> shift) & 255)
+def _reliable(d):
+    """A corner's depth where it is reliable (> 0), else inf: the nearest is the smallest."""
+    return d if d > 0 else _INF
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -70,69 +71,23 @@ def _byte(x):
     return np.uint8(min(max((x + _ROUNDER) - _ROUNDER, np.float32(0)), np.float32(255)))
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _look_up(view, maps, uz, vz, z, offset, width, height, rgba, depth, patch, consistency):
-    """One target point (``uz``, ``vz``, ``z``) in source ``view``: (on_patch, r, g, b, u, v,
-    source z, nearest reliable corner depth or inf, depth entry of the corner closest to the point
-    or 0 outside) as mesh._look_up computes them."""
-    m = 12 * view  # the view's 3 x 4 map, row-major (an index: a view of maps would count references)
-    src_z = ((maps[m + 10] * z + maps[m + 8] * uz) + maps[m + 9] * vz) + maps[m + 11]  # mesh._look_up's order
-    u = (((maps[m + 2] * z + maps[m + 0] * uz) + maps[m + 1] * vz) + maps[m + 3]) / src_z
-    v = (((maps[m + 6] * z + maps[m + 4] * uz) + maps[m + 5] * vz) + maps[m + 7]) / src_z
-    x, y = u - _HALF, v - _HALF
-    x0, y0 = np.floor(x), np.floor(y)  # float: NaN and inf stay comparable (an int cast would not)
-    w, h = width[view], height[view]
-    # NaN (behind the source camera's plane) fails every comparison: not inside.
-    if not (src_z > 0 and x0 >= 0 and y0 >= 0 and x0 < w - 1 and y0 < h - 1):
-        return False, _INF, _INF, _INF, u, v, src_z, _INF, np.float32(0)
-    fx, fy = x - x0, y - y0
-    base = offset[view] + np.int64(y0) * w + np.int64(x0)
-    d00, d01, d10, d11 = depth[base], depth[base + 1], depth[base + w], depth[base + w + 1]
-    nearest = _INF
-    for d in (d00, d01, d10, d11):
-        if d > 0 and d < nearest:
-            nearest = d
-    closest = (d11 if fx >= _HALF else d10) if fy >= _HALF else (d01 if fx >= _HALF else d00)
-    surface = _bilinear(d00, d01, d10, d11, fx, fy)
-    on_patch = patch[base] and abs(src_z - surface) <= consistency * src_z
-    if not on_patch:
-        return False, _INF, _INF, _INF, u, v, src_z, nearest, closest
-    c00, c01, c10, c11 = rgba[base], rgba[base + 1], rgba[base + w], rgba[base + w + 1]
-    r = _bilinear(_channel(c00, 0), _channel(c01, 0), _channel(c10, 0), _channel(c11, 0), fx, fy)
-    g = _bilinear(_channel(c00, 8), _channel(c01, 8), _channel(c10, 8), _channel(c11, 8), fx, fy)
-    b = _bilinear(_channel(c00, 16), _channel(c01, 16), _channel(c10, 16), _channel(c11, 16), fx, fy)
-    return True, r, g, b, u, v, src_z, nearest, closest
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _mip_colour(view, u, v, ratio, views, mip_offset, mip_width, mip_height, mip_rgba):
-    """mesh._mip_colour for one pixel: the bilinear colour at pyramid level floor(log2 ratio),
-    clamped to the levels there are, around level-0 source coordinates (``u``, ``v``)."""
-    levels = mip_offset.shape[0] // views
-    level = min(max(math.frexp(ratio)[1] - 1, 1), levels)  # floor(log2 ratio), exactly (as mesh)
-    key = (level - 1) * views + view
-    w, h = mip_width[key], mip_height[key]
-    scale = np.float32(2.0 ** -level)
-    x = min(max(u * scale - _HALF, np.float32(0)), np.float32(w - 1))
-    y = min(max(v * scale - _HALF, np.float32(0)), np.float32(h - 1))
-    x0 = min(np.floor(x), np.float32(w - 2))
-    y0 = min(np.floor(y), np.float32(h - 2))
-    fx, fy = x - x0, y - y0
-    base = mip_offset[key] + np.int64(y0) * w + np.int64(x0)
-    c00, c01, c10, c11 = mip_rgba[base], mip_rgba[base + 1], mip_rgba[base + w], mip_rgba[base + w + 1]
-    return (_bilinear(_channel(c00, 0), _channel(c01, 0), _channel(c10, 0), _channel(c11, 0), fx, fy),
-            _bilinear(_channel(c00, 8), _channel(c01, 8), _channel(c10, 8), _channel(c11, 8), fx, fy),
-            _bilinear(_channel(c00, 16), _channel(c01, 16), _channel(c10, 16), _channel(c11, 16), fx, fy))
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, target_focal, maps, extra, extra_on,
-                point_view, splat_rgba, offset, width, height, rgba, depth, patch, focal,
-                mip_offset, mip_width, mip_height, mip_rgba, consistency, past, min_weight,
+                point_view, splat_rgba, offset, width, height, texel_depth, texel_byte, focal,
+                mip_offset, mip_width, mip_height, patch, consistency, past, min_weight,
                 out_rgb, out_mask, out_depth):
-    """Pixels ``start`` .. ``stop`` - 1 (row-major) of mesh._shade, written into the outputs."""
+    """Pixels ``start`` .. ``stop`` - 1 (row-major) of mesh._shade, written into the outputs.
+
+    Each pixel tries its candidate views in one loop, the frame's best-ranked views first, then
+    (only where none of them counted) the winning point's own view; mesh._look_up,
+    mesh._anti_alias and mesh._mip_colour are written out in it once, by hand. Why not as helper
+    functions: numba counts references to every array passed to one (two atomic operations per
+    array per call, even inlined), and that made the loop 2.6x slower (512x512 frames of a
+    100-view scene, 2-core VM, 2026-12-03: 20.6 against 7.9 ms for the same look-ups, same sums).
+    """
     views = offset.shape[0]
-    anti_alias = mip_offset.shape[0] // views > 0
+    extras = extra.shape[0]
+    levels = mip_offset.shape[0] // views
     low32 = np.int64(0xFFFFFFFF)
     for p in range(start, stop):
         out_rgb[p, 0] = out_rgb[p, 1] = out_rgb[p, 2] = 0
@@ -146,37 +101,66 @@ def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, 
         footprint = z / target_focal
         weight = np.float32(0)
         tr = tg = tb = np.float32(0)
-        for e in range(extra.shape[0]):  # the frame's best-ranked views first: the same tables for every pixel
-            if not extra_on[e]:
+        hidden = False
+        for c in range(extras + 1):
+            if c < extras:  # the frame's best-ranked views first: the same tables for every pixel
+                if not extra_on[c]:
+                    continue
+                view = extra[c]
+            elif weight > 0:
+                break
+            else:  # none explains the pixel: the winning point's own view decides
+                view = np.int64(point_view[key & low32])
+            # mesh._look_up: the point in the view's pixels (the view's 3 x 4 map, row-major, in mesh's order)
+            m = 12 * view
+            src_z = ((maps[m + 10] * z + maps[m + 8] * uz) + maps[m + 9] * vz) + maps[m + 11]
+            u = (((maps[m + 2] * z + maps[m + 0] * uz) + maps[m + 1] * vz) + maps[m + 3]) / src_z
+            v = (((maps[m + 6] * z + maps[m + 4] * uz) + maps[m + 5] * vz) + maps[m + 7]) / src_z
+            x, y = u - _HALF, v - _HALF
+            x0, y0 = np.floor(x), np.floor(y)  # float: NaN and inf stay comparable (an int cast would not)
+            w, h = width[view], height[view]
+            # NaN (behind the source camera's plane) fails every comparison: not inside.
+            if not (src_z > 0 and x0 >= 0 and y0 >= 0 and x0 < w - 1 and y0 < h - 1):
                 continue
-            view = extra[e]
-            found, r, g, b, u, v, src_z, _, _ = _look_up(view, maps, uz, vz, z, offset, width, height, rgba, depth,
-                                                      patch, consistency)
-            if not found:
+            fx, fy = x - x0, y - y0
+            # mesh.SourceViews.texel, as float32 words (texel_depth) and as bytes (texel_byte): sample s's
+            # depth is word 2 s, its colour word 2 s + 1 (bytes R, G, B, patch flag)
+            i, row = 2 * (offset[view] + np.int64(y0) * w + np.int64(x0)), 2 * w
+            d00, d01, d10, d11 = texel_depth[i], texel_depth[i + 2], texel_depth[i + row], texel_depth[i + row + 2]
+            if c == extras:  # the own view only: does its pixel centre look past a foreground edge (or at the sky)
+                # that other views spilled over? (the nearest reliable corner is farther, or the closest corner is sky)
+                nearest = min(_reliable(d00), _reliable(d01), _reliable(d10), _reliable(d11))
+                closest = (d11 if fx >= _HALF else d10) if fy >= _HALF else (d01 if fx >= _HALF else d00)
+                hidden = (nearest < _INF and nearest > src_z * past) or closest < 0
+            surface = _bilinear(d00, d01, d10, d11, fx, fy)
+            if not (texel_byte[4 * i + 7] == patch and abs(src_z - surface) <= consistency * src_z):
                 continue
-            ratio = footprint * focal[view] / src_z
-            w = min(ratio * ratio, _ONE)
-            if anti_alias and ratio >= 2:
-                r, g, b = _mip_colour(view, u, v, ratio, views, mip_offset, mip_width, mip_height, mip_rgba)
-            tr += w * r
-            tg += w * g
-            tb += w * b
-            weight += w
-        if not weight > 0:  # none explains the pixel: the winning point's own view decides
-            own = point_view[key & low32]
-            on_patch, r, g, b, u, v, src_z, nearest, closest = _look_up(own, maps, uz, vz, z, offset, width, height,
-                                                                       rgba, depth, patch, consistency)
-            if on_patch:
-                ratio = footprint * focal[own] / src_z
-                weight = min(ratio * ratio, _ONE)
-                if anti_alias and ratio >= 2:
-                    r, g, b = _mip_colour(own, u, v, ratio, views, mip_offset, mip_width, mip_height, mip_rgba)
-                tr, tg, tb = weight * r, weight * g, weight * b
-            if not weight > 0 and ((nearest < _INF and nearest > src_z * past) or closest < 0):
-                continue  # the pixel centre looks past a foreground edge (or at the sky) that other views spilled over
+            ratio = footprint * focal[view] / src_z  # target footprint / source footprint
+            if levels > 0 and ratio >= 2:  # mesh._mip_colour: minified, the pyramid level floor(log2 ratio)
+                level = min(max(math.frexp(ratio)[1] - 1, 1), levels)
+                k = (level - 1) * views + view
+                w, h = mip_width[k], mip_height[k]
+                scale = np.float32(2.0 ** -level)
+                x = min(max(u * scale - _HALF, np.float32(0)), np.float32(w - 1))
+                y = min(max(v * scale - _HALF, np.float32(0)), np.float32(h - 1))
+                x0 = min(np.floor(x), np.float32(w - 2))
+                y0 = min(np.floor(y), np.float32(h - 2))
+                fx, fy = x - x0, y - y0
+                i, row = 2 * (mip_offset[k] + np.int64(y0) * w + np.int64(x0)), 2 * w
+            j, below = 4 * i + 4, 4 * row  # the colour bytes of the top-left corner, of the row below
+            share = min(ratio * ratio, _ONE)  # finer views weigh alike
+            tr += share * _bilinear(np.float32(texel_byte[j]), np.float32(texel_byte[j + 8]),
+                                    np.float32(texel_byte[j + below]), np.float32(texel_byte[j + below + 8]), fx, fy)
+            tg += share * _bilinear(np.float32(texel_byte[j + 1]), np.float32(texel_byte[j + 9]),
+                                    np.float32(texel_byte[j + below + 1]), np.float32(texel_byte[j + below + 9]), fx, fy)
+            tb += share * _bilinear(np.float32(texel_byte[j + 2]), np.float32(texel_byte[j + 10]),
+                                    np.float32(texel_byte[j + below + 2]), np.float32(texel_byte[j + below + 10]), fx, fy)
+            weight += share
         if weight > 0:
             share = max(weight, min_weight)
             out_rgb[p, 0], out_rgb[p, 1], out_rgb[p, 2] = _byte(tr / share), _byte(tg / share), _byte(tb / share)
+        elif hidden:
+            continue
         else:
             packed = splat_rgba[key & low32]
             out_rgb[p, 0], out_rgb[p, 1], out_rgb[p, 2] = packed & 255, (packed >> 8) & 255, (packed >> 16) & 255
@@ -198,7 +182,8 @@ def _loop_args(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tenso
                mip: tuple[torch.Tensor, ...]) -> tuple:
     """:func:`_shade_band`'s arguments after ``start`` and ``stop`` from :func:`fused_shade`'s, the
     three outputs (allocated here) last."""
-    offset, rgba, depth, patch = tables
+    offset, texel = tables
+    texel = texel.numpy()
     n = keys.shape[0]
     out_rgb = np.empty((n, 3), np.uint8)
     out_mask = np.empty(n, np.bool_)
@@ -206,8 +191,8 @@ def _loop_args(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tenso
     maps = maps_t.numpy().T.reshape(-1)  # view v's map at 12 v .. 12 v + 11
     args = (centre_u.numpy(), centre_v.numpy(), keys.numpy(), key_depth(keys).numpy(), EMPTY_KEY,
             np.float32(target_focal.item()), maps, extra.numpy(), extra_on.numpy(), point_view.numpy(),
-            splat_rgba.numpy(), offset.numpy(), *_view_sizes(size, offset.shape[0]), rgba.numpy(), depth.numpy(),
-            patch.numpy(), focal.numpy(), *(t.numpy() for t in mip), np.float32(CONSISTENCY),
+            splat_rgba.numpy(), offset.numpy(), *_view_sizes(size, offset.shape[0]), texel.view(np.float32),
+            texel.view(np.uint8), focal.numpy(), *(t.numpy() for t in mip), np.uint8(PATCH), np.float32(CONSISTENCY),
             np.float32(1 + CONSISTENCY), np.float32(MIN_WEIGHT), out_rgb, out_mask, out_depth)
     # Every array C-contiguous (a no-op for nearly all): numba compiles one machine-code version per
     # argument layout, and a scene whose arrays happen to be laid out otherwise (the pyramid layout's
