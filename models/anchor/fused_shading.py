@@ -74,7 +74,7 @@ def _byte(x):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, target_focal, maps, extra, extra_on,
                 point_view, splat_rgba, offset, width, height, texel_depth, texel_byte, focal,
-                mip_offset, mip_width, mip_height, patch, consistency, past, min_weight,
+                mip_offset, mip_width, mip_height, patch_flag, consistency, past, min_weight,
                 out_rgb, out_mask, out_depth):
     """Pixels ``start`` .. ``stop`` - 1 (row-major) of mesh._shade, written into the outputs.
 
@@ -133,7 +133,7 @@ def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, 
                 closest = (d11 if fx >= _HALF else d10) if fy >= _HALF else (d01 if fx >= _HALF else d00)
                 hidden = (nearest < _INF and nearest > src_z * past) or closest < 0
             surface = _bilinear(d00, d01, d10, d11, fx, fy)
-            if not (texel_byte[4 * i + 7] == patch and abs(src_z - surface) <= consistency * src_z):
+            if not (texel_byte[4 * i + 7] == patch_flag and abs(src_z - surface) <= consistency * src_z):
                 continue
             ratio = footprint * focal[view] / src_z  # target footprint / source footprint
             if levels > 0 and ratio >= 2:  # mesh._mip_colour: minified, the pyramid level floor(log2 ratio)
