@@ -80,7 +80,7 @@ class SourceViews:
     ``2 s + 1`` its packed colour, bytes R, G, B and ``PATCH`` where the 2 x 2 block whose top-left
     sample this is forms a patch (all four reliable and continuous), else 0. Interleaved, a
     look-up's depth and colour of one sample share a cache line: the fused loop shaded 512x512
-    frames 1.17x faster so than from separate tables (see :mod:`models.anchor.fused_shading`).
+    frames 1.17x faster than from separate tables (see :mod:`models.anchor.fused_shading`).
     The colour pyramids' pixels follow the views' samples in the same buffer, as samples of depth
     0, so that colours are read the same way at every level.
     ``width``/``height``: int64 [V]; ``size``: (W, H) when every view shares it
