@@ -8,6 +8,9 @@ as fresh ``worldfm demo --frames N`` processes, alternating, with one warm compi
 compile's cheapest case: a cold one takes 10+ s), and prints each run's sustained frames/s,
 client p95 and anchor p50 from the demo's ``report.json``, then the medians and their ratio.
 Target (issue 16): >= 12 frames/s sustained and p95 <= 120 ms on a ~100 GFLOP/s 2-core CPU.
+A faster 2-core machine stands in for that one under a CPU quota:
+``sudo bash bench/with_cpu_quota.sh 1.4 python bench/bench_stream.py`` (the machine line
+prints the sustained matmul rate the quota leaves).
 
     python bench/bench_stream.py [--rounds 3] [--frames 96] [--model DIR]
 """
