@@ -56,6 +56,7 @@ from models.anchor import AnchorScene, build_scene, fill_holes, select_reference
 from models.anchor.cloud import unproject_depth
 from models.anchor.styles import STYLES, prepare_anchor
 from models.cameras import project, scale_K
+from models.fill_guard import FillGuard, measure_fill_guard
 from models.scene import Camera, Frame, Scene
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
@@ -127,6 +128,7 @@ class Target:
     reference: Frame
     anchor_rgb: np.ndarray  # uint8 (H, W, 3), black where empty
     anchor_mask: np.ndarray  # bool (H, W)
+    kept: Sequence[Frame] = ()  # the scene's views outside the window: all a server would hold (the fill guard's)
 
 
 THIN_HOLE_RADIUS = 4  # pixels: a hole no point of which lies farther from the covered pixels is thin
@@ -166,14 +168,21 @@ def held_out_windows(scene: Scene, window: int = 4, stride: int = 1) -> list[tup
 def evaluation_targets(scene: Scene, window: int = 4, stride: int = 1, anchor_style: str | None = None) -> list[Target]:
     """The targets of one held-out scene (see the module docstring); every ``stride``-th view.
     Anchors are rendered in ``anchor_style`` (default: ``models.anchor.styles.DEFAULT_STYLE``)."""
+    return [t for index, anchor, targets in held_out_windows(scene, window, stride)
+            for t in window_targets(scene.name, index, anchor, targets, anchor_style)]
+
+
+def window_targets(scene_name: str, index: int, anchor: AnchorScene, frames: Sequence[Frame],
+                   anchor_style: str | None = None) -> list[Target]:
+    """``frames`` as targets of the cloud ``anchor`` (built without them): anchor rendered in
+    ``anchor_style``, reference picked as the server picks it."""
+    prepared = prepare_anchor(anchor, anchor_style)
     out = []
-    for index, anchor, targets in held_out_windows(scene, window, stride):
-        prepared = prepare_anchor(anchor, anchor_style)
-        for f in targets:
-            cam = f.camera
-            r = prepared.render(cam.K, cam.c2w, cam.width, cam.height)
-            ref = anchor.frames[select_reference(anchor, cam.K, cam.c2w, cam.width, cam.height)]
-            out.append(Target(scene.name, index, f, ref, r.rgb.numpy(), r.mask.numpy()))
+    for f in frames:
+        cam = f.camera
+        r = prepared.render(cam.K, cam.c2w, cam.width, cam.height)
+        ref = anchor.frames[select_reference(anchor, cam.K, cam.c2w, cam.width, cam.height)]
+        out.append(Target(scene_name, index, f, ref, r.rgb.numpy(), r.mask.numpy(), tuple(anchor.frames)))
     return out
 
 
@@ -357,6 +366,25 @@ def target_inputs(runner: OnnxRunner, t: Target, filled: np.ndarray) -> dict[str
     }
 
 
+def runner_frames(runner: OnnxRunner, anchor_style: str | None = None,
+                  seed: int = 0) -> Callable[[AnchorScene, list[Frame]], list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`models.fill_guard.measure_fill_guard`'s frame source for ``runner``: per target, the
+    1-step frame (noise from ``seed``, drawn afresh per call) and anchor + hole filling."""
+    c, h, w = runner.manifest["latent_shape"]
+
+    def render_both(anchor: AnchorScene, frames: list[Frame]) -> list[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for t in window_targets("", 0, anchor, frames, anchor_style):
+            noise = rng.standard_normal((1, 1, c, h, w), dtype=np.float32)
+            filled = fill_holes(torch.from_numpy(t.anchor_rgb), torch.from_numpy(t.anchor_mask)).numpy()
+            latent = runner.generate(1, noise, target_inputs(runner, t, filled))
+            out.append((runner.decode(latent, filled, t.anchor_mask), filled))
+        return out
+
+    return render_both
+
+
 # (An anchor decoder also loses the anchor image in "no anchor": see ``evaluate``.)
 ABLATIONS: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] = {
     "1 step, no anchor": lambda x: {**x, "anchor_latent": np.zeros_like(x["anchor_latent"]),
@@ -389,6 +417,7 @@ class EvalResult:
     targets: int = 0
     scenes: int = 0
     wide_hole_share: float = math.nan
+    fill_guard: dict[str, list[float | None]] = field(default_factory=dict)  # scene -> guard gain (dB) per window
 
     def markdown(self) -> str:
         lines = ["| method | PSNR (dB) | SSIM | holes PSNR (dB) | consistency (x GT) |", "|---|---:|---:|---:|---:|"]
@@ -400,7 +429,8 @@ class EvalResult:
 
     def to_json(self) -> dict:
         return {"rows": self.rows, "consistency": self.consistency, "per_scene": self.per_scene,
-                "targets": self.targets, "scenes": self.scenes, "wide_hole_share": self.wide_hole_share}
+                "targets": self.targets, "scenes": self.scenes, "wide_hole_share": self.wide_hole_share,
+                "fill_guard": self.fill_guard}
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -408,6 +438,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 GENERATOR_ROW, FILL_ROW = "generator 1 step", "anchor + hole filling"
+GUARD_ROW = "generator 1 step, fill guard"
 
 
 def side_by_side(sets: Mapping[str, EvalResult]) -> str:
@@ -428,12 +459,17 @@ def side_by_side(sets: Mapping[str, EvalResult]) -> str:
     lines.append("")
     for name, r in sets.items():
         lines.append(f"{name}: {r.targets} targets from {r.scenes} scenes.")
-        margins = {scene: m[GENERATOR_ROW] - m[FILL_ROW] for scene, m in r.per_scene.items()
-                   if GENERATOR_ROW in m and FILL_ROW in m}
-        if margins:
-            lines.append(f"  1 step minus anchor + hole filling, per scene (dB): "
-                         + ", ".join(f"{scene} {v:+.2f}" for scene, v in margins.items())
-                         + f"; below it on {sum(v < 0 for v in margins.values())} of {len(margins)}.")
+        for row, label in ((GENERATOR_ROW, "1 step"), (GUARD_ROW, "1 step with the fill guard")):
+            margins = {scene: m[row] - m[FILL_ROW] for scene, m in r.per_scene.items() if row in m and FILL_ROW in m}
+            if margins:
+                lines.append(f"  {label} minus anchor + hole filling, per scene (dB): "
+                             + ", ".join(f"{scene} {v:+.2f}" for scene, v in margins.items())
+                             + f"; below it on {sum(v < 0 for v in margins.values())} of {len(margins)}.")
+        if r.fill_guard:
+            chose = [g is not None and g > 0 for gains in r.fill_guard.values() for g in gains]
+            lines.append(f"  fill guard: the model in {sum(chose)} of {len(chose)} windows ("
+                         + ", ".join(f"{scene} {sum(g is not None and g > 0 for g in gains)}/{len(gains)}"
+                                     for scene, gains in r.fill_guard.items()) + ").")
         gen, fill = r.rows.get(GENERATOR_ROW), r.rows.get(FILL_ROW)
         if gen and fill and "wide_holes_psnr" in gen:
             lines.append(f"  holes by width, 1 step vs anchor + hole filling (dB): thin "
@@ -458,11 +494,15 @@ def evaluate(
     ablations: Mapping[str, torch.nn.Module] | None = None,
     latent_decoder: torch.nn.Module | None = None,
     anchor_style: str | None = None,
+    fill_guard: bool = True,
 ) -> EvalResult:
     """Score every method on the held-out ``scenes``; optionally write an image strip
     (reference | anchor | 1 step | ground truth per row) to ``strip``. ``ablations``
     (name -> teacher) need ``latent_decoder`` (scaled latent -> image in [-1, 1]). ``anchor_style``:
-    how anchors are rendered (``models.anchor.styles``; default its ``DEFAULT_STYLE``)."""
+    how anchors are rendered (``models.anchor.styles``; default its ``DEFAULT_STYLE``).
+    ``fill_guard``: add the row ``generator 1 step, fill guard`` (:mod:`models.fill_guard`, as the
+    server serves a scene once it has measured the guard), the guard measured per window on the
+    views outside it."""
     from tqdm import tqdm
 
     from models.sampling import Condition, generate
@@ -479,6 +519,8 @@ def evaluate(
     by_scene: dict[str, dict[str, list[float]]] = {}
     images: dict[str, dict[tuple[str, int], list[tuple[Frame, np.ndarray]]]] = {}
     strip_images = []
+    guards: dict[tuple[str, int], FillGuard | None] = {}
+    render_both = runner_frames(runner, anchor_style, seed)
     targets = [t for s in scenes for t in evaluation_targets(s, window, stride, anchor_style)]
     for t in tqdm(targets, desc="eval", unit="frame", disable=not progress):
         gt = t.frame.rgb
@@ -508,6 +550,12 @@ def evaluate(
             z = generate(model, cond, sampler="teacher", steps=teacher_steps, noise=torch.from_numpy(noise[:, 0]))
             with torch.no_grad():
                 out[f"ablation: {name}"] = to_uint8(latent_decoder(z))[0]
+        if fill_guard and 1 in runner.steps:  # as served: the guard measured on the views the cloud holds
+            key = (t.scene, t.window)
+            if key not in guards:
+                guards[key] = measure_fill_guard(t.kept, render_both)
+            guard = guards[key]
+            out[GUARD_ROW] = out[GENERATOR_ROW] if guard is None or guard.use_model else filled
         if 1 in runner.steps:
             for name, ablate in ABLATIONS.items():
                 out[name] = decode(runner.generate(1, noise[:, :1], ablate(x)), blank=name == "1 step, no anchor")
@@ -529,6 +577,8 @@ def evaluate(
             gen = out.get("generator 1 step", next(iter(out.values())))
             strip_images.append([t.reference.rgb, t.anchor_rgb, gen, gt])
     result = EvalResult(targets=len(targets), scenes=len(scenes))
+    for (scene, _), guard in guards.items():
+        result.fill_guard.setdefault(scene, []).append(None if guard is None else guard.gain_db)
     for name, values in scores.items():
         arr = np.array(values)
         finite = arr[np.isfinite(arr[:, 0])]

@@ -174,11 +174,13 @@ def run_demo(
     anchor_style: str | None = None,
     client_timeout_s: float = 30.0,
     compile_when_idle_s: float | None = 1.0,
+    fill_guard: bool = False,
 ) -> DemoReport:
     """Run the demo end to end and return its measurements (see the module docstring).
 
     ``client_timeout_s`` is the server's session timeout (``worldfm serve --client-timeout``),
-    ``compile_when_idle_s`` when it compiles the anchor kernels (``--compile-when-idle``)."""
+    ``compile_when_idle_s`` when it compiles the anchor kernels (``--compile-when-idle``),
+    ``fill_guard`` whether the scene's build measures its fill guard (``--fill-guard``)."""
     import imageio.v2 as imageio
 
     from models.scene import Camera
@@ -197,7 +199,8 @@ def run_demo(
     generated, strip, latency, stages = [], [], [], {}
     with (
         Server(pipeline, ServerConfig(bind="tcp://127.0.0.1:*", client_timeout_s=client_timeout_s,
-                                     compile_when_idle_s=compile_when_idle_s)).start() as server,
+                                     compile_when_idle_s=compile_when_idle_s,
+                                     fill_guard=fill_guard)).start() as server,
         Client(server.endpoint, timeout_s=60, name="worldfm-demo") as client,
     ):
         log.info("uploading %d views and building the anchor (the offline stage; seconds on a CPU)", len(source))

@@ -26,6 +26,7 @@ from models.anchor.cloud import DEFAULT_MAX_POINTS
 from models.anchor.mesh import keep_shading_threads
 from models.anchor.styles import DEFAULT_STYLE, get_style, prepare_anchor
 from models.cameras import scale_K
+from models.fill_guard import measure_fill_guard
 from models.scene import Frame
 from python_bridge.scenes import BuiltScene
 
@@ -194,16 +195,49 @@ class FramePipeline:
         size = size or self.frame_size
         K = self.default_K(scene, size) if K is None else K
         clock = _Stopwatch()
-        if self.engine is None:
-            with _anchor_threads(size[0] * size[1]):
-                anchor = scene.cloud.render(K, c2w, size[0], size[1])
-            clock.lap("anchor_ms")
-            index = int(select_reference(scene.anchor, K, c2w, size[0], size[1]))  # reported, not used
-            clock.lap("reference_ms")
-            out = _filled(anchor)
-            clock.lap("fill_ms")
-            return RenderResult(out, K, c2w, index, "anchor", clock.timings, anchor=anchor.rgb.numpy())
+        guard = scene.fill_guard
+        if self.engine is None or (guard is not None and not guard.use_model):
+            return self._fill_frame(scene, K, c2w, size, clock)
         return self._generate(scene, K, c2w, size, self.steps if steps is None else steps, seed, clock)
+
+    def measure_fill_guard(self, scene: BuiltScene) -> None:
+        """Measure ``scene``'s fill guard (:mod:`models.fill_guard`): leave each run of a few of its
+        views out of a cloud in turn, render them with the model and as anchor + hole filling, and
+        from then on serve whichever came closer to the views (part of the offline stage, like
+        :meth:`build`; nothing without a model)."""
+        if self.engine is None:
+            return
+
+        def render_both(anchor, targets: list[Frame]) -> list[tuple[np.ndarray, np.ndarray]]:
+            part = BuiltScene(anchor=anchor, cloud=prepare_anchor(anchor, self.anchor_style, "cpu", compiled=True,
+                                                                  splat_radius=self.splat_radius),
+                              candidates=list(anchor.frames), points=len(anchor.cloud), build_ms=0.0)
+            out = []
+            for seed, t in enumerate(targets):
+                cam = t.camera
+                size = (cam.width, cam.height)
+                model = self._generate(part, cam.K, cam.c2w, size, self.steps, seed, _Stopwatch())
+                out.append((model.rgb, self._fill_frame(part, cam.K, cam.c2w, size, _Stopwatch()).rgb))
+            return out
+
+        start = time.perf_counter()
+        scene.fill_guard = measure_fill_guard(scene.anchor.frames, render_both)
+        if scene.fill_guard is None:
+            log.info("fill guard: too few views to leave any out; the model serves")
+        else:
+            log.info("%s; measured in %.1f s", scene.fill_guard.describe(), time.perf_counter() - start)
+
+    def _fill_frame(self, scene: BuiltScene, K, c2w, size, clock: _Stopwatch) -> RenderResult:
+        """The anchor with its holes filled by push-pull, at ``size``: the frame without a model,
+        or where the scene's fill guard chose it."""
+        with _anchor_threads(size[0] * size[1]):
+            anchor = scene.cloud.render(K, c2w, size[0], size[1])
+        clock.lap("anchor_ms")
+        index = int(select_reference(scene.anchor, K, c2w, size[0], size[1]))  # reported, not used
+        clock.lap("reference_ms")
+        out = _filled(anchor)
+        clock.lap("fill_ms")
+        return RenderResult(out, K, c2w, index, "anchor", clock.timings, anchor=anchor.rgb.numpy())
 
     def _generate(self, scene: BuiltScene, K, c2w, size, steps, seed, clock: _Stopwatch) -> RenderResult:
         engine = self.engine

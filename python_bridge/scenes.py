@@ -29,6 +29,9 @@ class BuiltScene:
     points: int
     build_ms: float
     stages: dict[str, float] = field(default_factory=dict)
+    # models.fill_guard.FillGuard once measured (FramePipeline.measure_fill_guard); None: not
+    # measured, or too few views to measure (the model serves)
+    fill_guard: Any = None
     _latents: dict[int, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

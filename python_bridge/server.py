@@ -93,6 +93,10 @@ class ServerConfig:
     # Start the anchor's compiled kernels only after this long without a frame (None: at their
     # first use); models.anchor.splat.compiles_held says why.
     compile_when_idle_s: float | None = 1.0
+    # Measure each scene's fill guard as part of its build (models.fill_guard: serve the model, or
+    # anchor + hole filling, whichever comes closer to views of the scene left out of its cloud).
+    # Off by default: it adds seconds before the scene is ready (docs/model.md, "Fill guard").
+    fill_guard: bool = False
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -181,7 +185,8 @@ def encode_image(rgb: np.ndarray, encoding: str, quality: int) -> np.ndarray:
 
 class Server:
     """The bridge server around a pipeline with ``build(frames)``, ``render(...)``,
-    ``describe()`` and ``frame_size`` (see python_bridge.pipeline.FramePipeline).
+    ``measure_fill_guard(built)`` (with ``config.fill_guard``), ``describe()`` and ``frame_size`` (see
+    python_bridge.pipeline.FramePipeline).
 
     ``load_path`` turns a server-side path into frames for ``open_scene`` with ``path``
     (only used when ``config.data_root`` is set).
@@ -781,6 +786,8 @@ class Server:
                     P.E_LIMIT, f"the scene has {len(views)} views; the limit is {self.limits.max_views_per_scene}", rid
                 )
             built = self.pipeline.build(views, self.limits.max_points)
+            if self.config.fill_guard:  # before scene_ready: every frame of the scene is then chosen alike
+                self.pipeline.measure_fill_guard(built)
             log.info(
                 "scene %s (%s): %d views -> %d points, %d candidates in %.0f ms",
                 scene.id,

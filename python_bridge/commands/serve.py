@@ -46,6 +46,14 @@ def _add_compile_arg(parser: argparse.ArgumentParser) -> None:
                              "frame (default 1: a compile beside a stream slows the frames being watched; 0: at once)")
 
 
+def add_fill_guard_arg(parser: argparse.ArgumentParser) -> None:
+    """``--fill-guard`` for every command that builds a scene and renders it with a model."""
+    parser.add_argument("--fill-guard", action="store_true",
+                        help="as part of each scene's build, render views of the scene left out of its cloud with "
+                             "the model and as anchor + hole filling, and serve the closer of the two for that scene "
+                             "(models/fill_guard.py; a few seconds more before the first frame)")
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -118,6 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--client-timeout", type=float, default=30.0, help="seconds before an idle client expires")
     _add_compile_arg(serve)
+    add_fill_guard_arg(serve)
     serve.set_defaults(func=run_serve)
 
     demo = subparsers.add_parser(
@@ -135,6 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--client-timeout", type=float, default=30.0,
                       help="seconds before the in-process server expires an idle session (default 30)")
     _add_compile_arg(demo)
+    add_fill_guard_arg(demo)
     demo.set_defaults(func=run_demo)
 
     path = subparsers.add_parser(
@@ -149,6 +159,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     path.add_argument("--out", type=Path, required=True, help="output folder for frame_00000.png ... and path.mp4")
     _add_model_args(path)
     path.add_argument("--seed", type=int, default=0, help="noise seed of frame 0; frame i uses seed + i")
+    add_fill_guard_arg(path)
     path.add_argument(
         "--size", type=int, nargs=2, metavar=("W", "H"), default=None, help="output size (default: the path's)"
     )
@@ -190,6 +201,7 @@ def run_serve(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         data_root=args.data_root,
         compile_when_idle_s=args.compile_when_idle,
+        fill_guard=args.fill_guard,
         limits=P.Limits(),
     )
     try:
@@ -248,6 +260,7 @@ def run_demo(args: argparse.Namespace) -> int:
         anchor_style=args.anchor,
         client_timeout_s=args.client_timeout,
         compile_when_idle_s=args.compile_when_idle,
+        fill_guard=args.fill_guard,
     )
     print(report.summary())
     return 0
@@ -278,6 +291,8 @@ def run_render_path(args: argparse.Namespace) -> int:
     video = args.out / "path.mp4"
     # Offline and never idle: the anchor's splat kernels stay eager (python_bridge.batch.JobRunner says why).
     with compiles_held(), tqdm(total=len(path), desc="render-path", unit="frame") as bar:
+        if args.fill_guard:  # as `worldfm serve --fill-guard` builds the scene
+            pipeline.measure_fill_guard(built)
         count = render_path(
             path,
             lambda c2w, seed: pipeline.render(built, c2w, K, size, steps=args.steps, seed=seed).rgb,

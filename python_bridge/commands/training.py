@@ -230,7 +230,8 @@ def run_eval(args: argparse.Namespace) -> int:
         strip = args.out / ("strip.png" if len(sets) == 1 else f"strip_{name.replace(' ', '_')}.png")
         results[name] = evaluate(runner, sets[name], teacher=teacher, teacher_steps=args.teacher_steps,
                                  window=args.window, stride=args.stride, seed=args.seed, strip=strip,
-                                 ablations=ablations, latent_decoder=latent_decoder, anchor_style=style)
+                                 ablations=ablations, latent_decoder=latent_decoder, anchor_style=style,
+                                 fill_guard=args.fill_guard)
     if len(results) > 1:
         table, report = side_by_side(results), {name: r.to_json() for name, r in results.items()}
     else:
@@ -392,6 +393,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--window", type=int, default=4, help="views left out of the cloud per window (default 4)")
     ev.add_argument("--stride", type=int, default=1, help="evaluate every N-th view of a window (default 1)")
     ev.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    ev.add_argument("--no-fill-guard", dest="fill_guard", action="store_false",
+                    help="leave out the row 'generator 1 step, fill guard' (the server's per-scene choice between "
+                         "the model and anchor + hole filling, measured on views the cloud holds; models/fill_guard.py)")
     ev.add_argument("--threads", type=int, default=None, help="CPU threads (default: library choice)")
     ev.set_defaults(func=run_eval)
 

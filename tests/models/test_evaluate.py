@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from models.evaluate import CEILING, OnnxRunner, evaluate, evaluation_targets, psnr, ssim, warp_error
+from models.evaluate import (CEILING, FILL_ROW, GENERATOR_ROW, GUARD_ROW, OnnxRunner, evaluate, evaluation_targets,
+                             psnr, ssim, warp_error)
 from training_fixtures import procedural_scenes, tiny_codec
 
 
@@ -74,13 +75,17 @@ def test_evaluate_the_tiny_export(export_dir, teacher_run, tmp_path):
                       strip=tmp_path / "strip.png", progress=False, ablations=ablations, latent_decoder=tiny_codec()[1])
     expected = {"raw anchor", "anchor + hole filling", "nearest reference", "generator 1 step", "generator 2 steps",
                 "teacher (3 steps)", "1 step, no anchor", "1 step, no reference", "1 step, no camera",
-                "ablation: full", "ablation: no anchor", CEILING}
+                "ablation: full", "ablation: no anchor", CEILING, GUARD_ROW}
     assert set(result.rows) == expected
     assert result.targets == 4
     # hole filling only changes empty pixels, and fills them with something closer than black
     assert result.rows["anchor + hole filling"]["psnr"] >= result.rows["raw anchor"]["psnr"]
     assert set(result.consistency) == {"raw anchor", "anchor + hole filling", "generator 1 step", "generator 2 steps",
-                                      "teacher (3 steps)"}
+                                      "teacher (3 steps)", GUARD_ROW}
+    # 8 views in windows of 4: a window's cloud keeps 4 views, too few to leave any out, so the
+    # guard measures nothing and the model serves
+    assert result.fill_guard == {scenes[0].name: [None, None]}
+    assert result.rows[GUARD_ROW] == result.rows[GENERATOR_ROW]
     assert "| generator 1 step |" in result.markdown()
     # In the holes the raw anchor is black: filling them is what moves the holes-only figure.
     holes = {k: v["holes_psnr"] for k, v in result.rows.items()}
@@ -95,6 +100,19 @@ def test_evaluate_the_tiny_export(export_dir, teacher_run, tmp_path):
     # same weights and noise: only the anchor the ablated model no longer sees tells the rows apart
     assert result.rows["ablation: no anchor"] != result.rows["ablation: full"]
     assert (tmp_path / "strip.png").is_file()
+
+
+def test_the_fill_guard_row_serves_what_the_guard_chose(export_dir):
+    """12 views: each window's cloud keeps 8, so the guard leaves two windows of them out. The
+    tiny model (40 steps at 64 px) fills holes worse than push-pull on every one, and where
+    the guard chose the fill the row is the fill exactly."""
+    scenes = procedural_scenes(1, 12)
+    result = evaluate(OnnxRunner(export_dir), scenes, stride=2, progress=False)
+    gains = result.fill_guard[scenes[0].name]
+    assert len(gains) == 3 and all(g is not None and g < 0 for g in gains), gains
+    assert result.rows[GUARD_ROW] == result.rows[FILL_ROW]
+    assert result.rows[GENERATOR_ROW]["psnr"] < result.rows[FILL_ROW]["psnr"]
+    assert evaluate(OnnxRunner(export_dir), scenes, stride=2, progress=False, fill_guard=False).fill_guard == {}
 
 
 def _slow_wide_holes(mask: np.ndarray, radius: float) -> np.ndarray:

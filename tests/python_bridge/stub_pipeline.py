@@ -31,6 +31,7 @@ class StubPipeline:
             self.gate.set()
         self.started = threading.Semaphore(0)  # released each time a render begins
         self.built_views: list[int] = []
+        self.guards_measured: list[float] = []  # time.monotonic() of each measure_fill_guard call
 
     def describe(self) -> dict:
         return {"name": "stub", "frame_size": list(self.frame_size), "steps": [1], "provider": "none"}
@@ -45,6 +46,9 @@ class StubPipeline:
             points=sum(f.rgb.shape[0] * f.rgb.shape[1] for f in frames),
             build_ms=0.1,
         )
+
+    def measure_fill_guard(self, scene: BuiltScene) -> None:
+        self.guards_measured.append(time.monotonic())
 
     def render(self, scene: BuiltScene, c2w, K=None, size=None, steps=None, seed=None) -> RenderResult:
         self.started.release()

@@ -16,6 +16,18 @@ def views():
     return make_views(3, width=32, height=24)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compiled_once(views) -> None:
+    """The first scene a process builds starts the anchor kernels' background compile, whose
+    imports create loggers while pytest's log capture walks the logger registry at each test's
+    set-up and tear-down: run with this module first in a process, the two raced (RuntimeError:
+    dictionary changed size during iteration). Build one scene and wait for the compile here."""
+    from models.anchor import splat
+
+    FramePipeline(None).build(views)
+    assert splat.compiled_kernels_settled(timeout=600)
+
+
 @pytest.fixture(scope="module")
 def model_pipeline(tiny_model_dir) -> FramePipeline:
     return FramePipeline(Engine(tiny_model_dir), steps=1)
@@ -81,6 +93,29 @@ def test_server_with_the_tiny_model_end_to_end(make_server, model_pipeline, view
 
 
 
+def test_the_fill_guard_chooses_the_frames(model_pipeline):
+    """Measured, the guard picks the model or anchor + hole filling for the scene; the untrained
+    tiny model loses to the fill, and from then on the frames are the fallback's bytes."""
+    from models.fill_guard import FillGuard
+
+    views = make_views(8, width=32, height=24)  # two windows of 4 to leave out, 4 views to build from
+    scene = model_pipeline.build(views)
+    cam, size = views[3].camera, (32, 24)
+    model = model_pipeline.render(scene, cam.c2w, cam.K, size, seed=3)
+    assert model.mode == "model" and scene.fill_guard is None
+    model_pipeline.measure_fill_guard(scene)
+    assert scene.fill_guard.targets == 10  # 5 runs of 4 views left out in turn, 2 targets each
+    assert not scene.fill_guard.use_model, scene.fill_guard.describe()
+    guarded = model_pipeline.render(scene, cam.c2w, cam.K, size, seed=3)
+    fallback = FramePipeline(None, anchor_style=model_pipeline.anchor_style).render(scene, cam.c2w, cam.K, size)
+    assert guarded.mode == "anchor"
+    np.testing.assert_array_equal(guarded.rgb, fallback.rgb)
+    scene.fill_guard = FillGuard(30.0, 20.0, 4)  # had the model won, its frames would stay
+    np.testing.assert_array_equal(model_pipeline.render(scene, cam.c2w, cam.K, size, seed=3).rgb, model.rgb)
+    FramePipeline(None).measure_fill_guard(scene)  # nothing to guard without a model
+    assert scene.fill_guard == FillGuard(30.0, 20.0, 4)
+
+
 @pytest.mark.parametrize("style", ["mesh", "points"])
 def test_compiled_kernels_render_the_eager_kernels_bytes(style):
     """A pipeline switches to compiled anchor kernels once they are ready, mid-run; a pose and
@@ -96,7 +131,7 @@ def test_compiled_kernels_render_the_eager_kernels_bytes(style):
     _, views = make_scene(0, "indoor", 6, 128)
 
     pipe = FramePipeline(None, anchor_style=style)
-    scene = pipe.build(views)  # starts the background compiles (first scene of the process)
+    scene = pipe.build(views)  # the compiles the first scene of the process started (compiled_once)
     assert splat.compiled_kernels_settled(timeout=600)
     assert splat._compiled_project._fn is not None, "the compiled splatting kernel is not serving"
     if style == "mesh":

@@ -276,6 +276,21 @@ def test_anchor_kernels_compile_once_frames_pause(make_server, monkeypatch):
     assert len(compiled) == 1 and compiled[0] - sent >= 1.0
 
 
+def test_the_fill_guard_is_measured_with_the_build_when_asked(make_server):
+    """With ``fill_guard`` the scene's guard is measured before ``scene_ready`` (so every frame of
+    the scene is chosen alike, as ``worldfm render-path --fill-guard`` renders it); without, never."""
+    for asked in (True, False):
+        stub = StubPipeline()
+        server = make_server(stub, fill_guard=asked)
+        with Client(server.endpoint, timeout_s=5) as c:
+            scene = open_scene(c)
+            ready = time.monotonic()  # scene_ready has arrived
+            assert isinstance(c.render(scene, pose(1.0)), FrameReply)
+            open_scene(c)
+        assert len(stub.guards_measured) == (2 if asked else 0)
+        assert all(t <= ready for t in stub.guards_measured[:1])  # the first scene's, before its scene_ready
+
+
 def test_pipeline_failures_become_errors(make_server):
     server = make_server()
     with Client(server.endpoint, timeout_s=2) as c:
