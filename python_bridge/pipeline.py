@@ -221,7 +221,11 @@ class FramePipeline:
             return out
 
         start = time.perf_counter()
-        scene.fill_guard = measure_fill_guard(scene.anchor.frames, render_both)
+        try:
+            scene.fill_guard = measure_fill_guard(scene.anchor.frames, render_both)
+        except (ValueError, RuntimeError) as exc:  # e.g. a window whose remaining views build no cloud
+            log.warning("fill guard not measured (%s); the model serves this scene", exc)
+            return
         if scene.fill_guard is None:
             log.info("fill guard: too few views to leave any out; the model serves")
         else:

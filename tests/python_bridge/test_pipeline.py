@@ -96,6 +96,8 @@ def test_server_with_the_tiny_model_end_to_end(make_server, model_pipeline, view
 def test_the_fill_guard_chooses_the_frames(model_pipeline):
     """Measured, the guard picks the model or anchor + hole filling for the scene; the untrained
     tiny model loses to the fill, and from then on the frames are the fallback's bytes."""
+    from dataclasses import replace
+
     from models.fill_guard import FillGuard
 
     views = make_views(8, width=32, height=24)  # two windows of 4 to leave out, 4 views to build from
@@ -114,6 +116,13 @@ def test_the_fill_guard_chooses_the_frames(model_pipeline):
     np.testing.assert_array_equal(model_pipeline.render(scene, cam.c2w, cam.K, size, seed=3).rgb, model.rgb)
     FramePipeline(None).measure_fill_guard(scene)  # nothing to guard without a model
     assert scene.fill_guard == FillGuard(30.0, 20.0, 4)
+    # a scene whose windows leave views that build no cloud: logged, and the model keeps serving
+    blank = [replace(v, depth=np.zeros_like(v.depth)) if i < 4 else v for i, v in enumerate(views)]
+    unmeasurable = model_pipeline.build(views)
+    unmeasurable.anchor.frames[:] = blank
+    model_pipeline.measure_fill_guard(unmeasurable)
+    assert unmeasurable.fill_guard is None
+    assert model_pipeline.render(unmeasurable, cam.c2w, cam.K, size, seed=3).mode == "model"
 
 
 @pytest.mark.parametrize("style", ["mesh", "points"])
