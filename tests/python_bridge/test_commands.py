@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bridge_views import make_views
-from datagen.dataset import write_scene
+from datagen.dataset import read_scene, write_scene
 from models.scene import Scene
 from python_bridge.camera_path import CameraPath, CameraPathError, interpolate_poses, load_camera_path, save_camera_path
 from python_bridge.cli import main
@@ -100,6 +100,33 @@ def test_render_path_is_frame_accurate(tmp_path, dataset_scene, tiny_model_dir):
         assert a.shape == (24, 32, 3)
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(runs[0][0], runs[0][3])
+
+
+def test_render_path_with_the_fill_guard_writes_what_the_guarded_server_sends(tmp_path, tiny_model_dir, make_server):
+    """``--fill-guard`` on both sides: the guard is measured in the scene's build, so the server
+    and render-path choose alike (the untrained tiny model loses to the fill: anchor frames)."""
+    from python_bridge.client import Client
+    from python_bridge.engine import Engine
+    from python_bridge.pipeline import FramePipeline
+
+    views = make_views(8, width=32, height=24)  # enough views to leave windows of 4 out
+    scene_dir = write_scene(Scene("wall", views), tmp_path / "scene")
+    poses = interpolate_poses(np.stack([v.camera.c2w for v in views[:3]]), 3)
+    path_file = tmp_path / "path.json"
+    save_camera_path(path_file, CameraPath(poses, views[0].camera.K, (32, 24), fps=12))
+    out = tmp_path / "out"
+    args = ["render-path", str(scene_dir), "--path", str(path_file), "--out", str(out), "--model", str(tiny_model_dir),
+            "--seed", "9", "--fill-guard"]
+    assert main(args) == 0
+    offline = [imageio.imread(f) for f in sorted(out.glob("frame_*.png"))]
+    path = load_camera_path(path_file)  # the poses and K as the file holds them (JSON decimals)
+    server = make_server(FramePipeline(Engine(tiny_model_dir)), fill_guard=True)
+    with Client(server.endpoint, timeout_s=60) as c:
+        scene = c.open_scene(read_scene(scene_dir).frames).scene  # as render-path reads them (depth as stored)
+        served = [c.render(scene, pose, path.K, path.size, seed=9 + i) for i, pose in enumerate(path.poses)]
+    assert [f.mode for f in served] == ["anchor"] * 3
+    for a, b in zip(offline, served, strict=True):
+        np.testing.assert_array_equal(a, b.rgb)
 
 
 def test_render_path_renders_with_the_anchor_compile_held(tmp_path, dataset_scene, monkeypatch):
