@@ -465,11 +465,11 @@ def side_by_side(sets: Mapping[str, EvalResult]) -> str:
                 lines.append(f"  {label} minus anchor + hole filling, per scene (dB): "
                              + ", ".join(f"{scene} {v:+.2f}" for scene, v in margins.items())
                              + f"; below it on {sum(v < 0 for v in margins.values())} of {len(margins)}.")
-        if r.fill_guard:
-            chose = [g is not None and g > 0 for gains in r.fill_guard.values() for g in gains]
-            lines.append(f"  fill guard: the model in {sum(chose)} of {len(chose)} windows ("
-                         + ", ".join(f"{scene} {sum(g is not None and g > 0 for g in gains)}/{len(gains)}"
-                                     for scene, gains in r.fill_guard.items()) + ").")
+        if r.fill_guard:  # windows whose guard chose the model (a measured gain above 0), per scene
+            chose = {scene: sum(g is not None and g > 0 for g in gains) for scene, gains in r.fill_guard.items()}
+            lines.append(f"  fill guard: the model in {sum(chose.values())} of "
+                         f"{sum(map(len, r.fill_guard.values()))} windows ("
+                         + ", ".join(f"{scene} {n}/{len(r.fill_guard[scene])}" for scene, n in chose.items()) + ").")
         gen, fill = r.rows.get(GENERATOR_ROW), r.rows.get(FILL_ROW)
         if gen and fill and "wide_holes_psnr" in gen:
             lines.append(f"  holes by width, 1 step vs anchor + hole filling (dB): thin "

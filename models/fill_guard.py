@@ -3,9 +3,9 @@ on the scene's own views.
 
 Why: a frame model trained on a few scene families can fill a cloud's holes worse than
 push-pull does on a family it never saw. Measured on the demo model (`worldfm eval`, the
-card's out-of-family set): 1 step is 0.08-0.49 dB below anchor + hole filling on the four
+card's out-of-family set): 1 step is 0.07-0.48 dB below anchor + hole filling on the four
 hall scenes, and there even the ground truth's own latent through the same decoders is below
-the fill, so no better generator would fix it; on the other four scenes it gains 0.09 to 11 dB.
+the fill, so no better generator would fix it; on the other four scenes it gains 0.10 to 11 dB.
 Which kind a scene is can be measured before any frame is asked for: the server holds posed
 views of the scene, so it can leave a few windows of them out of the cloud, render them as
 targets both ways, and compare with the views themselves -- the evaluation's protocol, on the
@@ -73,9 +73,9 @@ def calibration_windows(count: int, windows: int = GUARD_WINDOWS, window: int = 
 
     Why every run: each window's targets differ in how much of them the rest of the scene covers,
     and the guard's choice is only as good as its sample. On the card's out-of-family set
-    (scratch simulation over the evaluation's windows), 3 spread windows of 2 targets each chose
-    wrongly often enough to leave 1 step with the guard below the fill on 3 of 8 scenes; every
-    run (17 windows, 34 targets) on none."""
+    (`worldfm eval`), 3 spread windows of 2 targets each chose wrongly often enough to leave 1
+    step with the guard below the fill on 3 of 8 scenes; every run (17 windows, 34 targets) on
+    none (docs/model.md, "Fill guard")."""
     if count - window < 2 or windows < 1:
         return []
     runs = count - window + 1

@@ -103,7 +103,7 @@ def test_evaluate_the_tiny_export(export_dir, teacher_run, tmp_path):
 
 
 def test_the_fill_guard_row_serves_what_the_guard_chose(export_dir):
-    """12 views: each window's cloud keeps 8, so the guard leaves two windows of them out. The
+    """12 views: each window's cloud keeps 8, so the guard leaves 5 runs of 4 of them out. The
     tiny model (40 steps at 64 px) fills holes worse than push-pull on every one, and where
     the guard chose the fill the row is the fill exactly."""
     scenes = procedural_scenes(1, 12)
