@@ -18,6 +18,7 @@ from models.anchor.cloud import (
     fuse_indices,
 )
 from models.anchor.reference import ReferenceIndex
+from models.anchor.view_work import per_view
 from models.scene import Frame
 
 __all__ = ["AnchorScene", "build_scene", "DEFAULT_POINTS_PER_CANDIDATE"]
@@ -75,7 +76,9 @@ def build_scene(
     samples = np.empty((len(frames), points_per_candidate, 3), dtype=np.float32)
     median_depths = np.empty(len(frames))
     for i, frame in enumerate(frames):
-        xyz, rgb, depth, pixel = frame_points(frame, max_depth, max_slope)
+        # computed once per view inside models.anchor.view_work.reuse_view_work (the fill guard's rebuilds)
+        xyz, rgb, depth, pixel = per_view(frame, ("points", max_depth, max_slope),
+                                          lambda frame=frame: frame_points(frame, max_depth, max_slope))
         if xyz.shape[0] == 0:
             raise AnchorInputError(
                 f"frame {i} ({frame.name!r}) keeps no reliable depth sample after filtering "

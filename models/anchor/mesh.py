@@ -52,7 +52,9 @@ from models.anchor.build import AnchorScene
 from models.anchor.cloud import DEFAULT_MAX_DEPTH, AnchorInputError, _depth_tensor, reliable_depth_mask
 from models.anchor.reference import reference_scores
 from models.anchor.splat import EMPTY_KEY, DeviceCloud, RenderOutput, _Compiled, key_depth, render_keys, to_device
+from models.anchor.view_work import per_view
 from models.cameras import scale_K, validate_c2w
+from models.scene import Frame
 
 __all__ = ["SourceViews", "prepare_mesh", "render_mesh", "mesh_faces", "patches", "shading_threads",
            "keep_shading_threads", "view_index_dtype", "CONTINUITY", "CONSISTENCY", "DEFAULT_EXTRA_VIEWS"]
@@ -165,32 +167,22 @@ def prepare_mesh(
         )
     if extra_views < 0:
         raise AnchorInputError(f"extra_views must be >= 0; got {extra_views}")
-    texel, sizes = [], []
-    for i, frame in enumerate(scene.frames):
-        cam = frame.camera
-        d = raw = _depth_tensor(frame.depth, f"frame {i} ({frame.name!r})")
-        # The samples the cloud was built from (build_scene's defaults); the rest are holes.
-        d = torch.where(reliable_depth_mask(d, float(min(cam.K[0, 0], cam.K[1, 1]))), d, 0.0)
-        # No surface at all (no depth, e.g. sky, or beyond the cloud's range): NO_SURFACE, which the
-        # silhouette test reads as farther than anything; dropped samples (flying pixels) stay 0.
-        nothing = (raw <= 0) | (raw > DEFAULT_MAX_DEPTH)
-        depth = torch.where(nothing, NO_SURFACE, d).reshape(-1).to(torch.float32).view(torch.int32)
-        colour = _pack(frame.rgb) | (patches(d).reshape(-1).to(torch.int32) * (PATCH << 24))
-        texel.append(torch.stack([depth, colour], 1).reshape(-1))
-        sizes.append((cam.width, cam.height))
+    # computed once per view inside models.anchor.view_work.reuse_view_work (the fill guard's rebuilds)
+    tables = [per_view(frame, "mesh tables", lambda i=i, frame=frame: _view_tables(frame, i))
+              for i, frame in enumerate(scene.frames)]
+    texel = [samples for samples, _ in tables]
+    sizes = [(f.camera.width, f.camera.height) for f in scene.frames]
     sizes_t = torch.tensor(sizes, dtype=torch.int64).reshape(-1, 2)
     counts = sizes_t[:, 0] * sizes_t[:, 1]
     # Anti-aliasing: colour pyramids, levels 1.. of every view, after the views' samples (see _mip_colour).
-    pyramids = [colour_pyramid(f.rgb) for f in scene.frames]
-    levels = min(len(p) for p in pyramids)
+    levels = min(len(pyramid) for _, pyramid in tables)
     mip_layout, start = [], int(counts.sum())
     for level in range(levels):
-        for pyramid in pyramids:
-            image = pyramid[level]
-            mip_layout.append((start, image.shape[1], image.shape[0]))
-            colour = _pack(image)
-            texel.append(torch.stack([torch.zeros_like(colour), colour], 1).reshape(-1))
-            start += image.shape[0] * image.shape[1]
+        for _, pyramid in tables:
+            samples, width, height = pyramid[level]
+            mip_layout.append((start, width, height))
+            texel.append(samples)
+            start += width * height
     layout = torch.tensor(mip_layout, dtype=torch.int64).reshape(-1, 3)
     point_view = torch.from_numpy(np.append(scene.sources[:, 0], 0).astype(view_index_dtype(len(scene.frames))))
     views = SourceViews(
@@ -217,6 +209,26 @@ def prepare_mesh(
         K = scale_K(cam.K, (cam.width, cam.height), (1, 1))
         _fused_shade(*_shade_args(views, torch.full((1,), EMPTY_KEY, device=views.texel.device), K, cam.c2w, 1, 1))
     return views
+
+
+def _view_tables(frame: Frame, index: int) -> tuple[torch.Tensor, list[tuple[torch.Tensor, int, int]]]:
+    """One source view's part of :attr:`SourceViews.texel`: its samples (int32 [2 H W], depth and
+    packed colour interleaved) and its colour pyramid's levels 1.. as (texels int32 [2 h w] of depth
+    0, w, h). ``index`` names the view in errors."""
+    cam = frame.camera
+    d = raw = _depth_tensor(frame.depth, f"frame {index} ({frame.name!r})")
+    # The samples the cloud was built from (build_scene's defaults); the rest are holes.
+    d = torch.where(reliable_depth_mask(d, float(min(cam.K[0, 0], cam.K[1, 1]))), d, 0.0)
+    # No surface at all (no depth, e.g. sky, or beyond the cloud's range): NO_SURFACE, which the
+    # silhouette test reads as farther than anything; dropped samples (flying pixels) stay 0.
+    nothing = (raw <= 0) | (raw > DEFAULT_MAX_DEPTH)
+    depth = torch.where(nothing, NO_SURFACE, d).reshape(-1).to(torch.float32).view(torch.int32)
+    colour = _pack(frame.rgb) | (patches(d).reshape(-1).to(torch.int32) * (PATCH << 24))
+    levels = []
+    for image in colour_pyramid(frame.rgb):
+        packed = _pack(image)
+        levels.append((torch.stack([torch.zeros_like(packed), packed], 1).reshape(-1), image.shape[1], image.shape[0]))
+    return torch.stack([depth, colour], 1).reshape(-1), levels
 
 
 _KEPT_SHADING_THREADS: ContextVar[int | None] = ContextVar("worldfm_shading_threads", default=None)
