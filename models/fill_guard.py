@@ -19,13 +19,14 @@ pins them), so only the holes change.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from models.anchor import AnchorScene, build_scene
+from models.anchor.view_work import reuse_view_work
+from models.metrics import psnr
 from models.scene import Frame
 
 __all__ = ["GUARD_STRIDE", "GUARD_WINDOW", "GUARD_WINDOWS", "FillGuard", "calibration_windows", "measure_fill_guard"]
@@ -33,13 +34,7 @@ __all__ = ["GUARD_STRIDE", "GUARD_WINDOW", "GUARD_WINDOWS", "FillGuard", "calibr
 GUARD_WINDOWS = 24  # at most this many windows of views left out per scene (every run of GUARD_WINDOW views below)
 GUARD_WINDOW = 4  # views per window, as `worldfm eval` holds them out
 GUARD_STRIDE = 2  # every other view of a window is a target
-
-
-def _psnr(image: np.ndarray, truth: np.ndarray) -> float:
-    """PSNR in dB of uint8 ``image`` against ``truth`` (255 scale; an exact match counts as 200 dB, so a
-    mean stays finite)."""
-    mse = float(np.mean(np.square(image.astype(np.float64) - truth)))
-    return 10.0 * math.log10(255.0**2 / max(mse, 255.0**2 * 1e-20))
+EXACT_DB = 200.0  # a frame equal to its view scores this, not inf, so that a mean stays finite
 
 
 @dataclass(frozen=True)
@@ -99,13 +94,14 @@ def measure_fill_guard(
     the model).
     """
     model, fill = [], []
-    for held in calibration_windows(len(frames), windows, window):
-        kept = [f for i, f in enumerate(frames) if i not in held]
-        targets = [frames[i] for i in held][::stride]
-        for target, (ours, classical) in zip(targets, render_both(build_scene(kept), targets), strict=True):
-            truth = target.rgb.astype(np.float64)
-            model.append(_psnr(ours, truth))
-            fill.append(_psnr(classical, truth))
+    with reuse_view_work():  # each view's points and source tables once, not once per window
+        for held in calibration_windows(len(frames), windows, window):
+            kept = [f for i, f in enumerate(frames) if i not in held]
+            targets = [frames[i] for i in held][::stride]
+            for target, (ours, classical) in zip(targets, render_both(build_scene(kept), targets), strict=True):
+                truth = target.rgb.astype(np.float64)
+                model.append(min(psnr(ours, truth), EXACT_DB))
+                fill.append(min(psnr(classical, truth), EXACT_DB))
     if not model:
         return None
     return FillGuard(float(np.mean(model)), float(np.mean(fill)), len(model))

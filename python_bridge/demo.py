@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 import models
+from models.metrics import psnr
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +144,6 @@ def load_pipeline(model: Path | None, provider: str, steps: int | None, fallback
                              anchor_style=anchor_style)
     timeline.mark("engine_ready")
     return pipeline
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two uint8 images."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
