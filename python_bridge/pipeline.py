@@ -88,6 +88,9 @@ class RenderResult:
     mode: str
     timings: dict[str, float] = field(default_factory=dict)
     anchor: np.ndarray | None = None  # the anchor rendering (H, W, 3), for strips and debugging
+    # anchor + hole filling (H, W, 3) where the frame's path made it at the frame's size: the fill
+    # guard compares the two without rendering the anchor again
+    filled: np.ndarray | None = None
 
 
 class _Stopwatch:
@@ -217,7 +220,9 @@ class FramePipeline:
                 cam = t.camera
                 size = (cam.width, cam.height)
                 model = self._generate(part, cam.K, cam.c2w, size, self.steps, seed, _Stopwatch())
-                out.append((model.rgb, self._fill_frame(part, cam.K, cam.c2w, size, _Stopwatch()).rgb))
+                fill = model.filled if model.filled is not None else \
+                    self._fill_frame(part, cam.K, cam.c2w, size, _Stopwatch()).rgb
+                out.append((model.rgb, fill))
             return out
 
         start = time.perf_counter()
@@ -241,7 +246,7 @@ class FramePipeline:
         clock.lap("reference_ms")
         out = _filled(anchor)
         clock.lap("fill_ms")
-        return RenderResult(out, K, c2w, index, "anchor", clock.timings, anchor=anchor.rgb.numpy())
+        return RenderResult(out, K, c2w, index, "anchor", clock.timings, anchor=anchor.rgb.numpy(), filled=out)
 
     def _generate(self, scene: BuiltScene, K, c2w, size, steps, seed, clock: _Stopwatch) -> RenderResult:
         engine = self.engine
@@ -276,8 +281,9 @@ class FramePipeline:
         if (w, h) != tuple(size):
             rgb = _resize(rgb, size)
             anchor_rgb = _resize(anchor_rgb, size)
+            filled = None  # anchor + hole filling at the frame's size is not a resize of this one
             clock.lap("resize_ms")
-        return RenderResult(rgb, K, c2w, index, "model", clock.timings, anchor=anchor_rgb)
+        return RenderResult(rgb, K, c2w, index, "model", clock.timings, anchor=anchor_rgb, filled=filled)
 
 
 def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -125,6 +125,30 @@ def test_the_fill_guard_chooses_the_frames(model_pipeline):
     assert model_pipeline.render(unmeasurable, cam.c2w, cam.K, size, seed=3).mode == "model"
 
 
+def test_model_frames_carry_anchor_plus_hole_filling_at_their_size(tiny_model_dir, tmp_path, views):
+    """A model that reads the filled anchor hands it back with the frame when the frame is at the
+    model's size: the fallback's bytes, so the fill guard scores it without rendering the anchor
+    again; at another size the fill is not a resize of it, and the frame carries none."""
+    import json
+    import shutil
+
+    from models.cameras import scale_K
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "filled")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["config"]["anchor_filled"] = True
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    pipe = FramePipeline(Engine(folder), steps=1)
+    scene = pipe.build(views)
+    fallback = FramePipeline(None, anchor_style=pipe.anchor_style)
+    cam = views[1].camera
+    K = scale_K(cam.K, (32, 24), (32, 32))
+    frame = pipe.render(scene, cam.c2w, K, (32, 32), seed=1)
+    assert frame.mode == "model"
+    np.testing.assert_array_equal(frame.filled, fallback.render(scene, cam.c2w, K, (32, 32)).rgb)
+    assert pipe.render(scene, cam.c2w, cam.K, (32, 24), seed=1).filled is None
+
+
 @pytest.mark.parametrize("style", ["mesh", "points"])
 def test_compiled_kernels_render_the_eager_kernels_bytes(style):
     """A pipeline switches to compiled anchor kernels once they are ready, mid-run; a pose and
