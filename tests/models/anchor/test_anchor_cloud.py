@@ -40,6 +40,44 @@ def test_reliable_mask_drops_edges_far_and_invalid_but_keeps_slopes():
     assert keep[0, 1] and keep[1, 0]  # a neighbour without depth is not an edge
 
 
+def _reliable_reference(depth: np.ndarray, focal: float, max_depth: float, max_slope: float) -> np.ndarray:
+    """reliable_depth_mask pixel by pixel, in float64: valid, and within max_slope footprints of
+    every valid neighbour of its 3 x 3 neighbourhood."""
+    h, w = depth.shape
+    valid = (depth > 0) & (depth <= max_depth)
+    keep = np.zeros((h, w), bool)
+    for i in range(h):
+        for j in range(w):
+            if not valid[i, j]:
+                continue
+            limit = float(depth[i, j]) * max_slope / focal
+            near = [float(depth[a, b]) for a in range(max(i - 1, 0), min(i + 2, h))
+                    for b in range(max(j - 1, 0), min(j + 2, w)) if valid[a, b]]
+            keep[i, j] = all(abs(n - float(depth[i, j])) <= limit for n in near)
+    return keep
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (6, 1), (9, 13), (40, 33)])
+def test_reliable_mask_matches_a_pixel_by_pixel_reference(shape):
+    rng = np.random.default_rng(sum(shape))
+    kept = []
+    for trial in range(4):
+        depth = rng.uniform(0.5, 8.0, shape).astype(np.float32)
+        depth[rng.random(shape) < 0.15] = 0.0  # no depth
+        depth[rng.random(shape) < 0.05] = 150.0  # beyond max_depth
+        if trial % 2:  # smooth surfaces with a few jumps: most samples kept, not only edges
+            depth = np.where(depth > 0, np.float32(3.0) + np.cumsum(np.full(shape, 0.01, np.float32), 1), 0.0)
+            depth[rng.random(shape) < 0.1] *= 2
+        depth = depth.astype(np.float32)
+        focal = float(rng.uniform(10, 400))
+        got = reliable_depth_mask(torch.from_numpy(depth), focal, max_depth=100.0, max_slope=20.0).numpy()
+        want = _reliable_reference(depth, focal, 100.0, 20.0)
+        np.testing.assert_array_equal(got, want, err_msg=f"trial {trial}")
+        kept.append(want)
+    kept = np.stack(kept)
+    assert kept.any() and (shape == (1, 1) or not kept.all())  # both outcomes were tested
+
+
 def test_fusion_keeps_the_lowest_priority_sample_per_voxel_and_respects_the_cap():
     xyz = torch.tensor([[0.01, 0.01, 0.01], [0.02, 0.02, 0.02], [0.5, 0.5, 0.5]])
     rgb = torch.tensor([[1, 1, 1], [2, 2, 2], [3, 3, 3]], dtype=torch.uint8)
