@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -35,7 +36,7 @@ import torch
 from numba import njit
 
 from models.anchor.mesh import CONSISTENCY, MIN_WEIGHT, PATCH, shading_threads
-from models.anchor.splat import EMPTY_KEY, key_depth
+from models.anchor.splat import EMPTY_KEY
 
 __all__ = ["fused_shade"]
 
@@ -43,6 +44,7 @@ _HALF = np.float32(0.5)
 _ONE = np.float32(1.0)
 _INF = np.float32(np.inf)
 _ROUNDER = np.float32(1.5 * 2**23)
+_HIGH_WORD = 1 if sys.byteorder == "little" else 0  # which float32 of an int64 key holds its high half
 _BAND_PIXELS = 1 << 14  # pixels per thread below which splitting a frame costs more than it saves
 
 
@@ -72,7 +74,7 @@ def _byte(x):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, target_focal, maps, extra, extra_on,
+def _shade_band(start, stop, centre_u, centre_v, keys, key_words, empty_key, target_focal, maps, extra, extra_on,
                 point_view, splat_rgba, offset, width, height, texel_depth, texel_byte, focal,
                 mip_offset, mip_width, mip_height, patch_flag, consistency, past, min_weight,
                 out_rgb, out_mask, out_depth):
@@ -96,7 +98,7 @@ def _shade_band(start, stop, centre_u, centre_v, keys, depth_of_key, empty_key, 
         key = keys[p]
         if key == empty_key:
             continue
-        z = depth_of_key[p]
+        z = key_words[2 * p + _HIGH_WORD]  # splat.key_depth: the key's high half, a float32 depth in metres
         uz, vz = centre_u[p] * z, centre_v[p] * z
         footprint = z / target_focal
         weight = np.float32(0)
@@ -189,7 +191,10 @@ def _loop_args(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tenso
     out_mask = np.empty(n, np.bool_)
     out_depth = np.empty(n, np.float32)
     maps = maps_t.numpy().T.reshape(-1)  # view v's map at 12 v .. 12 v + 11
-    args = (centre_u.numpy(), centre_v.numpy(), keys.numpy(), key_depth(keys).numpy(), EMPTY_KEY,
+    keys = keys.numpy()
+    # the keys' 32-bit halves as float32 (no copy): the loop reads each key's depth there, instead of
+    # a pass over the frame making a depth array first (splat.key_depth)
+    args = (centre_u.numpy(), centre_v.numpy(), keys, keys.view(np.float32), EMPTY_KEY,
             np.float32(target_focal.item()), maps, extra.numpy(), extra_on.numpy(), point_view.numpy(),
             splat_rgba.numpy(), offset.numpy(), *_view_sizes(size, offset.shape[0]), texel.view(np.float32),
             texel.view(np.uint8), focal.numpy(), *(t.numpy() for t in mip), np.uint8(PATCH), np.float32(CONSISTENCY),
