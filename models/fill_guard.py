@@ -84,18 +84,22 @@ def measure_fill_guard(
     windows: int = GUARD_WINDOWS,
     window: int = GUARD_WINDOW,
     stride: int = GUARD_STRIDE,
+    before_window: Callable[[], None] | None = None,
 ) -> FillGuard | None:
     """Hold windows of ``frames`` (a scene's posed views, in trajectory order) out of its cloud
     and score both ways of making their frames against the views themselves.
 
     ``render_both(scene, targets)``: for a scene built without the targets, (model frame,
-    anchor + hole filling) per target, uint8 (H, W, 3) each at the target's size. Returns None
-    when the scene has too few views to leave any out (then nothing is known: callers keep
-    the model).
+    anchor + hole filling) per target, uint8 (H, W, 3) each at the target's size.
+    ``before_window()`` runs before each window: a server measuring between frames waits there
+    for a pause in the stream, or raises to abandon the measurement. Returns None when the scene
+    has too few views to leave any out (then nothing is known: callers keep the model).
     """
     model, fill = [], []
     with reuse_view_work():  # each view's points and source tables once, not once per window
         for held in calibration_windows(len(frames), windows, window):
+            if before_window is not None:
+                before_window()
             kept = [f for i, f in enumerate(frames) if i not in held]
             targets = [frames[i] for i in held][::stride]
             for target, (ours, classical) in zip(targets, render_both(build_scene(kept), targets), strict=True):

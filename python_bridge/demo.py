@@ -169,13 +169,13 @@ def run_demo(
     anchor_style: str | None = None,
     client_timeout_s: float = 30.0,
     compile_when_idle_s: float | None = 1.0,
-    fill_guard: bool = False,
+    fill_guard: str = "idle",
 ) -> DemoReport:
     """Run the demo end to end and return its measurements (see the module docstring).
 
     ``client_timeout_s`` is the server's session timeout (``worldfm serve --client-timeout``),
     ``compile_when_idle_s`` when it compiles the anchor kernels (``--compile-when-idle``),
-    ``fill_guard`` whether the scene's build measures its fill guard (``--fill-guard``)."""
+    ``fill_guard`` when the server measures the scene's fill guard (``--fill-guard``: idle, build or off)."""
     import imageio.v2 as imageio
 
     from models.scene import Camera

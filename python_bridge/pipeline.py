@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -203,11 +203,12 @@ class FramePipeline:
             return self._fill_frame(scene, K, c2w, size, clock)
         return self._generate(scene, K, c2w, size, self.steps if steps is None else steps, seed, clock)
 
-    def measure_fill_guard(self, scene: BuiltScene) -> None:
+    def measure_fill_guard(self, scene: BuiltScene, before_window: Callable[[], None] | None = None) -> None:
         """Measure ``scene``'s fill guard (:mod:`models.fill_guard`): leave each run of a few of its
         views out of a cloud in turn, render them with the model and as anchor + hole filling, and
         from then on serve whichever came closer to the views (part of the offline stage, like
-        :meth:`build`; nothing without a model)."""
+        :meth:`build`, or between frames; nothing without a model). ``before_window`` runs before
+        each window and may wait, or raise to abandon the measurement (the model keeps serving)."""
         if self.engine is None:
             return
 
@@ -227,7 +228,7 @@ class FramePipeline:
 
         start = time.perf_counter()
         try:
-            scene.fill_guard = measure_fill_guard(scene.anchor.frames, render_both)
+            scene.fill_guard = measure_fill_guard(scene.anchor.frames, render_both, before_window=before_window)
         except (ValueError, RuntimeError) as exc:  # e.g. a window whose remaining views build no cloud
             log.warning("fill guard not measured (%s); the model serves this scene", exc)
             return

@@ -16,6 +16,9 @@ from typing import Any, Callable
 from models.scene import Frame
 from python_bridge.protocol import E_LIMIT, E_UNKNOWN_SCENE, ProtocolError
 
+# When a server measures each scene's fill guard (ServerConfig.fill_guard, `--fill-guard`).
+FILL_GUARD_WHEN = ("idle", "build", "off")
+
 
 @dataclass
 class BuiltScene:

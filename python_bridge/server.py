@@ -32,8 +32,10 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import ipaddress
 import logging
+import queue
 import re
 import secrets
 import selectors
@@ -53,7 +55,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from python_bridge import protocol as P
 from python_bridge import timeline
-from python_bridge.scenes import SceneState, SceneStore
+from python_bridge.scenes import FILL_GUARD_WHEN, SceneState, SceneStore
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +95,22 @@ class ServerConfig:
     # Start the anchor's compiled kernels only after this long without a frame (None: at their
     # first use); models.anchor.splat.compiles_held says why.
     compile_when_idle_s: float | None = 1.0
-    # Measure each scene's fill guard as part of its build (models.fill_guard: serve the model, or
-    # anchor + hole filling, whichever comes closer to views of the scene left out of its cloud).
-    # Off by default: it adds seconds before the scene is ready (docs/model.md, "Fill guard").
-    fill_guard: bool = False
+    # When to measure each scene's fill guard (models.fill_guard: serve the model, or anchor + hole
+    # filling, whichever comes closer to views of the scene left out of its cloud; docs/model.md,
+    # "Fill guard"). "idle": between frames, window by window whenever no frame has been asked for
+    # fill_guard_idle_s, so it costs no frame's time; the model serves until it is decided.
+    # "build": before scene_ready, so every frame of the scene is chosen alike, seconds later.
+    # "off": the model serves every frame.
+    fill_guard: str = "idle"
+    fill_guard_idle_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.fill_guard not in FILL_GUARD_WHEN:
+            raise ValueError(f"fill_guard must be one of {', '.join(FILL_GUARD_WHEN)}; got {self.fill_guard!r}")
+
+
+class _GuardAbandoned(Exception):
+    """A fill guard measured between frames stops: its scene was closed, or the server stops."""
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -185,7 +199,7 @@ def encode_image(rgb: np.ndarray, encoding: str, quality: int) -> np.ndarray:
 
 class Server:
     """The bridge server around a pipeline with ``build(frames)``, ``render(...)``,
-    ``measure_fill_guard(built)`` (with ``config.fill_guard``), ``describe()`` and ``frame_size`` (see
+    ``measure_fill_guard(built, before_window)`` (see ``config.fill_guard``), ``describe()`` and ``frame_size`` (see
     python_bridge.pipeline.FramePipeline).
 
     ``load_path`` turns a server-side path into frames for ``open_scene`` with ``path``
@@ -211,6 +225,7 @@ class Server:
         self._session_of: dict[bytes, str] = {}
         self._new_sessions: dict[bytes, collections.deque[float]] = {}  # identity -> times it started sessions
         self._builder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="worldfm-build")
+        self._guards: queue.SimpleQueue[tuple[SceneState, Any]] = queue.SimpleQueue()  # fill_guard "idle"
         self._model_steps = tuple(pipeline.describe().get("steps", ()))  # empty: no generator, steps ignored
         self._auth = None
         self.stats = {"requests": 0, "frames": 0, "superseded": 0, "errors": 0}  # changed under the I/O lock
@@ -223,7 +238,7 @@ class Server:
         self._rendering = 0  # threads inside pipeline.render, at most config.workers
         self._running: dict[str, int] = {}  # session -> its renders inside pipeline.render
         self._next_expiry = 0.0
-        self._last_frame = time.monotonic()  # when a render last finished (compile_when_idle_s)
+        self._last_frame = time.monotonic()  # when a render last finished or a scene became ready (idle waits)
         self._router = self._bind()
         self._router_fd = self._router.getsockopt(zmq.FD)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -296,6 +311,8 @@ class Server:
             threading.Thread(target=self._loop, name=f"worldfm-serve-{i}", daemon=True)
             for i in range(1, self.config.workers + 1)
         ]
+        if self.config.fill_guard == "idle":
+            helpers.append(threading.Thread(target=self._guard_loop, name="worldfm-fill-guard", daemon=True))
         for t in helpers:
             t.start()
         log.info(
@@ -393,16 +410,57 @@ class Server:
                 self._wake()
             return job
 
+    def _quiet_for(self, now: float) -> float:
+        """Seconds since a frame was last rendered, asked for or queued (0 while one is); under the I/O lock."""
+        if self._rendering or len(self._scheduler):
+            return 0.0
+        return now - self._last_frame
+
     def _compile_if_idle(self, now: float) -> None:
         """Start the anchor kernels' held compiles once no frame was rendered, asked for or
         queued for ``compile_when_idle_s``: the user has paused, so the compile takes no frame's
         time (a stream that never pauses keeps the eager kernels, ~2 ms slower per frame)."""
         wait = self.config.compile_when_idle_s
-        if wait is None or self._rendering or len(self._scheduler) or now - self._last_frame < wait:
+        if wait is None or self._quiet_for(now) < wait:
             return
         splat = sys.modules.get("models.anchor.splat")  # loaded only where scenes render anchors
         if splat is not None and splat.start_held_compiles():
             log.info("no frame for %.1f s: compiling the anchor kernels in the background", now - self._last_frame)
+
+    def _guard_loop(self) -> None:
+        """Measure the fill guard of each scene built since, between frames (``fill_guard`` "idle").
+
+        Why between frames: for a 24-view scene the measurement rebuilds the cloud 21 times and
+        renders 42 views both ways, ~5 s on a 2-core CPU (bench/bench_fill_guard.py); before
+        ``scene_ready`` that is ~5 s more to the first frame, beside a stream it would take each
+        frame's CPU. Waiting for a pause before each window avoids both: a window is ~0.25 s, and
+        a frame asked for meanwhile shares the CPU with it until the window ends. Until the guard is decided the model
+        serves the scene, as it does where the guard chooses it."""
+        while not self._stop.is_set():
+            try:
+                scene, built = self._guards.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            start = time.perf_counter()
+            try:
+                self.pipeline.measure_fill_guard(built, before_window=functools.partial(self._await_pause, scene))
+            except _GuardAbandoned:
+                log.info("fill guard of scene %s abandoned after %.1f s (closed, or the server stops); "
+                         "the model served it", scene.id, time.perf_counter() - start)
+            except Exception:
+                log.exception("fill guard of scene %s failed; the model serves it", scene.id)
+
+    def _await_pause(self, scene: SceneState) -> None:
+        """Return once no frame has been asked for ``fill_guard_idle_s``; raise _GuardAbandoned if
+        ``scene`` is closed or the server stops first."""
+        while True:
+            if self._stop.is_set() or not self._scenes.holds(scene):
+                raise _GuardAbandoned
+            with self._lock:
+                quiet = self._quiet_for(time.monotonic())
+            if quiet >= self.config.fill_guard_idle_s:
+                return
+            self._stop.wait(min(0.05, self.config.fill_guard_idle_s - quiet))
 
     def _wake(self) -> None:
         """Wake the threads waiting for traffic (no lock needed: safe from signal handlers)."""
@@ -786,7 +844,7 @@ class Server:
                     P.E_LIMIT, f"the scene has {len(views)} views; the limit is {self.limits.max_views_per_scene}", rid
                 )
             built = self.pipeline.build(views, self.limits.max_points)
-            if self.config.fill_guard:  # before scene_ready: every frame of the scene is then chosen alike
+            if self.config.fill_guard == "build":  # before scene_ready: every frame of the scene chosen alike
                 self.pipeline.measure_fill_guard(built)
             log.info(
                 "scene %s (%s): %d views -> %d points, %d candidates in %.0f ms",
@@ -819,6 +877,9 @@ class Server:
                     error = P.error(P.E_UNKNOWN_SCENE, f"scene {scene.id} was closed while it was building", rid)
                     return [identity, *P.encode(error)]
                 scene.built = built
+                self._last_frame = time.monotonic()  # its client's stream starts now: not a pause
+                if self.config.fill_guard == "idle":
+                    self._guards.put((scene, built))
                 return [identity, *P.encode(ready)]
         except Exception as exc:
             try:

@@ -13,6 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
+from python_bridge.scenes import FILL_GUARD_WHEN
+
 log = logging.getLogger(__name__)
 
 
@@ -46,12 +48,16 @@ def _add_compile_arg(parser: argparse.ArgumentParser) -> None:
                              "frame (default 1: a compile beside a stream slows the frames being watched; 0: at once)")
 
 
+FILL_GUARD_HELP = ("render views of the scene left out of its cloud with the model and as anchor + hole filling, "
+                   "and serve the closer of the two for that scene (models/fill_guard.py)")
+
+
 def add_fill_guard_arg(parser: argparse.ArgumentParser) -> None:
-    """``--fill-guard`` for every command that builds a scene and renders it with a model."""
-    parser.add_argument("--fill-guard", action="store_true",
-                        help="as part of each scene's build, render views of the scene left out of its cloud with "
-                             "the model and as anchor + hole filling, and serve the closer of the two for that scene "
-                             "(models/fill_guard.py; a few seconds more before the first frame)")
+    """``--fill-guard [idle|build|off]`` for the commands that serve a stream of frames."""
+    parser.add_argument("--fill-guard", choices=FILL_GUARD_WHEN, nargs="?", const="build", default="idle",
+                        help=FILL_GUARD_HELP + ": idle (default) measures between frames, whenever none was asked "
+                             "for a second, and the model serves until it is decided; build (also the bare flag) "
+                             "measures before the scene is ready, a few seconds more before the first frame; off")
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -159,7 +165,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     path.add_argument("--out", type=Path, required=True, help="output folder for frame_00000.png ... and path.mp4")
     _add_model_args(path)
     path.add_argument("--seed", type=int, default=0, help="noise seed of frame 0; frame i uses seed + i")
-    add_fill_guard_arg(path)
+    path.add_argument("--fill-guard", action="store_true",
+                      help=FILL_GUARD_HELP + "; measured before the first frame, as `worldfm serve --fill-guard build` "
+                                             "does (a few seconds more)")
     path.add_argument(
         "--size", type=int, nargs=2, metavar=("W", "H"), default=None, help="output size (default: the path's)"
     )
@@ -291,7 +299,7 @@ def run_render_path(args: argparse.Namespace) -> int:
     video = args.out / "path.mp4"
     # Offline and never idle: the anchor's splat kernels stay eager (python_bridge.batch.JobRunner says why).
     with compiles_held(), tqdm(total=len(path), desc="render-path", unit="frame") as bar:
-        if args.fill_guard:  # as `worldfm serve --fill-guard` builds the scene
+        if args.fill_guard:  # as `worldfm serve --fill-guard build` builds the scene
             pipeline.measure_fill_guard(built)
         count = render_path(
             path,

@@ -23,15 +23,18 @@ class StubPipeline:
 
     frame_size = (32, 24)
 
-    def __init__(self, render_delay_s: float = 0.0, gated: bool = False, build_delay_s: float = 0.0) -> None:
+    def __init__(self, render_delay_s: float = 0.0, gated: bool = False, build_delay_s: float = 0.0,
+                 guard_window_s: float = 0.05) -> None:
         self.render_delay_s = render_delay_s
         self.build_delay_s = build_delay_s
+        self.guard_window_s = guard_window_s
         self.gate = threading.Event()
         if not gated:
             self.gate.set()
         self.started = threading.Semaphore(0)  # released each time a render begins
         self.built_views: list[int] = []
-        self.guards_measured: list[float] = []  # time.monotonic() of each measure_fill_guard call
+        self.guards_measured: list[float] = []  # time.monotonic() of each fill guard measured to its end
+        self.guard_windows: list[float] = []  # time.monotonic() of each guard window begun
 
     def describe(self) -> dict:
         return {"name": "stub", "frame_size": list(self.frame_size), "steps": [1], "provider": "none"}
@@ -47,7 +50,13 @@ class StubPipeline:
             build_ms=0.1,
         )
 
-    def measure_fill_guard(self, scene: BuiltScene) -> None:
+    def measure_fill_guard(self, scene: BuiltScene, before_window=None, windows: int = 3) -> None:
+        """Three windows of ``guard_window_s`` each, as models.fill_guard runs them (``before_window`` first)."""
+        for _ in range(windows):
+            if before_window is not None:
+                before_window()
+            self.guard_windows.append(time.monotonic())
+            time.sleep(self.guard_window_s)
         self.guards_measured.append(time.monotonic())
 
     def render(self, scene: BuiltScene, c2w, K=None, size=None, steps=None, seed=None) -> RenderResult:

@@ -102,9 +102,15 @@ def test_render_path_is_frame_accurate(tmp_path, dataset_scene, tiny_model_dir):
     assert not np.array_equal(runs[0][0], runs[0][3])
 
 
-def test_render_path_with_the_fill_guard_writes_what_the_guarded_server_sends(tmp_path, tiny_model_dir, make_server):
-    """``--fill-guard`` on both sides: the guard is measured in the scene's build, so the server
-    and render-path choose alike (the untrained tiny model loses to the fill: anchor frames)."""
+@pytest.mark.parametrize("when", ["build", "idle"])
+def test_render_path_with_the_fill_guard_writes_what_the_guarded_server_sends(tmp_path, tiny_model_dir, make_server,
+                                                                              when):
+    """``--fill-guard`` on both sides: render-path measures the guard before its first frame, the
+    server in the scene's build ("build") or in the first pause after it ("idle", the default,
+    serving the model until then); from then on both choose alike (the untrained tiny model
+    loses to the fill: anchor frames)."""
+    import threading
+
     from python_bridge.client import Client
     from python_bridge.engine import Engine
     from python_bridge.pipeline import FramePipeline
@@ -120,9 +126,21 @@ def test_render_path_with_the_fill_guard_writes_what_the_guarded_server_sends(tm
     assert main(args) == 0
     offline = [imageio.imread(f) for f in sorted(out.glob("frame_*.png"))]
     path = load_camera_path(path_file)  # the poses and K as the file holds them (JSON decimals)
-    server = make_server(FramePipeline(Engine(tiny_model_dir)), fill_guard=True)
+    pipeline = FramePipeline(Engine(tiny_model_dir))
+    measured = threading.Event()
+    measure = pipeline.measure_fill_guard
+
+    def measure_and_tell(scene, before_window=None) -> None:
+        measure(scene, before_window)
+        measured.set()
+
+    pipeline.measure_fill_guard = measure_and_tell
+    server = make_server(pipeline, fill_guard=when, fill_guard_idle_s=0.2)
     with Client(server.endpoint, timeout_s=60) as c:
         scene = c.open_scene(read_scene(scene_dir).frames).scene  # as render-path reads them (depth as stored)
+        if when == "idle":
+            assert c.render(scene, path.poses[0], path.K, path.size, seed=9).mode == "model"  # not decided yet
+        assert measured.wait(60), "the fill guard was never measured"
         served = [c.render(scene, pose, path.K, path.size, seed=9 + i) for i, pose in enumerate(path.poses)]
     assert [f.mode for f in served] == ["anchor"] * 3
     for a, b in zip(offline, served, strict=True):
@@ -290,3 +308,21 @@ def test_compile_when_idle_refuses_what_is_not_a_duration(command, value, capsys
         main([command, "--compile-when-idle", value])
     assert exit_.value.code == 2
     assert "--compile-when-idle" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_fill_guard_when_is_idle_unless_asked(command, capsys):
+    """``--fill-guard`` takes idle (the default), build (also the bare flag, as before there was a
+    choice) or off, and refuses anything else before any work."""
+    from python_bridge.cli import build_parser
+    from python_bridge.server import ServerConfig
+
+    parse = build_parser().parse_args
+    assert parse([command]).fill_guard == "idle" == ServerConfig().fill_guard
+    assert parse([command, "--fill-guard"]).fill_guard == "build"
+    assert parse([command, "--fill-guard", "off"]).fill_guard == "off"
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--fill-guard", "later"])
+    assert exit_.value.code == 2 and "invalid choice: 'later'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="fill_guard must be one of idle, build, off"):
+        ServerConfig(fill_guard="later")

@@ -277,18 +277,72 @@ def test_anchor_kernels_compile_once_frames_pause(make_server, monkeypatch):
 
 
 def test_the_fill_guard_is_measured_with_the_build_when_asked(make_server):
-    """With ``fill_guard`` the scene's guard is measured before ``scene_ready`` (so every frame of
-    the scene is chosen alike, as ``worldfm render-path --fill-guard`` renders it); without, never."""
-    for asked in (True, False):
+    """With ``fill_guard`` "build" the scene's guard is measured before ``scene_ready`` (so every
+    frame of the scene is chosen alike, as ``worldfm render-path --fill-guard`` renders it); with
+    "off", never."""
+    for when in ("build", "off"):
         stub = StubPipeline()
-        server = make_server(stub, fill_guard=asked)
+        server = make_server(stub, fill_guard=when, fill_guard_idle_s=0.2)
         with Client(server.endpoint, timeout_s=5) as c:
             scene = open_scene(c)
             ready = time.monotonic()  # scene_ready has arrived
             assert isinstance(c.render(scene, pose(1.0)), FrameReply)
             open_scene(c)
-        assert len(stub.guards_measured) == (2 if asked else 0)
+            time.sleep(0.6)  # a pause, in which an "idle" guard would measure
+        assert len(stub.guards_measured) == (2 if when == "build" else 0)
         assert all(t <= ready for t in stub.guards_measured[:1])  # the first scene's, before its scene_ready
+
+
+def test_the_fill_guard_is_measured_between_frames_by_default(make_server):
+    """The default ("idle") measures each scene's guard after its ``scene_ready``, a window at a
+    time, each window only once no frame has been asked for ``fill_guard_idle_s``: none while a
+    stream flows, all of them in the pause after it; a scene closed before its pause is dropped."""
+    stub = StubPipeline()
+    server = make_server(stub, fill_guard_idle_s=0.5)
+    assert server.config.fill_guard == "idle"
+    with Client(server.endpoint, timeout_s=5) as c:
+        for close_first in (False, True):
+            scene = open_scene(c)
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:  # a stream: gaps of ~20 ms, far below the idle time
+                last = time.monotonic()
+                assert isinstance(c.render(scene, pose(1.0)), FrameReply)
+                time.sleep(0.02)
+            assert not stub.guard_windows, "a guard window ran while frames were flowing"
+            if close_first:
+                c.close_scene(scene)
+                time.sleep(1.0)
+                assert not stub.guard_windows and len(stub.guards_measured) == 1, "a closed scene's guard ran"
+                continue
+            deadline = time.monotonic() + 10
+            while len(stub.guards_measured) < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(stub.guards_measured) == 1, "the guard never ran after the stream paused"
+            assert len(stub.guard_windows) == 3 and stub.guard_windows[0] - last >= 0.5
+            stub.guard_windows.clear()
+
+
+def test_a_frame_asked_during_an_idle_fill_guard_pauses_it(make_server):
+    """Frames asked for while the guard measures are served, and the guard's next window waits
+    for the pause after them."""
+    stub = StubPipeline(guard_window_s=0.5)  # time for the stream below to start inside the first window
+    server = make_server(stub, fill_guard_idle_s=0.3)
+    with Client(server.endpoint, timeout_s=5) as c:
+        scene = open_scene(c)
+        deadline = time.monotonic() + 10
+        while not stub.guard_windows and time.monotonic() < deadline:  # the first window begins
+            time.sleep(0.005)
+        assert stub.guard_windows
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            last = time.monotonic()
+            assert isinstance(c.render(scene, pose(1.0)), FrameReply)
+            time.sleep(0.02)
+        deadline = time.monotonic() + 10
+        while not stub.guards_measured and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert len(stub.guard_windows) == 3 and stub.guards_measured
+    assert stub.guard_windows[1] - last >= 0.3  # the second window waited for the pause
 
 
 def test_pipeline_failures_become_errors(make_server):
