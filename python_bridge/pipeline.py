@@ -208,9 +208,14 @@ class FramePipeline:
         views out of a cloud in turn, render them with the model and as anchor + hole filling, and
         from then on serve whichever came closer to the views (part of the offline stage, like
         :meth:`build`, or between frames; nothing without a model). ``before_window`` runs before
-        each window and may wait, or raise to abandon the measurement (the model keeps serving)."""
+        each window and may wait, or raise to abandon the measurement (the model keeps serving).
+
+        The model's frames are made with its fewest steps (1 for demo-256), whatever this
+        pipeline's default: every command that measures the guard on the same views (a server,
+        ``worldfm render-path --steps 2 --fill-guard``) then decides alike."""
         if self.engine is None:
             return
+        steps = min(self.engine.steps)
 
         def render_both(anchor, targets: list[Frame]) -> list[tuple[np.ndarray, np.ndarray]]:
             part = BuiltScene(anchor=anchor, cloud=prepare_anchor(anchor, self.anchor_style, "cpu", compiled=True,
@@ -220,7 +225,7 @@ class FramePipeline:
             for seed, t in enumerate(targets):
                 cam = t.camera
                 size = (cam.width, cam.height)
-                model = self._generate(part, cam.K, cam.c2w, size, self.steps, seed, _Stopwatch())
+                model = self._generate(part, cam.K, cam.c2w, size, steps, seed, _Stopwatch())
                 fill = model.filled if model.filled is not None else \
                     self._fill_frame(part, cam.K, cam.c2w, size, _Stopwatch()).rgb
                 out.append((model.rgb, fill))

@@ -71,6 +71,7 @@ class Recording:
     path: CameraPath
     folder: Path
     video_state: str = "none"  # none | rendering | ready | failed
+    video_fill: bool = False  # the MP4's frames were the fill the scene's guard chose (render_command)
 
     @property
     def json_file(self) -> Path:
@@ -413,14 +414,17 @@ class Gateway:
         headers = {**HEADERS, "Content-Disposition": disposition}
         return web.FileResponse(rec.folder / name, headers=headers)
 
-    def render_command(self, rec: Recording) -> str:
-        """The ``worldfm render-path`` line that renders a recording's JSON offline, as the MP4 export does."""
+    def render_command(self, rec: Recording, fill_guard: bool = False) -> str:
+        """The ``worldfm render-path`` line that renders a recording's JSON offline, as the MP4 export does;
+        ``fill_guard``: the export's frames were the fill the scene's guard chose, which ``--fill-guard``
+        makes render-path measure and choose alike."""
         try:
             folder = self.catalog.resolve(rec.scene.name).folder
         except SceneNameError:  # the folder left the data root meanwhile
             folder = None
         scene = shlex.quote(str(folder)) if folder else "SCENE_FOLDER"  # procedural scenes have no folder
-        return f"worldfm render-path {scene} --path {rec.download_name('json')} --out render{self.steps_arg}"
+        guard = " --fill-guard" if fill_guard and self.steps else ""
+        return f"worldfm render-path {scene} --path {rec.download_name('json')} --out render{guard}{self.steps_arg}"
 
     def download_url(self, rec: Recording, name: str) -> str:
         return f"/recordings/{rec.id}/{name}?token={self.token}"
@@ -487,7 +491,8 @@ class Gateway:
         if rec is None:
             raise ValueError("render_video: no such recording")
         if rec.video_state == "ready":
-            conn.send({"type": "video_ready", "rec": rec.id, "url": self.download_url(rec, "path.mp4")})
+            conn.send({"type": "video_ready", "rec": rec.id, "url": self.download_url(rec, "path.mp4"),
+                       "command": self.render_command(rec, fill_guard=rec.video_fill)})
             return
         if not self._video_lock.acquire(blocking=False):
             raise ValueError("a video is being rendered already; wait for it to finish")
@@ -507,10 +512,12 @@ class Gateway:
             partial = rec.folder / "partial.mp4"
             try:
                 steps = max(self.steps) if self.steps else None
-                render_video(self.endpoint, rec.scene, rec.path, partial, steps, progress, self.client_options)
+                modes = render_video(self.endpoint, rec.scene, rec.path, partial, steps, progress, self.client_options)
                 partial.replace(rec.video_file)
+                rec.video_fill = "anchor" in modes
                 rec.video_state = "ready"
-                reply = {"type": "video_ready", "rec": rec.id, "url": self.download_url(rec, "path.mp4")}
+                reply = {"type": "video_ready", "rec": rec.id, "url": self.download_url(rec, "path.mp4"),
+                         "command": self.render_command(rec, fill_guard=rec.video_fill)}
             except Exception as exc:  # report any failure to the page; the viewer keeps running
                 log.exception("rendering recording %s failed", rec.id)
                 rec.video_state = "failed"

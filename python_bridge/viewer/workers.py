@@ -363,13 +363,18 @@ def render_video(
     steps: int | None,
     progress: Callable[[int, int], None],
     client_options: dict | None = None,
-) -> int:
+) -> set[str]:
     """Render ``path`` through the server at full quality (raw frames, ``steps``; frame i
-    with seed i, as ``worldfm render-path --seed 0`` does) into the MP4 ``out``."""
+    with seed i, as ``worldfm render-path --seed 0`` does) into the MP4 ``out``; returns the
+    frames' modes (``anchor`` among them: the scene's fill guard had chosen the fill)."""
     options = {**(client_options or {}), "timeout_s": max(30.0, (client_options or {}).get("timeout_s", 0))}
+    modes: set[str] = set()
     with Client(endpoint, name="worldfm-view-video", **options) as client:
 
         def render(c2w: np.ndarray, seed: int) -> np.ndarray:
-            return client.render(scene.scene_id, c2w, K=path.K, size=path.size, steps=steps, seed=seed).rgb
+            reply = client.render(scene.scene_id, c2w, K=path.K, size=path.size, steps=steps, seed=seed)
+            modes.add(reply.mode)
+            return reply.rgb
 
-        return render_path(path, render, out, seed=0, progress=progress)
+        render_path(path, render, out, seed=0, progress=progress)
+    return modes

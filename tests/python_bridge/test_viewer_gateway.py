@@ -15,6 +15,7 @@ import aiohttp
 import numpy as np
 import pytest
 from bridge_views import make_views
+from stub_pipeline import StubPipeline
 
 from datagen.dataset import write_scene
 from models.cameras import look_at
@@ -241,6 +242,42 @@ def test_a_recording_downloads_as_a_camera_path(make_server, data_root, tmp_path
             # The MP4 exists only once rendered.
             async with session.get(base + done["json"].replace("path.json", "path.mp4")) as r:
                 assert r.status == 404
+
+    run_gateway(server.endpoint, Catalog(data_root), "data:wall", test)
+
+
+@pytest.mark.parametrize("mode", ["model", "anchor"])
+def test_the_mp4s_command_asks_for_the_fill_guard_when_its_frames_were_the_fill(make_server, data_root, mode):
+    """A server whose fill guard chose the fill for the scene sends ``mode: anchor`` frames; the MP4
+    holds them, so the render-path line sent with ``video_ready`` gains ``--fill-guard`` (with
+    which render-path measures the guard and chooses alike). Frames of the model keep the line."""
+
+    class Served(StubPipeline):
+        def render(self, *args, **kwargs):
+            frame = super().render(*args, **kwargs)
+            frame.mode = mode
+            return frame
+
+    server = make_server(Served(), fill_guard="off")
+
+    async def test(gateway, base, session):
+        async with session.ws_connect(f"{base}/ws?token={gateway.token}", headers=origin(base)) as ws:
+            page = Page(ws)
+            await page.next("welcome")
+            await page.send({"type": "open", "scene": "data:wall"})
+            await page.next("scene")
+            await page.send({"type": "record", "on": True})
+            await page.next("recording")
+            await asyncio.sleep(0.2)
+            await page.send({"type": "record", "on": False})
+            done = await page.next("recorded")
+            assert done["command"].endswith("--out render --steps 1")
+            await page.send({"type": "render_video", "rec": done["rec"]})
+            ready = await page.next("video_ready", timeout=60)
+            guarded = done["command"].replace("--out render", "--out render --fill-guard")
+            assert ready["command"] == (guarded if mode == "anchor" else done["command"])
+            await page.send({"type": "render_video", "rec": done["rec"]})  # asked again: the same line
+            assert (await page.next("video_ready"))["command"] == ready["command"]
 
     run_gateway(server.endpoint, Catalog(data_root), "data:wall", test)
 

@@ -391,6 +391,7 @@
   function onVideoReady(m) {
     if (m.rec !== state.recordingId) return;
     $("video-progress").hidden = true;
+    if (m.command) $("render-command").textContent = m.command; // what renders the MP4's frames
     const link = $("download-video");
     link.href = m.url;
     link.hidden = false;
