@@ -155,7 +155,9 @@ def usable_providers(preference: str = "auto") -> tuple[str, ...]:
         finally:
             ort.set_default_logger_severity(2)
         chosen = ("CUDAExecutionProvider", *cpu) if ok else cpu
-        why = "CUDA libraries load" if ok else "CUDA provider present but its libraries do not load"
+        why = "CUDA libraries load" if ok else (
+            "CUDA provider present but its libraries do not load: this onnxruntime-gpu needs the CUDA and cuDNN "
+            "versions it was built for; README, 'Installing with a GPU'")
     if preference == "cuda" and chosen == cpu:
         raise RuntimeError(f"CUDA execution was requested but is not usable ({why}); use provider 'auto' or 'cpu'")
     log.info("onnxruntime %s: using %s (%s)", ort.__version__, chosen[0], why)
