@@ -36,6 +36,17 @@ def hello(sock: zmq.Socket) -> dict:
     return reply.fields
 
 
+def stream(client: Client, scene: str, seconds: float) -> float:
+    """Frames for ``seconds`` with gaps of ~20 ms (far below any idle time the tests set); returns
+    when the last one was asked for."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        asked = time.monotonic()
+        assert isinstance(client.render(scene, pose(1.0)), FrameReply)
+        time.sleep(0.02)
+    return asked
+
+
 def open_scene(client: Client, n: int = 2) -> str:
     return client.open_scene(make_views(n), name="t").scene
 
@@ -266,11 +277,7 @@ def test_anchor_kernels_compile_once_frames_pause(make_server, monkeypatch):
     server = make_server(CompilingPipeline(), compile_when_idle_s=1.0)
     with Client(server.endpoint, timeout_s=5) as c:
         scene = open_scene(c)
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:  # a stream: gaps of ~20 ms, far below the idle time
-            sent = time.monotonic()
-            assert isinstance(c.render(scene, pose(1.0)), FrameReply)
-            time.sleep(0.02)
+        sent = stream(c, scene, 2.0)
         assert not compiled and kernel._held is not None, "the compile started while frames were flowing"
         assert kernel.settled.wait(10), "the compile never started after the frames paused"
     assert len(compiled) == 1 and compiled[0] - sent >= 1.0
@@ -303,11 +310,7 @@ def test_the_fill_guard_is_measured_between_frames_by_default(make_server):
     with Client(server.endpoint, timeout_s=5) as c:
         for close_first in (False, True):
             scene = open_scene(c)
-            end = time.monotonic() + 1.5
-            while time.monotonic() < end:  # a stream: gaps of ~20 ms, far below the idle time
-                last = time.monotonic()
-                assert isinstance(c.render(scene, pose(1.0)), FrameReply)
-                time.sleep(0.02)
+            last = stream(c, scene, 1.5)
             assert not stub.guard_windows, "a guard window ran while frames were flowing"
             if close_first:
                 c.close_scene(scene)
@@ -333,11 +336,7 @@ def test_a_frame_asked_during_an_idle_fill_guard_pauses_it(make_server):
         while not stub.guard_windows and time.monotonic() < deadline:  # the first window begins
             time.sleep(0.005)
         assert stub.guard_windows
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            last = time.monotonic()
-            assert isinstance(c.render(scene, pose(1.0)), FrameReply)
-            time.sleep(0.02)
+        last = stream(c, scene, 1.0)
         deadline = time.monotonic() + 10
         while not stub.guards_measured and time.monotonic() < deadline:
             time.sleep(0.02)
