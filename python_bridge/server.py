@@ -434,8 +434,9 @@ class Server:
         renders 42 views both ways, ~5 s on a 2-core CPU (bench/bench_fill_guard.py); before
         ``scene_ready`` that is ~5 s more to the first frame, beside a stream it would take each
         frame's CPU. Waiting for a pause before each window avoids both: a window is ~0.25 s, and
-        a frame asked for meanwhile shares the CPU with it until the window ends. Until the guard is decided the model
-        serves the scene, as it does where the guard chooses it."""
+        a frame asked for meanwhile shares the CPU with it until the window ends. Until the guard
+        is decided the model serves the scene, as it does where the guard chooses it. Pauses are
+        the server's: a stream of any client holds every scene's guard back."""
         while not self._stop.is_set():
             try:
                 scene, built = self._guards.get(timeout=0.1)
