@@ -36,6 +36,17 @@ DIT="{\"hidden_size\": 192, \"num_heads\": 3, \"depth\": 6, \"latent_channels\":
 COMMON=(--data "$TRAIN" --val-data "$TEST" --autoencoder "$OUT/ae/autoencoder" --cache "$OUT/latent_cache"
         --threads "$THREADS" --seed 0)
 
+# What ran this: a retrained model can differ from the shipped one between machines or library
+# builds, though one machine repeats its own runs (MODEL_CARD.md, "Reproduced from a fresh clone").
+mkdir -p "$OUT"
+{
+    echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse HEAD 2>/dev/null || echo unknown)"
+    python -c "import platform, torch; print(platform.processor() or platform.machine(), 'torch', torch.__version__, \
+torch.backends.cpu.get_cpu_capability())" || true
+    grep -m1 "model name" /proc/cpuinfo 2>/dev/null || true
+    python -m pip freeze 2>/dev/null || true
+} >> "$OUT/environment.txt"
+
 # Data: training families (room, courtyard, indoor, outdoor), their held-out scenes, and the
 # held-out families (hall, street) no stage below ever reads but the evaluation.
 worldfm datagen procedural --kind varied --scenes "$SCENES" --views "$VIEWS" --out "$TRAIN" --seed 0
