@@ -414,16 +414,16 @@ class Gateway:
         headers = {**HEADERS, "Content-Disposition": disposition}
         return web.FileResponse(rec.folder / name, headers=headers)
 
-    def render_command(self, rec: Recording, fill_guard: bool = False) -> str:
+    def render_command(self, rec: Recording) -> str:
         """The ``worldfm render-path`` line that renders a recording's JSON offline, as the MP4 export does;
-        ``fill_guard``: the export's frames were the fill the scene's guard chose, which ``--fill-guard``
-        makes render-path measure and choose alike."""
+        with ``--fill-guard`` once the export's frames were the fill the scene's guard chose (render-path
+        then measures the guard and chooses alike)."""
         try:
             folder = self.catalog.resolve(rec.scene.name).folder
         except SceneNameError:  # the folder left the data root meanwhile
             folder = None
         scene = shlex.quote(str(folder)) if folder else "SCENE_FOLDER"  # procedural scenes have no folder
-        guard = " --fill-guard" if fill_guard and self.steps else ""
+        guard = " --fill-guard" if rec.video_fill and self.steps else ""
         return f"worldfm render-path {scene} --path {rec.download_name('json')} --out render{guard}{self.steps_arg}"
 
     def download_url(self, rec: Recording, name: str) -> str:
@@ -492,7 +492,7 @@ class Gateway:
             raise ValueError("render_video: no such recording")
         if rec.video_state == "ready":
             conn.send({"type": "video_ready", "rec": rec.id, "url": self.download_url(rec, "path.mp4"),
-                       "command": self.render_command(rec, fill_guard=rec.video_fill)})
+                       "command": self.render_command(rec)})
             return
         if not self._video_lock.acquire(blocking=False):
             raise ValueError("a video is being rendered already; wait for it to finish")
@@ -517,7 +517,7 @@ class Gateway:
                 rec.video_fill = "anchor" in modes
                 rec.video_state = "ready"
                 reply = {"type": "video_ready", "rec": rec.id, "url": self.download_url(rec, "path.mp4"),
-                         "command": self.render_command(rec, fill_guard=rec.video_fill)}
+                         "command": self.render_command(rec)}
             except Exception as exc:  # report any failure to the page; the viewer keeps running
                 log.exception("rendering recording %s failed", rec.id)
                 rec.video_state = "failed"

@@ -50,9 +50,9 @@ class StubPipeline:
             build_ms=0.1,
         )
 
-    def measure_fill_guard(self, scene: BuiltScene, before_window=None, windows: int = 3) -> None:
+    def measure_fill_guard(self, scene: BuiltScene, before_window=None) -> None:
         """Three windows of ``guard_window_s`` each, as models.fill_guard runs them (``before_window`` first)."""
-        for _ in range(windows):
+        for _ in range(3):
             if before_window is not None:
                 before_window()
             self.guard_windows.append(time.monotonic())
