@@ -240,7 +240,8 @@ class FramePipeline:
         if scene.fill_guard is None:
             log.info("fill guard: too few views to leave any out; the model serves")
         else:
-            log.info("%s; decided %.1f s after its measurement began (pauses waited for included)", scene.fill_guard.describe(), time.perf_counter() - start)
+            log.info("%s; decided %.1f s after its measurement began (pauses waited for included)",
+                     scene.fill_guard.describe(), time.perf_counter() - start)
 
     def _fill_frame(self, scene: BuiltScene, K, c2w, size, clock: _Stopwatch) -> RenderResult:
         """The anchor with its holes filled by push-pull, at ``size``: the frame without a model,
