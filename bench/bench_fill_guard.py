@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
 
 import numpy as np
@@ -59,19 +58,6 @@ def between_frames(pipeline, args: argparse.Namespace) -> None:
     """Part 2: the default server's guard, measured in the pause after a stream."""
     _, views = make_scene(args.seed, args.kinds[0], args.views, args.size)
     path = interpolate_poses(np.stack([v.camera.c2w for v in views]), args.frames)
-    windows: list[float] = []  # time.monotonic() at which each guard window began
-    decided = threading.Event()
-    measure_guard = pipeline.measure_fill_guard
-
-    def measure_and_tell(scene, before_window=None) -> None:
-        def before() -> None:
-            before_window()
-            windows.append(time.monotonic())
-
-        measure_guard(scene, before)
-        decided.set()
-
-    pipeline.measure_fill_guard = measure_and_tell
     with Server(pipeline, ServerConfig(bind="tcp://127.0.0.1:*")).start() as server, \
             Client(server.endpoint, timeout_s=120) as client:
         start = time.perf_counter()
@@ -82,15 +68,18 @@ def between_frames(pipeline, args: argparse.Namespace) -> None:
         stream = [client.render(scene, c2w, seed=i).latency_ms for i, c2w in enumerate(path)]
         paused = time.monotonic()
         inside = []
+        # The guard's progress as any client sees it: the build's status in the stats reply, polled.
+        status = guard_status(client)
         for i in range(args.interrupt):
-            seen = len(windows)
-            while len(windows) == seen and not decided.wait(0.005):
-                pass
-            if decided.is_set():
+            seen = status.get("windows", 0)
+            while (status := guard_status(client))["state"] in ("waiting", "measuring") and status["windows"] == seen:
+                time.sleep(0.005)
+            if status["state"] != "measuring":
                 break
             time.sleep(0.1)
             inside.append(client.render(scene, path[i], seed=i).latency_ms)
-        decided.wait()
+        while (status := guard_status(client))["state"] in ("waiting", "measuring"):
+            time.sleep(0.02)
         decided_s = time.monotonic() - paused
         mode = client.render(scene, path[0], seed=0).mode
     p95 = float(np.percentile(stream, 95))
@@ -99,7 +88,13 @@ def between_frames(pipeline, args: argparse.Namespace) -> None:
           f"p95 {p95:.0f} ms")
     print(f"    {len(inside)} frames asked 0.1 s into a guard window: "
           + ", ".join(f"{ms:.0f}" for ms in inside) + " ms"
-          + f"; decided {decided_s:.1f} s after the stream paused ({len(windows)} windows); frames since: {mode}")
+          + f"; {status['state']} {decided_s:.1f} s after the stream paused ({status['windows']} windows); "
+          f"frames since: {mode}")
+
+
+def guard_status(client: Client) -> dict:
+    """The newest build's fill guard status in the server's ``stats`` reply (docs/protocol.md)."""
+    return client.stats()["builds"][-1]["fill_guard"]
 
 
 def measure(pipeline, args: argparse.Namespace) -> None:

@@ -300,6 +300,11 @@ class Client:
         self._request(P.PING, {"t_client": time.time()})
         return (time.perf_counter() - t0) * 1e3
 
+    def stats(self) -> dict:
+        """The server's ``stats`` reply (docs/protocol.md): counters, start-up milestones, recent
+        builds with each scene's fill guard status, the first frame's stages."""
+        return self._request(P.STATS, {}).fields
+
     def open_scene(
         self,
         frames: Sequence[Frame],

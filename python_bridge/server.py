@@ -113,6 +113,17 @@ class _GuardAbandoned(Exception):
     """A fill guard measured between frames stops: its scene was closed, or the server stops."""
 
 
+def guard_decision(guard: Any) -> dict:
+    """A measured scene's ``fill_guard`` status in the ``stats`` reply (docs/protocol.md): which
+    frames the scene gets from now on and the two scores that decided it, or ``unmeasured`` where
+    the measurement gave no decision (too few views, or a failure the log names)."""
+    if guard is None:
+        return {"state": "unmeasured"}
+    return {"state": "decided", "serves": "model" if guard.use_model else "anchor",
+            "model_psnr": round(guard.model_psnr, 2), "fill_psnr": round(guard.fill_psnr, 2),
+            "targets": guard.targets}
+
+
 def is_loopback(endpoint: str) -> bool:
     """True for ipc://, inproc:// and tcp:// endpoints on 127.0.0.0/8, ::1 or localhost."""
     if endpoint.startswith(("ipc://", "inproc://")):
@@ -225,7 +236,9 @@ class Server:
         self._session_of: dict[bytes, str] = {}
         self._new_sessions: dict[bytes, collections.deque[float]] = {}  # identity -> times it started sessions
         self._builder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="worldfm-build")
-        self._guards: queue.SimpleQueue[tuple[SceneState, Any]] = queue.SimpleQueue()  # fill_guard "idle"
+        # fill_guard "idle": (scene, its build, its entry in _builds, whose "fill_guard" the guard updates,
+        # time.monotonic() of its scene_ready)
+        self._guards: queue.SimpleQueue[tuple[SceneState, Any, dict, float]] = queue.SimpleQueue()
         self._model_steps = tuple(pipeline.describe().get("steps", ()))  # empty: no generator, steps ignored
         self._auth = None
         self.stats = {"requests": 0, "frames": 0, "superseded": 0, "errors": 0}  # changed under the I/O lock
@@ -439,17 +452,44 @@ class Server:
         the server's: a stream of any client holds every scene's guard back."""
         while not self._stop.is_set():
             try:
-                scene, built = self._guards.get(timeout=0.1)
+                scene, built, entry, ready = self._guards.get(timeout=0.1)
             except queue.Empty:
                 continue
-            start = time.perf_counter()
+            start = time.monotonic()
             try:
-                self.pipeline.measure_fill_guard(built, before_window=functools.partial(self._await_pause, scene))
+                window = functools.partial(self._guard_window, scene, entry)
+                self.pipeline.measure_fill_guard(built, before_window=window)
             except _GuardAbandoned:
+                self._set_guard_status(entry, {"state": "abandoned"})
                 log.info("fill guard of scene %s abandoned after %.1f s (closed, or the server stops); "
-                         "the model served it", scene.id, time.perf_counter() - start)
+                         "the model served it", scene.id, time.monotonic() - start)
+                continue
             except Exception:
                 log.exception("fill guard of scene %s failed; the model serves it", scene.id)
+            self._set_guard_status(entry, {**guard_decision(built.fill_guard),
+                                           "decided_s": round(time.monotonic() - ready, 2)})
+
+    def _built_guard_status(self, built: Any) -> dict:
+        """A new build's ``fill_guard`` status: measured already (``build``), waiting for the
+        stream's first pause (``idle``), or ``off`` (also with no model: nothing to guard)."""
+        if self.config.fill_guard == "off" or not self._model_steps:
+            return {"state": "off"}
+        if self.config.fill_guard == "idle":
+            return {"state": "waiting", "windows": 0}
+        return guard_decision(built.fill_guard)
+
+    def _guard_window(self, scene: SceneState, entry: dict) -> None:
+        """Before each window of an idle guard: wait for a pause (:meth:`_await_pause`), then count
+        the window in the scene's ``stats`` status."""
+        self._await_pause(scene)
+        with self._lock:
+            entry["fill_guard"] = {"state": "measuring", "windows": entry["fill_guard"]["windows"] + 1}
+
+    def _set_guard_status(self, entry: dict, status: dict) -> None:
+        """Replace an idle guard's status in the ``stats`` reply, keeping its count of windows
+        begun (under the I/O lock, under which the reply is encoded)."""
+        with self._lock:
+            entry["fill_guard"] = {**status, "windows": entry["fill_guard"]["windows"]}
 
     def _await_pause(self, scene: SceneState) -> None:
         """Return once no frame has been asked for ``fill_guard_idle_s``; raise _GuardAbandoned if
@@ -845,8 +885,8 @@ class Server:
                     P.E_LIMIT, f"the scene has {len(views)} views; the limit is {self.limits.max_views_per_scene}", rid
                 )
             built = self.pipeline.build(views, self.limits.max_points)
-            if self.config.fill_guard == "build":  # before scene_ready: every frame of the scene chosen alike
-                self.pipeline.measure_fill_guard(built)
+            if self.config.fill_guard == "build" and self._model_steps:
+                self.pipeline.measure_fill_guard(built)  # before scene_ready: every frame of the scene chosen alike
             log.info(
                 "scene %s (%s): %d views -> %d points, %d candidates in %.0f ms",
                 scene.id,
@@ -871,16 +911,20 @@ class Server:
 
             def reply() -> list:  # under the I/O lock: the scene may have been closed meanwhile
                 scene.building = False
-                self._builds.append({"name": scene.name, "views": len(views), "points": built.points,
-                                     "build_ms": built.build_ms, "stages": dict(built.stages)})
+                entry = {"name": scene.name, "views": len(views), "points": built.points,
+                         "build_ms": built.build_ms, "stages": dict(built.stages),
+                         "fill_guard": self._built_guard_status(built)}
+                self._builds.append(entry)
                 timeline.mark("anchor_ready")
                 if not self._scenes.holds(scene):
+                    if entry["fill_guard"]["state"] == "waiting":
+                        entry["fill_guard"] = {"state": "abandoned", "windows": 0}
                     error = P.error(P.E_UNKNOWN_SCENE, f"scene {scene.id} was closed while it was building", rid)
                     return [identity, *P.encode(error)]
                 scene.built = built
                 self._last_frame = time.monotonic()  # its client's stream starts now: not a pause
-                if self.config.fill_guard == "idle":
-                    self._guards.put((scene, built))
+                if entry["fill_guard"]["state"] == "waiting":
+                    self._guards.put((scene, built, entry, self._last_frame))
                 return [identity, *P.encode(ready)]
         except Exception as exc:
             try:

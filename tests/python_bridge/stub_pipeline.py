@@ -12,10 +12,12 @@ import time
 
 import numpy as np
 
+from models.fill_guard import FillGuard
 from python_bridge.pipeline import RenderResult
 from python_bridge.scenes import BuiltScene
 
 FAIL_X = 666.0  # a render whose camera sits at x = FAIL_X raises inside the pipeline
+GUARD = FillGuard(model_psnr=24.5, fill_psnr=25.25, targets=6)  # what every measured stub guard decides: the fill
 
 
 class StubPipeline:
@@ -51,12 +53,14 @@ class StubPipeline:
         )
 
     def measure_fill_guard(self, scene: BuiltScene, before_window=None) -> None:
-        """Three windows of ``guard_window_s`` each, as models.fill_guard runs them (``before_window`` first)."""
+        """Three windows of ``guard_window_s`` each, as models.fill_guard runs them (``before_window`` first);
+        decides for the fill with scores of its own (``GUARD``)."""
         for _ in range(3):
             if before_window is not None:
                 before_window()
             self.guard_windows.append(time.monotonic())
             time.sleep(self.guard_window_s)
+        scene.fill_guard = GUARD
         self.guards_measured.append(time.monotonic())
 
     def render(self, scene: BuiltScene, c2w, K=None, size=None, steps=None, seed=None) -> RenderResult:

@@ -14,6 +14,7 @@ from datagen.dataset import read_scene, write_scene
 from models.scene import Scene
 from python_bridge.camera_path import CameraPath, CameraPathError, interpolate_poses, load_camera_path, save_camera_path
 from python_bridge.cli import main
+from server_stats import wait_for_guard
 
 META_JSON = Path(__file__).parents[1] / "data" / "worldfm-demo" / "meta.json"
 
@@ -109,8 +110,6 @@ def test_render_path_with_the_fill_guard_writes_what_the_guarded_server_sends(tm
     server in the scene's build ("build") or in the first pause after it ("idle", the default,
     serving the model until then); from then on both choose alike (the untrained tiny model
     loses to the fill: anchor frames)."""
-    import threading
-
     from python_bridge.client import Client
     from python_bridge.engine import Engine
     from python_bridge.pipeline import FramePipeline
@@ -126,21 +125,14 @@ def test_render_path_with_the_fill_guard_writes_what_the_guarded_server_sends(tm
     assert main(args) == 0
     offline = [imageio.imread(f) for f in sorted(out.glob("frame_*.png"))]
     path = load_camera_path(path_file)  # the poses and K as the file holds them (JSON decimals)
-    pipeline = FramePipeline(Engine(tiny_model_dir))
-    measured = threading.Event()
-    measure = pipeline.measure_fill_guard
-
-    def measure_and_tell(scene, before_window=None) -> None:
-        measure(scene, before_window)
-        measured.set()
-
-    pipeline.measure_fill_guard = measure_and_tell
-    server = make_server(pipeline, fill_guard=when, fill_guard_idle_s=0.2)
+    server = make_server(FramePipeline(Engine(tiny_model_dir)), fill_guard=when, fill_guard_idle_s=0.2)
     with Client(server.endpoint, timeout_s=60) as c:
         scene = c.open_scene(read_scene(scene_dir).frames).scene  # as render-path reads them (depth as stored)
         if when == "idle":
             assert c.render(scene, path.poses[0], path.K, path.size, seed=9).mode == "model"  # not decided yet
-        assert measured.wait(60), "the fill guard was never measured"
+        status = wait_for_guard(c, ("decided", "unmeasured"), timeout_s=60)
+        assert status["state"] == "decided" and status["serves"] == "anchor", status
+        assert status["fill_psnr"] > status["model_psnr"]
         served = [c.render(scene, pose, path.K, path.size, seed=9 + i) for i, pose in enumerate(path.poses)]
     assert [f.mode for f in served] == ["anchor"] * 3
     for a, b in zip(offline, served, strict=True):

@@ -261,7 +261,7 @@ RULES = [
          lambda m: m.fields["t_client"] == 1.5, name="ping-echo"),
     Rule("`t_client`: optional, any finite number, echoed (`bad_request` otherwise, as in `render`)", (),
          lambda c: c.ask(P.PING, t_client="abc"), error(P.E_BAD_REQUEST), name="ping-t_client-string"),
-    Rule("Scene ids\nare capabilities and never appear here", ("stats",),
+    Rule("Scene ids are capabilities and never appear here", ("stats",),
          with_scene(lambda c, s: c.ask(P.STATS)), P.STATS,
          lambda m: m.fields["scenes"] == 1 and m.fields["builds"][0]["views"] == 2
          and "s-" not in repr(m.fields), name="stats"),

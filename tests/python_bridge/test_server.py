@@ -18,7 +18,8 @@ from bridge_views import make_views
 from python_bridge import protocol as P
 from python_bridge.client import BridgeError, Client, FrameReply, ServerUnavailable, Superseded
 from python_bridge.server import InsecureBindError, RenderJob, Scheduler, Server, ServerConfig, is_loopback
-from stub_pipeline import FAIL_X, StubPipeline
+from server_stats import guard_status, wait_for_guard
+from stub_pipeline import FAIL_X, GUARD, StubPipeline
 
 
 def send(sock: zmq.Socket, mtype: str, rid: int, blobs=(), **fields) -> None:
@@ -283,45 +284,72 @@ def test_anchor_kernels_compile_once_frames_pause(make_server, monkeypatch):
     assert len(compiled) == 1 and compiled[0] - sent >= 1.0
 
 
+DECIDED = {"state": "decided", "serves": "anchor", "model_psnr": GUARD.model_psnr, "fill_psnr": GUARD.fill_psnr,
+           "targets": GUARD.targets}
+
+
 def test_the_fill_guard_is_measured_with_the_build_when_asked(make_server):
     """With ``fill_guard`` "build" the scene's guard is measured before ``scene_ready`` (so every
-    frame of the scene is chosen alike, as ``worldfm render-path --fill-guard`` renders it); with
-    "off", never."""
+    frame of the scene is chosen alike, as ``worldfm render-path --fill-guard`` renders it), and
+    ``stats`` says what it decided from then on; with "off", never, and ``stats`` says so."""
     for when in ("build", "off"):
         stub = StubPipeline()
         server = make_server(stub, fill_guard=when, fill_guard_idle_s=0.2)
         with Client(server.endpoint, timeout_s=5) as c:
             scene = open_scene(c)
             ready = time.monotonic()  # scene_ready has arrived
+            assert guard_status(c) == (DECIDED if when == "build" else {"state": "off"})
             assert isinstance(c.render(scene, pose(1.0)), FrameReply)
             open_scene(c)
             time.sleep(0.6)  # a pause, in which an "idle" guard would measure
+            assert guard_status(c) == (DECIDED if when == "build" else {"state": "off"})
         assert len(stub.guards_measured) == (2 if when == "build" else 0)
         assert all(t <= ready for t in stub.guards_measured[:1])  # the first scene's, before its scene_ready
+
+
+def test_a_server_without_a_model_measures_no_fill_guard(make_server):
+    """Nothing to guard without a generator (every frame is anchor + hole filling): ``stats`` says
+    ``off`` at once and no window ever runs, whatever ``fill_guard`` says."""
+    for when in ("idle", "build"):
+        stub = StubPipeline()
+        stub.describe = lambda: {"name": "stub", "frame_size": [32, 24], "steps": [], "provider": "none"}
+        server = make_server(stub, fill_guard=when, fill_guard_idle_s=0.1)
+        with Client(server.endpoint, timeout_s=5) as c:
+            open_scene(c)
+            time.sleep(0.5)  # pauses, in which an idle guard would measure
+            assert guard_status(c) == {"state": "off"}
+        assert not stub.guard_windows and not stub.guards_measured
 
 
 def test_the_fill_guard_is_measured_between_frames_by_default(make_server):
     """The default ("idle") measures each scene's guard after its ``scene_ready``, a window at a
     time, each window only once no frame has been asked for ``fill_guard_idle_s``: none while a
-    stream flows, all of them in the pause after it; a scene closed before its pause is dropped."""
+    stream flows, all of them in the pause after it; a scene closed before its pause is dropped.
+    ``stats`` follows each scene's guard: waiting, then decided (or abandoned), with the windows run."""
     stub = StubPipeline()
     server = make_server(stub, fill_guard_idle_s=0.5)
     assert server.config.fill_guard == "idle"
     with Client(server.endpoint, timeout_s=5) as c:
         for close_first in (False, True):
+            asked = time.monotonic()
             scene = open_scene(c)
+            opened = time.monotonic()
             last = stream(c, scene, 1.5)
             assert not stub.guard_windows, "a guard window ran while frames were flowing"
+            assert guard_status(c) == {"state": "waiting", "windows": 0}
             if close_first:
                 c.close_scene(scene)
                 time.sleep(1.0)
                 assert not stub.guard_windows and len(stub.guards_measured) == 1, "a closed scene's guard ran"
+                assert guard_status(c) == {"state": "abandoned", "windows": 0}
                 continue
-            deadline = time.monotonic() + 10
-            while len(stub.guards_measured) < 1 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            status = wait_for_guard(c, ("decided",))
+            decided = time.monotonic()
             assert len(stub.guards_measured) == 1, "the guard never ran after the stream paused"
             assert len(stub.guard_windows) == 3 and stub.guard_windows[0] - last >= 0.5
+            # decided_s counts from scene_ready to the decision, pauses waited included (rounded to 10 ms)
+            assert last + 0.5 + 3 * stub.guard_window_s - opened - 0.005 <= status.pop("decided_s") <= decided - asked
+            assert status == {**DECIDED, "windows": 3}
             stub.guard_windows.clear()
 
 
@@ -336,10 +364,10 @@ def test_a_frame_asked_during_an_idle_fill_guard_pauses_it(make_server):
         while not stub.guard_windows and time.monotonic() < deadline:  # the first window begins
             time.sleep(0.005)
         assert stub.guard_windows
+        assert guard_status(c) == {"state": "measuring", "windows": 1}
         last = stream(c, scene, 1.0)
-        deadline = time.monotonic() + 10
-        while not stub.guards_measured and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert guard_status(c)["windows"] == 1  # the stream held the next window back
+        assert wait_for_guard(c, ("decided",))["windows"] == 3
     assert len(stub.guard_windows) == 3 and stub.guards_measured
     assert stub.guard_windows[1] - last >= 0.3  # the second window waited for the pause
 
