@@ -249,7 +249,7 @@ class FramePipeline:
         with _anchor_threads(size[0] * size[1]):
             anchor = scene.cloud.render(K, c2w, size[0], size[1])
         clock.lap("anchor_ms")
-        index = int(select_reference(scene.anchor, K, c2w, size[0], size[1]))  # reported, not used
+        index = int(select_reference(scene.anchor, K, c2w, size[0], size[1], compiled=True))  # reported, not used
         clock.lap("reference_ms")
         out = _filled(anchor)
         clock.lap("fill_ms")
@@ -265,7 +265,7 @@ class FramePipeline:
             anchor = scene.cloud.render(K_model, c2w, w, h)
         anchor_rgb, mask = anchor.rgb.numpy(), anchor.mask.numpy()
         clock.lap("anchor_ms")
-        index = int(select_reference(scene.anchor, K_model, c2w, w, h))
+        index = int(select_reference(scene.anchor, K_model, c2w, w, h, compiled=True))
         ref = scene.candidates[index]
         ref_K = scale_K(ref.camera.K, (ref.camera.width, ref.camera.height), (w, h))
         ref_latent, _ = scene.reference_latent(index, lambda: engine.encode(_resize(ref.rgb, (w, h))))

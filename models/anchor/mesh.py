@@ -87,10 +87,11 @@ class SourceViews:
     0, so that colours are read the same way at every level.
     ``width``/``height``: int64 [V]; ``size``: (W, H) when every view shares it
     (then per-pixel look-ups of the size are skipped), else ``None``. ``focal`` float32 [V]: the
-    smaller focal length (pixels). ``K`` [V, 3, 3], ``c2w`` [V, 4, 4]: float64 NumPy (per-frame
-    maps are composed in float64). ``scene``: the built scene (reference ranking). ``mip``:
-    (offset, width, height int64 [L V]): :func:`colour_pyramid` levels 1 .. L of every view, entry
-    ``(level - 1) * V + v``, from sample ``offset`` of ``texel`` (anti-aliasing, :func:`_anti_alias`).
+    smaller focal length (pixels). ``projection`` [V, 3, 4]: float64 NumPy, each view's
+    ``K w2c`` (per-frame maps are composed from it in float64, :func:`_source_maps`). ``scene``:
+    the built scene (reference ranking). ``mip``: (offset, width, height int64 [L V]):
+    :func:`colour_pyramid` levels 1 .. L of every view, entry ``(level - 1) * V + v``, from sample
+    ``offset`` of ``texel`` (anti-aliasing, :func:`_anti_alias`).
     ``extra_views``, ``splat_radius``, ``fused_shading``: render options fixed at preparation.
     """
 
@@ -102,8 +103,7 @@ class SourceViews:
     size: tuple[int, int] | None
     texel: torch.Tensor
     focal: torch.Tensor
-    K: np.ndarray
-    c2w: np.ndarray
+    projection: np.ndarray
     scene: AnchorScene
     mip: tuple[torch.Tensor, ...]
     extra_views: int = DEFAULT_EXTRA_VIEWS
@@ -195,8 +195,8 @@ def prepare_mesh(
         texel=torch.cat(texel).to(device),
         focal=torch.tensor([min(f.camera.K[0, 0], f.camera.K[1, 1]) for f in scene.frames], dtype=torch.float32,
                            device=device),
-        K=np.stack([f.camera.K for f in scene.frames]).astype(np.float64),
-        c2w=np.stack([f.camera.c2w for f in scene.frames]).astype(np.float64),
+        projection=(np.stack([f.camera.K for f in scene.frames]).astype(np.float64)
+                    @ np.linalg.inv(np.stack([f.camera.c2w for f in scene.frames]).astype(np.float64))[:, :3, :]),
         scene=scene,
         mip=(layout[:, 0].to(device), layout[:, 1].to(device), layout[:, 2].to(device)),
         extra_views=extra_views,
@@ -272,14 +272,14 @@ def view_index_dtype(views: int) -> type:
 
 
 def _source_maps(views: SourceViews, K: np.ndarray, c2w: np.ndarray) -> torch.Tensor:
-    """float32 [V, 12]: per source view, the 3 x 4 map (row-major) from a target point
+    """float32 [12, V]: per source view (a column), the 3 x 4 map (row-major) from a target point
     ``[u z, v z, z, 1]`` (pixel ``(u, v)`` at target z-depth ``z``) to its source homogeneous
-    pixel ``[u' z', v' z', z']``: ``K_v w2c_v c2w_t diag(K_t^-1, 1)``, composed in float64."""
+    pixel ``[u' z', v' z', z']``: ``K_v w2c_v c2w_t diag(K_t^-1, 1)``, composed in float64
+    (``K_v w2c_v`` once per scene, :attr:`SourceViews.projection`)."""
     target = np.eye(4)
     target[:3, :3] = np.linalg.inv(K)
-    w2c = np.linalg.inv(views.c2w)[:, :3, :]  # [V, 3, 4]
-    maps = views.K @ w2c @ (c2w @ target)
-    return torch.as_tensor(maps.reshape(-1, 12), dtype=torch.float32, device=views.texel.device)
+    maps = views.projection @ (c2w @ target)
+    return torch.from_numpy(np.ascontiguousarray(maps.reshape(-1, 12).T, dtype=np.float32)).to(views.texel.device)
 
 
 def _channels(packed: torch.Tensor) -> list[torch.Tensor]:
@@ -407,7 +407,7 @@ def _shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tensor, t
     [P, 3], mask bool [P], depth float32 [P]).
 
     ``centre_u``/``centre_v`` [P]: pixel centres; ``target_focal``: 0-dim, the target's smaller
-    focal length; ``maps_t`` [12, V]: :func:`_source_maps` transposed; ``extra`` int64 [E]: the
+    focal length; ``maps_t`` [12, V]: :func:`_source_maps`; ``extra`` int64 [E]: the
     frame's best-ranked views, tried first, those with ``extra_on`` (bool [E]) False left out (E is
     ``extra_views`` in every frame); ``mip``: :attr:`SourceViews.mip`.
     :func:`models.anchor.fused_shading.fused_shade` takes the same arguments and gives the same
@@ -478,6 +478,13 @@ def _pixel_centres(width: int, height: int, device: torch.device) -> tuple[torch
     return (pixel % width).to(torch.float32) + 0.5, (pixel // width).to(torch.float32) + 0.5
 
 
+@functools.lru_cache(maxsize=4)
+def _corner_steps(width: int, device: torch.device) -> torch.Tensor:
+    """int64 [4, 1]: sample index steps from a 2 x 2 block's top-left sample to its four corners
+    in views ``width`` samples wide (per size, cached)."""
+    return torch.tensor([0, 1, width, width + 1], device=device).view(4, 1)
+
+
 def render_mesh(views: SourceViews, K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> RenderOutput:
     """Render one view of a prepared scene: K [3, 3] pixels, c2w [4, 4] metres -> rgb [H, W, 3]
     uint8, mask [H, W] bool, depth [H, W] float32 (metres, 0 where empty). See the module doc."""
@@ -496,17 +503,16 @@ def _shade_args(views: SourceViews, keys: torch.Tensor, K: np.ndarray, c2w: np.n
     extra = np.zeros(views.extra_views, np.int64)  # the best-ranked views; padding (view 0) is switched off
     extra_on = np.zeros(views.extra_views, bool)
     if views.extra_views:
-        scores = reference_scores(views.scene.references, K, c2w, width, height)
+        scores = reference_scores(views.scene.references, K, c2w, width, height, compiled=views.fused_shading)
         best = np.argsort(-scores, kind="stable")[: views.extra_views]
         extra[: len(best)], extra_on[: len(best)] = best, scores[best] > 0
     if views.size is not None:  # one size for all views: no per-pixel size look-ups
-        steps = torch.tensor([0, 1, views.size[0], views.size[0] + 1], device=device).view(4, 1)
-        size = (*views.size, steps)
+        size = (*views.size, _corner_steps(views.size[0], device))
     else:
         size = (views.width, views.height, None)
     return (keys, *_pixel_centres(width, height, device),
             torch.tensor(float(min(K[0, 0], K[1, 1])), dtype=torch.float32, device=device),
-            _source_maps(views, np.asarray(K, np.float64), c2w).T.contiguous(),
+            _source_maps(views, np.asarray(K, np.float64), c2w),
             torch.from_numpy(extra).to(device), torch.from_numpy(extra_on).to(device),
             views.point_view, views.cloud.rgba, (views.offset, views.texel), views.focal,
             size, views.mip)

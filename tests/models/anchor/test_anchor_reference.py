@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from anchor_views import orbit_views
 
-from models.anchor import AnchorInputError, build_scene, select_reference
-from models.anchor.reference import ReferenceIndex, reference_scores
+from models.anchor import AnchorInputError, build_scene, reference, select_reference
+from models.anchor.reference import GRID, ReferenceIndex, grid_coverage, reference_scores
+from models.anchor.splat import compiled_kernels_settled
 from models.cameras import CameraError, K_from_hfov, look_at
 
 
@@ -106,3 +107,77 @@ def test_a_repeated_ranking_is_computed_once_and_a_new_one_is_not_stale(scene):
     assert theirs is not again and np.array_equal(theirs, first)
     wider = reference_scores(scene.references, cam.K, cam.c2w, cam.width + 32, cam.height)
     assert wider is not theirs and not np.array_equal(wider, first)
+
+
+def candidates(points: np.ndarray) -> ReferenceIndex:
+    """An index of candidates whose sample points [C, S, 3] are ``points``, all at the origin facing +z."""
+    count = points.shape[0]
+    return ReferenceIndex(points=points.astype(np.float32), centres=np.zeros((count, 3)),
+                          axes=np.tile([0.0, 0.0, 1.0], (count, 1)), depths=np.ones(count))
+
+
+def random_targets(rng: np.random.Generator, count: int):
+    """(K, w2c [3, 4], width, height) of random targets around the origin, float64 C-contiguous."""
+    for _ in range(count):
+        width, height = int(rng.integers(1, 300)), int(rng.integers(1, 300))
+        K = K_from_hfov(rng.uniform(20, 120), width, height)
+        K[:2, 2] += rng.uniform(-0.3, 0.3, 2) * (width, height)
+        K[0, 1] = rng.choice([0.0, rng.uniform(-2, 2)])  # skew too
+        eye = rng.normal(scale=1.5, size=3)
+        yield K, np.ascontiguousarray(np.linalg.inv(look_at(eye, eye + rng.normal(size=3)))[:3]), width, height
+
+
+def test_the_compiled_loop_counts_the_eager_cells_bit_for_bit():
+    """models.anchor.fused_ranking against grid_coverage on random candidates and targets: points in
+    front of, behind and beside the camera, outside the frustum, exactly at the camera's depth 0,
+    one candidate, one point each, targets of one pixel and of odd sizes."""
+    from models.anchor.fused_ranking import grid_coverage_loop
+
+    rng = np.random.default_rng(11)
+    for count, per in [(1, 1), (1, 300), (7, 1), (40, 64), (3, 2000)]:
+        index = candidates(rng.normal(scale=3.0, size=(count, per, 3)))
+        for K, w2c, width, height in random_targets(rng, 12):
+            eager = grid_coverage(index, w2c, K, width, height)
+            loop = grid_coverage_loop(index, w2c, K, width, height)
+            assert loop.dtype == eager.dtype == np.float64 and loop.shape == (count,)
+            assert np.array_equal(loop, eager)
+    # a point on the camera's plane (z = 0) and one behind it cover nothing, in both
+    on_plane = candidates(np.array([[[1.0, 1.0, 0.0], [0.0, 0.0, -2.0]]]))
+    K = K_from_hfov(60, 32, 32)
+    w2c = np.ascontiguousarray(np.eye(4)[:3])
+    assert grid_coverage(on_plane, w2c, K, 32, 32)[0] == grid_coverage_loop(on_plane, w2c, K, 32, 32)[0] == 0.0
+    # every cell of the grid, once each: full coverage
+    u, v = np.meshgrid((np.arange(GRID) + 0.5) * 2, (np.arange(GRID) + 0.5) * 2)
+    rays = np.linalg.inv(K_from_hfov(60, 2 * GRID, 2 * GRID)) @ np.stack([u.ravel(), v.ravel(), np.ones(u.size)])
+    grid_points = candidates((rays.T * 3.0)[None])
+    full = K_from_hfov(60, 2 * GRID, 2 * GRID)
+    assert grid_coverage(grid_points, w2c, full, 2 * GRID, 2 * GRID)[0] == 1.0
+    assert grid_coverage_loop(grid_points, w2c, full, 2 * GRID, 2 * GRID)[0] == 1.0
+
+
+def test_compiled_ranking_gives_the_eager_scores_with_one_loop_signature(scene):
+    """``compiled=True`` (the server) ranks with the numba loop once a background thread has it,
+    with the eager scores exactly; candidates and targets of any shape and layout reach the loop
+    with one argument signature (a new one would compile on the frame's thread)."""
+    from models.anchor import fused_ranking
+
+    cam = scene.frames[1].camera
+    reference._latest = None
+    reference_scores(scene.references, cam.K, cam.c2w, cam.width, cam.height, compiled=True)  # starts the build
+    assert compiled_kernels_settled(timeout=600)
+    assert reference._grid_coverage._fn is not None, "the ranking loop is not serving"
+    rng = np.random.default_rng(5)
+    for i, frame in enumerate(scene.frames):
+        K, c2w = frame.camera.K, frame.camera.c2w.copy()
+        c2w[:3, 3] += rng.normal(scale=0.2, size=3)
+        K = [K.astype(np.float32), np.round(K).astype(np.int64), np.asfortranarray(K), K][i % 4]
+        c2w = [c2w, np.asfortranarray(c2w)][i % 2]
+        reference._latest = None
+        eager = reference_scores(scene.references, K, c2w, cam.width, cam.height)
+        reference._latest = None
+        compiled = reference_scores(scene.references, K, c2w, cam.width, cam.height, compiled=True)
+        assert np.array_equal(compiled, eager)
+        assert select_reference(scene, K, c2w, cam.width, cam.height, compiled=True) == int(np.argmax(eager)) or \
+            eager.max() == 0
+    assert len(fused_ranking._coverage.signatures) == 1, fused_ranking._coverage.signatures
+
