@@ -105,7 +105,11 @@ class ZBufferCore(torch.nn.Module):
     """The renderer's core (project, pack key, scatter amin) in ONNX-exportable ops.
 
     ONNX has no float->int bit reinterpretation, so the key quantises depth to 10 um
-    instead of using its float32 bits; everything else matches ``render_views``.
+    instead of using its float32 bits; everything else matches ``render_views``. The projection
+    is written out as element-wise products and sums, not one matrix product: ONNX Runtime's
+    and torch's matrix products round differently (fused multiply-adds, summation order; ONNX
+    Runtime 1.31 and torch 2.13 disagreed on keys), element-wise operations round alike, so
+    the two runtimes can be held to the same keys.
     """
 
     def __init__(self, width: int, height: int) -> None:
@@ -113,7 +117,8 @@ class ZBufferCore(torch.nn.Module):
         self.width, self.height = width, height
 
     def forward(self, xyz_t: torch.Tensor, proj: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        hom = proj[:, 3:] + proj[:, :3] @ xyz_t
+        x, y, z = xyz_t[0], xyz_t[1], xyz_t[2]
+        hom = [proj[i, 0] * x + proj[i, 1] * y + proj[i, 2] * z + proj[i, 3] for i in range(3)]
         z = hom[2]
         u, v = hom[0] / z, hom[1] / z
         drawn = (z > 1e-3) & (u >= 0) & (u < self.width) & (v >= 0) & (v < self.height)
