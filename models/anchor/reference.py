@@ -99,9 +99,10 @@ def _fused(_: object) -> object:
     return grid_coverage_loop
 
 
-# Eager until numba has loaded (or compiled) the loop on a background thread; not held while
-# frames stream (loading takes a fraction of a second).
-_grid_coverage = _Compiled(grid_coverage, build=_fused, hold=False, label="reference ranking loop (numba)")
+# Eager until numba has loaded (or compiled) the loop on a background thread. Held while frames
+# stream (models.anchor.splat.compiles_held), unlike the mesh's shading loop: loading it from
+# numba's disk cache takes ~0.4 s of a first frame's CPU, for ~0.5 ms a frame later.
+_grid_coverage = _Compiled(grid_coverage, build=_fused, hold=True, label="reference ranking loop (numba)")
 
 # The latest call's arguments and scores: (index, K, c2w, width, height, scores).
 _latest: tuple | None = None
