@@ -37,11 +37,24 @@ DIT="{\"hidden_size\": 192, \"num_heads\": 3, \"depth\": 6, \"latent_channels\":
 COMMON=(--data "$TRAIN" --val-data "$TEST" --autoencoder "$OUT/ae/autoencoder" --cache "$OUT/latent_cache"
         --threads "$THREADS" --seed 0)
 
+# The same CPU kernels on every x86-64 machine with AVX2 (2013 on): torch's libraries choose
+# their kernels by the CPU's instruction set, and kernels of different vector widths round
+# differently. oneDNN's (convolutions: the autoencoder and decoders) changed the weights measurably:
+# 30 autoencoder steps on the project's AVX-512 VM gave other weights with ONEDNN_MAX_CPU_ISA=AVX2
+# than without, and each setting repeated itself byte for byte, at the same speed (MODEL_CARD.md,
+# "Reproduced from a fresh clone"). ATen's own kernels and MKL (its AVX2 branch is kept on Intel
+# CPUs only, MKL_CBWR) are pinned too. Export other values first to override.
+if [ "$(uname -m)" = x86_64 ]; then
+    export ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-avx2} ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2} \
+        MKL_CBWR=${MKL_CBWR:-AVX2}
+fi
+
 # What ran this: a retrained model can differ from the shipped one between machines or library
 # builds, though one machine repeats its own runs (MODEL_CARD.md, "Reproduced from a fresh clone").
 mkdir -p "$OUT"
 {
     echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-} ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-} MKL_CBWR=${MKL_CBWR:-}"
     python -c "import platform, torch; print(platform.processor() or platform.machine(), 'torch', torch.__version__, \
 torch.backends.cpu.get_cpu_capability())" || true
     grep -m1 "model name" /proc/cpuinfo 2>/dev/null || true
