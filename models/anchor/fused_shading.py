@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,6 +45,17 @@ _INF = np.float32(np.inf)
 _ROUNDER = np.float32(1.5 * 2**23)
 _HIGH_WORD = 1 if sys.byteorder == "little" else 0  # which float32 of an int64 key holds its high half
 _BAND_PIXELS = 1 << 14  # pixels per thread below which splitting a frame costs more than it saves
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _ix(i):
+    """An array index as unsigned. numba maps a negative signed index to one from the end, as
+    Python does, with a compare and select at every read; every index in the loop is >= 0, and an
+    unsigned one skips that. With the pyramid level found without library calls (below), the loop
+    takes 9 % less time for the same bytes (16 frames of a 100-view scene alternating with the old
+    loop, one thread, 2-core VM, 2026-12-04: medians 13.0 against 14.3 ms at 512x512, 3.5 against
+    3.8 ms at 256x256). Cast at the read: numba's uint64 arithmetic with an int64 gives float64."""
+    return np.uint64(i)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -92,82 +102,95 @@ def _shade_band(start, stop, centre_u, centre_v, keys, key_words, empty_key, tar
     levels = mip_offset.shape[0] // views
     low32 = np.int64(0xFFFFFFFF)
     for p in range(start, stop):
-        out_rgb[p, 0] = out_rgb[p, 1] = out_rgb[p, 2] = 0
-        out_mask[p] = False
-        out_depth[p] = 0
-        key = keys[p]
+        q = _ix(p)
+        out_rgb[q, 0] = out_rgb[q, 1] = out_rgb[q, 2] = 0
+        out_mask[q] = False
+        out_depth[q] = 0
+        key = keys[q]
         if key == empty_key:
             continue
-        z = key_words[2 * p + _HIGH_WORD]  # splat.key_depth: the key's high half, a float32 depth in metres
-        uz, vz = centre_u[p] * z, centre_v[p] * z
+        z = key_words[_ix(2 * p + _HIGH_WORD)]  # splat.key_depth: the key's high half, a float32 depth in metres
+        uz, vz = centre_u[q] * z, centre_v[q] * z
         footprint = z / target_focal
         weight = np.float32(0)
         tr = tg = tb = np.float32(0)
         hidden = False
         for c in range(extras + 1):
             if c < extras:  # the frame's best-ranked views first: the same tables for every pixel
-                if not extra_on[c]:
+                if not extra_on[_ix(c)]:
                     continue
-                view = extra[c]
+                view = extra[_ix(c)]
             elif weight > 0:
                 break
             else:  # none explains the pixel: the winning point's own view decides
-                view = np.int64(point_view[key & low32])
+                view = np.int64(point_view[_ix(key & low32)])
             # mesh._look_up: the point in the view's pixels (the view's 3 x 4 map, row-major, in mesh's order)
             m = 12 * view
-            src_z = ((maps[m + 10] * z + maps[m + 8] * uz) + maps[m + 9] * vz) + maps[m + 11]
-            u = (((maps[m + 2] * z + maps[m + 0] * uz) + maps[m + 1] * vz) + maps[m + 3]) / src_z
-            v = (((maps[m + 6] * z + maps[m + 4] * uz) + maps[m + 5] * vz) + maps[m + 7]) / src_z
+            src_z = ((maps[_ix(m + 10)] * z + maps[_ix(m + 8)] * uz) + maps[_ix(m + 9)] * vz) + maps[_ix(m + 11)]
+            u = (((maps[_ix(m + 2)] * z + maps[_ix(m + 0)] * uz) + maps[_ix(m + 1)] * vz) + maps[_ix(m + 3)]) / src_z
+            v = (((maps[_ix(m + 6)] * z + maps[_ix(m + 4)] * uz) + maps[_ix(m + 5)] * vz) + maps[_ix(m + 7)]) / src_z
             x, y = u - _HALF, v - _HALF
             x0, y0 = np.floor(x), np.floor(y)  # float: NaN and inf stay comparable (an int cast would not)
-            w, h = width[view], height[view]
+            w, h = width[_ix(view)], height[_ix(view)]
             # NaN (behind the source camera's plane) fails every comparison: not inside.
             if not (src_z > 0 and x0 >= 0 and y0 >= 0 and x0 < w - 1 and y0 < h - 1):
                 continue
             fx, fy = x - x0, y - y0
             # mesh.SourceViews.texel, as float32 words (texel_depth) and as bytes (texel_byte): sample s's
             # depth is word 2 s, its colour word 2 s + 1 (bytes R, G, B, patch flag)
-            i, row = 2 * (offset[view] + np.int64(y0) * w + np.int64(x0)), 2 * w
-            d00, d01, d10, d11 = texel_depth[i], texel_depth[i + 2], texel_depth[i + row], texel_depth[i + row + 2]
+            i, row = 2 * (offset[_ix(view)] + np.int64(y0) * w + np.int64(x0)), 2 * w
+            d00, d01 = texel_depth[_ix(i)], texel_depth[_ix(i + 2)]
+            d10, d11 = texel_depth[_ix(i + row)], texel_depth[_ix(i + row + 2)]
             if c == extras:  # the own view only: does its pixel centre look past a foreground edge (or at the sky)
                 # that other views spilled over? (the nearest reliable corner is farther, or the closest corner is sky)
                 nearest = min(_reliable(d00), _reliable(d01), _reliable(d10), _reliable(d11))
                 closest = (d11 if fx >= _HALF else d10) if fy >= _HALF else (d01 if fx >= _HALF else d00)
                 hidden = (nearest < _INF and nearest > src_z * past) or closest < 0
             surface = _bilinear(d00, d01, d10, d11, fx, fy)
-            if not (texel_byte[4 * i + 7] == patch_flag and abs(src_z - surface) <= consistency * src_z):
+            if not (texel_byte[_ix(4 * i + 7)] == patch_flag and abs(src_z - surface) <= consistency * src_z):
                 continue
-            ratio = footprint * focal[view] / src_z  # target footprint / source footprint
+            ratio = footprint * focal[_ix(view)] / src_z  # target footprint / source footprint
             if levels > 0 and ratio >= 2:  # mesh._mip_colour: minified, the pyramid level floor(log2 ratio)
-                level = min(max(math.frexp(ratio)[1] - 1, 1), levels)
+                # level = floor(log2 ratio) up to the last, and scale = 2^-level, by halving (exact):
+                # no library call (frexp, exp2), whose register spills cost every minified look-up
+                level, scale, rest = 1, _HALF, ratio * np.float32(0.25)
+                while level < levels and rest >= _ONE:
+                    level, scale, rest = level + 1, scale * _HALF, rest * _HALF
+                if ratio == _INF:  # frexp(inf) gives exponent 0 (glibc, as torch.frexp), clamped to 1
+                    level, scale = 1, _HALF
                 k = (level - 1) * views + view
-                w, h = mip_width[k], mip_height[k]
-                scale = np.float32(2.0 ** -level)
+                w, h = mip_width[_ix(k)], mip_height[_ix(k)]
                 x = min(max(u * scale - _HALF, np.float32(0)), np.float32(w - 1))
                 y = min(max(v * scale - _HALF, np.float32(0)), np.float32(h - 1))
                 x0 = min(np.floor(x), np.float32(w - 2))
                 y0 = min(np.floor(y), np.float32(h - 2))
                 fx, fy = x - x0, y - y0
-                i, row = 2 * (mip_offset[k] + np.int64(y0) * w + np.int64(x0)), 2 * w
-            j, below = 4 * i + 4, 4 * row  # the colour bytes of the top-left corner, of the row below
+                i, row = 2 * (mip_offset[_ix(k)] + np.int64(y0) * w + np.int64(x0)), 2 * w
+            top, under = 4 * i + 4, 4 * (i + row) + 4  # the colour bytes of the top-left corner, of the one below it
             share = min(ratio * ratio, _ONE)  # finer views weigh alike
-            tr += share * _bilinear(np.float32(texel_byte[j]), np.float32(texel_byte[j + 8]),
-                                    np.float32(texel_byte[j + below]), np.float32(texel_byte[j + below + 8]), fx, fy)
-            tg += share * _bilinear(np.float32(texel_byte[j + 1]), np.float32(texel_byte[j + 9]),
-                                    np.float32(texel_byte[j + below + 1]), np.float32(texel_byte[j + below + 9]), fx, fy)
-            tb += share * _bilinear(np.float32(texel_byte[j + 2]), np.float32(texel_byte[j + 10]),
-                                    np.float32(texel_byte[j + below + 2]), np.float32(texel_byte[j + below + 10]), fx, fy)
+            tr += share * _bilinear(np.float32(texel_byte[_ix(top)]),
+                                    np.float32(texel_byte[_ix(top + 8)]),
+                                    np.float32(texel_byte[_ix(under)]),
+                                    np.float32(texel_byte[_ix(under + 8)]), fx, fy)
+            tg += share * _bilinear(np.float32(texel_byte[_ix(top + 1)]),
+                                    np.float32(texel_byte[_ix(top + 9)]),
+                                    np.float32(texel_byte[_ix(under + 1)]),
+                                    np.float32(texel_byte[_ix(under + 9)]), fx, fy)
+            tb += share * _bilinear(np.float32(texel_byte[_ix(top + 2)]),
+                                    np.float32(texel_byte[_ix(top + 10)]),
+                                    np.float32(texel_byte[_ix(under + 2)]),
+                                    np.float32(texel_byte[_ix(under + 10)]), fx, fy)
             weight += share
         if weight > 0:
             share = max(weight, min_weight)
-            out_rgb[p, 0], out_rgb[p, 1], out_rgb[p, 2] = _byte(tr / share), _byte(tg / share), _byte(tb / share)
+            out_rgb[q, 0], out_rgb[q, 1], out_rgb[q, 2] = _byte(tr / share), _byte(tg / share), _byte(tb / share)
         elif hidden:
             continue
         else:
-            packed = splat_rgba[key & low32]
-            out_rgb[p, 0], out_rgb[p, 1], out_rgb[p, 2] = packed & 255, (packed >> 8) & 255, (packed >> 16) & 255
-        out_mask[p] = True
-        out_depth[p] = z
+            packed = splat_rgba[_ix(key & low32)]
+            out_rgb[q, 0], out_rgb[q, 1], out_rgb[q, 2] = packed & 255, (packed >> 8) & 255, (packed >> 16) & 255
+        out_mask[q] = True
+        out_depth[q] = z
 
 
 def _view_sizes(size: tuple, views: int) -> tuple[np.ndarray, np.ndarray]:
