@@ -2,8 +2,8 @@
 
 :func:`models.anchor.mesh._shade` shades with ~200 vectorised torch calls, each a memory pass
 over every pixel (docs/anchor.md, "What limits the eager shading"): 2.9-3.4x the point splat
-per frame on 2 cores, 1.25-1.57x with this loop (``python bench/bench_anchor.py --styles-only``,
-docs/anchor.md). This module runs the same arithmetic pixel by pixel in one compiled
+per frame on 2 cores, 1.07-1.21x at 256x256 and 1.35-1.47x at 512x512 with this loop
+(``python bench/bench_anchor.py --styles-only``, 2026-12-04, docs/anchor.md). This module runs the same arithmetic pixel by pixel in one compiled
 loop: a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the winning
 point's own view and the colour pyramid are read only where they count. numba compiles it to machine code with
 LLVM (no C compiler needed) and caches the result on disk (``cache=True``: ``__pycache__`` beside
@@ -11,8 +11,8 @@ this file, or numba's per-user cache where that is read-only), so only a machine
 pays the compile (a few seconds); later processes load it in a fraction of a second.
 
 It releases the GIL (``nogil=True``), so the server's other threads keep running, and large
-frames are split in row bands over :func:`models.anchor.mesh.shading_threads` threads: the
-calling thread and a pool's.
+frames are shared over :func:`models.anchor.mesh.shading_threads` threads, the calling thread and a
+pool's, in interleaved blocks of rows.
 Division follows IEEE rules (``error_model="numpy"``: x / 0 is inf or NaN, as in torch, with no Python
 ``ZeroDivisionError`` check per division, which cost a third of the loop).
 
@@ -26,7 +26,6 @@ with the float64 reference rasteriser.
 from __future__ import annotations
 
 import functools
-import itertools
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,7 +43,8 @@ _ONE = np.float32(1.0)
 _INF = np.float32(np.inf)
 _ROUNDER = np.float32(1.5 * 2**23)
 _HIGH_WORD = 1 if sys.byteorder == "little" else 0  # which float32 of an int64 key holds its high half
-_BAND_PIXELS = 1 << 14  # pixels per thread below which splitting a frame costs more than it saves
+_SPLIT_PIXELS = 1 << 14  # pixels per thread below which splitting a frame costs more than it saves
+_BLOCK_PIXELS = 1 << 12  # pixels a thread shades in a row before skipping the other threads' blocks
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -84,11 +84,12 @@ def _byte(x):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _shade_band(start, stop, centre_u, centre_v, keys, key_words, empty_key, target_focal, maps, extra, extra_on,
-                point_view, splat_rgba, offset, width, height, texel_depth, texel_byte, focal,
-                mip_offset, mip_width, mip_height, patch_flag, consistency, past, min_weight,
-                out_rgb, out_mask, out_depth):
-    """Pixels ``start`` .. ``stop`` - 1 (row-major) of mesh._shade, written into the outputs.
+def _shade_blocks(first, stride, block, stop, centre_u, centre_v, keys, key_words, empty_key, target_focal, maps,
+                  extra, extra_on, point_view, splat_rgba, offset, width, height, texel_depth, texel_byte, focal,
+                  mip_offset, mip_width, mip_height, patch_flag, consistency, past, min_weight,
+                  out_rgb, out_mask, out_depth):
+    """The pixels (row-major) of mesh._shade in blocks ``first``, ``first + stride``, ... of
+    ``block`` pixels each, below pixel ``stop``, written into the outputs.
 
     Each pixel tries its candidate views in one loop, the frame's best-ranked views first, then
     (only where none of them counted) the winning point's own view; mesh._look_up,
@@ -101,96 +102,100 @@ def _shade_band(start, stop, centre_u, centre_v, keys, key_words, empty_key, tar
     extras = extra.shape[0]
     levels = mip_offset.shape[0] // views
     low32 = np.int64(0xFFFFFFFF)
-    for p in range(start, stop):
-        q = _ix(p)
-        out_rgb[q, 0] = out_rgb[q, 1] = out_rgb[q, 2] = 0
-        out_mask[q] = False
-        out_depth[q] = 0
-        key = keys[q]
-        if key == empty_key:
-            continue
-        z = key_words[_ix(2 * p + _HIGH_WORD)]  # splat.key_depth: the key's high half, a float32 depth in metres
-        uz, vz = centre_u[q] * z, centre_v[q] * z
-        footprint = z / target_focal
-        weight = np.float32(0)
-        tr = tg = tb = np.float32(0)
-        hidden = False
-        for c in range(extras + 1):
-            if c < extras:  # the frame's best-ranked views first: the same tables for every pixel
-                if not extra_on[_ix(c)]:
+    for base in range(first * block, stop, stride * block):
+        for p in range(base, min(base + block, stop)):
+            q = _ix(p)
+            out_rgb[q, 0] = out_rgb[q, 1] = out_rgb[q, 2] = 0
+            out_mask[q] = False
+            out_depth[q] = 0
+            key = keys[q]
+            if key == empty_key:
+                continue
+            z = key_words[_ix(2 * p + _HIGH_WORD)]  # splat.key_depth: the key's high half, a float32 depth in metres
+            uz, vz = centre_u[q] * z, centre_v[q] * z
+            footprint = z / target_focal
+            weight = np.float32(0)
+            tr = tg = tb = np.float32(0)
+            hidden = False
+            for c in range(extras + 1):
+                if c < extras:  # the frame's best-ranked views first: the same tables for every pixel
+                    if not extra_on[_ix(c)]:
+                        continue
+                    view = extra[_ix(c)]
+                elif weight > 0:
+                    break
+                else:  # none explains the pixel: the winning point's own view decides
+                    view = np.int64(point_view[_ix(key & low32)])
+                # mesh._look_up: the point in the view's pixels (the view's 3 x 4 map, row-major, in mesh's order)
+                m = 12 * view
+                src_z = ((maps[_ix(m + 10)] * z + maps[_ix(m + 8)] * uz) + maps[_ix(m + 9)] * vz) + maps[_ix(m + 11)]
+                u = ((((maps[_ix(m + 2)] * z + maps[_ix(m + 0)] * uz) + maps[_ix(m + 1)] * vz) + maps[_ix(m + 3)])
+                     / src_z)
+                v = ((((maps[_ix(m + 6)] * z + maps[_ix(m + 4)] * uz) + maps[_ix(m + 5)] * vz) + maps[_ix(m + 7)])
+                     / src_z)
+                x, y = u - _HALF, v - _HALF
+                x0, y0 = np.floor(x), np.floor(y)  # float: NaN and inf stay comparable (an int cast would not)
+                w, h = width[_ix(view)], height[_ix(view)]
+                # NaN (behind the source camera's plane) fails every comparison: not inside.
+                if not (src_z > 0 and x0 >= 0 and y0 >= 0 and x0 < w - 1 and y0 < h - 1):
                     continue
-                view = extra[_ix(c)]
-            elif weight > 0:
-                break
-            else:  # none explains the pixel: the winning point's own view decides
-                view = np.int64(point_view[_ix(key & low32)])
-            # mesh._look_up: the point in the view's pixels (the view's 3 x 4 map, row-major, in mesh's order)
-            m = 12 * view
-            src_z = ((maps[_ix(m + 10)] * z + maps[_ix(m + 8)] * uz) + maps[_ix(m + 9)] * vz) + maps[_ix(m + 11)]
-            u = (((maps[_ix(m + 2)] * z + maps[_ix(m + 0)] * uz) + maps[_ix(m + 1)] * vz) + maps[_ix(m + 3)]) / src_z
-            v = (((maps[_ix(m + 6)] * z + maps[_ix(m + 4)] * uz) + maps[_ix(m + 5)] * vz) + maps[_ix(m + 7)]) / src_z
-            x, y = u - _HALF, v - _HALF
-            x0, y0 = np.floor(x), np.floor(y)  # float: NaN and inf stay comparable (an int cast would not)
-            w, h = width[_ix(view)], height[_ix(view)]
-            # NaN (behind the source camera's plane) fails every comparison: not inside.
-            if not (src_z > 0 and x0 >= 0 and y0 >= 0 and x0 < w - 1 and y0 < h - 1):
-                continue
-            fx, fy = x - x0, y - y0
-            # mesh.SourceViews.texel, as float32 words (texel_depth) and as bytes (texel_byte): sample s's
-            # depth is word 2 s, its colour word 2 s + 1 (bytes R, G, B, patch flag)
-            i, row = 2 * (offset[_ix(view)] + np.int64(y0) * w + np.int64(x0)), 2 * w
-            d00, d01 = texel_depth[_ix(i)], texel_depth[_ix(i + 2)]
-            d10, d11 = texel_depth[_ix(i + row)], texel_depth[_ix(i + row + 2)]
-            if c == extras:  # the own view only: does its pixel centre look past a foreground edge (or at the sky)
-                # that other views spilled over? (the nearest reliable corner is farther, or the closest corner is sky)
-                nearest = min(_reliable(d00), _reliable(d01), _reliable(d10), _reliable(d11))
-                closest = (d11 if fx >= _HALF else d10) if fy >= _HALF else (d01 if fx >= _HALF else d00)
-                hidden = (nearest < _INF and nearest > src_z * past) or closest < 0
-            surface = _bilinear(d00, d01, d10, d11, fx, fy)
-            if not (texel_byte[_ix(4 * i + 7)] == patch_flag and abs(src_z - surface) <= consistency * src_z):
-                continue
-            ratio = footprint * focal[_ix(view)] / src_z  # target footprint / source footprint
-            if levels > 0 and ratio >= 2:  # mesh._mip_colour: minified, the pyramid level floor(log2 ratio)
-                # level = floor(log2 ratio) up to the last, and scale = 2^-level, by halving (exact):
-                # no library call (frexp, exp2), whose register spills cost every minified look-up
-                level, scale, rest = 1, _HALF, ratio * np.float32(0.25)
-                while level < levels and rest >= _ONE:
-                    level, scale, rest = level + 1, scale * _HALF, rest * _HALF
-                if ratio == _INF:  # frexp(inf) gives exponent 0 (glibc, as torch.frexp), clamped to 1
-                    level, scale = 1, _HALF
-                k = (level - 1) * views + view
-                w, h = mip_width[_ix(k)], mip_height[_ix(k)]
-                x = min(max(u * scale - _HALF, np.float32(0)), np.float32(w - 1))
-                y = min(max(v * scale - _HALF, np.float32(0)), np.float32(h - 1))
-                x0 = min(np.floor(x), np.float32(w - 2))
-                y0 = min(np.floor(y), np.float32(h - 2))
                 fx, fy = x - x0, y - y0
-                i, row = 2 * (mip_offset[_ix(k)] + np.int64(y0) * w + np.int64(x0)), 2 * w
-            top, under = 4 * i + 4, 4 * (i + row) + 4  # the colour bytes of the top-left corner, of the one below it
-            share = min(ratio * ratio, _ONE)  # finer views weigh alike
-            tr += share * _bilinear(np.float32(texel_byte[_ix(top)]),
-                                    np.float32(texel_byte[_ix(top + 8)]),
-                                    np.float32(texel_byte[_ix(under)]),
-                                    np.float32(texel_byte[_ix(under + 8)]), fx, fy)
-            tg += share * _bilinear(np.float32(texel_byte[_ix(top + 1)]),
-                                    np.float32(texel_byte[_ix(top + 9)]),
-                                    np.float32(texel_byte[_ix(under + 1)]),
-                                    np.float32(texel_byte[_ix(under + 9)]), fx, fy)
-            tb += share * _bilinear(np.float32(texel_byte[_ix(top + 2)]),
-                                    np.float32(texel_byte[_ix(top + 10)]),
-                                    np.float32(texel_byte[_ix(under + 2)]),
-                                    np.float32(texel_byte[_ix(under + 10)]), fx, fy)
-            weight += share
-        if weight > 0:
-            share = max(weight, min_weight)
-            out_rgb[q, 0], out_rgb[q, 1], out_rgb[q, 2] = _byte(tr / share), _byte(tg / share), _byte(tb / share)
-        elif hidden:
-            continue
-        else:
-            packed = splat_rgba[_ix(key & low32)]
-            out_rgb[q, 0], out_rgb[q, 1], out_rgb[q, 2] = packed & 255, (packed >> 8) & 255, (packed >> 16) & 255
-        out_mask[q] = True
-        out_depth[q] = z
+                # mesh.SourceViews.texel, as float32 words (texel_depth) and as bytes (texel_byte): sample s's
+                # depth is word 2 s, its colour word 2 s + 1 (bytes R, G, B, patch flag)
+                i, row = 2 * (offset[_ix(view)] + np.int64(y0) * w + np.int64(x0)), 2 * w
+                d00, d01 = texel_depth[_ix(i)], texel_depth[_ix(i + 2)]
+                d10, d11 = texel_depth[_ix(i + row)], texel_depth[_ix(i + row + 2)]
+                if c == extras:  # the own view only: does its pixel centre look past a foreground edge (or at the sky)
+                    # that other views spilled over? (the nearest reliable corner is farther, or the closest
+                    # corner is sky)
+                    nearest = min(_reliable(d00), _reliable(d01), _reliable(d10), _reliable(d11))
+                    closest = (d11 if fx >= _HALF else d10) if fy >= _HALF else (d01 if fx >= _HALF else d00)
+                    hidden = (nearest < _INF and nearest > src_z * past) or closest < 0
+                surface = _bilinear(d00, d01, d10, d11, fx, fy)
+                if not (texel_byte[_ix(4 * i + 7)] == patch_flag and abs(src_z - surface) <= consistency * src_z):
+                    continue
+                ratio = footprint * focal[_ix(view)] / src_z  # target footprint / source footprint
+                if levels > 0 and ratio >= 2:  # mesh._mip_colour: minified, the pyramid level floor(log2 ratio)
+                    # level = floor(log2 ratio) up to the last, and scale = 2^-level, by halving (exact):
+                    # no library call (frexp, exp2), whose register spills cost every minified look-up
+                    level, scale, rest = 1, _HALF, ratio * np.float32(0.25)
+                    while level < levels and rest >= _ONE:
+                        level, scale, rest = level + 1, scale * _HALF, rest * _HALF
+                    if ratio == _INF:  # frexp(inf) gives exponent 0 (glibc, as torch.frexp), clamped to 1
+                        level, scale = 1, _HALF
+                    k = (level - 1) * views + view
+                    w, h = mip_width[_ix(k)], mip_height[_ix(k)]
+                    x = min(max(u * scale - _HALF, np.float32(0)), np.float32(w - 1))
+                    y = min(max(v * scale - _HALF, np.float32(0)), np.float32(h - 1))
+                    x0 = min(np.floor(x), np.float32(w - 2))
+                    y0 = min(np.floor(y), np.float32(h - 2))
+                    fx, fy = x - x0, y - y0
+                    i, row = 2 * (mip_offset[_ix(k)] + np.int64(y0) * w + np.int64(x0)), 2 * w
+                top, under = 4 * i + 4, 4 * (i + row) + 4  # the colour bytes of the top-left corner, the one below
+                share = min(ratio * ratio, _ONE)  # finer views weigh alike
+                tr += share * _bilinear(np.float32(texel_byte[_ix(top)]),
+                                        np.float32(texel_byte[_ix(top + 8)]),
+                                        np.float32(texel_byte[_ix(under)]),
+                                        np.float32(texel_byte[_ix(under + 8)]), fx, fy)
+                tg += share * _bilinear(np.float32(texel_byte[_ix(top + 1)]),
+                                        np.float32(texel_byte[_ix(top + 9)]),
+                                        np.float32(texel_byte[_ix(under + 1)]),
+                                        np.float32(texel_byte[_ix(under + 9)]), fx, fy)
+                tb += share * _bilinear(np.float32(texel_byte[_ix(top + 2)]),
+                                        np.float32(texel_byte[_ix(top + 10)]),
+                                        np.float32(texel_byte[_ix(under + 2)]),
+                                        np.float32(texel_byte[_ix(under + 10)]), fx, fy)
+                weight += share
+            if weight > 0:
+                share = max(weight, min_weight)
+                out_rgb[q, 0], out_rgb[q, 1], out_rgb[q, 2] = _byte(tr / share), _byte(tg / share), _byte(tb / share)
+            elif hidden:
+                continue
+            else:
+                packed = splat_rgba[_ix(key & low32)]
+                out_rgb[q, 0], out_rgb[q, 1], out_rgb[q, 2] = packed & 255, (packed >> 8) & 255, (packed >> 16) & 255
+            out_mask[q] = True
+            out_depth[q] = z
 
 
 def _view_sizes(size: tuple, views: int) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +210,7 @@ def _loop_args(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tenso
                maps_t: torch.Tensor, extra: torch.Tensor, extra_on: torch.Tensor, point_view: torch.Tensor,
                splat_rgba: torch.Tensor, tables: tuple[torch.Tensor, ...], focal: torch.Tensor, size: tuple,
                mip: tuple[torch.Tensor, ...]) -> tuple:
-    """:func:`_shade_band`'s arguments after ``start`` and ``stop`` from :func:`fused_shade`'s, the
+    """:func:`_shade_blocks`'s arguments after ``stop`` from :func:`fused_shade`'s, the
     three outputs (allocated here) last."""
     offset, texel = tables
     texel = texel.numpy()
@@ -239,22 +244,23 @@ def fused_shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tens
                       tables, focal, size, mip)
     out_rgb, out_mask, out_depth = args[-3:]
     n = keys.shape[0]
-    threads = shading_threads()
-    bands = min(threads, n // _BAND_PIXELS)
-    if bands < 2:
-        _shade_band(0, n, *args)
+    threads = min(shading_threads(), n // _SPLIT_PIXELS)
+    if threads < 2:
+        _shade_blocks(0, 1, n, n, *args)
     else:
-        # This thread shades the first band itself while pool threads shade the others. Handing every
-        # band to the pool and waiting was slower (a 100-view scene's frames, 2-core VM at 199
+        # Each thread shades every threads-th block of rows: two halves of a frame differ in work by
+        # 20-33 % outdoors (sky above, ground below: the slower half sets the frame's time), by 4 %
+        # in the bench's rooms.
+        # This thread shades its own blocks while pool threads shade the others. Handing every
+        # share to the pool and waiting was slower (a 100-view scene's frames, 2-core VM at 199
         # GFLOP/s, 2026-12-03: 5.6 against 4.0 ms at 256x256, 16.7 against 12.2 ms at 512x512, one
-        # band 6.0 / 22.4 ms; likely the woken workers start on the waker's core and share it until
+        # thread 6.0 / 22.4 ms; likely the woken workers start on the waker's core and share it until
         # the scheduler moves one); `python bench/bench_anchor.py --styles-only` mesh/points at 256x256
         # 1.56-1.59x against 1.78x (docs/anchor.md).
-        first, *rest = itertools.pairwise(int(b) for b in np.linspace(0, n, bands + 1))
-        pool = _threads(bands - 1)
-        jobs = [pool.submit(_shade_band, a, b, *args) for a, b in rest]
+        pool = _threads(threads - 1)
+        jobs = [pool.submit(_shade_blocks, t, threads, _BLOCK_PIXELS, n, *args) for t in range(1, threads)]
         try:
-            _shade_band(*first, *args)
+            _shade_blocks(0, threads, _BLOCK_PIXELS, n, *args)
         finally:
             for job in jobs:
                 job.result()
@@ -263,5 +269,5 @@ def fused_shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tens
 
 @functools.cache
 def _threads(count: int) -> ThreadPoolExecutor:
-    """The threads that shade a large frame's bands (one pool per thread count, kept for the process)."""
+    """The threads that shade a large frame's blocks (one pool per thread count, kept for the process)."""
     return ThreadPoolExecutor(max_workers=count, thread_name_prefix="worldfm-shade")

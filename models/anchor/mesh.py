@@ -246,13 +246,13 @@ def keep_shading_threads(count: int) -> Iterator[None]:
 
     Why: the server holds torch to one thread for anchors of up to 256x256
     (python_bridge/pipeline.py ``_anchor_threads``), as eager torch's ~200 small operations per
-    frame would each wake a sleeping OpenMP thread. The loop's row bands wake their threads once
+    frame would each wake a sleeping OpenMP thread. The loop wakes its threads once
     per frame, which pays at 256x256 too: ``worldfm demo`` on the 2-core VM (181-187 GFLOP/s,
     three alternating pairs of 96-frame runs, 2026-12-03) gave an anchor stage of 10.5-11.7 ms
-    p50 on two bands against 12.9-14.2 ms on one, 18.4-19.9 against 17.4-19.3 frames/s; beside a
-    busy-loop process (two pairs) about the same (anchor p50 14.3 and 14.7 ms on two bands, 15.3
+    p50 on two threads against 12.9-14.2 ms on one, 18.4-19.9 against 17.4-19.3 frames/s; beside a
+    busy-loop process (two pairs) about the same (anchor p50 14.3 and 14.7 ms on two threads, 15.3
     and 13.5 ms on one). Callers that hold torch to one thread for their own reasons (a batch
-    worker's CPU share: two bands there cost a quarter of its frame rate, docs/scaling.md) keep one.
+    worker's CPU share: two threads there cost a quarter of its frame rate, docs/scaling.md) keep one.
     """
     token = _KEPT_SHADING_THREADS.set(count)
     try:

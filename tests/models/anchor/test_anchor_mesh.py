@@ -124,22 +124,25 @@ def test_views_of_different_sizes_match_reference(compiled):
     assert assert_matches_reference(scene, K, c2w, 22, 19, 2, compiled=compiled).any()
 
 
-def test_fused_shading_splits_large_frames_in_bands(monkeypatch):
-    """Frames of more than two bands' pixels are shaded by two threads, each a band of rows: the
-    image is the one-band image (the reference rasteriser is too slow for 160 K pixels; the
-    one-band loop is checked against it above)."""
+@pytest.mark.parametrize("threads", [2, 3])
+def test_fused_shading_shares_large_frames_over_threads(monkeypatch, threads):
+    """Frames of more than two threads' share of pixels are shaded by several threads, each every
+    threads-th block of rows (the last block short): the image is the one-thread image (the reference
+    rasteriser is too slow for 160 K pixels; the one-thread loop is checked against it above)."""
     rng = np.random.default_rng(8)
     scene = build_scene([random_frame(rng, 160, 120, f"v{i}") for i in range(3)])
     K, c2w = target_camera(rng, "near", 400, 400)
     views = compiled_views(scene, DEFAULT_EXTRA_VIEWS, K, c2w, 400, 400)
-    monkeypatch.setattr(fused_shading, "shading_threads", lambda: 2)
-    banded = render_mesh(views, K, c2w, 400, 400)
+    fused_shading._threads.cache_clear()
+    monkeypatch.setattr(fused_shading, "shading_threads", lambda: threads)
+    shared = render_mesh(views, K, c2w, 400, 400)
     monkeypatch.setattr(fused_shading, "shading_threads", lambda: 1)
-    one_band = render_mesh(views, K, c2w, 400, 400)
+    alone = render_mesh(views, K, c2w, 400, 400)
     assert fused_shading._threads.cache_info().currsize, "the frame was not split"
-    assert banded.mask.float().mean() > 0.2  # much of the frame is covered (39 % with this seed)
+    assert 400 * 400 % (threads * fused_shading._BLOCK_PIXELS), "the last block is whole here: pick a size that leaves a short one"
+    assert shared.mask.float().mean() > 0.2  # much of the frame is covered (39 % with this seed)
     for field in ("rgb", "mask", "depth"):
-        assert torch.equal(getattr(banded, field), getattr(one_band, field)), field
+        assert torch.equal(getattr(shared, field), getattr(alone, field)), field
 
 
 def test_fused_loop_arguments_have_one_type_signature_across_scenes():
@@ -171,10 +174,10 @@ def test_fused_loop_arguments_have_one_type_signature_across_scenes():
     assert len(signatures) == 1, signatures
 
 
-def test_fused_shading_bands_follow_the_kept_thread_count():
+def test_fused_shading_threads_follow_the_kept_thread_count():
     """The server holds torch to one thread for small anchors (python_bridge/pipeline.py) but keeps
-    its thread count for the fused loop's bands (mesh.keep_shading_threads); without that, the
-    bands follow torch's count (a batch worker held to one thread shades on one)."""
+    its thread count for the fused loop (mesh.keep_shading_threads); without that, the loop
+    follows torch's count (a batch worker held to one thread shades on one)."""
     rng = np.random.default_rng(8)
     scene = build_scene([random_frame(rng, 160, 120, f"v{i}") for i in range(3)])
     K, c2w = target_camera(rng, "near", 400, 400)
