@@ -76,9 +76,10 @@ from models.sampling import (
     guided,
     null_condition,
     signal_noise,
+    signal_noise_at,
 )
 from models.train import LOG_FILE, _infinite, batch_condition, denoising_loss, save_strip, to_device, to_uint8
-from models.train_state import load_state, save_state
+from models.train_state import adamw, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,8 @@ def data_regression_loss(x: torch.Tensor, x0: torch.Tensor, anchor_mask: torch.T
 
 def x0_from_eps(z_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Clean-latent estimate of a noise prediction at timesteps ``t`` (B,)."""
-    abar = add_noise(torch.ones_like(z_t[:, :1]), torch.zeros_like(z_t[:, :1]), t).square()  # (B, 1, 1, 1) = abar_t
-    return (z_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+    signal, sigma = signal_noise_at(t, z_t)
+    return (z_t - sigma * eps) / signal
 
 
 def dmd_loss(x: torch.Tensor, teacher: nn.Module, critic: nn.Module, cond: Condition, t: torch.Tensor,
@@ -291,9 +292,9 @@ def distill(
     head = None
     if config.gan_weight > 0:
         head = modules["gan_head"] = GANHead(critic.config.hidden_size).to(device)
-    g_opt = torch.optim.AdamW(generator.parameters(), lr=config.generator_lr, weight_decay=0.0)
+    g_opt = adamw(generator.parameters(), lr=config.generator_lr, weight_decay=0.0)
     critic_params = [*critic.parameters(), *(head.parameters() if head is not None else [])]
-    c_opt = torch.optim.AdamW(critic_params, lr=config.critic_lr, weight_decay=0.0)
+    c_opt = adamw(critic_params, lr=config.critic_lr, weight_decay=0.0)
     resumed = load_state(out, modules, {"generator": g_opt, "critic": c_opt})
     start = 0 if resumed is None else resumed[0]
     pool = _pool(out, teacher, dataset, config)

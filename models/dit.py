@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.prope import PRoPETransforms, full_precision, prepare_prope, rigid_inverse
-from models.sampling import ALPHAS_CUMPROD
+from models.sampling import SCHEDULE_ROOTS
 
 NUM_VIEWS = 3  # target, anchor, reference -- in this order along the width
 REFERENCE = 2  # index of the reference view
@@ -397,7 +397,7 @@ class WorldFMDiT(nn.Module):
         grid = config.latent_size // config.patch_size
         self.register_buffer("pos_embed", self._pos_embed(grid, grid), persistent=False)
         if config.v_from_eps:
-            self.register_buffer("alphas_cumprod", ALPHAS_CUMPROD.float(), persistent=False)
+            self.register_buffer("schedule_roots", SCHEDULE_ROOTS.float(), persistent=False)  # (2, T)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -599,8 +599,8 @@ class WorldFMDiT(nn.Module):
         if not self.config.v_from_eps:
             return out
         c = z_t.shape[1]
-        abar = self.alphas_cumprod[t.long()].to(out.dtype).reshape(-1, 1, 1, 1)
-        v = (out[:, :c] - (1 - abar).sqrt() * z_t) / abar.sqrt()
+        signal, sigma = self.schedule_roots[:, t.long()].to(out.dtype).reshape(2, -1, 1, 1, 1)
+        v = (out[:, :c] - sigma * z_t) / signal
         return torch.cat([v, out[:, c:]], dim=1)
 
     def _target_output(self, x: torch.Tensor, t_emb: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:

@@ -43,16 +43,40 @@ def linear_alphas_cumprod(num_timesteps: int = NUM_TRAIN_TIMESTEPS) -> torch.Ten
 ALPHAS_CUMPROD = linear_alphas_cumprod()
 
 
+def schedule_roots(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """``(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t))`` of every timestep, (2, T) float64, each
+    correctly rounded.
+
+    Why not ``tensor.sqrt()``: on the CPU torch takes a float tensor's square root through MKL's
+    vector math library, whose results are not correctly rounded and differ between CPUs (this
+    project's AMD EPYC VM against an Intel Haswell emulated by ``qemu-x86_64 -cpu Haswell``,
+    2026-12-04, with retrain.sh's kernel pins). The noise every training step mixes in then
+    differs, and with it the trained weights: the card's lineage would not reproduce on another
+    machine (issue 16). Python's ``math.sqrt`` is IEEE's square root, the same everywhere."""
+    values = alphas_cumprod.tolist()
+    return torch.tensor([[math.sqrt(a) for a in values], [math.sqrt(1.0 - a) for a in values]], dtype=torch.float64)
+
+
+SCHEDULE_ROOTS = schedule_roots(ALPHAS_CUMPROD)
+
+
 def signal_noise(t: int) -> tuple[float, float]:
     """``(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t))`` at integer timestep ``t``, as Python floats."""
     abar = float(ALPHAS_CUMPROD[t])
     return abar**0.5, (1.0 - abar) ** 0.5
 
 
+def signal_noise_at(t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sqrt(abar_t)`` and ``sqrt(1 - abar_t)`` at timesteps ``t`` (B,) long, each (B, 1, ...)
+    to broadcast against ``like`` (B, ...), in its dtype and on its device."""
+    roots = SCHEDULE_ROOTS.to(like.device)[:, t].to(like.dtype).reshape(2, -1, *([1] * (like.dim() - 1)))
+    return roots[0], roots[1]
+
+
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Forward process ``q(z_t | x0)``: ``sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``; ``t``: (B,) long."""
-    abar = ALPHAS_CUMPROD.to(x0.device)[t].to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
-    return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise
+    signal, sigma = signal_noise_at(t, x0)
+    return signal * x0 + sigma * noise
 
 
 @dataclass(frozen=True)

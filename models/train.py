@@ -39,7 +39,7 @@ from models.checkpoints import load_pixart_weights, save_model
 from models.dit import WorldFMDiT, build_model, get_config
 from models.pairs import pair_loader
 from models.sampling import NUM_TRAIN_TIMESTEPS, Condition, add_noise, generate
-from models.train_state import EMA, load_state, save_state
+from models.train_state import EMA, adamw, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def train(
         report = load_pixart_weights(model, config.pixart_init)
         log.info("PixArt init from %s: %s", config.pixart_init, report)
     ema = EMA(model, config.ema_decay)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     resumed = load_state(out, {"model": model, "ema": ema.module}, {"opt": opt})
     start = 0 if resumed is None else resumed[0]
     if resumed is not None and rank == 0:

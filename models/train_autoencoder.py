@@ -50,7 +50,7 @@ from models.autoencoder import (
     load_autoencoder,
     load_fast_decoder,
 )
-from models.train_state import load_state, save_state
+from models.train_state import adamw, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _fit(
     """
     from tqdm import tqdm
 
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    opt = adamw(model.parameters(), lr=config.lr, weight_decay=0.0)
     resumed = load_state(out, {"model": model}, {"opt": opt})
     start = 0 if resumed is None else resumed[0]
     if resumed is not None:

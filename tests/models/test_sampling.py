@@ -12,6 +12,7 @@ from dit_fixtures import model_inputs
 from models.dit import build_model, get_config
 from models.sampling import (
     ALPHAS_CUMPROD,
+    SCHEDULE_ROOTS,
     Condition,
     FewStepGenerator,
     add_noise,
@@ -86,6 +87,21 @@ def test_add_noise_matches_forward_process():
     z = add_noise(x0, n, t)
     a, s = signal_noise(500)
     torch.testing.assert_close(z[1], a * x0[1] + s * n[1])
+
+
+def test_schedule_roots_are_correctly_rounded_and_add_noise_uses_them():
+    """The roots the trainers mix noise with are IEEE square roots of the float64 schedule (the same
+    on every CPU, unlike torch's float sqrt on the CPU), and add_noise multiplies by exactly them."""
+    abar = ALPHAS_CUMPROD.tolist()
+    assert SCHEDULE_ROOTS.dtype == torch.float64 and SCHEDULE_ROOTS.shape == (2, len(abar))
+    assert SCHEDULE_ROOTS[0].tolist() == [math.sqrt(a) for a in abar]
+    assert SCHEDULE_ROOTS[1].tolist() == [math.sqrt(1.0 - a) for a in abar]
+    x0, n = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    t = torch.tensor([0, 200, 999])
+    z = add_noise(x0, n, t)
+    for i, step in enumerate(t.tolist()):
+        a, s = (torch.tensor(math.sqrt(v), dtype=torch.float32) for v in (abar[step], 1.0 - abar[step]))
+        assert torch.equal(z[i], a * x0[i] + s * n[i])
 
 
 def test_teacher_timesteps_are_time_uniform():
