@@ -38,15 +38,15 @@ COMMON=(--data "$TRAIN" --val-data "$TEST" --autoencoder "$OUT/ae/autoencoder" -
         --threads "$THREADS" --seed 0)
 
 # The same CPU kernels on every x86-64 machine with AVX2 (2013 on): torch's libraries choose
-# their kernels by the CPU's instruction set, and kernels of different vector widths round
-# differently. oneDNN's (convolutions: the autoencoder and decoders) changed the weights measurably:
-# 30 autoencoder steps on the project's AVX-512 VM gave other weights with ONEDNN_MAX_CPU_ISA=AVX2
-# than without, and each setting repeated itself byte for byte, at the same speed (MODEL_CARD.md,
-# "Reproduced from a fresh clone"). ATen's own kernels and MKL (its AVX2 branch is kept on Intel
-# CPUs only, MKL_CBWR) are pinned too. Export other values first to override.
+# their kernels by the CPU, and kernels of different vector widths or branches round differently,
+# which a 2-hour training amplifies into models 0.4-0.5 dB apart (MODEL_CARD.md, "Reproduced from
+# a fresh clone"). kernel_pins.env says which and why; export other values first to override
+# (e.g. MKL_CBWR=AVX2: the DiT stages train ~2x faster, in bits that depend on the machine).
 if [ "$(uname -m)" = x86_64 ]; then
-    export ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-avx2} ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2} \
-        MKL_CBWR=${MKL_CBWR:-AVX2}
+    while IFS='=' read -r key value; do
+        case "$key" in ''|'#'*) continue ;; esac
+        export "$key=${!key:-$value}"
+    done < "$(dirname "$0")/kernel_pins.env"
 fi
 
 # What ran this: a retrained model can differ from the shipped one between machines or library
