@@ -1,6 +1,8 @@
-"""Two optimisation steps of the autoencoder and of the DiT, as the trainers take them, on seeded
-random data; prints the CPU capability torch runs at and a hash of each network's weights and
-gradients. tests/models/test_cross_cpu.py runs it on this CPU and on an emulated one and compares.
+"""Two optimisation steps of the autoencoder and of the DiT teacher, and one distillation step of a
+generator started from that teacher (DMD against the teacher and a critic copy), as the trainers
+take them, on seeded random data; prints the CPU capability torch runs at and a hash of each
+network's weights and gradients. tests/models/test_cross_cpu.py runs it on this CPU and on an
+emulated one and compares.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import hashlib
 import torch
 
 from models.autoencoder import demo_autoencoder
+from models.distill import dmd_loss, generator_from_teacher, generator_output
 from models.dit import build_model, get_config
-from models.train import denoising_loss
+from models.sampling import DISTILLED_T, Condition
+from models.train import CONDITION_KEYS, denoising_loss
 from models.train_autoencoder import autoencoder_loss
 from models.train_state import adamw
 
@@ -51,7 +55,19 @@ def main() -> None:
         grads = digest(p.grad for p in model.parameters() if p.grad is not None)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    print(torch.backends.cpu.get_cpu_capability(), f"autoencoder={ae} dit_grad={grads} dit={digest(model.parameters())}")
+    teacher = digest(model.parameters())
+
+    generator = generator_from_teacher(model)  # v from eps: the exact schedule roots in its output
+    critic = generator_from_teacher(model, from_x0=False)
+    opt = adamw(generator.parameters(), lr=1e-4, weight_decay=0.0)
+    cond = Condition(*(batch[k] for k in CONDITION_KEYS))
+    x = generator_output(generator, torch.randn(b, c, s, s), DISTILLED_T, cond)
+    loss = dmd_loss(x, model, critic, cond, torch.tensor([300, 700]), torch.randn(b, c, s, s), 2.0)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    print(torch.backends.cpu.get_cpu_capability(),
+          f"autoencoder={ae} dit_grad={grads} dit={teacher} generator={digest(generator.parameters())}")
 
 
 if __name__ == "__main__":
