@@ -61,9 +61,9 @@ SCHEDULE_ROOTS = schedule_roots(ALPHAS_CUMPROD)
 
 
 def signal_noise(t: int) -> tuple[float, float]:
-    """``(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t))`` at integer timestep ``t``, as Python floats."""
-    abar = float(ALPHAS_CUMPROD[t])
-    return abar**0.5, (1.0 - abar) ** 0.5
+    """``(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t))`` at integer timestep ``t``, as Python floats
+    (:data:`SCHEDULE_ROOTS`'; ``abar ** 0.5`` gave the same at every t but 695)."""
+    return float(SCHEDULE_ROOTS[0, t]), float(SCHEDULE_ROOTS[1, t])
 
 
 def signal_noise_at(t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
