@@ -3,8 +3,8 @@
 :func:`models.anchor.mesh._shade` shades with ~200 vectorised torch calls, each a memory pass
 over every pixel (docs/anchor.md, "What limits the eager shading"): 2.9-3.4x the point splat
 per frame on 2 cores, 1.07-1.21x at 256x256 and 1.35-1.47x at 512x512 with this loop
-(``python bench/bench_anchor.py --styles-only``, 2026-12-04, docs/anchor.md). This module runs the same arithmetic pixel by pixel in one compiled
-loop: a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the winning
+(``python bench/bench_anchor.py --styles-only``, 2026-12-04, docs/anchor.md). This module runs
+the same arithmetic pixel by pixel in one compiled loop: a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the winning
 point's own view and the colour pyramid are read only where they count. numba compiles it to machine code with
 LLVM (no C compiler needed) and caches the result on disk (``cache=True``: ``__pycache__`` beside
 this file, or numba's per-user cache where that is read-only), so only a machine's first process

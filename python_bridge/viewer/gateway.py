@@ -46,6 +46,7 @@ STATIC_TYPES = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
 FRAME_WINDOW = 2  # frames sent and not yet acknowledged by the page: one shown, one on its way
 RECORD_FPS = 24.0
 MAX_RECORD_S = 600.0
+_MAX_RECORD_POSES = int(MAX_RECORD_S * RECORD_FPS)
 MAX_RECORDINGS = 8  # older recordings (and their files) are dropped
 HEADERS = {
     # The page loads nothing from elsewhere and may be framed by nobody; the token in its
@@ -248,7 +249,7 @@ class Connection:
         """Sample the newest pose at RECORD_FPS on the loop's clock (a still camera is recorded too)."""
         while self._recording is not None:
             due = self._top_up()
-            if due >= int(MAX_RECORD_S * RECORD_FPS):
+            if due >= _MAX_RECORD_POSES:
                 self.send({"type": "error", "message": f"recordings stop after {MAX_RECORD_S:g} s"})
                 self.stop_recording()
                 return
@@ -260,7 +261,7 @@ class Connection:
         wakes the sampler late, and a recording stopped before its next wake lost the time since
         the last (the browser test's 0.9 s flight once came back as 6 poses, on 2 cores shared
         with 3 other busy processes, 2026-12-04)."""
-        due = min(int(MAX_RECORD_S * RECORD_FPS), int((self.loop.time() - self._record_start) * RECORD_FPS) + 1)
+        due = min(_MAX_RECORD_POSES, int((self.loop.time() - self._record_start) * RECORD_FPS) + 1)
         self._recording.extend([self.pose] * (due - len(self._recording)))
         return due
 

@@ -42,10 +42,12 @@ COMMON=(--data "$TRAIN" --val-data "$TEST" --autoencoder "$OUT/ae/autoencoder" -
 # which a 2-hour training amplifies into models 0.4-0.5 dB apart (MODEL_CARD.md, "Reproduced from
 # a fresh clone"). kernel_pins.env says which and why; export other values first to override
 # (e.g. MKL_CBWR=AVX2: the DiT stages train ~2x faster, in bits that depend on the machine).
+PINS=""
 if [ "$(uname -m)" = x86_64 ]; then
     while IFS='=' read -r key value; do
         case "$key" in ''|'#'*) continue ;; esac
         export "$key=${!key:-$value}"
+        PINS="$PINS $key=${!key}"
     done < "$(dirname "$0")/kernel_pins.env"
 fi
 
@@ -54,7 +56,7 @@ fi
 mkdir -p "$OUT"
 {
     echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse HEAD 2>/dev/null || echo unknown)"
-    echo "ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-} ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-} MKL_CBWR=${MKL_CBWR:-}"
+    echo "kernel pins:${PINS:- none (not x86-64)}"
     python -c "import platform, torch; print(platform.processor() or platform.machine(), 'torch', torch.__version__, \
 torch.backends.cpu.get_cpu_capability())" || true
     grep -m1 "model name" /proc/cpuinfo 2>/dev/null || true
