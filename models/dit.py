@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.prope import PRoPETransforms, full_precision, prepare_prope, rigid_inverse
-from models.sampling import SCHEDULE_ROOTS
+from models.sampling import SCHEDULE_ROOTS, signal_noise_at
 
 NUM_VIEWS = 3  # target, anchor, reference -- in this order along the width
 REFERENCE = 2  # index of the reference view
@@ -599,7 +599,7 @@ class WorldFMDiT(nn.Module):
         if not self.config.v_from_eps:
             return out
         c = z_t.shape[1]
-        signal, sigma = self.schedule_roots[:, t.long()].to(out.dtype).reshape(2, -1, 1, 1, 1)
+        signal, sigma = signal_noise_at(t.long(), out, self.schedule_roots)
         v = (out[:, :c] - sigma * z_t) / signal
         return torch.cat([v, out[:, c:]], dim=1)
 

@@ -66,11 +66,14 @@ def signal_noise(t: int) -> tuple[float, float]:
     return float(SCHEDULE_ROOTS[0, t]), float(SCHEDULE_ROOTS[1, t])
 
 
-def signal_noise_at(t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def signal_noise_at(t: torch.Tensor, like: torch.Tensor,
+                    roots: torch.Tensor = SCHEDULE_ROOTS) -> tuple[torch.Tensor, torch.Tensor]:
     """``sqrt(abar_t)`` and ``sqrt(1 - abar_t)`` at timesteps ``t`` (B,) long, each (B, 1, ...)
-    to broadcast against ``like`` (B, ...), in its dtype and on its device."""
-    roots = SCHEDULE_ROOTS.to(like.device)[:, t].to(like.dtype).reshape(2, -1, *([1] * (like.dim() - 1)))
-    return roots[0], roots[1]
+    to broadcast against ``like`` (B, ...), in its dtype and on its device. ``roots``: the (2, T)
+    table, :data:`SCHEDULE_ROOTS` or a module's copy of it (a buffer on its device, which an ONNX
+    export bakes into the graph)."""
+    picked = roots.to(like.device)[:, t].to(like.dtype).reshape(2, -1, *([1] * (like.dim() - 1)))
+    return picked[0], picked[1]
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
