@@ -4,15 +4,16 @@
 over every pixel (docs/anchor.md, "What limits the eager shading"): 2.9-3.4x the point splat
 per frame on 2 cores, 1.07-1.21x at 256x256 and 1.35-1.47x at 512x512 with this loop
 (``python bench/bench_anchor.py --styles-only``, 2026-12-04, docs/anchor.md). This module runs
-the same arithmetic pixel by pixel in one compiled loop: a pixel's look-ups stay in registers, pixels that nothing covers stop at once, the winning
-point's own view and the colour pyramid are read only where they count. numba compiles it to machine code with
-LLVM (no C compiler needed) and caches the result on disk (``cache=True``: ``__pycache__`` beside
-this file, or numba's per-user cache where that is read-only), so only a machine's first process
-pays the compile (a few seconds); later processes load it in a fraction of a second.
+the same arithmetic pixel by pixel in one compiled loop: a pixel's look-ups stay in registers,
+pixels that nothing covers stop at once, the winning point's own view and the colour pyramid
+are read only where they count. numba compiles it to machine code with LLVM (no C compiler
+needed) and caches the result on disk (``cache=True``: ``__pycache__`` beside this file, or
+numba's per-user cache where that is read-only), so only a machine's first process pays the
+compile (a few seconds); later processes load it in a fraction of a second.
 
 It releases the GIL (``nogil=True``), so the server's other threads keep running, and large
 frames are shared over :func:`models.anchor.mesh.shading_threads` threads, the calling thread and a
-pool's, in interleaved blocks of rows.
+pool's, in interleaved blocks of ``_BLOCK_PIXELS`` pixels.
 Division follows IEEE rules (``error_model="numpy"``: x / 0 is inf or NaN, as in torch, with no Python
 ``ZeroDivisionError`` check per division, which cost a third of the loop).
 
@@ -248,7 +249,7 @@ def fused_shade(keys: torch.Tensor, centre_u: torch.Tensor, centre_v: torch.Tens
     if threads < 2:
         _shade_blocks(0, 1, n, n, *args)
     else:
-        # Each thread shades every threads-th block of rows: two halves of a frame differ in work by
+        # Each thread shades every threads-th block of pixels: two halves of a frame differ in work by
         # 20-33 % outdoors (sky above, ground below: the slower half sets the frame's time), by 4 %
         # in the bench's rooms.
         # This thread shades its own blocks while pool threads shade the others. Handing every
