@@ -52,10 +52,11 @@ import numpy as np
 import torch
 
 from models.anchor import AnchorScene, build_scene, fill_holes, select_reference
+from models.anchor.holes import THIN_HOLE_RADIUS, wide_holes
 from models.anchor.cloud import unproject_depth
 from models.anchor.styles import STYLES, prepare_anchor
 from models.cameras import project, scale_K
-from models.fill_guard import FillGuard, measure_fill_guard
+from models.fill_guard import FillGuard, RenderBoth, guarded_frame, measure_fill_guard
 from models.metrics import psnr, ssim
 from models.scene import Camera, Frame, Scene
 
@@ -99,29 +100,6 @@ class Target:
     anchor_rgb: np.ndarray  # uint8 (H, W, 3), black where empty
     anchor_mask: np.ndarray  # bool (H, W)
     kept: Sequence[Frame] = ()  # the scene's views outside the window: all a server would hold (the fill guard's)
-
-
-THIN_HOLE_RADIUS = 4  # pixels: a hole no point of which lies farther from the covered pixels is thin
-
-
-def wide_holes(mask: np.ndarray) -> np.ndarray:
-    """bool (H, W): the empty pixels (``mask`` False) of holes that are wide, i.e. some pixel of
-    the hole (8-connected) lies more than ``THIN_HOLE_RADIUS`` px from every covered pixel.
-
-    Why: a thin hole (a sliver between surfaces, a crack) is bridged by a classical fill from
-    both sides, while a wide one (a disocclusion, the sky) needs content the anchor does not
-    have; a generator's score on the two tells different stories."""
-    import cv2
-
-    empty = (~np.asarray(mask, bool)).astype(np.uint8)
-    if not empty.any() or empty.all():  # no hole, or nothing covered to measure from
-        return empty.astype(bool)
-    count, labels = cv2.connectedComponents(empty, connectivity=8)
-    distance = cv2.distanceTransform(empty, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    widest = np.zeros(count, np.float32)
-    np.maximum.at(widest, labels.reshape(-1), distance.reshape(-1))
-    widest[0] = 0.0  # label 0: the covered pixels
-    return widest[labels] > THIN_HOLE_RADIUS
 
 
 def held_out_windows(scene: Scene, window: int = 4, stride: int = 1) -> list[tuple[int, AnchorScene, list[Frame]]]:
@@ -337,19 +315,20 @@ def target_inputs(runner: OnnxRunner, t: Target, filled: np.ndarray) -> dict[str
 
 
 def runner_frames(runner: OnnxRunner, anchor_style: str | None = None,
-                  seed: int = 0) -> Callable[[AnchorScene, list[Frame]], list[tuple[np.ndarray, np.ndarray]]]:
+                  seed: int = 0) -> RenderBoth:
     """:func:`models.fill_guard.measure_fill_guard`'s frame source for ``runner``: per target, the
-    1-step frame (noise from ``seed``, drawn afresh per call) and anchor + hole filling."""
+    1-step frame (noise from ``seed``, drawn afresh per call), anchor + hole filling and the
+    pixels the anchor covers."""
     c, h, w = runner.manifest["latent_shape"]
 
-    def render_both(anchor: AnchorScene, frames: list[Frame]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def render_both(anchor: AnchorScene, frames: list[Frame]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         rng = np.random.default_rng(seed)
         out = []
         for t in window_targets("", 0, anchor, frames, anchor_style):
             noise = rng.standard_normal((1, 1, c, h, w), dtype=np.float32)
             filled = fill_holes(torch.from_numpy(t.anchor_rgb), torch.from_numpy(t.anchor_mask)).numpy()
             latent = runner.generate(1, noise, target_inputs(runner, t, filled))
-            out.append((runner.decode(latent, filled, t.anchor_mask), filled))
+            out.append((runner.decode(latent, filled, t.anchor_mask), filled, t.anchor_mask))
         return out
 
     return render_both
@@ -387,7 +366,10 @@ class EvalResult:
     targets: int = 0
     scenes: int = 0
     wide_hole_share: float = math.nan
-    fill_guard: dict[str, list[float | None]] = field(default_factory=dict)  # scene -> guard gain (dB) per window
+    # scene -> per window, the model's gain over the fill (dB) on the views the guard left out, and
+    # the model's weight in the frames it served (None: too few views to measure; the model served)
+    fill_guard: dict[str, list[float | None]] = field(default_factory=dict)
+    fill_guard_weights: dict[str, list[float | None]] = field(default_factory=dict)
 
     def markdown(self) -> str:
         lines = ["| method | PSNR (dB) | SSIM | holes PSNR (dB) | consistency (x GT) |", "|---|---:|---:|---:|---:|"]
@@ -400,7 +382,7 @@ class EvalResult:
     def to_json(self) -> dict:
         return {"rows": self.rows, "consistency": self.consistency, "per_scene": self.per_scene,
                 "targets": self.targets, "scenes": self.scenes, "wide_hole_share": self.wide_hole_share,
-                "fill_guard": self.fill_guard}
+                "fill_guard": self.fill_guard, "fill_guard_weights": self.fill_guard_weights}
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -435,11 +417,13 @@ def side_by_side(sets: Mapping[str, EvalResult]) -> str:
                 lines.append(f"  {label} minus anchor + hole filling, per scene (dB): "
                              + ", ".join(f"{scene} {v:+.2f}" for scene, v in margins.items())
                              + f"; below it on {sum(v < 0 for v in margins.values())} of {len(margins)}.")
-        if r.fill_guard:  # windows whose guard chose the model (a measured gain above 0), per scene
-            chose = {scene: sum(g is not None and g > 0 for g in gains) for scene, gains in r.fill_guard.items()}
-            lines.append(f"  fill guard: the model in {sum(chose.values())} of "
-                         f"{sum(map(len, r.fill_guard.values()))} windows ("
-                         + ", ".join(f"{scene} {n}/{len(r.fill_guard[scene])}" for scene, n in chose.items()) + ").")
+        if r.fill_guard_weights:  # windows whose guard served the model (alone or mixed), per scene
+            weights = r.fill_guard_weights
+            chose = {scene: sum(w is None or w > 0 for w in ws) for scene, ws in weights.items()}
+            mixed = sum(w is not None and 0 < w < 1 for ws in weights.values() for w in ws)
+            lines.append(f"  fill guard: the model in {sum(chose.values())} of {sum(map(len, weights.values()))} "
+                         "windows (" + ", ".join(f"{scene} {n}/{len(weights[scene])}" for scene, n in chose.items())
+                         + f"), mixed with the fill in {mixed} of them.")
         gen, fill = r.rows.get(GENERATOR_ROW), r.rows.get(FILL_ROW)
         if gen and fill and "wide_holes_psnr" in gen:
             lines.append(f"  holes by width, 1 step vs anchor + hole filling (dB): thin "
@@ -525,7 +509,8 @@ def evaluate(
             if key not in guards:
                 guards[key] = measure_fill_guard(t.kept, render_both)
             guard = guards[key]
-            out[GUARD_ROW] = out[GENERATOR_ROW] if guard is None or guard.use_model else filled
+            out[GUARD_ROW] = (out[GENERATOR_ROW] if guard is None
+                              else guarded_frame(out[GENERATOR_ROW], filled, t.anchor_mask, guard.weight))
         if 1 in runner.steps:
             for name, ablate in ABLATIONS.items():
                 out[name] = decode(runner.generate(1, noise[:, :1], ablate(x)), blank=name == "1 step, no anchor")
@@ -549,6 +534,7 @@ def evaluate(
     result = EvalResult(targets=len(targets), scenes=len(scenes))
     for (scene, _), guard in guards.items():
         result.fill_guard.setdefault(scene, []).append(None if guard is None else guard.gain_db)
+        result.fill_guard_weights.setdefault(scene, []).append(None if guard is None else guard.weight)
     for name, values in scores.items():
         arr = np.array(values)
         finite = arr[np.isfinite(arr[:, 0])]

@@ -26,7 +26,7 @@ from models.anchor.cloud import DEFAULT_MAX_POINTS
 from models.anchor.mesh import keep_shading_threads
 from models.anchor.styles import DEFAULT_STYLE, get_style, prepare_anchor
 from models.cameras import scale_K
-from models.fill_guard import measure_fill_guard
+from models.fill_guard import guarded_frame, measure_fill_guard
 from models.scene import Frame
 from python_bridge.scenes import BuiltScene
 
@@ -88,9 +88,10 @@ class RenderResult:
     mode: str
     timings: dict[str, float] = field(default_factory=dict)
     anchor: np.ndarray | None = None  # the anchor rendering (H, W, 3), for strips and debugging
-    # anchor + hole filling (H, W, 3) where the frame's path made it at the frame's size: the fill
-    # guard compares the two without rendering the anchor again
+    # anchor + hole filling (H, W, 3) and the pixels the anchor covers (H, W) where the frame's path
+    # made them at the frame's size: the fill guard compares the two without rendering the anchor again
     filled: np.ndarray | None = None
+    covered: np.ndarray | None = None
 
 
 class _Stopwatch:
@@ -201,14 +202,16 @@ class FramePipeline:
         guard = scene.fill_guard
         if self.engine is None or (guard is not None and not guard.use_model):
             return self._fill_frame(scene, K, c2w, size, clock)
-        return self._generate(scene, K, c2w, size, self.steps if steps is None else steps, seed, clock)
+        return self._generate(scene, K, c2w, size, self.steps if steps is None else steps, seed, clock,
+                              model_weight=None if guard is None else guard.weight)
 
     def measure_fill_guard(self, scene: BuiltScene, before_window: Callable[[], None] | None = None) -> None:
         """Measure ``scene``'s fill guard (:mod:`models.fill_guard`): leave each run of a few of its
         views out of a cloud in turn, render them with the model and as anchor + hole filling, and
-        from then on serve whichever came closer to the views (part of the offline stage, like
-        :meth:`build`, or between frames; nothing without a model). ``before_window`` runs before
-        each window and may wait, or raise to abandon the measurement (the model keeps serving).
+        from then on serve whichever, or whichever mix of the two, came closer to the views (part
+        of the offline stage, like :meth:`build`, or between frames; nothing without a model).
+        ``before_window`` runs before each window and may wait, or raise to abandon the
+        measurement (the model keeps serving).
 
         The model's frames are made with its fewest steps (1 for demo-256), whatever this
         pipeline's default: every command that measures the guard on the same views (a server,
@@ -217,7 +220,7 @@ class FramePipeline:
             return
         steps = min(self.engine.steps)
 
-        def render_both(anchor, targets: list[Frame]) -> list[tuple[np.ndarray, np.ndarray]]:
+        def render_both(anchor, targets: list[Frame]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
             part = BuiltScene(anchor=anchor, cloud=prepare_anchor(anchor, self.anchor_style, "cpu", compiled=True,
                                                                   splat_radius=self.splat_radius),
                               candidates=list(anchor.frames), points=len(anchor.cloud), build_ms=0.0)
@@ -226,9 +229,8 @@ class FramePipeline:
                 cam = t.camera
                 size = (cam.width, cam.height)
                 model = self._generate(part, cam.K, cam.c2w, size, steps, seed, _Stopwatch())
-                fill = model.filled if model.filled is not None else \
-                    self._fill_frame(part, cam.K, cam.c2w, size, _Stopwatch()).rgb
-                out.append((model.rgb, fill))
+                fill = model if model.filled is not None else self._fill_frame(part, cam.K, cam.c2w, size, _Stopwatch())
+                out.append((model.rgb, fill.filled, fill.covered))
             return out
 
         start = time.perf_counter()
@@ -253,9 +255,14 @@ class FramePipeline:
         clock.lap("reference_ms")
         out = _filled(anchor)
         clock.lap("fill_ms")
-        return RenderResult(out, K, c2w, index, "anchor", clock.timings, anchor=anchor.rgb.numpy(), filled=out)
+        return RenderResult(out, K, c2w, index, "anchor", clock.timings, anchor=anchor.rgb.numpy(), filled=out,
+                            covered=anchor.mask.numpy())
 
-    def _generate(self, scene: BuiltScene, K, c2w, size, steps, seed, clock: _Stopwatch) -> RenderResult:
+    def _generate(self, scene: BuiltScene, K, c2w, size, steps, seed, clock: _Stopwatch,
+                  model_weight: float | None = None) -> RenderResult:
+        """The model's frame; with ``model_weight`` (the scene's fill guard decided), its holes as
+        the guard serves them (:func:`models.fill_guard.guarded_frame`), at the model's size as the
+        guard measured them."""
         engine = self.engine
         if steps not in engine.steps:
             raise ValueError(f"this model has {list(engine.steps)}-step generators; {steps} steps was asked")
@@ -285,12 +292,17 @@ class FramePipeline:
         else:
             rgb = engine.decode(latent)
         clock.lap("decode_ms")
+        if model_weight is not None:
+            filled = _filled(anchor) if filled is None else filled
+            rgb = guarded_frame(rgb, filled, mask, model_weight)
+            clock.lap("mix_ms")
         if (w, h) != tuple(size):
             rgb = _resize(rgb, size)
             anchor_rgb = _resize(anchor_rgb, size)
-            filled = None  # anchor + hole filling at the frame's size is not a resize of this one
+            filled = mask = None  # anchor + hole filling at the frame's size is not a resize of this one
             clock.lap("resize_ms")
-        return RenderResult(rgb, K, c2w, index, "model", clock.timings, anchor=anchor_rgb, filled=filled)
+        return RenderResult(rgb, K, c2w, index, "model", clock.timings, anchor=anchor_rgb, filled=filled,
+                            covered=mask if filled is not None else None)
 
 
 def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

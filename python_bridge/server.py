@@ -119,7 +119,7 @@ def guard_decision(guard: Any) -> dict:
     the measurement gave no decision (too few views, or a failure the log names)."""
     if guard is None:
         return {"state": "unmeasured"}
-    return {"state": "decided", "serves": "model" if guard.use_model else "anchor",
+    return {"state": "decided", "serves": "model" if guard.use_model else "anchor", "model_weight": guard.weight,
             "model_psnr": round(guard.model_psnr, 2), "fill_psnr": round(guard.fill_psnr, 2),
             "targets": guard.targets}
 

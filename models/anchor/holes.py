@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from models.anchor.cloud import AnchorInputError
 
-__all__ = ["fill_holes", "METHODS"]
+__all__ = ["fill_holes", "METHODS", "THIN_HOLE_RADIUS", "wide_holes"]
 
 METHODS = ("push_pull", "telea")
 TELEA_RADIUS = 3  # pixels considered around each filled pixel
@@ -88,3 +88,27 @@ def fill_holes(rgb: torch.Tensor, mask: torch.Tensor, method: str = "push_pull")
     filled = _push_pull(batch, weight).round_().clamp_(0, 255).to(torch.uint8)
     filled = filled.permute(0, 2, 3, 1).reshape(rgb.shape)
     return torch.where(mask[..., None], rgb, filled)
+
+
+THIN_HOLE_RADIUS = 4  # pixels: a hole no point of which lies farther from the covered pixels is thin
+
+
+def wide_holes(mask: np.ndarray) -> np.ndarray:
+    """bool (H, W): the empty pixels (``mask`` False) of holes that are wide, i.e. some pixel of
+    the hole (8-connected) lies more than ``THIN_HOLE_RADIUS`` px from every covered pixel.
+
+    Why: a thin hole (a sliver between surfaces, a crack) is bridged by a classical fill from
+    both sides, while a wide one (a disocclusion, the sky) needs content the anchor does not
+    have; a generator's score on the two tells different stories (`worldfm eval`), and the fill
+    guard serves the fill in the thin ones (:func:`models.fill_guard.guarded_frame`)."""
+    import cv2
+
+    empty = (~np.asarray(mask, bool)).astype(np.uint8)
+    if not empty.any() or empty.all():  # no hole, or nothing covered to measure from
+        return empty.astype(bool)
+    count, labels = cv2.connectedComponents(empty, connectivity=8)
+    distance = cv2.distanceTransform(empty, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    widest = np.zeros(count, np.float32)
+    np.maximum.at(widest, labels.reshape(-1), distance.reshape(-1))
+    widest[0] = 0.0  # label 0: the covered pixels
+    return widest[labels] > THIN_HOLE_RADIUS

@@ -110,6 +110,7 @@ def test_the_fill_guard_row_serves_what_the_guard_chose(export_dir):
     result = evaluate(OnnxRunner(export_dir), scenes, stride=2, progress=False)
     gains = result.fill_guard[scenes[0].name]
     assert len(gains) == 3 and all(g is not None and g < 0 for g in gains), gains
+    assert result.fill_guard_weights[scenes[0].name] == [0.0] * 3
     assert result.rows[GUARD_ROW] == result.rows[FILL_ROW]
     assert result.rows[GENERATOR_ROW]["psnr"] < result.rows[FILL_ROW]["psnr"]
     assert evaluate(OnnxRunner(export_dir), scenes, stride=2, progress=False, fill_guard=False).fill_guard == {}
@@ -143,7 +144,7 @@ def _slow_wide_holes(mask: np.ndarray, radius: float) -> np.ndarray:
 
 
 def test_wide_holes_split_slivers_from_disocclusions():
-    from models.evaluate import THIN_HOLE_RADIUS, wide_holes
+    from models.anchor.holes import THIN_HOLE_RADIUS, wide_holes
 
     rng = np.random.default_rng(3)
     for trial in range(6):

@@ -98,7 +98,8 @@ def test_the_fill_guard_chooses_the_frames(model_pipeline):
     tiny model loses to the fill, and from then on the frames are the fallback's bytes."""
     from dataclasses import replace
 
-    from models.fill_guard import FillGuard
+    from models.cameras import scale_K
+    from models.fill_guard import FillGuard, guarded_frame
 
     views = make_views(8, width=32, height=24)  # two windows of 4 to leave out, 4 views to build from
     scene = model_pipeline.build(views)
@@ -112,8 +113,19 @@ def test_the_fill_guard_chooses_the_frames(model_pipeline):
     fallback = FramePipeline(None, anchor_style=model_pipeline.anchor_style).render(scene, cam.c2w, cam.K, size)
     assert guarded.mode == "anchor"
     np.testing.assert_array_equal(guarded.rgb, fallback.rgb)
-    scene.fill_guard = FillGuard(30.0, 20.0, 4)  # had the model won, its frames would stay
-    np.testing.assert_array_equal(model_pipeline.render(scene, cam.c2w, cam.K, size, seed=3).rgb, model.rgb)
+    # had the model won, or an even mix, the frames would be the model's with the holes as the guard
+    # serves them, made at the model's size (32x32)
+    square = (32, 32), scale_K(cam.K, size, (32, 32))
+    scene.fill_guard = None
+    alone = model_pipeline.render(scene, cam.c2w, square[1], square[0], seed=3)
+    filled = FramePipeline(None, anchor_style=model_pipeline.anchor_style).render(scene, cam.c2w, square[1], square[0])
+    for guard in (FillGuard(30.0, 20.0, 4), FillGuard(30.0, 20.0, 4, (25.0, 31.0, 29.0))):
+        scene.fill_guard = guard
+        served = model_pipeline.render(scene, cam.c2w, square[1], square[0], seed=3)
+        assert served.mode == "model" and "mix_ms" in served.timings
+        np.testing.assert_array_equal(served.rgb, guarded_frame(alone.rgb, filled.rgb, filled.covered, guard.weight))
+    assert not np.array_equal(served.rgb, alone.rgb)
+    scene.fill_guard = FillGuard(30.0, 20.0, 4)
     FramePipeline(None).measure_fill_guard(scene)  # nothing to guard without a model
     assert scene.fill_guard == FillGuard(30.0, 20.0, 4)
     # a scene whose windows leave views that build no cloud: logged, and the model keeps serving

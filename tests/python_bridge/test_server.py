@@ -284,8 +284,8 @@ def test_anchor_kernels_compile_once_frames_pause(make_server, monkeypatch):
     assert len(compiled) == 1 and compiled[0] - sent >= 1.0
 
 
-DECIDED = {"state": "decided", "serves": "anchor", "model_psnr": GUARD.model_psnr, "fill_psnr": GUARD.fill_psnr,
-           "targets": GUARD.targets}
+DECIDED = {"state": "decided", "serves": "anchor", "model_weight": 0.0, "model_psnr": GUARD.model_psnr,
+           "fill_psnr": GUARD.fill_psnr, "targets": GUARD.targets}
 
 
 def test_the_fill_guard_is_measured_with_the_build_when_asked(make_server):
