@@ -2,8 +2,8 @@
 the holes -- whichever came closest to the scene's own views.
 
 Why: a frame model trained on a few scene families can fill a cloud's holes worse than
-push-pull does on a family it never saw. Measured on the demo model (`worldfm eval`, the
-card's out-of-family set): 1 step is 0.07-0.48 dB below anchor + hole filling on the four
+push-pull does on a family it never saw. Measured on the demo model of 2026-12-03 (`worldfm eval`,
+the card's out-of-family set): 1 step is 0.07-0.48 dB below anchor + hole filling on the four
 hall scenes, and there even the ground truth's own latent through the same decoders is below
 the fill, so no better generator would fix it; on the other four scenes it gains 0.10 to 11 dB.
 Which kind a scene is can be measured before any frame is asked for: the server holds posed
@@ -20,7 +20,8 @@ Why mixes too (:data:`MIX_WEIGHTS`, :func:`guarded_frame`): a choice between the
 only as good as the held-out views' prediction of the frames to come, and that prediction
 failed where it mattered. On the card's out-of-family set (docs/model.md, "Fill guard") a
 retrained generator gained +0.8 to +1.7 dB on the views one scene left out, then lost 2.5 and
-4.9 dB on single targets of that scene; choosing "model" left the scene 0.35 dB below the fill.
+4.9 dB on average on the two targets of two of its windows (one draw of the noise); choosing
+"model" left the scene 0.35 dB below the fill.
 The model's and the fill's errors in a hole are far from identical, so a weighted mean has a
 smaller squared error than either unless one is much the better -- a shrinkage of the invented
 content toward its smooth surroundings that bounds the loss on the frames where the model
@@ -123,9 +124,9 @@ def guarded_frame(model: np.ndarray, fill: np.ndarray, covered: np.ndarray, weig
 
     Why the thin holes from the fill: a sliver is bridged from both sides by push-pull, and
     every generator measured does worse there, out of family and in it (`worldfm eval`'s holes
-    by width: the release 21.43 against 21.68 dB and 24.98 against 25.04, the pinned retraining
-    22.79 against 23.00 and 25.99 against 26.03); on a retraining's scene with few holes a
-    crack badly filled cost one target 1.3 dB."""
+    by width: the release of 2026-12-03 21.43 against 21.68 dB and 24.98 against 25.04, the
+    pinned lineage 22.79 against 23.00 and 25.99 against 26.03); on a scene of that lineage with
+    few holes, badly filled cracks cost one window's targets 1.3 dB."""
     if weight <= 0.0:
         return fill
     thin = ~np.asarray(covered, bool) & ~wide_holes(covered)
