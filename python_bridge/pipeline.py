@@ -261,8 +261,9 @@ class FramePipeline:
     def _generate(self, scene: BuiltScene, K, c2w, size, steps, seed, clock: _Stopwatch,
                   model_weight: float | None = None) -> RenderResult:
         """The model's frame; with ``model_weight`` (the scene's fill guard decided), its holes as
-        the guard serves them (:func:`models.fill_guard.guarded_frame`), at the model's size as the
-        guard measured them."""
+        the guard serves them (:func:`models.fill_guard.guarded_frame`), mixed at the model's size
+        before any resize (the guard measured them at its views' size, the same for views made
+        at the model's size)."""
         engine = self.engine
         if steps not in engine.steps:
             raise ValueError(f"this model has {list(engine.steps)}-step generators; {steps} steps was asked")
