@@ -129,7 +129,16 @@ def guarded_frame(model: np.ndarray, fill: np.ndarray, covered: np.ndarray, weig
     few holes, badly filled cracks cost one window's targets 1.3 dB."""
     if weight <= 0.0:
         return fill
-    thin = ~np.asarray(covered, bool) & ~wide_holes(covered)
+    return _mixed(model, fill, _thin_holes(covered), weight)
+
+
+def _thin_holes(covered: np.ndarray) -> np.ndarray:
+    """bool (H, W): the empty pixels of ``covered`` outside its wide holes."""
+    return ~np.asarray(covered, bool) & ~wide_holes(covered)
+
+
+def _mixed(model: np.ndarray, fill: np.ndarray, thin: np.ndarray, weight: float) -> np.ndarray:
+    """:func:`guarded_frame` above weight 0, its ``thin`` holes found once by the caller."""
     if weight >= 1.0 and not thin.any():
         return model
     mixed = fill.astype(np.float32) + np.float32(min(weight, 1.0)) * (model.astype(np.float32) - fill)
@@ -182,10 +191,10 @@ def measure_fill_guard(
             rendered = render_both(build_scene(kept), targets)
             for target, (ours, classical, covered) in zip(targets, rendered, strict=True):
                 truth = target.rgb.astype(np.float64)
-                model.append(min(psnr(guarded_frame(ours, classical, covered, 1.0), truth), EXACT_DB))
+                thin = _thin_holes(covered)  # once per target, for the model's frame and every mix
+                model.append(min(psnr(_mixed(ours, classical, thin, 1.0), truth), EXACT_DB))
                 fill.append(min(psnr(classical, truth), EXACT_DB))
-                mixed.append([min(psnr(guarded_frame(ours, classical, covered, w), truth), EXACT_DB)
-                              for w in MIX_WEIGHTS])
+                mixed.append([min(psnr(_mixed(ours, classical, thin, w), truth), EXACT_DB) for w in MIX_WEIGHTS])
     if not model:
         return None
     served = np.column_stack([mixed, model])  # per target, the frames of MIX_WEIGHTS then the model's
